@@ -1,0 +1,51 @@
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from wevoip.store.database import Database
+from wevoip.store.errors import Invalid, StoreError
+
+
+@pytest_twisted.ensureDeferred
+async def test_closing_lets_work_in_flight_finish_and_refuses_new_work(dsn):
+    database = Database(reactor, dsn, size=2)
+    await database.connect()
+    await database.transact(lambda tx: tx.execute("create table t (x int)"))
+
+    async def slow(tx):
+        await tx.execute("select pg_sleep(0.5)")
+        await tx.execute("insert into t values (1)")
+        return "finished"
+    in_flight = defer.Deferred.fromCoroutine(database.transact(slow))
+    closing = defer.Deferred.fromCoroutine(database.close())
+    assert not closing.called
+    with pytest.raises(StoreError, match="not running"):
+        await database.transact(lambda tx: tx.fetch("select 1"))
+    assert await in_flight == "finished"
+    await closing
+
+    again = Database(reactor, dsn, size=1)
+    await again.connect()
+    try:
+        assert await again.fetch("select x from t") == [{"x": 1}]
+    finally:
+        await again.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_exception_rolls_the_whole_transaction_back(database):
+    await database.transact(lambda tx: tx.execute("create table t (x int)"))
+
+    async def half(tx):
+        await tx.execute("insert into t values (1)")
+        raise Invalid("x", "changed my mind")
+    with pytest.raises(Invalid):
+        await database.transact(half)
+    assert await database.fetch("select * from t") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_dsn_is_a_clear_error():
+    database = Database(reactor, "host=/nonexistent dbname=nothing user=nobody", size=1)
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+        await database.connect()

@@ -1,0 +1,93 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from wevoip.config import ConfigError, Listen, documented_keys, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "etc" / "wevoip.toml"
+
+
+def error_for(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, Path("/srv/wevoip/etc"))
+    return caught.value
+
+
+def test_the_sample_file_holds_every_key_and_loads():
+    sample = SAMPLE.read_text()
+    sections = re.findall(r"^\[(\w+)\]", sample, re.M)
+    assert sections == list(documented_keys())
+    for section, keys in documented_keys().items():
+        body = sample.split(f"[{section}]", 1)[1].split("\n[", 1)[0]
+        written = re.findall(r"^(\w+) =", body, re.M)
+        assert written == list(keys), section
+    config = load_config(SAMPLE)
+    assert config.node.data_dir == (ROOT / "var").resolve()
+    assert config.sip.udp == (Listen("0.0.0.0", 5060),)
+    assert config.manhole.authorized_keys == ROOT / "etc" / "manhole_authorized_keys"
+
+
+def test_an_empty_file_gives_safe_defaults():
+    config = parse_config("", Path("/srv/wevoip/etc"))
+    assert config.web.http == (Listen("127.0.0.1", 8080),)
+    assert config.manhole.listen == Listen("127.0.0.1", 2222)
+    assert config.manhole.authorized_keys is None
+    assert config.store.dsn == ""
+    assert config.node.data_dir == Path("/srv/wevoip/etc/var")
+
+
+def test_relative_paths_are_taken_from_the_files_folder():
+    config = parse_config('[node]\ndata_dir = "../state"\n', Path("/srv/wevoip/etc"))
+    assert config.node.data_dir == Path("/srv/wevoip/state")
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[sip]\nudpp = []\n", "sip.udpp", "unknown key"),
+    ("[sipp]\n", "sipp", "unknown section"),
+    ("[store]\npool_size = '4'\n", "store.pool_size", "expected an integer"),
+    ("[store]\npool_size = 0\n", "store.pool_size", "out of range"),
+    ("[store]\npool_size = true\n", "store.pool_size", "expected an integer"),
+    ("[web]\nhttp = '127.0.0.1:80'\n", "web.http", "expected an array"),
+    ("[web]\nhttp = ['127.0.0.1:70000']\n", "web.http[0]", "out of range"),
+    ("[web]\nhttp = ['localhost:80']\n", "web.http[0]", "not 'address:port'"),
+    ("[web]\nhttp = ['::1:80']\n", "web.http[0]", "not 'address:port'"),
+    ("[sip]\nudp = ['0.0.0.0:5060', '[::1]:5060', '300.1.1.1:5060']\n", "sip.udp[2]", "not an IP address"),
+    ("[sip]\ntcp = ['0.0.0.0:5060', '0.0.0.0:5060']\n", "sip.tcp", "twice"),
+    ("[sip]\ntcp = ['127.0.0.1:8080']\n", "web.http", "also used by sip.tcp"),
+    ("[media]\nrtp_port_min = 20001\n", "media.rtp_port_min", "even"),
+    ("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n", "media.rtp_port_max", "above"),
+    ("[media]\nrtp_address = 'any'\n", "media.rtp_address", "not an IP address"),
+    ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
+    ("[node]\nname = 'my node'\n", "node.name", "not a name"),
+    ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
+    ("[node\n", "(file)", "not valid TOML"),
+    ("node = 3\n", "node", "expected a table"),
+])
+def test_bad_values_stop_with_the_key_named(text, key, words):
+    error = error_for(text)
+    assert error.key == key
+    assert words in str(error)
+    assert str(error).startswith(key + ":")
+
+
+def test_ipv6_listeners_are_accepted():
+    config = parse_config("[sip]\nudp = ['[::1]:5060', '[::]:0']\n", Path("/"))
+    assert [str(listen) for listen in config.sip.udp] == ["[::1]:5060", "[::]:0"]
+    assert config.sip.udp[0].is_ipv6
+
+
+def test_command_line_overrides_win(tmp_path):
+    path = tmp_path / "wevoip.toml"
+    path.write_text("[store]\ndsn = 'host=/a dbname=x'\n")
+    config = load_config(path).with_overrides(dsn="postgresql:///other", data_dir=str(tmp_path / "d"))
+    assert config.store.dsn == "postgresql:///other"
+    assert config.node.data_dir == tmp_path / "d"
+    with pytest.raises(ConfigError, match="--dsn"):
+        load_config(path).with_overrides(dsn="nonsense")
+
+
+def test_an_unreadable_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="--config: cannot read"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,1 @@
+"""WeVoIP: a multi-ISP, multi-tenant cloud PBX and softswitch on Twisted."""

@@ -1,0 +1,262 @@
+"""
+The one configuration file, its schema and its checks.
+
+Every key the file may hold is a field of a section dataclass below, with a default that is
+safe and a check that turns a bad value into a `ConfigError` naming the key. Start-up stops
+on the first such error, so a typo never runs a half-configured switch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown, of the wrong type or impossible."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Listen:
+    """An address to bind: an IP literal (v4 or v6) and a port; port 0 lets the OS choose."""
+
+    host: str
+    port: int
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
+
+
+Check = Callable[[str, Any, Path], Any]
+
+
+def _key(default: Any, check: Check, doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", str: "a string", list: "an array",
+            float: "a number", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _string(key: str, value: Any, base: Path) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _name(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
+        raise ConfigError(key, f"{value!r} is not a name (letters, digits, '.', '_', '-')")
+    return value
+
+
+def _path(key: str, value: Any, base: Path) -> Path:
+    value = _string(key, value, base)
+    if not value:
+        raise ConfigError(key, "must not be empty")
+    return (base / value).resolve()
+
+
+def _optional_path(key: str, value: Any, base: Path) -> Path | None:
+    return _path(key, value, base) if _string(key, value, base) else None
+
+
+def _int_between(low: int, high: int) -> Check:
+    def check(key: str, value: Any, base: Path) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise ConfigError(key, f"{value} is out of range ({low} to {high})")
+        return value
+    return check
+
+
+def _ip(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ConfigError(key, f"{value!r} is not an IP address") from None
+
+
+def parse_listen(key: str, value: Any, base: Path | None = None) -> Listen:
+    text = _string(key, value, Path())
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
+    if not match:
+        raise ConfigError(key, f"{text!r} is not 'address:port' (IPv6 as '[address]:port')")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    host = _ip(key, host, Path())
+    if (":" in host) != bool(match.group(1)):
+        raise ConfigError(key, f"{text!r}: an IPv6 address goes in brackets, IPv4 does not")
+    if port > 65535:
+        raise ConfigError(key, f"port {port} is out of range (0 to 65535)")
+    return Listen(host, port)
+
+
+def _optional_listen(key: str, value: Any, base: Path) -> Listen | None:
+    return parse_listen(key, value) if _string(key, value, base) else None
+
+
+def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of 'address:port' strings, got {_type_name(value)}")
+    result = tuple(parse_listen(f"{key}[{i}]", item) for i, item in enumerate(value))
+    if len(set(result)) != len(result):
+        raise ConfigError(key, "the same address is listed twice")
+    return result
+
+
+def _dsn(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    if value and not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
+        raise ConfigError(key, "expected a libpq connection string or a postgresql:// URI")
+    return value
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = _key("wevoip-1", _name)
+    data_dir: Path = _key(Path("var"), _path)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    dsn: str = _key("", _dsn)
+    pool_size: int = _key(4, _int_between(1, 64))
+    embedded_user: str = _key("wevoip", _name)
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    udp: tuple[Listen, ...] = _key((), _listens)
+    tcp: tuple[Listen, ...] = _key((), _listens)
+    tls: tuple[Listen, ...] = _key((), _listens)
+    ws: tuple[Listen, ...] = _key((), _listens)
+    wss: tuple[Listen, ...] = _key((), _listens)
+    tls_certificate: Path | None = _key(None, _optional_path)
+    tls_private_key: Path | None = _key(None, _optional_path)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    http: tuple[Listen, ...] = _key((Listen("127.0.0.1", 8080),), _listens)
+
+
+@dataclass(frozen=True)
+class ManholeConfig:
+    listen: Listen | None = _key(Listen("127.0.0.1", 2222), _optional_listen)
+    authorized_keys: Path | None = _key(None, _optional_path)
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    rtp_address: str = _key("0.0.0.0", _ip)
+    rtp_port_min: int = _key(20000, _int_between(1024, 65534))
+    rtp_port_max: int = _key(29999, _int_between(1025, 65535))
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    manhole: ManholeConfig = field(default_factory=ManholeConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+
+    def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
+        """Apply the twistd command-line options, which win over the file."""
+        config = self
+        if dsn is not None:
+            config = replace(config, store=replace(config.store, dsn=_dsn("--dsn", dsn, Path())))
+        if data_dir is not None:
+            path = _path("--data-dir", data_dir, Path.cwd())
+            config = replace(config, node=replace(config.node, data_dir=path))
+        return config
+
+
+def _section(name: str, cls: type, table: Any, base: Path) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(name, f"expected a table, got {_type_name(table)}")
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", "unknown key")
+    values = {key: known[key].metadata["check"](f"{name}.{key}", value, base)
+              for key, value in table.items()}
+    return cls(**values)
+
+
+def _check_whole(config: Config) -> None:
+    media = config.media
+    if media.rtp_port_min % 2:
+        raise ConfigError("media.rtp_port_min", "RTP ports start on an even number")
+    if media.rtp_port_max - media.rtp_port_min < 1:
+        raise ConfigError("media.rtp_port_max", "must be above media.rtp_port_min")
+    sip = config.sip
+    if bool(sip.tls_certificate) != bool(sip.tls_private_key):
+        raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",
+                          "the certificate and its private key are set together")
+    stream_ports: dict[tuple[str, int], str] = {}
+    streams = [("sip.tcp", sip.tcp), ("sip.tls", sip.tls), ("sip.ws", sip.ws),
+               ("sip.wss", sip.wss), ("web.http", config.web.http)]
+    if config.manhole.listen:
+        streams.append(("manhole.listen", (config.manhole.listen,)))
+    for key, listens in streams:
+        for listen in listens:
+            where = (listen.host, listen.port)
+            if listen.port and where in stream_ports:
+                raise ConfigError(key, f"{listen} is also used by {stream_ports[where]}")
+            stream_ports[where] = key
+
+
+def parse_config(text: str, base: Path) -> Config:
+    """Check a TOML text; relative paths in it are taken from `base`, the file's folder."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("(file)", f"not valid TOML: {error}") from None
+    sections = {f.name: f.default_factory for f in fields(Config)}
+    values = {}
+    for name, table in document.items():
+        if name not in sections:
+            raise ConfigError(name, "unknown section")
+        values[name] = _section(name, type(sections[name]()), table, base)
+    config = Config(**values)
+    if not config.node.data_dir.is_absolute():
+        config = replace(config, node=replace(config.node, data_dir=(base / config.node.data_dir).resolve()))
+    _check_whole(config)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError("--config", f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("--config", f"{path} is not UTF-8 text") from None
+    return parse_config(text, path.resolve().parent)
+
+
+def documented_keys() -> dict[str, tuple[str, ...]]:
+    """Every section and its keys, so a test can hold the sample file to the schema."""
+    return {f.name: tuple(k.name for k in fields(type(f.default_factory())))
+            for f in fields(Config)}

@@ -1,0 +1,98 @@
+"""
+The node: one ordered tree of services in one reactor.
+
+Children start in the order they are added and stop in the reverse order, each waiting for
+the one before: listeners close first, then the store finishes its queries and shuts the
+database down. Twisted's MultiService would stop them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from wevoip import manhole
+from wevoip.config import Config
+from wevoip.firstrun import ensure_platform_admin
+from wevoip.listeners import Listeners
+from wevoip.netservice import StreamListenService
+from wevoip.store.service import StoreService
+from wevoip.web.health import HealthApp
+from wevoip.web.service import web_service
+
+log = Logger(namespace="wevoip")
+
+
+class WeVoIPService(MultiService):
+    def __init__(self, reactor, config: Config, *, environ: Mapping[str, str] = os.environ,
+                 on_fatal: Callable[[Failure], None] | None = None):
+        super().__init__()
+        self.reactor = reactor
+        self.config = config
+        self.environ = environ
+        self.on_fatal = on_fatal
+        self.listeners = Listeners()
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self.store = StoreService(reactor, config)
+        self.store.setServiceParent(self)
+        health = HealthApp(self.health)
+        web_service(reactor, config.web.http, health.app.resource(), self.listeners).setServiceParent(self)
+        self.namespace = {"node": self, "config": config, "store": self.store,
+                          "listeners": self.listeners, "reactor": reactor}
+        manhole_service = self._manhole()
+        if manhole_service is not None:
+            manhole_service.setServiceParent(self)
+
+    def _manhole(self) -> Service | None:
+        settings = self.config.manhole
+        if settings.listen is None or settings.authorized_keys is None \
+                or not manhole.manhole_enabled(str(settings.authorized_keys)):
+            log.info("manhole disabled: no manhole.listen or no authorized_keys file")
+            return None
+        host_key = manhole.load_or_create_host_key(str(self.config.node.data_dir / "manhole_host_key"))
+        factory = manhole.manhole_factory(self.namespace, str(settings.authorized_keys), host_key)
+        return StreamListenService(self.reactor, "manhole", "ssh", "manhole.listen",
+                                   (settings.listen,), factory, self.listeners)
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startService()
+        started = self.store.when_ready()
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(
+            ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(self._started)
+        started.addErrback(self._fatal)
+
+    def _started(self, _) -> None:
+        log.info("WeVoIP node {name} is ready", name=self.config.node.name)
+        self.ready.callback(None)
+
+    def _fatal(self, failure: Failure) -> None:
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
+        self.ready.errback(failure)
+        self.ready.addErrback(lambda _: None)
+        if self.on_fatal is not None:
+            self.on_fatal(failure)
+
+    def stopService(self):  # noqa: N802 (Twisted's name)
+        Service.stopService(self)
+        return defer.Deferred.fromCoroutine(self._stop_in_reverse())
+
+    async def _stop_in_reverse(self) -> None:
+        for child in reversed(list(self)):
+            if child.running:
+                try:
+                    await defer.maybeDeferred(child.stopService)
+                except Exception:
+                    log.failure("stopping {name} failed", name=child.name)
+        log.info("WeVoIP node {name} stopped", name=self.config.node.name)
+
+    async def health(self) -> dict:
+        store = await self.store.health()
+        return {"status": "ok" if store["status"] == "ok" else "degraded",
+                "node": self.config.node.name, "store": store,
+                "listeners": [bound.as_json() for bound in self.listeners.all()]}

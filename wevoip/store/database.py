@@ -1,0 +1,152 @@
+"""
+The connection pool and the transaction handle every data-access function receives.
+
+Data-access functions are `async def f(tx, ...)`: they never open transactions themselves,
+so a caller can compose several into one atomic unit with `Database.transact`. The pool
+counts the work in flight so that a stopping node finishes what it started before the
+connections close.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Awaitable, Callable, TypeVar
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+from twisted.internet import defer
+from twisted.logger import Logger
+from txpostgres import txpostgres
+
+from wevoip.store.constraints import error_for_constraint
+from wevoip.store.errors import StoreError
+
+log = Logger(namespace="wevoip.store")
+
+# inet and cidr values (gateway source addresses) travel as the ipaddress module's objects;
+# networks are sent typed, so that an array of them is a cidr[] and not a text[].
+psycopg2.extras.register_ipaddress()
+
+
+def _adapt_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network):
+    return psycopg2.extensions.AsIs(f"'{network}'::cidr")
+
+
+for _network in (ipaddress.IPv4Network, ipaddress.IPv6Network):
+    psycopg2.extensions.register_adapter(_network, _adapt_network)
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class Tx:
+    """One open transaction: rows come back as dicts keyed by column name."""
+
+    def __init__(self, cursor: txpostgres.Cursor):
+        self._cursor = cursor
+
+    async def execute(self, sql: str, params: Any = None) -> int:
+        await self._cursor.execute(sql, params)
+        return self._cursor.rowcount
+
+    async def fetch(self, sql: str, params: Any = None) -> list[Row]:
+        await self._cursor.execute(sql, params)
+        return [dict(row) for row in self._cursor.fetchall()]
+
+    async def fetch_one(self, sql: str, params: Any = None) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, params: Any = None) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+
+_SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000"
+
+
+class _Pool(txpostgres.ConnectionPool):
+    """txpostgres's pool with the reactor passed in rather than imported."""
+
+    def __init__(self, reactor, dsn: str, size: int):
+        self.reactor = reactor
+        super().__init__(None, dsn, min=size, cursor_factory=psycopg2.extras.RealDictCursor,
+                         options=_SESSION_OPTIONS)
+
+
+
+
+async def open_connection(reactor, dsn: str) -> txpostgres.Connection:
+    """A lone connection outside the pool, for work that holds a session (locks, LISTEN)."""
+    connection = txpostgres.Connection(reactor=reactor)
+    try:
+        await connection.connect(dsn, cursor_factory=psycopg2.extras.RealDictCursor,
+                                 options=_SESSION_OPTIONS)
+    except psycopg2.Error as error:
+        raise StoreError(f"cannot connect to PostgreSQL: {str(error).strip()}") from None
+    return connection
+
+
+class Database:
+    def __init__(self, reactor, dsn: str, size: int = 4):
+        self.reactor = reactor
+        self.dsn = dsn
+        self.size = size
+        self._pool: _Pool | None = None
+        self._in_flight = 0
+        self._idle: list[defer.Deferred[None]] = []
+        self._closing = False
+
+    async def connect(self) -> None:
+        self._pool = _Pool(self.reactor, self.dsn, self.size)
+        try:
+            await self._pool.start()
+        except defer.FirstError as error:
+            for connection in self._pool.connections:
+                if connection.pollable() is not None and not connection.closed:
+                    connection.close()
+            self._pool = None
+            reason = error.subFailure.getErrorMessage().strip()
+            raise StoreError(f"cannot connect to PostgreSQL: {reason}") from None
+
+    async def close(self) -> None:
+        """Refuse new work, let the work in flight finish, then close the connections."""
+        self._closing = True
+        if self._in_flight:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._idle.append(waiter)
+            await waiter
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back."""
+        if self._pool is None or self._closing:
+            raise StoreError("the store is not running")
+        self._in_flight += 1
+        try:
+            return await self._pool.runInteraction(
+                lambda cursor: defer.Deferred.fromCoroutine(work(Tx(cursor), *args, **kwargs)))
+        except psycopg2.IntegrityError as error:
+            raise error_for_constraint(error) from None
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                waiters, self._idle = self._idle, []
+                for waiter in waiters:
+                    waiter.callback(None)
+
+    async def fetch(self, sql: str, params: Any = None) -> list[Row]:
+        return await self.transact(lambda tx: tx.fetch(sql, params))
+
+    async def ping(self) -> float:
+        """Round-trip time in milliseconds, for the health endpoint."""
+        started = self.reactor.seconds()
+        await self.transact(lambda tx: tx.fetch_value("select 1"))
+        return (self.reactor.seconds() - started) * 1000
+
+    @property
+    def running(self) -> bool:
+        return self._pool is not None and not self._closing

@@ -1,0 +1,41 @@
+"""
+What the store tells its callers when a write cannot be done.
+
+The data-access functions turn PostgreSQL's integrity errors into these, naming the field a
+person would correct, so the web layer can answer a 4xx with that field and the SIP layer a
+clear status, without knowing SQL.
+"""
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (not a mistake of the caller's input)."""
+
+
+class NotFound(StoreError):
+    """No such object for this ISP: another ISP's objects look exactly like missing ones."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} not found")
+        self.what = what
+
+
+class Invalid(StoreError):
+    """A value the caller gave cannot be stored; `field` names it."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Conflict(Invalid):
+    """A value that must be unique is already taken."""
+
+
+class LimitReached(StoreError):
+    """A plan limit (such as max subscribers) would be passed by this write."""
+
+    def __init__(self, limit: str, value: int):
+        super().__init__(f"{limit} of {value} reached")
+        self.limit = limit
+        self.value = value

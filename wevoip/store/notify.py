@@ -1,0 +1,94 @@
+"""
+LISTEN/NOTIFY between nodes, and a cache that forgets what another node changed.
+
+Nodes keep small in-memory indexes (domains, registrations) in front of PostgreSQL. When a
+node writes, it publishes the key it changed on a channel, in the same transaction as the
+write, so every node (itself included) drops that key exactly when the change is visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any, Callable
+
+from twisted.logger import Logger
+
+from wevoip.store.database import Tx, open_connection
+
+log = Logger(namespace="wevoip.store.notify")
+
+_CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,62}")
+EVERYTHING = "*"
+
+
+def _checked(channel: str) -> str:
+    if not _CHANNEL.fullmatch(channel):
+        raise ValueError(f"channel {channel!r} is not a lower-case identifier")
+    return channel
+
+
+async def publish(tx: Tx, channel: str, payload: str) -> None:
+    """Delivered when `tx` commits, never if it rolls back."""
+    await tx.execute("select pg_notify(%s, %s)", (_checked(channel), payload))
+
+
+class Notifier:
+    """One listening connection per node, fanning notifications out to callbacks."""
+
+    def __init__(self, reactor, dsn: str):
+        self.reactor = reactor
+        self.dsn = dsn
+        self._connection = None
+        self._callbacks: dict[str, list[Callable[[str], Any]]] = defaultdict(list)
+
+    async def start(self) -> None:
+        self._connection = await open_connection(self.reactor, self.dsn)
+        self._connection.addNotifyObserver(self._dispatch)
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def subscribe(self, channel: str, callback: Callable[[str], Any]) -> None:
+        if not self._callbacks[_checked(channel)]:
+            await self._connection.runOperation(f'listen "{channel}"')
+        self._callbacks[channel].append(callback)
+
+    def _dispatch(self, notification) -> None:
+        for callback in list(self._callbacks.get(notification.channel, ())):
+            try:
+                callback(notification.payload)
+            except Exception:
+                log.failure("notification handler for {channel} failed",
+                            channel=notification.channel)
+
+
+class InvalidatedCache:
+    """A dict whose keys are dropped when any node publishes them on `channel`."""
+
+    def __init__(self, channel: str):
+        self.channel = _checked(channel)
+        self._items: dict[str, Any] = {}
+
+    async def attach(self, notifier: Notifier) -> None:
+        await notifier.subscribe(self.channel, self._forget)
+
+    def _forget(self, key: str) -> None:
+        if key == EVERYTHING:
+            self._items.clear()
+        else:
+            self._items.pop(key, None)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self._items[key] = value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

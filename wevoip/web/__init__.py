@@ -1,0 +1,1 @@
+"""The HTTP side: consoles, the REST API and the health endpoint, as Klein apps."""
