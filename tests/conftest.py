@@ -8,28 +8,19 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
+from tests.pg import reachable_tmpdir, run_sql
 from wevoip.store.database import Database
 from wevoip.store.embedded import EmbeddedPostgres
 from wevoip.store.migrate import migrate
 
 TEMPLATE = "wevoip_template"
 _numbers = itertools.count()
-
-
-def reachable_tmpdir(prefix: str) -> Path:
-    """A temporary folder the embedded server's unprivileged user can enter (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +39,7 @@ def wait_for(coroutine):
 def postgres(postgres_root):
     server = EmbeddedPostgres(reactor, postgres_root / "data")
     wait_for(server.start())
-    _admin(server, f"create database {TEMPLATE}")
+    run_sql(server.dsn, f"create database {TEMPLATE}")
     wait_for(migrate(reactor, dsn_for(server, TEMPLATE)))
     yield server
     wait_for(server.stop())
@@ -58,32 +49,23 @@ def dsn_for(server: EmbeddedPostgres, name: str) -> str:
     return f"host={server.socket_dir} dbname={name} user=postgres"
 
 
-def _admin(server: EmbeddedPostgres, statement: str) -> None:
-    connection = psycopg2.connect(server.dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
+def _fresh_database(server: EmbeddedPostgres, prefix: str, create: str):
+    name = f"{prefix}_{os.getpid()}_{next(_numbers)}"
+    run_sql(server.dsn, create.format(name=name))
+    yield dsn_for(server, name)
+    run_sql(server.dsn, f"drop database {name} with (force)")
 
 
 @pytest.fixture
 def empty_dsn(postgres):
     """A database with nothing in it, for migration tests."""
-    name = f"empty_{os.getpid()}_{next(_numbers)}"
-    _admin(postgres, f"create database {name}")
-    yield dsn_for(postgres, name)
-    _admin(postgres, f"drop database {name} with (force)")
+    yield from _fresh_database(postgres, "empty", "create database {name}")
 
 
 @pytest.fixture
 def dsn(postgres):
     """A database with the whole schema, copied from the migrated template."""
-    name = f"test_{os.getpid()}_{next(_numbers)}"
-    _admin(postgres, f"create database {name} template {TEMPLATE}")
-    yield dsn_for(postgres, name)
-    _admin(postgres, f"drop database {name} with (force)")
+    yield from _fresh_database(postgres, "test", f"create database {{name}} template {TEMPLATE}")
 
 
 @pytest_twisted.async_yield_fixture

@@ -2,12 +2,11 @@
 
 import shutil
 
-import psycopg2
 import pytest
 import pytest_twisted
 from argon2 import PasswordHasher
 
-from tests.conftest import reachable_tmpdir
+from tests.pg import reachable_tmpdir, run_sql
 from tests.node import STOPPED_CLEANLY, Node, free_port, ssh_eval
 from wevoip.credentials import token_digest
 
@@ -19,15 +18,6 @@ def folder():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def query(dsn, statement, params=None):
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else None
-    finally:
-        connection.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -48,7 +38,7 @@ async def test_first_start_health_sigterm_and_restart_with_data_intact(folder):
     assert "API token: wvp_" in node.output.text
     assert f"web listening on http://127.0.0.1:{node.web_port}" in node.output.text
 
-    query(node.dsn, "insert into isps (name, namespace, currency) values ('Kept', 'kept.example.net', 'EUR')")
+    run_sql(node.dsn, "insert into isps (name, namespace, currency) values ('Kept', 'kept.example.net', 'EUR')")
     assert await node.stop() == STOPPED_CLEANLY
     first_log = node.output.text
     assert "embedded PostgreSQL stopped" in first_log and "Server Shut Down." in first_log
@@ -58,8 +48,8 @@ async def test_first_start_health_sigterm_and_restart_with_data_intact(folder):
     try:
         await node.wait_ready()
         assert "platform administrator created" not in node.output.text
-        assert query(node.dsn, "select namespace from isps") == [("kept.example.net",)]
-        assert query(node.dsn, "select count(*) from platform_admins") == [(1,)]
+        assert run_sql(node.dsn, "select namespace from isps") == [("kept.example.net",)]
+        assert run_sql(node.dsn, "select count(*) from platform_admins") == [(1,)]
     finally:
         assert await node.stop() == STOPPED_CLEANLY
 
@@ -71,9 +61,9 @@ async def test_the_first_run_takes_the_admin_secrets_from_the_environment(folder
     node.start()
     try:
         await node.wait_ready()
-        stored_hash, = query(node.dsn, "select password_hash from platform_admins where username = 'admin'")[0]
+        stored_hash, = run_sql(node.dsn, "select password_hash from platform_admins where username = 'admin'")[0]
         assert PasswordHasher().verify(stored_hash, password)
-        digest, scopes = query(node.dsn, "select token_sha256, scopes from api_tokens")[0]
+        digest, scopes = run_sql(node.dsn, "select token_sha256, scopes from api_tokens")[0]
         assert bytes(digest) == token_digest(token) and "admin" in scopes
     finally:
         await node.stop()

@@ -1,25 +1,15 @@
 import os
 import shutil
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests.conftest import reachable_tmpdir
+from tests.pg import reachable_tmpdir, run_sql
 from wevoip.store.embedded import EmbeddedPostgres
 from wevoip.store.errors import StoreError
 
 
-def run(dsn, statement, params=None):
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else None
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -33,15 +23,15 @@ def root():
 async def test_data_survives_a_stop_and_a_new_start(root):
     server = EmbeddedPostgres(reactor, root / "pg")
     await server.start()
-    run(server.dsn, "create table kept (value text)")
-    run(server.dsn, "insert into kept values ('before the restart')")
+    run_sql(server.dsn, "create table kept (value text)")
+    run_sql(server.dsn, "insert into kept values ('before the restart')")
     await server.stop()
     assert not (root / "pg" / "postmaster.pid").exists()
 
     again = EmbeddedPostgres(reactor, root / "pg")
     await again.start()
     try:
-        assert run(again.dsn, "select value from kept") == [("before the restart",)]
+        assert run_sql(again.dsn, "select value from kept") == [("before the restart",)]
     finally:
         await again.stop()
 
@@ -50,8 +40,8 @@ async def test_data_survives_a_stop_and_a_new_start(root):
 async def test_a_server_left_by_a_killed_node_is_shut_down_and_replaced(root):
     orphan = EmbeddedPostgres(reactor, root / "pg")
     await orphan.start()
-    run(orphan.dsn, "create table kept (value int)")
-    run(orphan.dsn, "insert into kept values (42)")
+    run_sql(orphan.dsn, "create table kept (value int)")
+    run_sql(orphan.dsn, "insert into kept values (42)")
     orphan._server = None  # the node died without stopping it; its server keeps running
     old_pid = int((root / "pg" / "postmaster.pid").read_text().split()[0])
 
@@ -62,7 +52,7 @@ async def test_a_server_left_by_a_killed_node_is_shut_down_and_replaced(root):
         assert new_pid != old_pid
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
-        assert run(successor.dsn, "select value from kept") == [(42,)]
+        assert run_sql(successor.dsn, "select value from kept") == [(42,)]
     finally:
         await successor.stop()
 

@@ -16,12 +16,6 @@ def _optional_count(field: str, value: Any) -> int | None:
     return None if value is None else fields.count(field, value)
 
 
-def _flag(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise Invalid(field, "must be true or false")
-    return value
-
-
 def _host(field: str, value: Any) -> str:
     value = fields.text(field, value, max_length=253).lower()
     try:
@@ -48,7 +42,7 @@ def _prefix(field: str, value: Any) -> str:
 
 _CARRIER = {
     "name": lambda field, value: fields.text(field, value, max_length=100),
-    "enabled": _flag,
+    "enabled": fields.flag,
     "max_concurrent_calls": _optional_count,
 }
 _GATEWAY = {
@@ -57,10 +51,10 @@ _GATEWAY = {
     "transport": lambda field, value: fields.one_of(field, value, ("udp", "tcp", "tls")),
     "strip_digits": lambda field, value: fields.count(field, value, maximum=15),
     "prefix": _prefix,
-    "ip_auth": _flag,
+    "ip_auth": fields.flag,
     "source_ips": _source_ips,
     "priority": lambda field, value: fields.count(field, value, maximum=1000),
-    "enabled": _flag,
+    "enabled": fields.flag,
 }
 
 

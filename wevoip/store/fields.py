@@ -108,6 +108,12 @@ def money(field: str, value: Any, *, minimum: Decimal | None = None) -> Decimal:
     return amount
 
 
+def flag(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(field, "must be true or false")
+    return value
+
+
 def one_of(field: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise Invalid(field, f"must be one of {', '.join(allowed)}")

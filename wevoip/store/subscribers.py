@@ -63,13 +63,9 @@ _CHECKS = {
     "display_name": lambda field, value: fields.text(field, value, max_length=100, required=False),
     "extension": _extension,
     "e164": lambda field, value: fields.e164(field, value, required=False),
-    "is_pilot": lambda field, value: value if isinstance(value, bool) else _not_bool(field),
+    "is_pilot": fields.flag,
     "email": fields.email,
 }
-
-
-def _not_bool(field: str):
-    raise Invalid(field, "must be true or false")
 
 
 def public(row: Row) -> Row:
