@@ -1,0 +1,1 @@
+"""The SIP stack: messages, transports, transactions, authentication and the registrar."""
