@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wevoip.store import carriers, customers, dids, subscribers, tenants
+import datetime
+from decimal import Decimal
+
+from wevoip.store import carriers, customers, dids, registrations, subscribers, tenants
 from wevoip.store.database import Database
 from wevoip.store.isps import create_isp
+
+
+BINDING = registrations.BindingRecord(
+    contact="sip:alice@192.0.2.50:5060", q=Decimal("1"), call_id="call-1@phone", cseq=1,
+    expires_at=datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc),
+    source="192.0.2.50:5060", transport="udp")
 
 
 @dataclass
@@ -38,5 +47,6 @@ async def build_tree(database: Database, namespace: str, *, max_subscribers: int
         did = (await dids.add_dids(tx, isp["id"], "+15550199000"))[0]
         did = await dids.allocate_did(tx, isp["id"], did["id"], tenant["id"])
         domain = await tx.fetch_one("select * from domains where id = %s", (tenant["domain_id"],))
+        await registrations.save_binding(tx, isp["id"], tenant["id"], subscriber["id"], BINDING, "test-node")
         return Tree(isp, plan, customer, tenant, subscriber, carrier, gateway, did, domain)
     return await database.transact(work)

@@ -10,10 +10,11 @@ import pytest
 import pytest_twisted
 
 from tests.store.builders import build_tree
-from wevoip.store import admins, carriers, customers, dids, domains, isps, subscribers, tenants
-from wevoip.store.errors import NotFound
+from tests.store.builders import BINDING
+from wevoip.store import admins, carriers, customers, dids, domains, isps, registrations, subscribers, tenants
+from wevoip.store.errors import Invalid, NotFound
 
-MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins)
+MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations)
 
 
 def _ids(rows):
@@ -23,6 +24,7 @@ def _ids(rows):
 # Each case gets (tx, a, b): `a` is the victim's tree, `b` the other ISP's. It returns what
 # the call gave, and the check says why that is no leak.
 NOT_FOUND = "not found"
+REFUSED = "refused by SQL"  # the composite foreign keys hold even where no code looks
 CASES = {
     "isps.get_isp": (lambda tx, a, b: isps.get_isp(tx, b.isp["id"]),
                      lambda result, a, b: result["id"] == b.isp["id"]),
@@ -108,6 +110,21 @@ CASES = {
     "admins.create_api_token": (
         lambda tx, a, b: admins.create_api_token(tx, "x" * 40, isp_id=b.isp["id"], customer_id=a.customer["id"]),
         NOT_FOUND),
+    "registrations.save_binding": (
+        lambda tx, a, b: registrations.save_binding(tx, b.isp["id"], a.tenant["id"], a.subscriber["id"],
+                                                    BINDING, "n"), REFUSED),
+    "registrations.delete_binding": (
+        lambda tx, a, b: registrations.delete_binding(tx, b.isp["id"], a.subscriber["id"], BINDING.contact),
+        lambda result, a, b: result == 0),
+    "registrations.delete_bindings": (
+        lambda tx, a, b: registrations.delete_bindings(tx, b.isp["id"], a.subscriber["id"]),
+        lambda result, a, b: result == 0),
+    "registrations.bindings_of": (
+        lambda tx, a, b: registrations.bindings_of(tx, b.isp["id"], a.subscriber["id"]),
+        lambda result, a, b: result == []),
+    "registrations.tenant_registrations": (
+        lambda tx, a, b: registrations.tenant_registrations(tx, b.isp["id"], a.tenant["id"]),
+        lambda result, a, b: result == []),
 }
 
 
@@ -138,6 +155,9 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
         if check == NOT_FOUND:
             with pytest.raises(NotFound):
                 await database.transact(call, a, b)
+        elif check == REFUSED:
+            with pytest.raises(Invalid):
+                await database.transact(call, a, b)
         else:
             result = await database.transact(call, a, b)
             assert check(result, a, b), name
@@ -146,7 +166,7 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans"]
+              "service_plans", "registrations"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"
@@ -158,7 +178,8 @@ async def snapshot(database, tree):
 
 @pytest.mark.parametrize("function", ["tenants.tenant_by_sip_domain", "subscribers.sip_credentials",
                                       "carriers.gateways_for_source", "dids.did_by_number",
-                                      "isps.isp_by_namespace", "isps.list_isps"])
+                                      "isps.isp_by_namespace", "isps.list_isps",
+                                      "registrations.live_bindings", "registrations.delete_expired"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")
