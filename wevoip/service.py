@@ -22,7 +22,7 @@ from wevoip.firstrun import ensure_platform_admin
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.store.service import StoreService
-from wevoip.web.health import HealthApp
+from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
 
 log = Logger(namespace="wevoip")
@@ -40,8 +40,8 @@ class WeVoIPService(MultiService):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        health = HealthApp(self.health)
-        web_service(reactor, config.web.http, health.app.resource(), self.listeners).setServiceParent(self)
+        web_app = build_web_app(self.store, self.health)
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor}
         manhole_service = self._manhole()

@@ -14,6 +14,8 @@ import psycopg2.errors
 from wevoip.store.errors import Conflict, Invalid, LimitReached, StoreError
 
 LIMITS = {"customers_max_subscribers": "max_subscribers"}
+# Constraints whose name does not say the field a caller would recognise.
+FIELDS = {"idempotency_keys_pkey": "idempotency_key"}
 
 
 def _field(constraint: str, table: str, column: str | None) -> str:
@@ -31,7 +33,7 @@ def error_for_constraint(error: psycopg2.IntegrityError) -> StoreError:
     constraint = diag.constraint_name or ""
     if constraint in LIMITS:
         return LimitReached(LIMITS[constraint], int(diag.message_detail or 0))
-    field = _field(constraint, diag.table_name or "", diag.column_name)
+    field = FIELDS.get(constraint) or _field(constraint, diag.table_name or "", diag.column_name)
     if isinstance(error, psycopg2.errors.UniqueViolation):
         return Conflict(field, "is already taken")
     if isinstance(error, psycopg2.errors.ForeignKeyViolation):

@@ -13,30 +13,11 @@ from typing import Any, Awaitable, Callable
 from klein import Klein
 
 
-class HealthApp:
-    app = Klein()
-
-    def __init__(self, report: Callable[[], Awaitable[dict[str, Any]]]):
-        self._report = report
-
+def add_health_route(app: Klein, report: Callable[[], Awaitable[dict[str, Any]]]) -> None:
     @app.route("/healthz", methods=["GET"])
-    async def healthz(self, request) -> bytes:
-        report = await self._report()
-        request.setResponseCode(200 if report["status"] == "ok" else 503)
+    async def healthz(request) -> bytes:
+        result = await report()
+        request.setResponseCode(200 if result["status"] == "ok" else 503)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        return json.dumps(report, indent=2).encode()
-
-    @app.handle_errors(Exception)
-    def error(self, request, failure) -> bytes:
-        """Every error leaves as JSON, never as Twisted's HTML traceback page."""
-        from werkzeug.exceptions import HTTPException
-
-        request.setHeader(b"Content-Type", b"application/json")
-        if failure.check(HTTPException):
-            code = failure.value.code
-            request.setResponseCode(code)
-            return json.dumps({"error": failure.value.name.lower().replace(" ", "_"),
-                               "message": failure.value.description}).encode()
-        request.setResponseCode(500)
-        return json.dumps({"error": "internal", "message": "internal error"}).encode()
+        return json.dumps(result, indent=2).encode()

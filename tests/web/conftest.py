@@ -1,0 +1,51 @@
+from dataclasses import dataclass
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+from twisted.web.server import Site
+
+from wevoip.store.admins import create_api_token
+from wevoip.web.root import build_web_app
+
+PLATFORM_TOKEN = "p" * 40
+
+
+@dataclass
+class FakeStore:
+    """Only the attribute the web app reads; the database behind it is real."""
+    database: object
+
+
+class Api:
+    def __init__(self, base: str):
+        self.base = base
+
+    async def call(self, method, path, token=PLATFORM_TOKEN, json=None, headers=None, data=None):
+        all_headers = {"Authorization": f"Bearer {token}"} if token else {}
+        all_headers.update(headers or {})
+        kwargs = {"headers": all_headers}
+        if json is not None:
+            kwargs["json"] = json
+        if data is not None:
+            kwargs["data"] = data
+        response = await treq.request(method, self.base + path, **kwargs)
+        text = await response.text()
+        body = None
+        if text:
+            import json as jsonlib
+            body = jsonlib.loads(text)
+        return response.code, body, response
+
+
+@pytest_twisted.async_yield_fixture
+async def api(database):
+    await database.transact(lambda tx: create_api_token(tx, PLATFORM_TOKEN, name="platform"))
+
+    async def health():
+        return {"status": "ok"}
+    app = build_web_app(FakeStore(database), health)
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    yield Api(f"http://127.0.0.1:{port.getHost().port}")
+    await port.stopListening()

@@ -1,0 +1,1 @@
+"""The JSON REST API under /api/v1, described by the OpenAPI document it serves."""

@@ -1,0 +1,46 @@
+"""JSON in and out: bounded request bodies, and rows turned into plain JSON values."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+from decimal import Decimal
+from typing import Any
+
+from wevoip.web.api.errors import ApiError
+
+MAX_BODY = 1024 * 1024
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network,
+                          ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return None
+    raise TypeError(f"cannot put {type(value).__name__} in JSON")
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+
+
+def read_json(request) -> tuple[bytes, Any]:
+    """The raw body and its JSON; a body over the limit, or not JSON, is a 4xx."""
+    content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    raw = request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    if not raw:
+        return raw, {}
+    if content_type != b"application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        return raw, json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "bad_json", f"the body is not JSON: {error}") from None

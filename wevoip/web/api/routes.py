@@ -1,0 +1,94 @@
+"""
+The API's route table. Each handler is declared once, with what the OpenAPI document and
+the request checks both need: method, path, scope, the body's JSON schema, the result's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from wevoip.store.database import Database
+from wevoip.web.api.auth import Principal
+from wevoip.web.api.errors import ApiError
+
+
+@dataclass
+class Call:
+    """One API request as a handler sees it: checked body, integer path ids, the caller."""
+
+    principal: Principal
+    database: Database
+    params: dict[str, int]
+    query: dict[str, str]
+    body: dict[str, Any]
+    record: Callable[[Any, Any], Awaitable[None]] | None = None
+
+    async def tx(self, work, *args, **kwargs):
+        """One transaction; for an idempotent request it also records the response."""
+        async def with_record(tx):
+            result = await work(tx, *args, **kwargs)
+            if self.record is not None:
+                await self.record(tx, result)
+            return result
+        return await self.database.transact(with_record)
+
+    def page(self) -> tuple[int, int]:
+        try:
+            limit = int(self.query.get("limit", "100"))
+            offset = int(self.query.get("offset", "0"))
+        except ValueError:
+            raise ApiError(422, "invalid", "limit and offset are whole numbers", field="limit") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(422, "invalid", "limit: must be from 1 to 1000", field="limit")
+        if not 0 <= offset <= 10**9:
+            raise ApiError(422, "invalid", "offset: must not be negative", field="offset")
+        return limit, offset
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[Call], Awaitable[Any]]
+    scope: str
+    summary: str
+    tag: str
+    body: dict | None = None
+    returns: dict | None = None
+    status: int = 200
+    listing: bool = False
+    platform_only: bool = False
+    customer_ok: bool = False
+    query: tuple[str, ...] = field(default=())
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+
+ROUTES: list[Route] = []
+
+
+def api_route(method: str, path: str, *, scope: str, summary: str, tag: str, **options: Any):
+    def register(handler):
+        ROUTES.append(Route(method, path, handler, scope, summary, tag, **options))
+        return handler
+    return register
+
+
+def obj(properties: dict[str, dict], required: tuple[str, ...] = ()) -> dict:
+    """A closed JSON object schema: unknown fields are refused by name."""
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+def text(max_length: int = 200, **extra: Any) -> dict:
+    return {"type": "string", "maxLength": max_length, **extra}
+
+
+INTEGER = {"type": "integer", "minimum": 0}
+BOOLEAN = {"type": "boolean"}
+AMOUNT = {"type": "string", "pattern": r"^-?[0-9]{1,14}(\.[0-9]{1,6})?$"}
+NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1}
+ROW = {"type": "object", "additionalProperties": True}

@@ -1,0 +1,38 @@
+"""
+The one Klein app behind the web listeners: health, the API, and later the consoles.
+
+Errors that no route handled (an unknown path, a wrong method, a bug) leave as JSON, never
+as Twisted's HTML page with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+
+from klein import Klein
+from twisted.logger import Logger
+from werkzeug.exceptions import HTTPException
+
+from wevoip.web.api.app import ApiApp
+from wevoip.web.health import add_health_route
+
+log = Logger(namespace="wevoip.web")
+
+
+def build_web_app(store, health_report) -> Klein:
+    app = Klein()
+    add_health_route(app, health_report)
+    ApiApp(app, store)
+
+    @app.handle_errors(Exception)
+    def error(request, failure) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        if failure.check(HTTPException):
+            request.setResponseCode(failure.value.code)
+            return json.dumps({"error": failure.value.name.lower().replace(" ", "_"),
+                               "message": failure.value.description}).encode()
+        log.failure("unhandled error serving {path}", failure, path=request.path)
+        request.setResponseCode(500)
+        return json.dumps({"error": "internal", "message": "internal error"}).encode()
+
+    return app
