@@ -64,6 +64,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
     ("[node\n", "(file)", "not valid TOML"),
     ("node = 3\n", "node", "expected a table"),
+    ("[plugins]\ndirectories = ['/nonexistent/folder']\n", "plugins.directories[0]", "not a folder"),
 ])
 def test_bad_values_stop_with_the_key_named(text, key, words):
     error = error_for(text)

@@ -149,3 +149,22 @@ async def test_no_authorized_keys_file_means_no_manhole(folder):
         await node.stop()
     assert "manhole" not in {entry["service"] for entry in health["listeners"]}
     assert "manhole disabled" in node.output.text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_broken_plugin_in_a_configured_folder_stops_start_up_by_name(folder):
+    extra = folder / "my_plugins"
+    extra.mkdir()
+    (extra / "half_done.py").write_text(
+        "from twisted.plugin import IPlugin\n"
+        "from zope.interface import implementer\n"
+        "from wevoip.interfaces import IDialplanPreset\n"
+        "@implementer(IPlugin, IDialplanPreset)\n"
+        "class HalfDone:\n"
+        "    name = 'half'\n"
+        "half = HalfDone()\n")
+    node = Node(folder)
+    node.config_path.write_text(node.default_config() + "[plugins]\ndirectories = ['my_plugins']\n")
+    node.start()
+    assert await node.exit_code() != 0
+    assert "plugin error: plugin 'half' does not provide IDialplanPreset" in node.output.text

@@ -171,6 +171,21 @@ class MediaConfig:
     rtp_port_max: int = _key(29999, _int_between(1025, 65535))
 
 
+def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of folder paths, got {_type_name(value)}")
+    folders = tuple(_path(f"{key}[{i}]", item, base) for i, item in enumerate(value))
+    for index, folder in enumerate(folders):
+        if not folder.is_dir():
+            raise ConfigError(f"{key}[{index}]", f"{folder} is not a folder")
+    return folders
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    directories: tuple[Path, ...] = _key((), _directories)
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -179,6 +194,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""

@@ -19,8 +19,10 @@ from twisted.python.failure import Failure
 from wevoip import manhole
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
+from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
+from wevoip.plugins import discover
 from wevoip.store.service import StoreService
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
@@ -42,6 +44,7 @@ class WeVoIPService(MultiService):
         self.store.setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
+        self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor}
         manhole_service = self._manhole()

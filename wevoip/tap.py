@@ -10,6 +10,7 @@ import sys
 from twisted.python import usage
 
 from wevoip.config import ConfigError, load_config
+from wevoip.plugins import PluginError
 from wevoip.service import WeVoIPService
 
 
@@ -45,4 +46,7 @@ def _exit_failed(reactor):
 def makeService(options: Options) -> WeVoIPService:  # noqa: N802 (Twisted's name)
     from twisted.internet import reactor
 
-    return WeVoIPService(reactor, options["wevoip_config"], on_fatal=_exit_failed(reactor))
+    try:
+        return WeVoIPService(reactor, options["wevoip_config"], on_fatal=_exit_failed(reactor))
+    except PluginError as error:
+        raise SystemExit(f"plugin error: {error}") from None
