@@ -11,10 +11,11 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import admins, carriers, customers, dids, domains, isps, registrations, subscribers, tenants
+from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
+                          subscribers, tenants)
 from wevoip.store.errors import Invalid, NotFound
 
-MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations)
+MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox)
 
 
 def _ids(rows):
@@ -125,7 +126,21 @@ CASES = {
     "registrations.tenant_registrations": (
         lambda tx, a, b: registrations.tenant_registrations(tx, b.isp["id"], a.tenant["id"]),
         lambda result, a, b: result == []),
+    "outbox.enqueue_mail": (
+        lambda tx, a, b: outbox.enqueue_mail(tx, b.isp["id"], to="x@example.org", subject="s", body="b"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "outbox.enqueue_webhook": (
+        lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "outbox.list_outbox": (
+        lambda tx, a, b: victim_mail_then_list(tx, a, b),
+        lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
+
+
+async def victim_mail_then_list(tx, a, b):
+    await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
+    return await outbox.list_outbox(tx, b.isp["id"])
 
 
 async def number_of_both(tx, a, b):

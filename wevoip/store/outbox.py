@@ -1,0 +1,45 @@
+"""
+The outbox: mail and webhook events recorded in the caller's transaction.
+
+Whoever changes state enqueues what must be said about it in the same transaction; a
+dispatcher drains the table later. A `dedupe_key` turns "send once per crossing" into a
+uniqueness rule: enqueueing the same key again does nothing and returns None.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wevoip.store.database import Row, Tx
+from wevoip.store.notify import publish
+
+CHANNEL = "outbox"
+
+
+async def _enqueue(tx: Tx, isp_id: int | None, kind: str, payload: dict[str, Any],
+                   dedupe_key: str | None) -> Row | None:
+    row = await tx.fetch_one(
+        "insert into outbox (isp_id, kind, payload, dedupe_key) values (%s, %s, %s, %s)"
+        " on conflict on constraint outbox_dedupe_key do nothing returning *",
+        (isp_id, kind, json.dumps(payload), dedupe_key))
+    if row is not None:
+        await publish(tx, CHANNEL, kind)
+    return row
+
+
+async def enqueue_mail(tx: Tx, isp_id: int | None, *, to: str, subject: str, body: str,
+                       dedupe_key: str | None = None) -> Row | None:
+    """A mail from the ISP's sender (the platform's when `isp_id` is None)."""
+    return await _enqueue(tx, isp_id, "mail", {"to": to, "subject": subject, "body": body}, dedupe_key)
+
+
+async def enqueue_webhook(tx: Tx, isp_id: int, *, event: str, data: dict[str, Any],
+                          dedupe_key: str | None = None) -> Row | None:
+    """An event for the ISP's webhook URL (sent only if the ISP has one)."""
+    return await _enqueue(tx, isp_id, "webhook", {"event": event, "data": data}, dedupe_key)
+
+
+async def list_outbox(tx: Tx, isp_id: int, *, limit: int = 100) -> list[Row]:
+    return await tx.fetch("select * from outbox where isp_id = %s order by id desc limit %s",
+                          (isp_id, limit))
