@@ -21,7 +21,8 @@ async def _enqueue(tx: Tx, isp_id: int | None, kind: str, payload: dict[str, Any
                    dedupe_key: str | None) -> Row | None:
     row = await tx.fetch_one(
         "insert into outbox (isp_id, kind, payload, dedupe_key) values (%s, %s, %s, %s)"
-        " on conflict on constraint outbox_dedupe_key do nothing returning *",
+        " on conflict (coalesce(isp_id, 0), kind, dedupe_key) where dedupe_key is not null"
+        " do nothing returning *",
         (isp_id, kind, json.dumps(payload), dedupe_key))
     if row is not None:
         await publish(tx, CHANNEL, kind)
@@ -43,3 +44,22 @@ async def enqueue_webhook(tx: Tx, isp_id: int, *, event: str, data: dict[str, An
 async def list_outbox(tx: Tx, isp_id: int, *, limit: int = 100) -> list[Row]:
     return await tx.fetch("select * from outbox where isp_id = %s order by id desc limit %s",
                           (isp_id, limit))
+
+
+async def claim_due(tx: Tx, kind: str, max_attempts: int, limit: int = 20) -> list[Row]:
+    """Due, unsent rows of one kind, locked for this transaction; other nodes skip them."""
+    return await tx.fetch(
+        "select * from outbox where kind = %s and sent_at is null and next_attempt_at <= now()"
+        " and attempts < %s order by id limit %s for update skip locked", (kind, max_attempts, limit))
+
+
+async def mark_sent(tx: Tx, outbox_id: int) -> None:
+    await tx.execute("update outbox set sent_at = now(), attempts = attempts + 1, last_error = ''"
+                     " where id = %s", (outbox_id,))
+
+
+async def mark_failed(tx: Tx, outbox_id: int, error: str, retry_in_seconds: float) -> None:
+    await tx.execute(
+        "update outbox set attempts = attempts + 1, last_error = %s,"
+        " next_attempt_at = now() + make_interval(secs => %s) where id = %s",
+        (error[:1000], retry_in_seconds, outbox_id))

@@ -13,9 +13,10 @@ create table outbox (
     next_attempt_at timestamptz not null default now(),
     attempts        integer not null default 0 check (attempts >= 0),
     sent_at         timestamptz,
-    last_error      text not null default '',
-    constraint outbox_dedupe_key unique nulls not distinct (isp_id, kind, dedupe_key)
+    last_error      text not null default ''
 );
 
+create unique index outbox_dedupe_key on outbox (coalesce(isp_id, 0), kind, dedupe_key)
+    where dedupe_key is not null;
 create index outbox_due on outbox (next_attempt_at) where sent_at is null;
 create index outbox_isp on outbox (isp_id, id);
