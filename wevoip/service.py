@@ -40,6 +40,7 @@ class WeVoIPService(MultiService):
         self.on_fatal = on_fatal
         self.listeners = Listeners()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
@@ -71,13 +72,18 @@ class WeVoIPService(MultiService):
         started.addErrback(self._fatal)
 
     def _started(self, _) -> None:
+        self.is_ready = True
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
         self.ready.callback(None)
 
     def _fatal(self, failure: Failure) -> None:
-        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
+        if not self.running:
+            # SIGTERM came while the node was still starting: a stop asked for, not a failure.
+            log.info("WeVoIP node {name} stopped before it was ready", name=self.config.node.name)
+            return
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         if self.on_fatal is not None:
             self.on_fatal(failure)
 
@@ -96,6 +102,10 @@ class WeVoIPService(MultiService):
 
     async def health(self) -> dict:
         store = await self.store.health()
-        return {"status": "ok" if store["status"] == "ok" else "degraded",
-                "node": self.config.node.name, "store": store,
+        ready = self.is_ready
+        if not ready:
+            status = "starting"
+        else:
+            status = "ok" if store["status"] == "ok" else "degraded"
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}
