@@ -11,11 +11,12 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
-                          subscribers, tenants)
+from wevoip.store import (admins, calls, carriers, customers, dids, domains, isps, outbox, registrations,
+                          routing, subscribers, tenants)
 from wevoip.store.errors import Invalid, NotFound
 
-MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox)
+MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
+           calls, routing)
 
 
 def _ids(rows):
@@ -132,10 +133,34 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "calls.admit_call": (
+        lambda tx, a, b: calls.admit_call(tx, b.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                          call_id="x", node="n", direction="outbound"), NOT_FOUND),
+    "calls.end_call": (lambda tx, a, b: victim_call_then_end(tx, a, b), lambda result, a, b: result is False),
+    "calls.count_active_calls": (
+        lambda tx, a, b: calls.count_active_calls(tx, b.isp["id"], customer_id=a.customer["id"]),
+        lambda result, a, b: result == 0),
+    "routing.subscriber_by_extension": (
+        lambda tx, a, b: routing.subscriber_by_extension(tx, b.isp["id"], a.tenant["id"], "100"),
+        lambda result, a, b: result is None),
+    "routing.local_number": (lambda tx, a, b: routing.local_number(tx, b.isp["id"], a.subscriber["e164"]),
+                             lambda result, a, b: result["subscriber_id"] == b.subscriber["id"]),
+    "routing.outbound_gateways": (lambda tx, a, b: routing.outbound_gateways(tx, b.isp["id"]),
+                                  lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "routing.caller_identity": (lambda tx, a, b: routing.caller_identity(tx, b.isp["id"], a.subscriber["id"]),
+                                lambda result, a, b: result is None),
     "outbox.list_outbox": (
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
+
+
+async def victim_call_then_end(tx, a, b):
+    call = await calls.admit_call(tx, a.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                  call_id="victim", node="n", direction="outbound")
+    crossed = await calls.end_call(tx, b.isp["id"], call["id"])
+    assert await calls.end_call(tx, a.isp["id"], call["id"]), "the victim's call was still there"
+    return crossed
 
 
 async def victim_mail_then_list(tx, a, b):
@@ -181,7 +206,7 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans", "registrations"]
+              "service_plans", "registrations", "active_calls"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"
@@ -194,7 +219,8 @@ async def snapshot(database, tree):
 @pytest.mark.parametrize("function", ["tenants.tenant_by_sip_domain", "subscribers.sip_credentials",
                                       "carriers.gateways_for_source", "dids.did_by_number",
                                       "isps.isp_by_namespace", "isps.list_isps",
-                                      "registrations.live_bindings", "registrations.delete_expired"])
+                                      "registrations.live_bindings", "registrations.delete_expired",
+                                      "calls.end_calls_of_node"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")
