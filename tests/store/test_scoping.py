@@ -196,7 +196,7 @@ async def snapshot(database, tree):
                                       "isps.isp_by_namespace", "isps.list_isps",
                                       "registrations.live_bindings", "registrations.delete_expired",
                                       "registrations.write_bindings", "registrations.live_bindings_of",
-                                      "secrets.shared_secret"])
+                                      "secrets.shared_secret", "subscribers.realm_for_username"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")
