@@ -1,9 +1,10 @@
 """
 Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), without I/O.
 
-Nonces are stateless: `base64url(issued-at || HMAC-SHA256(secret, issued-at || realm))`,
-so any node holding the same secret can check a nonce another node issued, and a node
-keeps nothing per challenge. The secret is one row in PostgreSQL shared by every node
+Nonces are stateless: `base64url(issued-at || salt || HMAC(secret, issued-at || salt || realm))`
+with 6 random bytes of salt, so no two challenges share a nonce (and its count). Any node
+holding the same secret can check a nonce another node issued, and a node keeps nothing
+per challenge. The secret is one row in PostgreSQL shared by every node
 (see `wevoip/store/secrets.py`). A nonce older than its lifetime is answered with a fresh
 challenge marked `stale=true`, which a phone follows without asking its user again.
 
@@ -33,7 +34,9 @@ OFFERED = ("SHA-256", "MD5")
 HA1_COLUMN = {"SHA-256": "ha1_sha256", "MD5": "ha1_md5"}
 
 MAX_HEADER = 2048
-_MAC_SIZE = 18
+_MAC_SIZE = 16
+_SALT_SIZE = 6
+_HEAD = 8 + _SALT_SIZE
 
 
 class Verdict(enum.Enum):
@@ -175,8 +178,8 @@ class DigestAuthority:
                         hashlib.sha256).digest()[:_MAC_SIZE]
 
     def new_nonce(self, realm: str) -> str:
-        issued = struct.pack(">Q", int(self.clock.seconds()))
-        return base64.urlsafe_b64encode(issued + self._mac(issued, realm)).decode("ascii")
+        head = struct.pack(">Q", int(self.clock.seconds())) + secrets.token_bytes(_SALT_SIZE)
+        return base64.urlsafe_b64encode(head + self._mac(head, realm)).decode("ascii")
 
     def nonce_issued(self, nonce: str, realm: str) -> int | None:
         """When the nonce was made, if we (or a node sharing our secret) made it for realm."""
@@ -184,7 +187,7 @@ class DigestAuthority:
             raw = base64.urlsafe_b64decode(nonce.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
             return None
-        if len(raw) != 8 + _MAC_SIZE or not hmac.compare_digest(raw[8:], self._mac(raw[:8], realm)):
+        if len(raw) != _HEAD + _MAC_SIZE or not hmac.compare_digest(raw[_HEAD:], self._mac(raw[:_HEAD], realm)):
             return None
         return struct.unpack(">Q", raw[:8])[0]
 
