@@ -32,6 +32,14 @@ def test_source_is_banned_after_n_failures_in_the_window_and_released_after():
     assert defence.bans() == []
 
 
+def test_responses_take_no_token_but_a_ban_silences_them_too():
+    defence = _defence(request_burst=1, requests_per_second=1)
+    assert defence.admit(ATTACKER) and not defence.admit(ATTACKER)
+    assert defence.admit_response(ATTACKER)
+    defence.ban(ATTACKER, "manual")
+    assert not defence.admit_response(ATTACKER)
+
+
 def test_failures_outside_the_window_do_not_add_up():
     defence = _defence()
     for _ in range(5):

@@ -13,12 +13,22 @@ from wevoip.sip.digest import DigestAuthority, digest_response
 from wevoip.sip.directory import Directory
 from wevoip.sip.location import Location
 from wevoip.sip.message import parse
-from wevoip.sip.register import RegisterHandler, Source
+from wevoip.sip.register import RegisterHandler
 from wevoip.sip.registrar import Registrar, RegistrarPolicy
 from wevoip.store import registrations
 
 DOMAIN = "acme.reg.example.net"
-SOURCE = Source("198.51.100.30", 40000, "udp", "127.0.0.1:5060")
+
+
+class Source:
+    """Stands where the transport's Flow does: the handler reads only these."""
+
+    def __init__(self, transport, remote, local):
+        self.transport, self.remote, self.local = transport, remote, local
+        self.reliable = transport != "udp"
+
+
+SOURCE = Source("udp", ("198.51.100.30", 40000), ("127.0.0.1", 5060))
 
 
 @pytest_twisted.async_yield_fixture

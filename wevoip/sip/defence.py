@@ -115,6 +115,11 @@ class Defence:
                 return False
         return self._take_token(address, now)
 
+    def admit_response(self, address: str) -> bool:
+        """Responses cost no token (we asked for them), but a banned source stays unheard."""
+        ban = self._bans.get(address)
+        return ban is None or ban.until <= self.clock.seconds() or self.trusted(address)
+
     def _take_token(self, address: str, now: float) -> bool:
         rate, burst = self.policy.requests_per_second, self.policy.request_burst
         bucket = self._buckets.get(address)

@@ -10,9 +10,8 @@ the registrar sees it, so a bad Contact or Expires is a 400 that names the heade
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Protocol
 
 from twisted.logger import Logger
 
@@ -28,29 +27,30 @@ log = Logger(namespace="wevoip.sip.register")
 SERVER = "WeVoIP"
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a request came from, as the transport saw it (after NAT)."""
+class Origin(Protocol):
+    """What the handler needs of the transport's `Flow`: where the request came from."""
 
-    address: str
-    port: int
-    transport: str              # udp, tcp, tls, ws, wss
-    local: str = ""             # our listener, "address:port"
-    flow: Any = None            # the connection of a stream transport
+    transport: str                  # udp, tcp, tls, ws, wss
+    remote: tuple[str, int]         # the source after NAT
+    local: tuple[str, int]          # our socket it arrived on
 
     @property
-    def hostport(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+    def reliable(self) -> bool: ...
 
 
-def asked_of(request: Request, source: Source) -> Asked:
+def hostport(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def asked_of(request: Request, source: Origin) -> Asked:
     """What authentication needs from a request (credentials header chosen by method)."""
     header = "Authorization" if request.method == "REGISTER" else "Proxy-Authorization"
     from_uri, to_uri = request.from_.uri, request.to.uri
     return Asked(method=request.method, request_host=request.uri.host_bare,
                  from_user=from_uri.user or "", from_host=from_uri.host_bare,
                  to_user=to_uri.user or "", to_host=to_uri.host_bare,
-                 authorization=tuple(request.headers.get_all(header)), source=source.address)
+                 authorization=tuple(request.headers.get_all(header)), source=source.remote[0])
 
 
 def answer(request: Request, decision: Decision) -> Response:
@@ -72,7 +72,7 @@ class RegisterHandler:
         self.registrar = registrar
         self.location = location
 
-    async def handle(self, request: Request, source: Source) -> Response | None:
+    async def handle(self, request: Request, source: Origin) -> Response | None:
         """None means: say nothing (the source has just been banned)."""
         decision = await self.authenticator.authenticate(asked_of(request, source))
         if decision.drop:
@@ -105,7 +105,7 @@ class RegisterHandler:
             response.headers.add("Contact", contact_value(binding, now))
         return response
 
-    def _request(self, request: Request, source: Source, subscriber) -> RegisterRequest:
+    def _request(self, request: Request, source: Origin, subscriber) -> RegisterRequest:
         values = request.headers.get_all("Contact")
         wildcard = [v.strip() for v in values] == ["*"]
         contacts = () if wildcard or not values else tuple(
@@ -116,8 +116,9 @@ class RegisterHandler:
             subscriber_id=subscriber.subscriber_id, call_id=request.call_id[:256],
             cseq=request.cseq.number,
             expires=None if expires is None else parse_count(expires, "Expires"),
-            contacts=contacts, wildcard=wildcard, source=source.hostport,
-            transport=source.transport, local=source.local, flow=source.flow)
+            contacts=contacts, wildcard=wildcard, source=hostport(source.remote),
+            transport=source.transport, local=hostport(source.local),
+            flow=source if source.reliable else None)
 
 
 def _contact(address) -> ContactRequest:
