@@ -141,3 +141,26 @@ def test_replace_takes_another_nodes_view_and_keeps_our_flow(registrar):
     assert registrar.bindings(ALICE)[0].flow is flow
     registrar.replace(ALICE, 1, 2, [])
     assert registrar.aor(ALICE) is None
+
+
+def test_options_pings_reach_each_udp_binding_once_per_interval(registrar):
+    from wevoip.sip.keepalive import OptionsPinger
+    from wevoip.sip.message import parse
+    sent = []
+    for subscriber in (1, 2, 3):
+        registrar.register(RegisterRequest(1, 2, subscriber, "c", 1, 600,
+                                           (ContactRequest(f"sip:p{subscriber}@10.0.0.{subscriber}:5060"),),
+                                           source="192.0.2.1:5060", transport="udp", local="127.0.0.1:5060"))
+    registrar.register(RegisterRequest(1, 2, 4, "c", 1, 600, (ContactRequest("sip:p4@10.0.0.4;transport=tcp"),),
+                                       transport="tcp"))
+    pinger = OptionsPinger(registrar.clock, registrar, lambda binding, data: sent.append((binding, data)), 3)
+    pinger.start()
+    registrar.clock.advance(1)
+    registrar.clock.advance(1)
+    registrar.clock.advance(1)
+    pinger.stop()
+    assert sorted(b.contact for b, _ in sent) == ["sip:p1@10.0.0.1:5060", "sip:p2@10.0.0.2:5060",
+                                                 "sip:p3@10.0.0.3:5060"]
+    request = parse(sent[0][1])
+    assert request.method == "OPTIONS" and str(request.uri) == sent[0][0].contact
+    assert request.top_via.host == "127.0.0.1"

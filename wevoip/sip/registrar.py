@@ -219,6 +219,12 @@ class Registrar:
         now = self.clock.seconds()
         return [b for b in aor.bindings if b.expires_at > now]
 
+    def all_bindings(self):
+        """(subscriber_id, binding) for every binding held, live or just due to expire."""
+        for subscriber_id, aor in self._aors.items():
+            for binding in aor.bindings:
+                yield subscriber_id, binding
+
     def aor(self, subscriber_id: int) -> Aor | None:
         return self._aors.get(subscriber_id)
 
