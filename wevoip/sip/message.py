@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TypeVar, Union
 
 from wevoip.sip.errors import ParseError
-from wevoip.sip.headers import CSeq, Via, parse_count, parse_cseq, parse_vias
+from wevoip.sip.headers import CSeq, Via, parse_count, parse_cseq, parse_vias, split_commas
 from wevoip.sip.uri import URI, Address, parse_address, parse_uri
 
 MAX_MESSAGE_BYTES = 65535
@@ -209,6 +209,15 @@ class Request(_Message):
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
+
+    def set_top_via(self, via: Via) -> None:
+        """Rewrite the top Via in place (RFC 3581 received/rport), keeping every other."""
+        vias = self.via
+        items = self.headers._items
+        index = next(i for i, item in enumerate(items) if item[0] == "via")
+        rest = [str(other) for other in vias[1:len(split_commas(items[index][2]))]]
+        items[index] = ("via", "Via", ", ".join([str(via), *rest]))
+        self.headers._cache["via"] = [via, *vias[1:]]
 
 
 @dataclass(eq=True)
