@@ -1,1 +1,1 @@
-"""Media: RTP relay, endpoints that play and record, and the WebRTC side. No pages, no money."""
+"""Media: SDP, the RTP/RTCP relay and its port pool, and the endpoint that plays and records."""
