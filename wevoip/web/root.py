@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from wevoip.web.api.app import ApiApp
 from wevoip.web.health import add_health_route
+from wevoip.web.vendor import add_vendor_routes
 
 log = Logger(namespace="wevoip.web")
 
@@ -23,6 +24,7 @@ def build_web_app(store, health_report) -> Klein:
     app = Klein()
     add_health_route(app, health_report)
     ApiApp(app, store)
+    add_vendor_routes(app)
 
     @app.handle_errors(Exception)
     def error(request, failure) -> bytes:
