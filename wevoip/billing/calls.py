@@ -14,7 +14,7 @@ duration with the same quote and charge functions a real call is settled with.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -112,6 +112,10 @@ async def _outbound(tx: Tx, isp: Row, plan: Row | None, rules: PlanRules, e164: 
     sell = rules.sell_rate(e164, customer_rate, cheapest[0].rate if cheapest else None)
     if sell is None:
         raise CallRefused("no_rate", f"there is no rate for {e164}")
+    if not rules.has_rate_deck:
+        # The class is what the most precise carrier prefix says (1900 premium beats 1).
+        most_precise = max((offer.rate for offer in cheapest), key=lambda rate: len(rate.prefix))
+        sell = replace(sell, dest_class=most_precise.dest_class)
     if sell.dest_class not in rules.allowed_classes:
         raise CallRefused("class_not_allowed", f"{sell.dest_class} destinations are not allowed by the plan")
     flat = not rules.has_rate_deck and not rules.service_deck
@@ -208,8 +212,10 @@ def _check_open(isp: Row, customer: Row, subscriber: Row | None) -> None:
 async def authorise_call(tx: Tx, isp_id: int, *, customer_id: int, destination: str, call_id: str, node: str,
                          indexes: DeckIndexes, at: datetime.datetime, subscriber_id: int | None = None,
                          direction: str = "outbound", did_id: int | None = None,
-                         forward_to: str | None = None) -> Authorisation:
-    """Rate the call, check the account, hold the money of its longest allowed duration."""
+                         forward_to: str | None = None, max_call_ms: int = 7_200_000) -> Authorisation:
+    """Rate the call, check the account, and for a HARD account hold the money of the
+    longest call it may make (at most `max_call_ms`, so that one call does not hold all of
+    a balance its other calls could use)."""
     customer = await customers.get_customer(tx, isp_id, customer_id, lock=True)
     isp = await get_isp(tx, isp_id)
     subscriber = None
@@ -226,14 +232,14 @@ async def authorise_call(tx: Tx, isp_id: int, *, customer_id: int, destination: 
     longest, amount, held_free = None, ZERO, 0
     if customer["balance_management"] == "HARD":
         held_money, _ = await store_calls.held(tx, isp_id, customer_id)
-        longest, amount = longest_call(quote.sell, ledger.available(customer) - held_money, free_left)
+        longest, amount = longest_call(quote.sell, ledger.available(customer) - held_money, free_left, max_call_ms)
         if longest == 0:
             raise CallRefused("no_money", "the balance does not pay for the first increment of this call")
         held_free = free_left
     reservation = await store_calls.reserve(
         tx, isp_id, customer_id, subscriber_id=subscriber_id, node=node, call_id=call_id, direction=direction,
         destination=destination, amount=amount, max_duration_ms=longest, free_minutes=held_free,
-        rating=quote.to_json())
+        rating=quote.to_json(), started_at=at)
     return Authorisation(reservation["id"], longest, quote, tuple(o.carrier_id for o in quote.offers))
 
 

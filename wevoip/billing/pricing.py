@@ -93,15 +93,16 @@ def charge(rate: Rate, duration_ms: int, free_left: int) -> Charge:
     return Charge(price, rate.increment.billable(duration_ms), covered)
 
 
-def longest_call(rate: Rate, money: Decimal, free_left: int) -> tuple[int | None, Decimal]:
-    """The longest call (ms) that free minutes and `money` pay for, and what it would cost;
-    None when money sets no limit."""
+def longest_call(rate: Rate, money: Decimal, free_left: int, cap_ms: int) -> tuple[int, Decimal]:
+    """The longest call (ms, at most `cap_ms`) that free minutes and `money` pay for, in whole
+    increments, and what it would cost at most."""
+    cap = cap_ms // 1000
+    free_seconds = min(0 if is_free(rate) else max(free_left, 0) * 60, cap)
     paid = max_duration(money, rate)
-    if paid is None:
-        return None, rate.connection_fee
-    free_seconds = 0 if is_free(rate) else max(free_left, 0) * 60
-    if paid == 0 and not free_seconds:
-        return 0, ZERO
+    within_cap = rate.increment.affordable(cap - free_seconds)
+    paid = within_cap if paid is None else min(paid, within_cap)
+    if paid == 0:
+        return free_seconds * 1000, ZERO
     return (free_seconds + paid) * 1000, rate.cost(paid * 1000)
 
 

@@ -29,8 +29,9 @@ CDR_FIELDS = ("customer_id", "tenant_id", "subscriber_id", "carrier_id", "gatewa
 
 async def reserve(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None, node: str,
                   call_id: str, direction: str, destination: str, amount: Decimal,
-                  max_duration_ms: int | None, free_minutes: int, rating: dict[str, Any]) -> Row:
-    return await insert_row(tx, "call_reservations", {
+                  max_duration_ms: int | None, free_minutes: int, rating: dict[str, Any],
+                  started_at: datetime.datetime) -> Row:
+    return await insert_row(tx, "call_reservations", {"started_at": started_at,
         "isp_id": isp_id, "customer_id": customer_id, "subscriber_id": subscriber_id, "node": node,
         "call_id": call_id, "direction": direction, "destination": destination, "amount": amount,
         "max_duration_ms": max_duration_ms, "free_minutes": free_minutes, "rating": json.dumps(rating)})
