@@ -13,11 +13,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
                           subscribers, tenants)
-from wevoip.store import calls, ledger, pricing, ratedecks
+from wevoip.store import calls, ledger, pricing, ratedecks, recurring
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           ratedecks, pricing, ledger, calls)
+           ratedecks, pricing, ledger, calls, recurring)
 
 
 def _ids(rows):
@@ -214,6 +214,14 @@ CASES.update({
                          lambda result, a, b: result is None),
     "calls.unlock_calls": (lambda tx, a, b: calls.unlock_calls(tx, b.isp["id"], "customer", a.customer["id"]),
                            NOT_FOUND),
+    "recurring.charge_once": (
+        lambda tx, a, b: recurring.charge_once(tx, b.isp["id"], a.customer["id"], kind="monthly", item_id=0,
+                                               period="2026-01", amount=1, description="x"), REFUSED),
+    "recurring.bill_customer": (
+        lambda tx, a, b: recurring.bill_customer(tx, b.isp["id"], a.customer["id"], BINDING.expires_at.date()),
+        NOT_FOUND),
+    "recurring.list_charges": (lambda tx, a, b: recurring.list_charges(tx, b.isp["id"], a.customer["id"]),
+                               lambda result, a, b: result == []),
 })
 
 CDR = {"direction": "outbound", "started_at": BINDING.expires_at, "ended_at": BINDING.expires_at,
@@ -236,6 +244,8 @@ async def add_billing(database, tree):
             destination="+442071838750", amount=1, max_duration_ms=60000, free_minutes=0, rating={},
             started_at=BINDING.expires_at)
         tree.cdr = await calls.insert_cdr(tx, isp_id, {**CDR, "customer_id": tree.customer["id"]})
+        await recurring.charge_once(tx, isp_id, tree.customer["id"], kind="monthly", item_id=0, period="once",
+                                    amount=1, description="x")
     await database.transact(work)
 
 
@@ -284,7 +294,8 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
               "service_plans", "registrations", "rate_decks", "rate_deck_versions", "rates", "ledger",
-              "call_reservations", "cdrs", "profit_rules", "plan_area_rates", "plan_free_zones", "did_billing"]
+              "call_reservations", "cdrs", "profit_rules", "plan_area_rates", "plan_free_zones", "did_billing",
+              "recurring_charges"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"
