@@ -13,11 +13,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
                           subscribers, tenants)
-from wevoip.store import calls, ledger, pricing, ratedecks, recurring
+from wevoip.store import calls, ledger, pricing, ratedecks, recurring, reports
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           ratedecks, pricing, ledger, calls, recurring)
+           ratedecks, pricing, ledger, calls, recurring, reports)
 
 
 def _ids(rows):
@@ -223,6 +223,14 @@ CASES.update({
     "recurring.list_charges": (lambda tx, a, b: recurring.list_charges(tx, b.isp["id"], a.customer["id"]),
                                lambda result, a, b: result == []),
 })
+
+_EVERYTHING = {"since": BINDING.expires_at.replace(year=1990), "until": BINDING.expires_at.replace(year=2200)}
+CASES.update({
+    f"reports.{name}": (lambda tx, a, b, name=name: getattr(reports, name)(tx, b.isp["id"], **_EVERYTHING),
+                        lambda result, a, b: not any(row.get("price") == 7 for row in result)
+                        and not any(row.get("customer_id") == a.customer["id"] for row in result)
+                        and not any(row.get("deposits") for row in result))
+    for name in ("calls_report", "financial_report", "dids_report", "subscribers_report", "daily_report")})
 
 CDR = {"direction": "outbound", "started_at": BINDING.expires_at, "ended_at": BINDING.expires_at,
        "duration_ms": 0, "talk_ms": 0, "disposition": "failed", "a_call_id": "x", "price": 7}

@@ -16,7 +16,7 @@ from wevoip.store.errors import Invalid
 from wevoip.store.ratedecks import CLASSES, get_deck
 from wevoip.store.rows import update_row
 
-_FEES = ("monthly_fee", "setup_fee", "markup_fixed", "markup_percent", "did_setup_fee", "did_monthly_fee",
+FEES = ("monthly_fee", "setup_fee", "markup_fixed", "markup_percent", "did_setup_fee", "did_monthly_fee",
          "did_per_minute", "e911_setup_fee", "e911_monthly_fee", "fax_setup_fee", "fax_monthly_fee",
          "fax_per_page")
 
@@ -43,7 +43,7 @@ def _pulse(field: str, value: Any) -> int | None:
     return value
 
 
-_PLAN = {**{name: _amount for name in _FEES},
+_PLAN = {**{name: _amount for name in FEES},
          "rate_deck_id": lambda field, value: None if value is None else fields.count(field, value, maximum=2**62),
          "service_deck": fields.flag,
          "pulse": _pulse,
