@@ -190,6 +190,7 @@ class PluginsConfig:
 class BillingConfig:
     recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
     max_call_seconds: int = _key(7200, _int_between(60, 86400))
+    heartbeat_seconds: int = _key(30, _int_between(5, 600))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ class WeVoIPService(MultiService):
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
         BillingTimer(reactor, self.store.when_ready, config.node.name,
-                     interval_seconds=config.billing.recurring_interval_seconds).setServiceParent(self)
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)

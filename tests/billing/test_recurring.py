@@ -5,7 +5,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from tests.billing.world import NOW, build_world
-from wevoip.billing.calls import authorise_call
+from wevoip.billing.calls import CallEnd, authorise_call, settle_call
 from wevoip.billing.recurring import BillingTimer
 from wevoip.store import customers, pricing, recurring
 from wevoip.store.calls import mark_answered
@@ -76,3 +76,40 @@ def test_billing_dates_follow_the_billing_day():
     assert recurring.first_billing_date(datetime.date(2026, 11, 23), 20) == datetime.date(2026, 11, 20)
     assert recurring.first_billing_date(datetime.date(2026, 1, 3), 20) == datetime.date(2025, 12, 20)
     assert recurring.next_billing_date(datetime.date(2026, 12, 20), 20) == datetime.date(2027, 1, 20)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_heartbeat_marks_this_nodes_answered_calls_alive(database):
+    world = await build_world(database)
+    auth = await database.transact(lambda tx: authorise_call(
+        tx, world.isp_id, customer_id=world.customer_id, destination="+442071838750", call_id="live",
+        node="node-a", indexes=world.indexes, at=NOW))
+    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+    clock = clock_at(NOW)
+    timer = BillingTimer(clock, lambda: defer.succeed(database), "node-a", interval_seconds=DAY,
+                         heartbeat_seconds=30)
+    timer.startService()
+    await timer.tick()
+    clock.advance(30)
+    await timer.beat()
+    row = (await database.fetch("select last_seen_at from call_reservations"))[0]
+    assert row["last_seen_at"] == NOW + datetime.timedelta(seconds=30)
+    await timer.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_free_minutes_start_again_on_the_billing_date(database):
+    world = await build_world(database, free_minutes=5)
+    await database.transact(recurring.bill_customer, world.isp_id, world.customer_id, NOW.date())
+
+    async def call(call_id, at, seconds):
+        auth = await database.transact(lambda tx: authorise_call(
+            tx, world.isp_id, customer_id=world.customer_id, destination="+12125550100", call_id=call_id,
+            node="n", indexes=world.indexes, at=at))
+        end = CallEnd(ended_at=at + datetime.timedelta(seconds=seconds), disposition="answered", answered_at=at)
+        return await database.transact(settle_call, world.isp_id, auth.reservation_id, end)
+    assert (await call("first", NOW, 240))["free_minutes"] == 4
+    assert (await call("second", NOW, 120))["free_minutes"] == 1          # one left, then money
+    december = NOW + datetime.timedelta(days=8)                          # past 1 December
+    await database.transact(recurring.bill_customer, world.isp_id, world.customer_id, december.date())
+    assert (await call("third", december, 120))["free_minutes"] == 2
