@@ -148,6 +148,8 @@ CASES.update({
     "ratedecks.list_decks": (lambda tx, a, b: ratedecks.list_decks(tx, b.isp["id"]),
                              lambda result, a, b: a.deck["id"] not in _ids(result)),
     "ratedecks.create_draft": (lambda tx, a, b: ratedecks.create_draft(tx, b.isp["id"], a.deck["id"], []), NOT_FOUND),
+    "ratedecks.add_to_draft": (lambda tx, a, b: ratedecks.add_to_draft(tx, b.isp["id"], a.draft["id"], []),
+                               NOT_FOUND),
     "ratedecks.get_version": (lambda tx, a, b: ratedecks.get_version(tx, b.isp["id"], a.version["id"]), NOT_FOUND),
     "ratedecks.list_versions": (lambda tx, a, b: ratedecks.list_versions(tx, b.isp["id"], a.deck["id"]),
                                 lambda result, a, b: result == []),

@@ -8,7 +8,7 @@ import datetime
 import io
 
 from wevoip.billing.calls import CallRefused, simulate_call
-from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card, upload_draft
+from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card, upload_draft, upload_more
 from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import Download
@@ -19,6 +19,7 @@ CLASSES = {"type": "array", "items": {"enum": list(ratedecks.CLASSES)}, "maxItem
 DECK_CREATE = obj({"name": text(100), "kind": {"enum": ["carrier", "customer"]}, "carrier_id": NULLABLE_ID},
                   ("name", "kind"))
 DRAFT = obj({"csv": text(1024 * 1024), "note": text(200)}, ("csv",))
+DRAFT_PART = obj({"csv": text(1024 * 1024)}, ("csv",))
 PUBLISH = obj({"effective_at": text(40, format="date-time")}, ("effective_at",))
 PROFIT = obj({"rules": {"type": "array", "maxItems": 10000, "items": obj({
     "prefix": text(15), "kind": {"enum": ["absolute", "percent"]}, "amount": AMOUNT, "rounding": AMOUNT},
@@ -91,6 +92,16 @@ async def upload(call: Call):
     try:
         return await call.tx(upload_draft, call.params["isp_id"], call.params["deck_id"], call.body["csv"],
                              note=call.body.get("note", ""))
+    except RateCsvError as error:
+        raise ApiError(422, "invalid", str(error), field="csv", lines=error.problems) from None
+
+
+@api_route("POST", "/isps/{isp_id}/rate-deck-versions/{version_id}/rows", scope="write",
+           summary="Add the next part of a big CSV upload to a draft (bodies are at most 1 MB)", tag="billing",
+           body=DRAFT_PART, returns=ROW)
+async def upload_part(call: Call):
+    try:
+        return await call.tx(upload_more, call.params["isp_id"], call.params["version_id"], call.body["csv"])
     except RateCsvError as error:
         raise ApiError(422, "invalid", str(error), field="csv", lines=error.problems) from None
 
