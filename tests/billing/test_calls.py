@@ -7,23 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer
 
-from tests.billing.world import NOW, build_world
-from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, recover_calls, settle_call, simulate_call
+from tests.billing.world import NOW, answered_for, authorise, build_world
+from wevoip.billing.calls import CallRefused, recover_calls, settle_call, simulate_call
 from wevoip.store import customers, ledger, pricing, subscribers
 from wevoip.store.calls import lock_calls, mark_answered, touch_reservations
 
 UK = "+442071838750"
 US = "+12125550100"
-
-
-def authorise(world, destination=UK, call_id="a@phone", node="node-a", **extra):
-    return lambda tx: authorise_call(tx, world.isp_id, customer_id=world.customer_id, destination=destination,
-                                     call_id=call_id, node=node, indexes=world.indexes, at=NOW, **extra)
-
-
-def answered_for(seconds: float, carrier_id=None) -> CallEnd:
-    return CallEnd(ended_at=NOW + datetime.timedelta(seconds=seconds), disposition="answered", answered_at=NOW,
-                   sip_code=200, hangup_by="caller", carrier_id=carrier_id, b_call_id="b@carrier")
 
 
 async def balance_and_ledger(database, world):

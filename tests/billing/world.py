@@ -6,6 +6,7 @@ import datetime
 from dataclasses import dataclass
 
 from tests.store.builders import Tree, build_tree
+from wevoip.billing.calls import CallEnd, authorise_call
 from wevoip.billing.decks import DeckIndexes, upload_draft
 from wevoip.store import carriers, customers, ledger, pricing, ratedecks
 
@@ -69,3 +70,15 @@ async def build_world(database, namespace: str = "billing.example.net", *, balan
         return two, deck_one, deck_two
     two, deck_one, deck_two = await database.transact(work)
     return World(tree, DeckIndexes(), tree.carrier, two, deck_one, deck_two)
+
+
+def authorise(world: World, destination: str = "+442071838750", call_id: str = "a@phone", node: str = "node-a",
+              **extra):
+    """A call's authorisation at NOW, as a transaction's work."""
+    return lambda tx: authorise_call(tx, world.isp_id, customer_id=world.customer_id, destination=destination,
+                                     call_id=call_id, node=node, indexes=world.indexes, at=NOW, **extra)
+
+
+def answered_for(seconds: float, carrier_id: int | None = None) -> CallEnd:
+    return CallEnd(ended_at=NOW + datetime.timedelta(seconds=seconds), disposition="answered", answered_at=NOW,
+                   sip_code=200, hangup_by="caller", carrier_id=carrier_id, b_call_id="b@carrier")
