@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
@@ -50,6 +51,9 @@ class WeVoIPService(MultiService):
         self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
         self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
