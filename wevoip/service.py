@@ -24,6 +24,7 @@ from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.plugins import discover
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
 
@@ -42,9 +43,9 @@ class WeVoIPService(MultiService):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        web_app = build_web_app(self.store, self.health, Services(self.dialplan_presets))
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor}
         manhole_service = self._manhole()

@@ -13,9 +13,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
                           subscribers, tenants)
+from wevoip.store import dialplans
 from wevoip.store.errors import Invalid, NotFound
 
-MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox)
+MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
+           dialplans)
 
 
 def _ids(rows):
@@ -136,6 +138,21 @@ CASES = {
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
+# Issue 5's API: dialplan rules, number routing to features, tokens, webhooks.
+CASES.update({
+    "dialplans.list_rules": (lambda tx, a, b: dialplans.list_rules(tx, b.isp["id"]),
+                             lambda result, a, b: a.rule["id"] not in _ids(result)),
+    "dialplans.get_rule": (lambda tx, a, b: dialplans.get_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.create_rule": (
+        lambda tx, a, b: dialplans.create_rule(tx, b.isp["id"], match="1", subs="1", replacement="+1"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"] and result["position"] == 1),
+    "dialplans.update_rule": (
+        lambda tx, a, b: dialplans.update_rule(tx, b.isp["id"], a.rule["id"], description="x"), NOT_FOUND),
+    "dialplans.delete_rule": (lambda tx, a, b: dialplans.delete_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.reorder_rules": (lambda tx, a, b: dialplans.reorder_rules(tx, b.isp["id"], [a.rule["id"]]), REFUSED),
+    "dialplans.replace_rules": (
+        lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
+})
 
 
 async def victim_mail_then_list(tx, a, b):
@@ -181,7 +198,7 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans", "registrations"]
+              "service_plans", "registrations", "dialplan_rules"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"

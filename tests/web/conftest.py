@@ -7,6 +7,9 @@ from twisted.internet import reactor
 from twisted.web.server import Site
 
 from wevoip.store.admins import create_api_token
+from wevoip.interfaces import IDialplanPreset
+from wevoip.plugins import discover
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 
 PLATFORM_TOKEN = "p" * 40
@@ -45,7 +48,7 @@ async def api(database):
 
     async def health():
         return {"status": "ok"}
-    app = build_web_app(FakeStore(database), health)
+    app = build_web_app(FakeStore(database), health, Services(discover(IDialplanPreset)))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
     yield Api(f"http://127.0.0.1:{port.getHost().port}")
     await port.stopListening()

@@ -18,11 +18,12 @@ from klein import Klein
 from wevoip.store import idempotency
 from wevoip.store.errors import Conflict, StoreError
 from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the route table)
+from wevoip.web.api import dialplans  # noqa: F401
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import ApiError, from_store
 from wevoip.web.api.jsonio import dumps, read_json
 from wevoip.web.api.openapi import openapi_document
-from wevoip.web.api.routes import ROUTES, Call, Route
+from wevoip.web.api.routes import ROUTES, Call, Route, Services
 
 MAX_ID = 2**62
 
@@ -40,9 +41,10 @@ def _schema_error(error: jsonschema.ValidationError) -> ApiError:
 
 
 class ApiApp:
-    def __init__(self, app: Klein, store):
+    def __init__(self, app: Klein, store, services: Services | None = None):
         """Adds the routes to `app`; `store` is the store service, ready or not yet."""
         self.store = store
+        self.services = services or Services()
         self.app = app
         self.document = openapi_document(ROUTES)
         for route in ROUTES:
@@ -97,7 +99,8 @@ class ApiApp:
             if error is not None:
                 raise _schema_error(error)
         query = {key.decode(): values[0].decode("utf-8", "replace") for key, values in request.args.items()}
-        call = Call(principal, database, params, query, body if isinstance(body, dict) else {})
+        call = Call(principal, database, params, query, body if isinstance(body, dict) else {},
+                    services=self.services)
         key = (request.getHeader(b"idempotency-key") or b"").decode("utf-8", "replace")
         if route.method == "POST" and key:
             return await self._once(route, call, key, raw, request)

@@ -20,7 +20,7 @@ TENANT_CREATE = obj({"customer_id": INTEGER, "name": text(200), "label": text(63
                     ("customer_id", "name"))
 TENANT_UPDATE = obj({"name": text(200)}, ("name",))
 _SUBSCRIBER_FIELDS = {"display_name": text(100), "extension": text(8), "e164": text(16),
-                      "is_pilot": BOOLEAN, "email": text(254)}
+                      "is_pilot": BOOLEAN, "email": text(254), "country_code": text(3), "area_code": text(6)}
 SUBSCRIBER_CREATE = obj({**_SUBSCRIBER_FIELDS, "username": text(64), "password": text(128),
                          "web_username": text(254), "web_password": text(128)}, ("username", "password"))
 SUBSCRIBER_UPDATE = obj(_SUBSCRIBER_FIELDS)

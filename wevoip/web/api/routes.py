@@ -6,11 +6,19 @@ the request checks both need: method, path, scope, the body's JSON schema, the r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from wevoip.store.database import Database
 from wevoip.web.api.auth import Principal
 from wevoip.web.api.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Services:
+    """What handlers reach besides the store: the node's dialplan presets and DNS resolver."""
+
+    dialplan_presets: Mapping[str, Any] = field(default_factory=dict)
+    resolver: Any = None
 
 
 @dataclass
@@ -23,6 +31,7 @@ class Call:
     query: dict[str, str]
     body: dict[str, Any]
     record: Callable[[Any, Any], Awaitable[None]] | None = None
+    services: Services = field(default_factory=Services)
 
     async def tx(self, work, *args, **kwargs):
         """One transaction; for an idempotent request it also records the response."""
@@ -92,3 +101,21 @@ BOOLEAN = {"type": "boolean"}
 AMOUNT = {"type": "string", "pattern": r"^-?[0-9]{1,14}(\.[0-9]{1,6})?$"}
 NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1}
 ROW = {"type": "object", "additionalProperties": True}
+
+
+ID = {"type": "integer"}
+STAMP = {"type": "string", "format": "date-time"}
+
+
+def nullable(schema: dict) -> dict:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def record(properties: dict[str, dict]) -> dict:
+    """A response object: every property listed is present; newer fields may come after them."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def items_of(schema: dict) -> dict:
+    """A whole collection in one answer (a range added, a preset loaded), in the list envelope's key."""
+    return record({"items": {"type": "array", "items": schema}})
