@@ -65,17 +65,8 @@ async def _own_tenant(call: Call, tx, tenant_id: int):
            returns=ROW, listing=True, customer_ok=True, query=("customer_id",))
 async def list_tenants(call: Call):
     limit, offset = call.page()
-    customer_id = call.principal.customer_id or _optional_int(call, "customer_id")
+    customer_id = call.principal.customer_id or call.query_int("customer_id")
     return await call.tx(tenants.list_tenants, call.params["isp_id"], customer_id, limit=limit, offset=offset)
-
-
-def _optional_int(call: Call, name: str) -> int | None:
-    value = call.query.get(name)
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise ApiError(422, "invalid", f"{name}: must be a whole number", field=name)
-    return int(value)
 
 
 @api_route("POST", "/isps/{isp_id}/tenants", scope="write", summary="Create a tenant with its SIP domain",

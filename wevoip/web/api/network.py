@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from wevoip.store import carriers, dids, domains
-from wevoip.web.api.routes import BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj, text
+from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
+                                   nullable, obj, record, text)
 
 DOMAIN_CREATE = obj({"label": text(63), "name": text(253)})
 CARRIER_FIELDS = {"name": text(100), "enabled": BOOLEAN, "max_concurrent_calls": {"type": ["integer", "null"],
@@ -17,8 +18,12 @@ GATEWAY_FIELDS = {"host": text(253), "port": {"type": "integer", "minimum": 1, "
 GATEWAY_CREATE = obj(GATEWAY_FIELDS, ("host",))
 GATEWAY_UPDATE = obj(GATEWAY_FIELDS)
 DIDS_CREATE = obj({"first": text(16), "last": text(16)}, ("first",))
+DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id": nullable(ID),
+              "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),
+              "allocated_at": nullable(STAMP), "created_at": STAMP, "customer_name": nullable({"type": "string"}),
+              "tenant_name": nullable({"type": "string"}), "subscriber_username": nullable({"type": "string"})})
 ALLOCATE = obj({"tenant_id": INTEGER}, ("tenant_id",))
-ROUTE = obj({"subscriber_id": NULLABLE_ID}, ("subscriber_id",))
+ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {"type": ["string", "null"], "maxLength": 97}})
 
 
 @api_route("GET", "/isps/{isp_id}/domains", scope="read", summary="List SIP domains", tag="domains",
@@ -99,41 +104,55 @@ async def update_gateway(call: Call):
         tx, call.params["isp_id"], call.params["gateway_id"], **call.body))
 
 
-@api_route("GET", "/isps/{isp_id}/dids", scope="read", summary="List the number inventory", tag="numbers",
-           returns=ROW, listing=True)
+@api_route("GET", "/isps/{isp_id}/dids", scope="read", tag="numbers", returns=DID, listing=True,
+           customer_ok=True, query=("tenant_id", "customer_id", ("state", {"enum": list(dids.STATES)})),
+           summary="List the number inventory with who holds each (a customer token sees its own)")
 async def list_dids(call: Call):
     limit, offset = call.page()
-    return await call.tx(dids.list_dids, call.params["isp_id"], limit=limit, offset=offset)
+    customer_id = call.principal.customer_id or call.query_int("customer_id")
+    return await call.tx(lambda tx: dids.list_dids(
+        tx, call.params["isp_id"], call.query_int("tenant_id"), customer_id=customer_id,
+        state=call.query_choice("state", dids.STATES), limit=limit, offset=offset))
 
 
-@api_route("POST", "/isps/{isp_id}/dids", scope="write", summary="Add a DID or a range first..last",
-           tag="numbers", body=DIDS_CREATE, returns=ROW, status=201)
+@api_route("POST", "/isps/{isp_id}/dids", scope="write", tag="numbers", body=DIDS_CREATE, returns=items_of(DID),
+           status=201, summary=f"Add a DID, or a range first..last of at most {dids.MAX_RANGE} numbers")
 async def add_dids(call: Call):
     rows = await call.tx(dids.add_dids, call.params["isp_id"], call.body["first"], call.body.get("last"))
     return {"items": rows}
 
 
-@api_route("GET", "/isps/{isp_id}/dids/{did_id}", scope="read", summary="Show a DID", tag="numbers",
-           returns=ROW)
+async def _own_did(call: Call, tx):
+    did = await dids.get_did(tx, call.params["isp_id"], call.params["did_id"])
+    call.principal.check_customer(did["customer_id"])
+    return did
+
+
+@api_route("GET", "/isps/{isp_id}/dids/{did_id}", scope="read", summary="Show a DID and who holds it",
+           tag="numbers", returns=DID, customer_ok=True)
 async def get_did(call: Call):
-    return await call.tx(dids.get_did, call.params["isp_id"], call.params["did_id"])
+    return await call.tx(lambda tx: _own_did(call, tx))
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/allocate", scope="write", summary="Allocate a DID to a tenant",
-           tag="numbers", body=ALLOCATE, returns=ROW)
+           tag="numbers", body=ALLOCATE, returns=DID)
 async def allocate_did(call: Call):
     return await call.tx(dids.allocate_did, call.params["isp_id"], call.params["did_id"], call.body["tenant_id"])
 
 
-@api_route("POST", "/isps/{isp_id}/dids/{did_id}/route", scope="write",
-           summary="Route an allocated DID to a subscriber of its tenant (null: unroute)", tag="numbers",
-           body=ROUTE, returns=ROW)
+@api_route("POST", "/isps/{isp_id}/dids/{did_id}/route", scope="write", tag="numbers", body=ROUTE, returns=DID,
+           customer_ok=True,
+           summary="Route an allocated DID to a subscriber of its tenant or to a feature ('voicemail:100');"
+                   " neither unroutes it")
 async def route_did(call: Call):
-    return await call.tx(dids.route_did, call.params["isp_id"], call.params["did_id"],
-                         call.body["subscriber_id"])
+    async def work(tx):
+        await _own_did(call, tx)
+        return await dids.route_did(tx, call.params["isp_id"], call.params["did_id"],
+                                    call.body.get("subscriber_id"), call.body.get("feature"))
+    return await call.tx(work)
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/release", scope="write",
-           summary="Return a DID to the inventory", tag="numbers", returns=ROW)
+           summary="Return a DID to the free inventory (its route goes too)", tag="numbers", returns=DID)
 async def release_did(call: Call):
     return await call.tx(dids.release_did, call.params["isp_id"], call.params["did_id"])

@@ -42,6 +42,20 @@ class Call:
             return result
         return await self.database.transact(with_record)
 
+    def query_int(self, name: str) -> int | None:
+        value = self.query.get(name)
+        if value is None:
+            return None
+        if not value.isdigit() or not 1 <= int(value) <= 2**62:
+            raise ApiError(422, "invalid", f"{name}: must be a whole number from 1", field=name)
+        return int(value)
+
+    def query_choice(self, name: str, allowed: tuple[str, ...]) -> str | None:
+        value = self.query.get(name)
+        if value is not None and value not in allowed:
+            raise ApiError(422, "invalid", f"{name}: must be one of {', '.join(allowed)}", field=name)
+        return value
+
     def page(self) -> tuple[int, int]:
         try:
             limit = int(self.query.get("limit", "100"))
@@ -69,7 +83,8 @@ class Route:
     listing: bool = False
     platform_only: bool = False
     customer_ok: bool = False
-    query: tuple[str, ...] = field(default=())
+    # Query parameters besides limit/offset: a name is an id filter; (name, schema) anything else.
+    query: tuple[str | tuple[str, dict], ...] = field(default=())
 
     @property
     def path_params(self) -> list[str]:
