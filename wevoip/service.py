@@ -23,6 +23,7 @@ from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
@@ -44,7 +45,8 @@ class WeVoIPService(MultiService):
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
-        web_app = build_web_app(self.store, self.health, Services(self.dialplan_presets))
+        web_app = build_web_app(self.store, self.health,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from wevoip.resolver import LookupFailed, txt_values
 from wevoip.store import carriers, dids, domains
+from wevoip.web.api.errors import ApiError
 from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
                                    nullable, obj, record, text)
 
 DOMAIN_CREATE = obj({"label": text(63), "name": text(253)})
+DOMAIN = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "kind": {"enum": ["namespace", "verified"]},
+                 "verified_at": nullable(STAMP), "created_at": STAMP, "usable": BOOLEAN,
+                 "txt_record": {"type": ["object", "null"], "properties": {
+                     "name": {"type": "string"}, "type": {"const": "TXT"}, "value": {"type": "string"}}}})
 CARRIER_FIELDS = {"name": text(100), "enabled": BOOLEAN, "max_concurrent_calls": {"type": ["integer", "null"],
                                                                                   "minimum": 0}}
 CARRIER_CREATE = obj(CARRIER_FIELDS, ("name",))
@@ -26,27 +32,59 @@ ALLOCATE = obj({"tenant_id": INTEGER}, ("tenant_id",))
 ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {"type": ["string", "null"], "maxLength": 97}})
 
 
+def _domain(row) -> dict:
+    """A verified domain says which TXT record proves it, until it is proved."""
+    record = {"name": row["name"], "type": "TXT", "value": row["verification_token"]}
+    pending = row["kind"] == "verified" and row["verified_at"] is None
+    return {key: value for key, value in row.items() if key != "verification_token"} | {
+        "usable": domains.domain_usable(row), "txt_record": record if pending else None}
+
+
 @api_route("GET", "/isps/{isp_id}/domains", scope="read", summary="List SIP domains", tag="domains",
-           returns=ROW, listing=True)
+           returns=DOMAIN, listing=True)
 async def list_domains(call: Call):
     limit, offset = call.page()
-    return await call.tx(domains.list_domains, call.params["isp_id"], limit=limit, offset=offset)
+    rows = await call.tx(domains.list_domains, call.params["isp_id"], limit=limit, offset=offset)
+    return [_domain(row) for row in rows]
 
 
 @api_route("POST", "/isps/{isp_id}/domains", scope="write", tag="domains", body=DOMAIN_CREATE,
-           returns=ROW, status=201,
+           returns=DOMAIN, status=201,
            summary="Add a domain: 'label' under the namespace, or 'name' of your own (verified by DNS TXT)")
 async def create_domain(call: Call):
     isp_id = call.params["isp_id"]
+    if ("label" in call.body) == ("name" in call.body):
+        raise ApiError(422, "invalid", "label: give a label under the namespace or the name of your own domain",
+                       field="label")
     if "label" in call.body:
-        return await call.tx(domains.create_namespace_domain, isp_id, call.body["label"])
-    return await call.tx(domains.add_verified_domain, isp_id, call.body.get("name", ""))
+        return _domain(await call.tx(domains.create_namespace_domain, isp_id, call.body["label"]))
+    return _domain(await call.tx(domains.add_verified_domain, isp_id, call.body["name"]))
 
 
 @api_route("GET", "/isps/{isp_id}/domains/{domain_id}", scope="read", summary="Show a domain",
-           tag="domains", returns=ROW)
+           tag="domains", returns=DOMAIN)
 async def get_domain(call: Call):
-    return await call.tx(domains.get_domain, call.params["isp_id"], call.params["domain_id"])
+    return _domain(await call.tx(domains.get_domain, call.params["isp_id"], call.params["domain_id"]))
+
+
+@api_route("POST", "/isps/{isp_id}/domains/{domain_id}/verify", scope="write", tag="domains", returns=DOMAIN,
+           summary="Look up the domain's DNS TXT record now and mark it verified when the token is there")
+async def verify_domain(call: Call):
+    isp_id, domain_id = call.params["isp_id"], call.params["domain_id"]
+    domain = await call.tx(domains.get_domain, isp_id, domain_id)
+    if domain["kind"] != "verified":
+        raise ApiError(422, "invalid", "domain_id: a namespace domain needs no verification", field="domain_id")
+    if domain["verified_at"] is not None:
+        return _domain(domain)
+    try:
+        found = await txt_values(call.services.resolver, domain["name"])
+    except LookupFailed as error:
+        raise ApiError(503, "dns_unavailable", str(error)) from None
+    if domain["verification_token"] not in found:
+        raise ApiError(409, "not_verified",
+                       f"no TXT record {domain['verification_token']!r} at {domain['name']} yet"
+                       f" ({len(found)} other TXT record(s) there)", field="domain_id")
+    return _domain(await call.tx(domains.mark_domain_verified, isp_id, domain_id))
 
 
 @api_route("GET", "/isps/{isp_id}/carriers", scope="read", summary="List carriers", tag="carriers",
