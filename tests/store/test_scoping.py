@@ -13,11 +13,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
                           subscribers, tenants)
-from wevoip.store import dialplans
+from wevoip.store import dialplans, ownership
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           dialplans)
+           dialplans, ownership)
 
 
 def _ids(rows):
@@ -150,9 +150,28 @@ CASES.update({
         lambda tx, a, b: dialplans.update_rule(tx, b.isp["id"], a.rule["id"], description="x"), NOT_FOUND),
     "dialplans.delete_rule": (lambda tx, a, b: dialplans.delete_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
     "dialplans.reorder_rules": (lambda tx, a, b: dialplans.reorder_rules(tx, b.isp["id"], [a.rule["id"]]), REFUSED),
+    "admins.list_api_tokens": (lambda tx, a, b: tokens_of_both(tx, a, b),
+                                lambda result, a, b: {row["isp_id"] for row in result} == {b.isp["id"]}),
+    "admins.get_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.get_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "admins.revoke_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.revoke_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "ownership.customer_of": (
+        lambda tx, a, b: ownership.customer_of(tx, b.isp["id"], "subscriber_id", a.subscriber["id"]), NOT_FOUND),
     "dialplans.replace_rules": (
         lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
 })
+
+
+async def victim_token(tx, a, then):
+    row = await admins.create_api_token(tx, f"victim-{a.isp['id']}-" + "v" * 30, isp_id=a.isp["id"])
+    return await then(row["id"])
+
+
+async def tokens_of_both(tx, a, b):
+    await admins.create_api_token(tx, "a" * 40, isp_id=a.isp["id"], customer_id=a.customer["id"])
+    await admins.create_api_token(tx, "b" * 40, isp_id=b.isp["id"])
+    return await admins.list_api_tokens(tx, b.isp["id"])
 
 
 async def victim_mail_then_list(tx, a, b):

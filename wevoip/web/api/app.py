@@ -15,10 +15,10 @@ import re
 import jsonschema
 from klein import Klein
 
-from wevoip.store import idempotency
+from wevoip.store import idempotency, ownership
 from wevoip.store.errors import Conflict, StoreError
 from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the route table)
-from wevoip.web.api import dialplans  # noqa: F401
+from wevoip.web.api import dialplans, tokens  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import ApiError, from_store
 from wevoip.web.api.jsonio import dumps, read_json
@@ -89,8 +89,10 @@ class ApiApp:
             principal.require_platform()
         if "isp_id" in params:
             principal.check_isp(params["isp_id"])
-        if principal.customer_id is not None and not route.customer_ok:
-            raise ApiError(403, "forbidden", "a customer token cannot do this")
+        if principal.customer_id is not None:
+            if not route.customer_ok:
+                raise ApiError(403, "forbidden", "a customer token cannot do this")
+            await database.transact(self._own_objects, principal, params)
         raw, body = read_json(request)
         if validator is not None:
             if not isinstance(body, dict):
@@ -105,6 +107,13 @@ class ApiApp:
         if route.method == "POST" and key:
             return await self._once(route, call, key, raw, request)
         return route.status, self._shape(route, call, await route.handler(call))
+
+    @staticmethod
+    async def _own_objects(tx, principal, params: dict[str, int]) -> None:
+        """A customer token meets another customer's objects as missing ones."""
+        for name, value in params.items():
+            if name == "customer_id" or name in ownership.OWNED:
+                principal.check_customer(await ownership.customer_of(tx, params["isp_id"], name, value))
 
     async def _once(self, route: Route, call: Call, key: str, raw: bytes, request) -> tuple[int, object]:
         if len(key) > 255:
