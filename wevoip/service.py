@@ -22,12 +22,15 @@ from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
 from wevoip.resolver import make_resolver
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
+from wevoip.webhooks import WebhookSender
 
 log = Logger(namespace="wevoip")
 
@@ -70,8 +73,18 @@ class WeVoIPService(MultiService):
         started = self.store.when_ready()
         started.addCallback(lambda database: defer.Deferred.fromCoroutine(
             ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda _: defer.Deferred.fromCoroutine(self._start_webhooks()))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
+
+    async def _start_webhooks(self) -> None:
+        """The webhook drainer starts once the store is ready and wakes on every outbox notice."""
+        settings = self.config.webhooks
+        sender = WebhookSender(self.reactor, self.store.database, timeout_seconds=settings.timeout_seconds)
+        drainer = OutboxDrainer(self.reactor, self.store.database, "webhook", sender.send,
+                                max_attempts=settings.max_attempts)
+        drainer.setServiceParent(self)
+        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
 
     def _started(self, _) -> None:
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)

@@ -4,7 +4,9 @@ first ISP's objects: it must find nothing, change nothing and return nothing of 
 The list of cases is checked against the modules, so a new function cannot be forgotten.
 """
 
+import datetime
 import inspect
+from decimal import Decimal
 
 import pytest
 import pytest_twisted
@@ -13,11 +15,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
                           subscribers, tenants)
-from wevoip.store import dialplans, ownership
+from wevoip.store import dialplans, ownership, webhooks
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           dialplans, ownership)
+           dialplans, ownership, webhooks)
 
 
 def _ids(rows):
@@ -138,7 +140,8 @@ CASES = {
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
-# Issue 5's API: dialplan rules, number routing to features, tokens, webhooks.
+# Issue 5's API: dialplan rules, tokens, webhooks (set_webhook after the webhook look-ups,
+# which expect the other ISP to have none yet).
 CASES.update({
     "dialplans.list_rules": (lambda tx, a, b: dialplans.list_rules(tx, b.isp["id"]),
                              lambda result, a, b: a.rule["id"] not in _ids(result)),
@@ -158,9 +161,45 @@ CASES.update({
         tx, b.isp["id"], token_id)), NOT_FOUND),
     "ownership.customer_of": (
         lambda tx, a, b: ownership.customer_of(tx, b.isp["id"], "subscriber_id", a.subscriber["id"]), NOT_FOUND),
+    "webhooks.get_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.get_webhook(tx, b.isp["id"])),
+                             NOT_FOUND),
+    "webhooks.webhook_target": (lambda tx, a, b: victim_webhook(tx, a, webhooks.webhook_target(tx, b.isp["id"])),
+                                lambda result, a, b: result is None),
+    "webhooks.delete_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.delete_webhook(tx, b.isp["id"])),
+                                NOT_FOUND),
+    "webhooks.ping": (lambda tx, a, b: victim_webhook(tx, a, webhooks.ping(tx, b.isp["id"])), NOT_FOUND),
+    "webhooks.list_deliveries": (
+        lambda tx, a, b: victim_webhook(tx, a, webhooks.list_deliveries(tx, b.isp["id"]), event=True),
+        lambda result, a, b: "webhook.ping" not in {row["event"] for row in result}),
+    "webhooks.call_ended": (
+        lambda tx, a, b: webhooks.call_ended(
+            tx, b.isp["id"], call_id="x", customer_id=None, tenant_id=None, caller="", callee="",
+            direction="inbound", started_at=datetime.datetime.now(datetime.timezone.utc), answered_at=None,
+            ended_at=datetime.datetime.now(datetime.timezone.utc), duration_ms=0, end_reason=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.balance_low": (
+        lambda tx, a, b: webhooks.balance_low(tx, b.isp["id"], customer_id=b.customer["id"], balance=Decimal(1),
+                                              threshold=Decimal(5), currency="USD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.account_locked": (
+        lambda tx, a, b: webhooks.account_locked(tx, b.isp["id"], customer_id=b.customer["id"], reason="HARD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.signup_waiting": (
+        lambda tx, a, b: webhooks.signup_waiting(tx, b.isp["id"], customer_id=b.customer["id"], name="n", email=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.set_webhook": (lambda tx, a, b: webhooks.set_webhook(tx, b.isp["id"], "https://b.example.org/h"),
+                             lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "dialplans.replace_rules": (
         lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
 })
+
+
+async def victim_webhook(tx, a, then, *, event: bool = False):
+    """The victim has a webhook (and, with `event`, an event queued) before the other ISP asks."""
+    await webhooks.set_webhook(tx, a.isp["id"], "https://victim.example.org/hook")
+    if event:
+        await webhooks.ping(tx, a.isp["id"])
+    return await then
 
 
 async def victim_token(tx, a, then):

@@ -18,7 +18,7 @@ from klein import Klein
 from wevoip.store import idempotency, ownership
 from wevoip.store.errors import Conflict, StoreError
 from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the route table)
-from wevoip.web.api import dialplans, tokens  # noqa: F401 (issue 5: they fill the route table too)
+from wevoip.web.api import dialplans, tokens, webhooks  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import ApiError, from_store
 from wevoip.web.api.jsonio import dumps, read_json
