@@ -23,12 +23,17 @@ from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
 from wevoip.sip.access import SipAccess
 from wevoip.sip.service import SipService
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
+from wevoip.webhooks import WebhookSender
 
 log = Logger(namespace="wevoip")
 
@@ -54,9 +59,10 @@ class WeVoIPService(MultiService):
         BillingTimer(reactor, self.store.when_ready, config.node.name,
                      interval_seconds=config.billing.recurring_interval_seconds,
                      heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        web_app = build_web_app(self.store, self.health,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
@@ -80,8 +86,18 @@ class WeVoIPService(MultiService):
         started = self.store.when_ready()
         started.addCallback(lambda database: defer.Deferred.fromCoroutine(
             ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda _: defer.Deferred.fromCoroutine(self._start_webhooks()))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
+
+    async def _start_webhooks(self) -> None:
+        """The webhook drainer starts once the store is ready and wakes on every outbox notice."""
+        settings = self.config.webhooks
+        sender = WebhookSender(self.reactor, self.store.database, timeout_seconds=settings.timeout_seconds)
+        drainer = OutboxDrainer(self.reactor, self.store.database, "webhook", sender.send,
+                                max_attempts=settings.max_attempts)
+        drainer.setServiceParent(self)
+        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
 
     def _started(self, _) -> None:
         self.is_ready = True

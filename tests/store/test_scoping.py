@@ -4,7 +4,9 @@ first ISP's objects: it must find nothing, change nothing and return nothing of 
 The list of cases is checked against the modules, so a new function cannot be forgotten.
 """
 
+import datetime
 import inspect
+from decimal import Decimal
 
 import pytest
 import pytest_twisted
@@ -13,11 +15,11 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, calls, carriers, customers, dids, domains, isps, outbox, registrations,
                           routing, secrets, subscribers, tenants)
-from wevoip.store import ledger, pricing, ratedecks, recurring, reports
+from wevoip.store import dialplans, ledger, ownership, pricing, ratedecks, recurring, reports, webhooks
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           calls, routing, ratedecks, pricing, ledger, recurring, reports)
+           calls, routing, ratedecks, pricing, ledger, recurring, reports, dialplans, ownership, webhooks)
 
 
 def _ids(rows):
@@ -154,6 +156,77 @@ CASES = {
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
+# Issue 5's API: dialplan rules, tokens, webhooks (set_webhook after the webhook look-ups,
+# which expect the other ISP to have none yet).
+CASES.update({
+    "dialplans.list_rules": (lambda tx, a, b: dialplans.list_rules(tx, b.isp["id"]),
+                             lambda result, a, b: a.rule["id"] not in _ids(result)),
+    "dialplans.get_rule": (lambda tx, a, b: dialplans.get_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.create_rule": (
+        lambda tx, a, b: dialplans.create_rule(tx, b.isp["id"], match="1", subs="1", replacement="+1"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"] and result["position"] == 1),
+    "dialplans.update_rule": (
+        lambda tx, a, b: dialplans.update_rule(tx, b.isp["id"], a.rule["id"], description="x"), NOT_FOUND),
+    "dialplans.delete_rule": (lambda tx, a, b: dialplans.delete_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.reorder_rules": (lambda tx, a, b: dialplans.reorder_rules(tx, b.isp["id"], [a.rule["id"]]), REFUSED),
+    "admins.list_api_tokens": (lambda tx, a, b: tokens_of_both(tx, a, b),
+                                lambda result, a, b: {row["isp_id"] for row in result} == {b.isp["id"]}),
+    "admins.get_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.get_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "admins.revoke_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.revoke_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "ownership.customer_of": (
+        lambda tx, a, b: ownership.customer_of(tx, b.isp["id"], "subscriber_id", a.subscriber["id"]), NOT_FOUND),
+    "webhooks.get_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.get_webhook(tx, b.isp["id"])),
+                             NOT_FOUND),
+    "webhooks.webhook_target": (lambda tx, a, b: victim_webhook(tx, a, webhooks.webhook_target(tx, b.isp["id"])),
+                                lambda result, a, b: result is None),
+    "webhooks.delete_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.delete_webhook(tx, b.isp["id"])),
+                                NOT_FOUND),
+    "webhooks.ping": (lambda tx, a, b: victim_webhook(tx, a, webhooks.ping(tx, b.isp["id"])), NOT_FOUND),
+    "webhooks.list_deliveries": (
+        lambda tx, a, b: victim_webhook(tx, a, webhooks.list_deliveries(tx, b.isp["id"]), event=True),
+        lambda result, a, b: "webhook.ping" not in {row["event"] for row in result}),
+    "webhooks.call_ended": (
+        lambda tx, a, b: webhooks.call_ended(
+            tx, b.isp["id"], call_id="x", customer_id=None, tenant_id=None, caller="", callee="",
+            direction="inbound", started_at=datetime.datetime.now(datetime.timezone.utc), answered_at=None,
+            ended_at=datetime.datetime.now(datetime.timezone.utc), duration_ms=0, end_reason=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.balance_low": (
+        lambda tx, a, b: webhooks.balance_low(tx, b.isp["id"], customer_id=b.customer["id"], balance=Decimal(1),
+                                              threshold=Decimal(5), currency="USD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.account_locked": (
+        lambda tx, a, b: webhooks.account_locked(tx, b.isp["id"], customer_id=b.customer["id"], reason="HARD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.signup_waiting": (
+        lambda tx, a, b: webhooks.signup_waiting(tx, b.isp["id"], customer_id=b.customer["id"], name="n", email=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.set_webhook": (lambda tx, a, b: webhooks.set_webhook(tx, b.isp["id"], "https://b.example.org/h"),
+                             lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "dialplans.replace_rules": (
+        lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
+})
+
+
+async def victim_webhook(tx, a, then, *, event: bool = False):
+    """The victim has a webhook (and, with `event`, an event queued) before the other ISP asks."""
+    await webhooks.set_webhook(tx, a.isp["id"], "https://victim.example.org/hook")
+    if event:
+        await webhooks.ping(tx, a.isp["id"])
+    return await then
+
+
+async def victim_token(tx, a, then):
+    row = await admins.create_api_token(tx, f"victim-{a.isp['id']}-" + "v" * 30, isp_id=a.isp["id"])
+    return await then(row["id"])
+
+
+async def tokens_of_both(tx, a, b):
+    await admins.create_api_token(tx, "a" * 40, isp_id=a.isp["id"], customer_id=a.customer["id"])
+    await admins.create_api_token(tx, "b" * 40, isp_id=b.isp["id"])
+    return await admins.list_api_tokens(tx, b.isp["id"])
 
 # Billing: `a` also has a carrier card with a published version, a call in progress and a CDR.
 CASES.update({
@@ -329,7 +402,7 @@ async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
               "service_plans", "registrations", "active_calls", "rate_decks", "rate_deck_versions", "rates",
               "ledger", "call_reservations", "cdrs", "profit_rules", "plan_area_rates", "plan_free_zones",
-              "did_billing", "recurring_charges"]
+              "did_billing", "recurring_charges", "dialplan_rules"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"

@@ -13,7 +13,7 @@ from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import Download
 from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj,
-                                   optional_int, text)
+                                   text)
 
 NULLABLE_AMOUNT = {"anyOf": [AMOUNT, {"type": "null"}]}
 CLASSES = {"type": "array", "items": {"enum": list(ratedecks.CLASSES)}, "maxItems": 4}
@@ -241,9 +241,9 @@ async def simulate(call: Call):
            returns=ROW, listing=True, customer_ok=True, query=("customer_id", "subscriber_id"))
 async def list_cdrs(call: Call):
     limit, offset = call.page()
-    customer_id = call.principal.customer_id or optional_int(call, "customer_id")
+    customer_id = call.principal.customer_id or call.query_int("customer_id")
     return await call.tx(calls.list_cdrs, call.params["isp_id"], customer_id=customer_id,
-                         subscriber_id=optional_int(call, "subscriber_id"), limit=limit, offset=offset)
+                         subscriber_id=call.query_int("subscriber_id"), limit=limit, offset=offset)
 
 
 def _period(call: Call) -> dict[str, datetime.datetime]:
