@@ -92,8 +92,9 @@ async def insert_cdr(tx: Tx, isp_id: int, values: dict[str, Any]) -> Row:
     return await insert_row(tx, "cdrs", {"isp_id": isp_id, **values})
 
 
-async def link_cdr(tx: Tx, isp_id: int, cdr_id: int, ledger_id: int) -> None:
-    await tx.execute("update cdrs set ledger_id = %s where isp_id = %s and id = %s", (ledger_id, isp_id, cdr_id))
+async def link_cdr(tx: Tx, isp_id: int, cdr_id: int, ledger_id: int) -> Row | None:
+    return await tx.fetch_one("update cdrs set ledger_id = %s where isp_id = %s and id = %s returning *",
+                              (ledger_id, isp_id, cdr_id))
 
 
 async def get_cdr(tx: Tx, isp_id: int, cdr_id: int) -> Row:
