@@ -11,11 +11,12 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
-                          subscribers, tenants)
+from wevoip.store import (admins, audit, carriers, customers, dids, domains, hostnames, isps, outbox,
+                          registrations, selfcare, subscribers, tenants, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
-MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox)
+MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
+           webusers, audit, selfcare, hostnames)
 
 
 def _ids(rows):
@@ -132,6 +133,44 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "dids.list_inventory": (lambda tx, a, b: dids.list_inventory(tx, b.isp["id"]),
+                            lambda result, a, b: a.did["id"] not in _ids(result)),
+    "dids.list_free_dids": (lambda tx, a, b: free_number_of_victim(tx, a, b),
+                            lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "webusers.create_isp_admin": (
+        lambda tx, a, b: webusers.create_isp_admin(tx, b.isp["id"], email="x@b.example", full_name="X",
+                                                   password_hash="h"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webusers.get_isp_admin": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.get_isp_admin(
+        tx, b.isp["id"], admin["id"])), NOT_FOUND),
+    "webusers.isp_admin_for_login": (
+        lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.isp_admin_for_login(
+            tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),
+    "webusers.create_customer_admin": (
+        lambda tx, a, b: webusers.create_customer_admin(tx, b.isp["id"], a.customer["id"], email="m@x.example",
+                                                        password_hash="h"), NOT_FOUND),
+    "webusers.list_customer_admins": (
+        lambda tx, a, b: victim_customer_admin_then(tx, a, lambda admin: webusers.list_customer_admins(
+            tx, b.isp["id"], a.customer["id"])), lambda result, a, b: result == []),
+    "webusers.customer_admin_for_login": (
+        lambda tx, a, b: victim_customer_admin_then(tx, a, lambda admin: webusers.customer_admin_for_login(
+            tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),
+    "audit.record": (lambda tx, a, b: audit.record(tx, b.isp["id"], actor="x", action="login"),
+                     lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "audit.list_audit": (lambda tx, a, b: victim_audit_then_list(tx, a, b),
+                         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "selfcare.subscriber_settings": (
+        lambda tx, a, b: selfcare.subscriber_settings(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "selfcare.update_subscriber_settings": (
+        lambda tx, a, b: selfcare.update_subscriber_settings(tx, b.isp["id"], a.subscriber["id"],
+                                                             forward_always="+15550100999"), NOT_FOUND),
+    "selfcare.set_web_password": (
+        lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
+    "selfcare.web_password_hash": (
+        lambda tx, a, b: selfcare.web_password_hash(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "hostnames.set_isp_hostname": (
+        lambda tx, a, b: hostnames.set_isp_hostname(tx, b.isp["id"], "console.other.example"),
+        lambda result, a, b: result["id"] == b.isp["id"]),
     "outbox.list_outbox": (
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
@@ -141,6 +180,30 @@ CASES = {
 async def victim_mail_then_list(tx, a, b):
     await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
     return await outbox.list_outbox(tx, b.isp["id"])
+
+
+async def free_number_of_victim(tx, a, b):
+    await dids.add_dids(tx, a.isp["id"], "+15550166666")
+    return await dids.list_free_dids(tx, b.isp["id"])
+
+
+async def victim_admin_then(tx, a, then):
+    email = f"boss{await tx.fetch_value('select count(*) from isp_admins')}@victim.example"
+    admin = await webusers.create_isp_admin(tx, a.isp["id"], email=email, full_name="Boss",
+                                            password_hash="h")
+    return await then(admin)
+
+
+async def victim_customer_admin_then(tx, a, then):
+    email = f"it{await tx.fetch_value('select count(*) from customer_admins')}@victim.example"
+    admin = await webusers.create_customer_admin(tx, a.isp["id"], a.customer["id"], email=email,
+                                                 password_hash="h")
+    return await then(admin)
+
+
+async def victim_audit_then_list(tx, a, b):
+    await audit.record(tx, a.isp["id"], actor="boss", action="customer.login_as", target="secret")
+    return await audit.list_audit(tx, b.isp["id"])
 
 
 async def number_of_both(tx, a, b):
@@ -194,7 +257,8 @@ async def snapshot(database, tree):
 @pytest.mark.parametrize("function", ["tenants.tenant_by_sip_domain", "subscribers.sip_credentials",
                                       "carriers.gateways_for_source", "dids.did_by_number",
                                       "isps.isp_by_namespace", "isps.list_isps",
-                                      "registrations.live_bindings", "registrations.delete_expired"])
+                                      "registrations.live_bindings", "registrations.delete_expired",
+                                      "hostnames.isp_for_host", "selfcare.subscriber_for_login"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")

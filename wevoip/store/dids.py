@@ -45,6 +45,21 @@ async def list_dids(tx: Tx, isp_id: int, tenant_id: int | None = None, *, limit:
     return await fetch_page(tx, "dids", where, limit, offset)
 
 
+async def list_inventory(tx: Tx, isp_id: int, *, limit: int = 100, offset: int = 0) -> list[Row]:
+    """The inventory with who holds each number: customer, tenant and subscriber names."""
+    return await tx.fetch(
+        "select d.*, c.name as customer_name, t.name as tenant_name, s.username as subscriber_username"
+        " from dids d left join customers c on c.id = d.customer_id left join tenants t on t.id = d.tenant_id"
+        " left join subscribers s on s.id = d.subscriber_id where d.isp_id = %s order by d.e164"
+        " limit %s offset %s", (isp_id, limit, offset))
+
+
+async def list_free_dids(tx: Tx, isp_id: int, *, limit: int = 100) -> list[Row]:
+    """Numbers not allocated to any tenant, which a customer may take for its tenants."""
+    return await tx.fetch("select * from dids where isp_id = %s and tenant_id is null order by e164 limit %s",
+                          (isp_id, limit))
+
+
 async def allocate_did(tx: Tx, isp_id: int, did_id: int, tenant_id: int) -> Row:
     tenant = await get_tenant(tx, isp_id, tenant_id)
     did = await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
