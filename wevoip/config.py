@@ -122,6 +122,37 @@ def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     return result
 
 
+def _flag(key: str, value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _host(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).strip().lower()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ConfigError(key, f"{value!r} is neither an IP address nor a host name")
+    return value
+
+
+def _mail_address(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", value):
+        raise ConfigError(key, f"{value!r} is not an e-mail address")
+    return value
+
+
+def _public_url(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).rstrip("/")
+    if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
+        raise ConfigError(key, f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
 def _dsn(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if value and not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
@@ -156,6 +187,12 @@ class SipConfig:
 @dataclass(frozen=True)
 class WebConfig:
     http: tuple[Listen, ...] = _key((Listen("127.0.0.1", 8080),), _listens)
+    public_url: str = _key("", _public_url)
+    session_hours: int = _key(12, _int_between(1, 24 * 30))
+    session_idle_minutes: int = _key(120, _int_between(5, 24 * 60))
+    login_window_minutes: int = _key(15, _int_between(1, 24 * 60))
+    login_failures_per_account: int = _key(5, _int_between(1, 1000))
+    login_failures_per_source: int = _key(20, _int_between(1, 100000))
 
 
 @dataclass(frozen=True)
@@ -187,6 +224,16 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    relay_host: str = _key("127.0.0.1", _host)
+    relay_port: int = _key(25, _int_between(1, 65535))
+    starttls: bool = _key(False, _flag)
+    username: str = _key("", _string)
+    password: str = _key("", _string)
+    sender: str = _key("wevoip@localhost", _mail_address)
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -195,6 +242,7 @@ class Config:
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""
@@ -229,6 +277,9 @@ def _check_whole(config: Config) -> None:
     if bool(sip.tls_certificate) != bool(sip.tls_private_key):
         raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",
                           "the certificate and its private key are set together")
+    if bool(config.mail.username) != bool(config.mail.password):
+        raise ConfigError("mail.password" if config.mail.username else "mail.username",
+                          "the relay login needs both a username and a password")
     stream_ports: dict[tuple[str, int], str] = {}
     streams = [("sip.tcp", sip.tcp), ("sip.tls", sip.tls), ("sip.ws", sip.ws),
                ("sip.wss", sip.wss), ("web.http", config.web.http)]

@@ -21,8 +21,11 @@ from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
+from wevoip.mail import SmtpSender
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
@@ -65,10 +68,18 @@ class WeVoIPService(MultiService):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
         started = self.store.when_ready()
-        started.addCallback(lambda database: defer.Deferred.fromCoroutine(
-            ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start_on(database)))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
+
+    async def _start_on(self, database) -> None:
+        """What needs the store: the first-run admin, then the mail drainer (added last, so
+        it stops first), woken by any node's enqueue through the notifier."""
+        await ensure_platform_admin(self.reactor, database, self.environ)
+        sender = SmtpSender(self.reactor, self.config.mail, database)
+        drainer = OutboxDrainer(self.reactor, database, "mail", sender.send)
+        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
+        drainer.setServiceParent(self)
 
     def _started(self, _) -> None:
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
