@@ -45,7 +45,7 @@ class WeVoIPService(MultiService):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
+        web_app = build_web_app(self.store, self.health, config, reactor)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.namespace = {"node": self, "config": config, "store": self.store,

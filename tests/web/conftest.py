@@ -6,6 +6,7 @@ import treq
 from twisted.internet import reactor
 from twisted.web.server import Site
 
+from wevoip.config import Config
 from wevoip.store.admins import create_api_token
 from wevoip.web.root import build_web_app
 
@@ -45,7 +46,38 @@ async def api(database):
 
     async def health():
         return {"status": "ok"}
-    app = build_web_app(FakeStore(database), health)
+    app = build_web_app(FakeStore(database), health, Config(), reactor)
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
     yield Api(f"http://127.0.0.1:{port.getHost().port}")
     await port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def console(database):
+    """The web app on loopback with a real SMTP relay behind the outbox: (base URL, relay, drain)."""
+    from tests.smtpserver import SmtpServer
+    from wevoip.config import MailConfig
+    from wevoip.mail import SmtpSender
+    from wevoip.outbox import OutboxDrainer
+    from twisted.internet.task import Clock
+
+    relay = SmtpServer()
+    relay.start()
+
+    async def health():
+        return {"status": "ok"}
+    app = build_web_app(FakeStore(database), health, Config(), reactor)
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    sender = SmtpSender(reactor, MailConfig(relay_port=relay.port.getHost().port), database)
+    drainer = OutboxDrainer(Clock(), database, "mail", sender.send)
+    yield ConsoleSite(f"http://127.0.0.1:{port.getHost().port}", relay, drainer, database)
+    await port.stopListening()
+    await relay.stop()
+
+
+@dataclass
+class ConsoleSite:
+    base: str
+    relay: object
+    drainer: object
+    database: object
