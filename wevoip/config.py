@@ -223,6 +223,26 @@ class PluginsConfig:
     directories: tuple[Path, ...] = _key((), _directories)
 
 
+def _dns_servers(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
+    servers = _listens(key, value, base)
+    for index, server in enumerate(servers):
+        if server.port == 0:
+            raise ConfigError(f"{key}[{index}]", "a DNS server needs its port (53 as a rule)")
+    return servers
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[Listen, ...] = _key((), _dns_servers)
+    timeout_seconds: int = _key(5, _int_between(1, 60))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_seconds: int = _key(10, _int_between(1, 120))
+    max_attempts: int = _key(8, _int_between(1, 50))
+
+
 @dataclass(frozen=True)
 class MailConfig:
     relay_host: str = _key("127.0.0.1", _host)
@@ -242,6 +262,8 @@ class Config:
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     mail: MailConfig = field(default_factory=MailConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:

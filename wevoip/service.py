@@ -26,7 +26,9 @@ from wevoip.netservice import StreamListenService
 from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
 from wevoip.store import outbox
+from wevoip.resolver import make_resolver
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
 
@@ -45,9 +47,10 @@ class WeVoIPService(MultiService):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health, config, reactor)
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        web_app = build_web_app(self.store, self.health, config, reactor,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor}
         manhole_service = self._manhole()

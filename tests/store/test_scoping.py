@@ -11,12 +11,12 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, audit, carriers, customers, dids, domains, hostnames, isps, outbox,
-                          registrations, selfcare, subscribers, tenants, webusers)
+from wevoip.store import (admins, audit, carriers, customers, dialplans, dids, domains, hostnames, isps,
+                          outbox, ownership, registrations, selfcare, subscribers, tenants, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           webusers, audit, selfcare, hostnames)
+           dialplans, ownership, webusers, audit, selfcare, hostnames)
 
 
 def _ids(rows):
@@ -133,10 +133,6 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
-    "dids.list_inventory": (lambda tx, a, b: dids.list_inventory(tx, b.isp["id"]),
-                            lambda result, a, b: a.did["id"] not in _ids(result)),
-    "dids.list_free_dids": (lambda tx, a, b: free_number_of_victim(tx, a, b),
-                            lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
     "webusers.create_isp_admin": (
         lambda tx, a, b: webusers.create_isp_admin(tx, b.isp["id"], email="x@b.example", full_name="X",
                                                    password_hash="h"),
@@ -175,16 +171,45 @@ CASES = {
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
+# Issue 5's API: dialplan rules, number routing to features, tokens, webhooks.
+CASES.update({
+    "dialplans.list_rules": (lambda tx, a, b: dialplans.list_rules(tx, b.isp["id"]),
+                             lambda result, a, b: a.rule["id"] not in _ids(result)),
+    "dialplans.get_rule": (lambda tx, a, b: dialplans.get_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.create_rule": (
+        lambda tx, a, b: dialplans.create_rule(tx, b.isp["id"], match="1", subs="1", replacement="+1"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"] and result["position"] == 1),
+    "dialplans.update_rule": (
+        lambda tx, a, b: dialplans.update_rule(tx, b.isp["id"], a.rule["id"], description="x"), NOT_FOUND),
+    "dialplans.delete_rule": (lambda tx, a, b: dialplans.delete_rule(tx, b.isp["id"], a.rule["id"]), NOT_FOUND),
+    "dialplans.reorder_rules": (lambda tx, a, b: dialplans.reorder_rules(tx, b.isp["id"], [a.rule["id"]]), REFUSED),
+    "admins.list_api_tokens": (lambda tx, a, b: tokens_of_both(tx, a, b),
+                                lambda result, a, b: {row["isp_id"] for row in result} == {b.isp["id"]}),
+    "admins.get_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.get_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "admins.revoke_api_token": (lambda tx, a, b: victim_token(tx, a, lambda token_id: admins.revoke_api_token(
+        tx, b.isp["id"], token_id)), NOT_FOUND),
+    "ownership.customer_of": (
+        lambda tx, a, b: ownership.customer_of(tx, b.isp["id"], "subscriber_id", a.subscriber["id"]), NOT_FOUND),
+    "dialplans.replace_rules": (
+        lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
+})
+
+
+async def victim_token(tx, a, then):
+    row = await admins.create_api_token(tx, f"victim-{a.isp['id']}-" + "v" * 30, isp_id=a.isp["id"])
+    return await then(row["id"])
+
+
+async def tokens_of_both(tx, a, b):
+    await admins.create_api_token(tx, "a" * 40, isp_id=a.isp["id"], customer_id=a.customer["id"])
+    await admins.create_api_token(tx, "b" * 40, isp_id=b.isp["id"])
+    return await admins.list_api_tokens(tx, b.isp["id"])
 
 
 async def victim_mail_then_list(tx, a, b):
     await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
     return await outbox.list_outbox(tx, b.isp["id"])
-
-
-async def free_number_of_victim(tx, a, b):
-    await dids.add_dids(tx, a.isp["id"], "+15550166666")
-    return await dids.list_free_dids(tx, b.isp["id"])
 
 
 async def victim_admin_then(tx, a, then):
@@ -244,7 +269,7 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans", "registrations"]
+              "service_plans", "registrations", "dialplan_rules"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"

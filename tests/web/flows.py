@@ -22,6 +22,8 @@ async def onboard(api, namespace: str) -> dict:
         "host": "192.0.2.10", "port": 5060, "transport": "udp", "strip_digits": 1, "prefix": "00",
         "priority": 5})
     assert code == 201, gateway
+    code, rules, _ = await api.call("POST", f"{base}/dialplan-rules/preset", t, json={"preset": "us"})
+    assert code == 200, rules
     code, numbers, _ = await api.call("POST", f"{base}/dids", t, json={"first": "+15550199000",
                                                                       "last": "+15550199009"})
     assert code == 201, numbers
@@ -41,4 +43,5 @@ async def onboard(api, namespace: str) -> dict:
     assert code == 200, domain
     return {"isp": isp, "token": t, "plan": plan, "customer": customer, "carrier": carrier,
             "gateway": gateway, "tenant": tenant, "subscriber": pilot, "did": did, "domain": domain,
+            "rule": rules["items"][0],
             "base": base}

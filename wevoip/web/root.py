@@ -16,16 +16,17 @@ from werkzeug.exceptions import HTTPException
 from wevoip.config import Config
 from wevoip.web.api.app import ApiApp
 from wevoip.web.console.app import ConsoleApp
+from wevoip.web.api.routes import Services
 from wevoip.web.health import add_health_route
 
 log = Logger(namespace="wevoip.web")
 
 
-def build_web_app(store, health_report, config: Config, reactor) -> Klein:
+def build_web_app(store, health_report, config: Config, reactor, services: Services | None = None) -> Klein:
     app = Klein()
     add_health_route(app, health_report)
-    ApiApp(app, store)
-    ConsoleApp(app, store, config, reactor)
+    ApiApp(app, store, services)
+    ConsoleApp(app, store, config, reactor, services or Services())
 
     @app.handle_errors(Exception)
     def error(request, failure) -> bytes:

@@ -19,8 +19,9 @@ from twisted.logger import Logger
 from wevoip.store.errors import Invalid, LimitReached, NotFound
 from wevoip.store.hostnames import isp_for_host
 from wevoip.store.isps import get_isp
-from wevoip.web.console import (branding, customer_pages, isp_pages, login,  # noqa: F401 (they fill the table)
-                                network_pages, platform_pages, selfcare_pages, signup)
+from wevoip.web.console import (  # noqa: F401 (importing them fills the route table)
+    branding, customer_pages, dialplan_pages, isp_pages, login, network_pages, platform_pages, selfcare_pages,
+    signup)
 from wevoip.web.console.context import DEFAULT_BRAND, Asset, Ctx, Download, FormError, Message, Redirect
 from wevoip.web.console.routes import LOGIN_PATHS, PAGES, Page
 from wevoip.web.console.sessions import Sessions
@@ -46,8 +47,10 @@ def describe(error: Exception) -> tuple[str, str]:
 
 
 class ConsoleApp:
-    def __init__(self, app: Klein, store, config, reactor):
+    def __init__(self, app: Klein, store, config, reactor, services):
+        """`services` holds the node's dialplan presets and DNS resolver, as the API's do."""
         self.klein = app
+        self.services = services
         self.store = store
         self.config = config
         self.reactor = reactor

@@ -163,7 +163,7 @@ async def numbers_form(ctx: Ctx):
     async def load(tx):
         tenant = await own_tenant(tx, ctx, tenant_id)
         return (tenant, await dids.list_dids(tx, ctx.isp_id, tenant_id, limit=1000),
-                await dids.list_free_dids(tx, ctx.isp_id, limit=200),
+                await dids.list_dids(tx, ctx.isp_id, state="free", limit=200),
                 await subscribers.list_subscribers(tx, ctx.isp_id, tenant_id, limit=1000))
     tenant, own, free, subscriber_rows = await ctx.tx(load)
     usernames = {s["id"]: s["username"] for s in subscriber_rows}

@@ -5,11 +5,12 @@ and ranges, with who holds each), SIP domains, and the ISP's branding and hostna
 
 from __future__ import annotations
 
+from wevoip.resolver import LookupFailed, txt_values
 from wevoip.store import carriers, dids, domains, hostnames, isps
-from wevoip.web.console.context import Ctx, Redirect
+from wevoip.web.console.context import Ctx, FormError, Redirect
 from wevoip.web.console.routes import page
 from wevoip.web.console.signup import theme_values, uploaded_logo
-from wevoip.web.console.widgets import Facts, Field, Form, Table, Text
+from wevoip.web.console.widgets import Button, Facts, Field, Form, Table, Text
 
 ISP = ("isp",)
 
@@ -93,7 +94,7 @@ async def gateway_create(ctx: Ctx):
 # --- number inventory ----------------------------------------------------------------------------
 
 async def numbers_form(ctx: Ctx):
-    rows = await ctx.tx(dids.list_inventory, ctx.isp_id, limit=1000)
+    rows = await ctx.tx(dids.list_dids, ctx.isp_id, limit=1000)
     for row in rows:
         row["holder"] = (f"{row['customer_name']} / {row['tenant_name']}" if row["tenant_id"] else "free")
     return ctx.render("Numbers", Table(
@@ -128,10 +129,12 @@ async def domains_form(ctx: Ctx):
             row["state"] = f"verified {row['verified_at']:%Y-%m-%d}"
         else:
             row["state"] = f'waiting for TXT "{row["verification_token"]}"'
+            row["_buttons"] = [Button("Check DNS now", f"/isp/domains/{row['id']}/verify")]
     return ctx.render("Domains", Text(
         f"Tenants get <label>.{ctx.brand['namespace']} at once. A domain of your customer's own is "
         f"usable once its DNS holds the TXT record shown."),
-        Table([("name", "Domain"), ("kind", "Kind"), ("state", "State")], rows, empty="No domain yet."),
+        Table([("name", "Domain"), ("kind", "Kind"), ("state", "State")], rows, buttons="_buttons",
+              empty="No domain yet."),
         Form("/isp/domains", "Add domain", [
             Field("name", "Domain", value=ctx.value("name"), required=True,
                   help=f"Such as pbx.customer.com, or a name under {ctx.brand['namespace']}.")],
@@ -190,3 +193,19 @@ async def branding_save(ctx: Ctx):
             await isps.set_isp_logo(tx, ctx.isp_id, *logo)
     await ctx.tx(save)
     return Redirect("/isp/branding")
+
+
+@page("/isp/domains/<int:domain_id>/verify", roles=ISP, method="POST", form_of=domains_form)
+async def domain_verify(ctx: Ctx):
+    """Looks up the TXT record now (twisted.names); usable from the moment the token is seen."""
+    domain = await ctx.tx(domains.get_domain, ctx.isp_id, ctx.params["domain_id"])
+    if domain["kind"] != "verified" or domain["verified_at"] is not None:
+        return Redirect("/isp/domains")
+    try:
+        found = await txt_values(ctx.console.services.resolver, domain["name"])
+    except LookupFailed as error:
+        raise FormError("name", f"could not be checked: {error}") from None
+    if domain["verification_token"] not in found:
+        raise FormError("name", f"{domain['name']} has no TXT record \"{domain['verification_token']}\" yet")
+    await ctx.tx(domains.mark_domain_verified, ctx.isp_id, domain["id"])
+    return Redirect("/isp/domains")
