@@ -168,7 +168,7 @@ async def numbers_form(ctx: Ctx):
     tenant, own, free, subscriber_rows = await ctx.tx(load)
     usernames = {s["id"]: s["username"] for s in subscriber_rows}
     for row in own:
-        row["routed"] = usernames.get(row["subscriber_id"], "not routed")
+        row["routed"] = usernames.get(row["subscriber_id"]) or row["feature"] or "not routed"
         row["_buttons"] = [Button("Release", f"/tenants/{tenant_id}/numbers/{row['id']}/release", danger=True)]
     for row in free:
         row["_buttons"] = [Button("Take", f"/tenants/{tenant_id}/numbers/{row['id']}/take")]
@@ -176,12 +176,14 @@ async def numbers_form(ctx: Ctx):
     sections = [tenant_links(tenant_id),
                 Table([("e164", "Number"), ("routed", "Routed to")], own, buttons="_buttons",
                       title="This tenant's numbers", empty="No number yet: take one from the inventory below.")]
-    if own and subscriber_rows:
+    if own:
         sections.append(Form(f"{base}/route", "Route", [
             Field("did_id", "Number", "select", ctx.value("did_id"), [(str(d["id"]), d["e164"]) for d in own]),
-            Field("subscriber_id", "To", "select", ctx.value("subscriber_id"),
-                  [("", "(nobody)")] + [(str(s["id"]), f"{s['username']} {s['extension'] or ''}".strip())
-                                         for s in subscriber_rows])], title="Route a number"))
+            Field("subscriber_id", "To a subscriber", "select", ctx.value("subscriber_id"),
+                  [("", "(none)")] + [(str(s["id"]), f"{s['username']} {s['extension'] or ''}".strip())
+                                      for s in subscriber_rows]),
+            Field("feature", "Or to a feature", value=ctx.value("feature"),
+                  help="Such as voicemail:100 or ivr:main; both empty: not routed.")], title="Route a number"))
     sections.append(Table([("e164", "Number")], free, buttons="_buttons", title="Free numbers of your provider",
                           empty="Your provider has no free numbers."))
     return ctx.render(f"{tenant['name']}: numbers", *sections)
@@ -225,10 +227,11 @@ async def number_release(ctx: Ctx):
 @page("/tenants/<int:tenant_id>/numbers/route", roles=CUSTOMER, method="POST", form_of=numbers_form)
 async def number_route(ctx: Ctx):
     subscriber_id = ctx.number("subscriber_id", required=False)
+    feature = ctx.value("feature") or None
 
     async def route(tx, did):
         _require_held(did, ctx.params["tenant_id"])
-        return await dids.route_did(tx, ctx.isp_id, did["id"], subscriber_id)
+        return await dids.route_did(tx, ctx.isp_id, did["id"], subscriber_id, feature)
     return await _with_own_did(ctx, route)
 
 
