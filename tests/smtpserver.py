@@ -86,6 +86,14 @@ class SmtpServer:
         for waiter in waiting:
             waiter.callback(message)
 
+    async def mail_to(self, address: str, timeout: float = 30.0) -> EmailMessage:
+        """The first mail to `address`, received already or still to come."""
+        while True:
+            for (_, recipient), message in self.inbox:
+                if recipient == address:
+                    return message
+            await self.next_mail(timeout)
+
     def next_mail(self, timeout: float = 20.0) -> defer.Deferred:
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append(waiter)
