@@ -254,6 +254,13 @@ class MailConfig:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
+    max_call_seconds: int = _key(7200, _int_between(60, 86400))
+    heartbeat_seconds: int = _key(30, _int_between(5, 600))
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -265,6 +272,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
@@ -47,6 +48,9 @@ class WeVoIPService(MultiService):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns)))

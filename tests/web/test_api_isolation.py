@@ -15,6 +15,7 @@ from psycopg2 import sql
 from tests.web.conftest import PLATFORM_TOKEN
 from tests.web.flows import onboard
 from wevoip.store.admins import SCOPES
+from wevoip.store import ratedecks
 from wevoip.web.api.routes import ROUTES
 
 
@@ -25,6 +26,10 @@ async def _victim_ids(api, database, victim) -> dict[str, int]:
            "plan_id": victim["plan"]["id"], "domain_id": victim["domain"]["id"],
            "carrier_id": victim["carrier"]["id"], "gateway_id": victim["gateway"]["id"],
            "did_id": victim["did"]["id"], "rule_id": victim["rule"]["id"], "token_id": victim["token_id"]}
+    async def deck(tx):
+        deck = await ratedecks.create_deck(tx, victim["isp"]["id"], name="Customer card", kind="customer")
+        return deck["id"], (await ratedecks.create_draft(tx, victim["isp"]["id"], deck["id"], []))["id"]
+    ids["deck_id"], ids["version_id"] = await database.transact(deck)
     for name in {param for route in ROUTES for param in route.path_params} - set(ids):
         table = name.removesuffix("_id") + "s"
         rows = await database.fetch(sql.SQL("select id from {} where isp_id = %s order by id limit 1").format(
