@@ -11,14 +11,14 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, audit, calls, carriers, customers, dialplans, dids, domains, hostnames,
+from wevoip.store import (admins, audit, calllog, calls, carriers, customers, dialplans, dids, domains, hostnames,
                           isps, ledger, outbox, ownership, pricing, ratedecks, recurring, registrations, reports,
                           selfcare, subscribers, tenants, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
            dialplans, ownership, webusers, audit, selfcare, hostnames, ratedecks, pricing, ledger, calls,
-           recurring, reports)
+           recurring, reports, calllog)
 
 
 def _ids(rows):
@@ -135,6 +135,9 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "calllog.search_calls": (
+        lambda tx, a, b: victim_call_then_search(tx, a, b),
+        lambda result, a, b: result == []),
     "webusers.create_isp_admin": (
         lambda tx, a, b: webusers.create_isp_admin(tx, b.isp["id"], email="x@b.example", full_name="X",
                                                    password_hash="h"),
@@ -329,6 +332,16 @@ async def add_billing(database, tree):
 async def victim_mail_then_list(tx, a, b):
     await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
     return await outbox.list_outbox(tx, b.isp["id"])
+
+
+async def victim_call_then_search(tx, a, b):
+    cdr = await calls.insert_cdr(tx, a.isp["id"], {**CDR, "a_call_id": "search", "customer_id": a.customer["id"],
+                                                   "tenant_id": a.tenant["id"], "subscriber_id": a.subscriber["id"]})
+    assert await calllog.search_calls(tx, a.isp["id"], tenant_id=a.tenant["id"])
+    found = (await calllog.search_calls(tx, b.isp["id"], tenant_id=a.tenant["id"]) +
+             await calllog.search_calls(tx, b.isp["id"], subscriber_id=a.subscriber["id"]))
+    await tx.execute("delete from cdrs where id = %s", (cdr["id"],))
+    return found
 
 
 async def victim_admin_then(tx, a, then):

@@ -164,6 +164,8 @@ def _tenant_console(walk: Walk) -> None:
         page.get_by_role("row", name=re.compile(r"\+16175550100")).get_by_role("button", name="Take").click()
     walk.submit({"subscriber_id": "alice 100"}, "Route", "tenant-number-routed", expect="alice")
     walk.go(f"{tenant_path}/registrations", "registrations")
+    walk.go(f"{tenant_path}/calls", "tenant-calls")
+    walk.submit({"number": "617", "direction": "outbound"}, "Search", "tenant-calls-search", expect="No calls match")
     with page.expect_navigation():
         page.get_by_role("button", name="Log out").click()
 
@@ -173,6 +175,7 @@ def _self_care(walk: Walk) -> None:
     walk.submit({"domain": "acme.flagon.example.net", "username": "alice", "password": "alice-web-password"},
                 "Log in", "me", expect="alice@acme.flagon.example.net")
     assert walk.page.title().endswith("Flagon Voice")
+    walk.go("/me/calls", "my-calls")
     walk.go("/me/forwarding", "forwarding")
     walk.submit({"forward_busy": "+16175550199", "forward_no_answer": "100"}, "Save", "forwarding-saved")
     walk.go("/me/voicemail", "voicemail")

@@ -1,12 +1,14 @@
 """The ISP console, the tenant console and self-care, driven through their forms."""
 
+import datetime
+
 import pytest_twisted
 from twisted.names import dns
 
 from tests.web.browser import Browser
 from tests.web.consoleflows import PNG
 from tests.web.consolepeople import PASSWORD, log_in, people_of
-from wevoip.store import audit, selfcare
+from wevoip.store import audit, calls, selfcare
 from wevoip.store.isps import get_isp
 
 
@@ -174,3 +176,46 @@ async def test_self_care_forwarding_voicemail_and_password(console):
     assert "Your password is changed" in page
     await log_in(console, "/login/subscriber", {"domain": "acme.care.example.net", "username": "alice"},
                  password="new-password-123")
+
+
+def _cdr(tree, call_id, *, subscriber=True, **values):
+    started = datetime.datetime(2026, 3, 10, 9, 0, tzinfo=datetime.timezone.utc)
+    return {"direction": "outbound", "started_at": started, "ended_at": started + datetime.timedelta(seconds=95),
+            "duration_ms": 95_000, "talk_ms": 90_000, "disposition": "answered", "a_call_id": call_id,
+            "customer_id": tree.customer["id"], "tenant_id": tree.tenant["id"],
+            "subscriber_id": tree.subscriber["id"] if subscriber else None, "price": "0.12", **values}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_call_lists_filter_and_export_csv(console):
+    people = await people_of(console, "calls.example.net")
+    tree = people.tree
+    later = datetime.datetime(2026, 3, 12, 18, 0, tzinfo=datetime.timezone.utc)
+
+    async def add(tx):
+        await calls.insert_cdr(tx, tree.isp["id"], _cdr(tree, "a", caller_e164="+15550100100",
+                                                        callee_e164="+442071234567", callee_dialled="011442071234567"))
+        await calls.insert_cdr(tx, tree.isp["id"], _cdr(
+            tree, "b", direction="inbound", disposition="no_answer", started_at=later,
+            ended_at=later, talk_ms=0, caller_dialled="=HYPERLINK(\"http://evil\")", callee_e164="+15550199000"))
+        await calls.insert_cdr(tx, tree.isp["id"], _cdr(tree, "c", subscriber=False, callee_e164="+15550100555"))
+    await console.database.transact(add)
+    admin = people.customer_admin
+    base = f"/tenants/{tree.tenant['id']}/calls"
+    page = await admin.get(base)
+    assert page.code == 200 and page.text.count("<tr>") == 4 and "1:30" in page
+    page = await admin.get(f"{base}?number=4420&direction=&disposition=")
+    assert page.text.count("<tr>") == 2 and "+442071234567" in page
+    page = await admin.get(f"{base}?since=2026-03-11&until=2026-03-12")
+    assert page.text.count("<tr>") == 2 and "no_answer" in page
+    page = await admin.get(f"{base}?since=2026-03-11&direction=inbound")
+    assert 'href="' + base + '.csv?since=2026-03-11&amp;direction=inbound"' in page.text
+    page = await admin.get(f"{base}?since=yesterday")
+    assert page.code == 422 and "Since must be a date" in page.error
+    download = await admin.request("GET", f"{base}.csv?direction=inbound")
+    assert download.code == 200 and download.headers.getRawHeaders("content-type") == ["text/csv; charset=utf-8"]
+    lines = download.body.decode().splitlines()
+    assert lines[0] == "Started,Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert len(lines) == 2 and "'=HYPERLINK" in lines[1] and "+15550199000" in lines[1]
+    page = await people.subscriber.get("/me/calls")
+    assert page.text.count("<tr>") == 3 and "+15550100555" not in page

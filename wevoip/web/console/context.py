@@ -85,6 +85,11 @@ class Ctx:
     def value(self, name: str, default: str = "") -> str:
         return self.form.get(name, default).strip()
 
+    def query(self, name: str) -> str:
+        """A value from the query string (search forms use GET)."""
+        values = self.request.args.get(name.encode(), [b""])
+        return values[0].decode("utf-8", "replace").strip()
+
     def number(self, name: str, *, required: bool = True) -> int | None:
         text = self.value(name)
         if not text and not required:

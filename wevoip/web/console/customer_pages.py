@@ -11,6 +11,7 @@ from wevoip.store import dids, domains, registrations, subscribers, tenants
 from wevoip.store.database import Tx
 from wevoip.store.errors import NotFound
 from wevoip.store.customers import get_customer
+from wevoip.web.console import calllist
 from wevoip.web.console.context import Ctx, FormError, Redirect
 from wevoip.web.console.routes import page
 from wevoip.web.console.widgets import Button, Field, Form, Links, Table, Text
@@ -248,3 +249,24 @@ async def registrations_page(ctx: Ctx):
     return ctx.render(f"{tenant['name']}: registrations", tenant_links(tenant_id), Table(
         [("username", "Subscriber"), ("contact", "Contact"), ("source", "From"), ("transport", "Transport"),
          ("user_agent", "Phone"), ("expires_at", "Expires")], rows, empty="No phone is registered right now."))
+
+
+# --- calls ------------------------------------------------------------------------------------------
+
+async def _tenant_calls(ctx: Ctx):
+    tenant_id = ctx.params["tenant_id"]
+    tenant = await ctx.tx(own_tenant, ctx, tenant_id)
+    return tenant, await calllist.search(ctx, tenant_id=tenant_id)
+
+
+@page("/tenants/<int:tenant_id>/calls", roles=CUSTOMER)
+async def calls_page(ctx: Ctx):
+    tenant, rows = await _tenant_calls(ctx)
+    return ctx.render(f"{tenant['name']}: calls", tenant_links(tenant["id"]),
+                      *calllist.sections(ctx, rows, f"/tenants/{tenant['id']}/calls"))
+
+
+@page("/tenants/<int:tenant_id>/calls.csv", roles=CUSTOMER)
+async def calls_csv(ctx: Ctx):
+    tenant, rows = await _tenant_calls(ctx)
+    return calllist.as_csv(rows, f"calls-tenant-{tenant['id']}.csv")

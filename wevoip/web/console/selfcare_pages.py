@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from wevoip.credentials import hash_password, verify_password
 from wevoip.store import selfcare, subscribers, tenants
+from wevoip.web.console import calllist
 from wevoip.web.console.context import Ctx, FormError, Redirect
 from wevoip.web.console.routes import page
 from wevoip.web.console.signup import check_new_password
@@ -115,3 +116,14 @@ async def password_change(ctx: Ctx):
     new_hash = await hash_password(ctx.console.reactor, check_new_password(ctx))
     await ctx.tx(selfcare.set_web_password, ctx.isp_id, _subscriber_id(ctx), new_hash)
     return Redirect("/me/password?changed=1")
+
+
+@page("/me/calls", roles=SUBSCRIBER)
+async def calls_page(ctx: Ctx):
+    rows = await calllist.search(ctx, subscriber_id=_subscriber_id(ctx))
+    return ctx.render("My calls", *calllist.sections(ctx, rows, "/me/calls"))
+
+
+@page("/me/calls.csv", roles=SUBSCRIBER)
+async def calls_csv(ctx: Ctx):
+    return calllist.as_csv(await calllist.search(ctx, subscriber_id=_subscriber_id(ctx)), "my-calls.csv")

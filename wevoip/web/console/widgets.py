@@ -31,6 +31,7 @@ class Form:
     title: str = ""
     multipart: bool = False
     danger: bool = False
+    method: str = "post"        # "get" for search forms, which change nothing and carry no token
 
 
 @dataclass
