@@ -8,6 +8,7 @@ database down. Twisted's MultiService would stop them all at once.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Callable, Mapping
 
@@ -30,6 +31,7 @@ from wevoip.store import outbox
 from wevoip.resolver import make_resolver
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
+from wevoip.web.console.housekeeping import ConsoleHousekeeping
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
 
@@ -81,12 +83,15 @@ class WeVoIPService(MultiService):
 
     async def _start_on(self, database) -> None:
         """What needs the store: the first-run admin, then the mail drainer (added last, so
-        it stops first), woken by any node's enqueue through the notifier."""
+        it stops first), woken by any node's enqueue through the notifier, and the sweeping
+        of expired console sessions."""
         await ensure_platform_admin(self.reactor, database, self.environ)
         sender = SmtpSender(self.reactor, self.config.mail, database)
         drainer = OutboxDrainer(self.reactor, database, "mail", sender.send)
         await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
         drainer.setServiceParent(self)
+        window = datetime.timedelta(minutes=self.config.web.login_window_minutes)
+        ConsoleHousekeeping(self.reactor, database, window).setServiceParent(self)
 
     def _started(self, _) -> None:
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)

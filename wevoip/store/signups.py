@@ -55,3 +55,8 @@ async def set_signup_logo(tx: Tx, signup_id: int, logo: bytes, content_type: str
 
 async def finish_signup(tx: Tx, signup_id: int, isp_id: int) -> None:
     await tx.execute("update signups set isp_id = %s where id = %s", (isp_id, signup_id))
+
+
+async def delete_stale_signups(tx: Tx) -> int:
+    """Unfinished signups whose link has expired: nothing else refers to them."""
+    return await tx.execute("delete from signups where isp_id is null and expires_at <= now()")
