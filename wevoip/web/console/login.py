@@ -83,7 +83,10 @@ async def _refused(ctx: Ctx, form_page, text: str = "The login or the password i
     return await form_page(ctx)
 
 
-async def _attempt(ctx: Ctx, form_page, account: str, row, stored_hash, role: str, **owner):
+async def _attempt(ctx: Ctx, form_page, account: str, row, stored_hash, role: str, *, suspended: bool = False,
+                   **owner):
+    if suspended:
+        return await _refused(ctx, form_page, "This account is suspended; please contact your provider.")
     try:
         good = await _rate_limited_check(ctx, account, stored_hash, ctx.form.get("password", ""))
     except TooManyAttempts:
@@ -169,10 +172,9 @@ async def customer_login(ctx: Ctx):
     isp = await _isp_of(ctx)
     email = ctx.value("email")[:254].lower()
     row = await ctx.tx(customer_admin_for_login, isp["id"], email) if isp else None
-    if row is not None and await _customer_suspended(ctx, row):
-        return await _refused(ctx, customer_form, "This account is suspended; please contact your provider.")
+    suspended = row is not None and await _customer_suspended(ctx, row)
     return await _attempt(ctx, customer_form, f"customer:{ctx.value('namespace').lower()}:{email}", row,
-                          row and row["password_hash"], "customer", isp_id=row and row["isp_id"],
+                          row and row["password_hash"], "customer", suspended=suspended, isp_id=row and row["isp_id"],
                           customer_id=row and row["customer_id"], customer_admin_id=row and row["id"])
 
 
@@ -200,10 +202,9 @@ async def subscriber_page(ctx: Ctx):
 async def subscriber_login(ctx: Ctx):
     domain, username = ctx.value("domain")[:253].lower(), ctx.value("username")[:254]
     row = await ctx.tx(subscriber_for_login, domain, username) if domain and username else None
-    if row is not None and row["status"] == "SUSPENDED":
-        return await _refused(ctx, subscriber_form, "This account is suspended; please contact your provider.")
     return await _attempt(ctx, subscriber_form, f"subscriber:{domain}:{username}", row,
-                          row and row["web_password_hash"], "subscriber", isp_id=row and row["isp_id"],
+                          row and row["web_password_hash"], "subscriber",
+                          suspended=row is not None and row["status"] == "SUSPENDED", isp_id=row and row["isp_id"],
                           customer_id=row and row["customer_id"], subscriber_id=row and row["id"])
 
 

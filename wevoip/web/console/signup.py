@@ -104,6 +104,15 @@ async def _with_signup(ctx: Ctx, draw):
     return await draw(ctx, signup)
 
 
+async def _save_step(ctx: Ctx, step: str, values_of, then: str):
+    """A step's POST: its values checked by `values_of(ctx)` (async), saved, on to `then`."""
+    signup = await _signup(ctx)
+    if signup is None:
+        return Redirect("/signup")
+    await ctx.tx(signups.save_signup_step, signup["id"], step, await values_of(ctx))
+    return Redirect(then)
+
+
 def _saved(ctx: Ctx, signup, step: str, name: str, default: str = "") -> str:
     if ctx.request.method == b"POST":
         return ctx.value(name, default)
@@ -141,16 +150,15 @@ def check_new_password(ctx: Ctx, name: str = "password", again: str = "password_
     return password
 
 
+async def _account_values(ctx: Ctx) -> dict:
+    full_name = fields.text("full_name", ctx.value("full_name"))
+    return {"full_name": full_name,
+            "password_hash": await hash_password(ctx.console.reactor, check_new_password(ctx))}
+
+
 @page("/signup/account", roles=None, method="POST", form_of=account_form)
 async def account_save(ctx: Ctx):
-    signup = await _signup(ctx)
-    if signup is None:
-        return Redirect("/signup")
-    full_name = fields.text("full_name", ctx.value("full_name"))
-    password_hash = await hash_password(ctx.console.reactor, check_new_password(ctx))
-    await ctx.tx(signups.save_signup_step, signup["id"], "account",
-                 {"full_name": full_name, "password_hash": password_hash})
-    return Redirect("/signup/isp")
+    return await _save_step(ctx, "account", _account_values, "/signup/isp")
 
 
 # --- ISP information -----------------------------------------------------------------------------
@@ -182,11 +190,7 @@ async def isp_page(ctx: Ctx):
     return await isp_form(ctx)
 
 
-@page("/signup/isp", roles=None, method="POST", form_of=isp_form)
-async def isp_save(ctx: Ctx):
-    signup = await _signup(ctx)
-    if signup is None:
-        return Redirect("/signup")
+async def _isp_values(ctx: Ctx) -> dict:
     values = {
         "name": fields.text("name", ctx.value("name")),
         "namespace": fields.dns_name("namespace", ctx.value("namespace")),
@@ -202,8 +206,12 @@ async def isp_save(ctx: Ctx):
         raise FormError("country", "is required")
     if await ctx.tx(isp_by_namespace, values["namespace"]) is not None:
         raise FormError("namespace", "is already taken: choose another")
-    await ctx.tx(signups.save_signup_step, signup["id"], "isp", values)
-    return Redirect("/signup/contact")
+    return values
+
+
+@page("/signup/isp", roles=None, method="POST", form_of=isp_form)
+async def isp_save(ctx: Ctx):
+    return await _save_step(ctx, "isp", _isp_values, "/signup/contact")
 
 
 # --- contact ---------------------------------------------------------------------------------------
@@ -229,16 +237,15 @@ async def contact_page(ctx: Ctx):
     return await contact_form(ctx)
 
 
+async def _contact_values(ctx: Ctx) -> dict:
+    return {"contact_name": fields.text("contact_name", ctx.value("contact_name")),
+            "contact_email": fields.email("contact_email", ctx.value("contact_email"), required=True),
+            "contact_phone": fields.e164("contact_phone", ctx.value("contact_phone"), required=False)}
+
+
 @page("/signup/contact", roles=None, method="POST", form_of=contact_form)
 async def contact_save(ctx: Ctx):
-    signup = await _signup(ctx)
-    if signup is None:
-        return Redirect("/signup")
-    values = {"contact_name": fields.text("contact_name", ctx.value("contact_name")),
-              "contact_email": fields.email("contact_email", ctx.value("contact_email"), required=True),
-              "contact_phone": fields.e164("contact_phone", ctx.value("contact_phone"), required=False)}
-    await ctx.tx(signups.save_signup_step, signup["id"], "contact", values)
-    return Redirect("/signup/theme")
+    return await _save_step(ctx, "contact", _contact_values, "/signup/theme")
 
 
 # --- theming --------------------------------------------------------------------------------------
