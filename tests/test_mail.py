@@ -59,3 +59,17 @@ async def test_a_refusing_or_absent_relay_leaves_the_mail_for_a_retry(database, 
 def test_a_header_with_a_line_break_is_refused():
     with pytest.raises(MailError):
         build_message("a@b.example", "x@y.example", "hi\r\nBcc: victim@z.example", "body")
+
+
+@pytest.mark.parametrize("settings", [{"starttls": True}, {"username": "wevoip", "password": "relay-secret"}])
+@pytest_twisted.ensureDeferred
+async def test_mail_is_not_sent_in_the_clear_or_unauthenticated_when_the_config_asks_for_more(database, relay,
+                                                                                             settings):
+    """The loopback relay offers neither STARTTLS nor AUTH: asked for, the sender must give up."""
+    await database.transact(lambda tx: outbox.enqueue_mail(tx, None, to="x@acme.example", subject="s", body="b"))
+    config = MailConfig(relay_port=relay.port.getHost().port, **settings)
+    drainer = OutboxDrainer(Clock(), database, "mail", SmtpSender(reactor, config, database).send)
+    assert await drainer.drain() == 0
+    assert relay.inbox == []
+    [row] = await database.fetch("select * from outbox")
+    assert row["sent_at"] is None and row["last_error"]
