@@ -9,6 +9,7 @@ from klein import Klein
 from twisted.internet import reactor
 from twisted.web.server import Site
 
+from wevoip.config import Config
 from wevoip.web.root import build_web_app
 from wevoip.web.vendor import PHONE_MODULES, add_vendor_routes
 
@@ -40,7 +41,7 @@ def test_jssip_is_pinned_exactly_and_the_lock_names_no_registry():
 
 @pytest_twisted.ensureDeferred
 async def test_the_installed_browser_build_is_served():
-    port, base = await serve(build_web_app(NoStore(), no_health))
+    port, base = await serve(build_web_app(NoStore(), no_health, Config(), reactor))
     try:
         response = await treq.get(f"{base}/static/vendor/jssip.min.js")
         body = await response.content()
