@@ -23,6 +23,7 @@ from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.plugins import discover
+from wevoip.sip.access import SipAccess
 from wevoip.sip.service import SipService
 from wevoip.store.service import StoreService
 from wevoip.web.root import build_web_app
@@ -44,13 +45,16 @@ class WeVoIPService(MultiService):
         self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        self.sip = SipService(reactor, config, self.listeners)
+        self.sip_access = SipAccess(reactor, config, self.store)
+        self.sip_access.setServiceParent(self)
+        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
         self.sip.setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip}
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
+                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)

@@ -12,7 +12,7 @@ import pytest_twisted
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, calls, carriers, customers, dids, domains, isps, outbox, registrations,
-                          routing, subscribers, tenants)
+                          routing, secrets, subscribers, tenants)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
@@ -220,7 +220,9 @@ async def snapshot(database, tree):
                                       "carriers.gateways_for_source", "dids.did_by_number",
                                       "isps.isp_by_namespace", "isps.list_isps",
                                       "registrations.live_bindings", "registrations.delete_expired",
-                                      "calls.end_calls_of_node"])
+                                      "calls.end_calls_of_node",
+                                      "registrations.write_bindings", "registrations.live_bindings_of",
+                                      "secrets.shared_secret", "subscribers.realm_for_username"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")
