@@ -210,6 +210,14 @@ class SipSecurityConfig:
 
 
 @dataclass(frozen=True)
+class CallsConfig:
+    no_answer_seconds: int = _key(120, _int_between(1, 3600))
+    progress_seconds: int = _key(5, _int_between(0, 60))
+    max_duration_seconds: int = _key(14400, _int_between(60, 86400))
+    dialplan_preset: str = _key("us", _name)
+
+
+@dataclass(frozen=True)
 class WebConfig:
     http: tuple[Listen, ...] = _key((Listen("127.0.0.1", 8080),), _listens)
 
@@ -249,6 +257,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     sip_security: SipSecurityConfig = field(default_factory=SipSecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.calls.service import CallService
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
@@ -49,15 +50,24 @@ class WeVoIPService(MultiService):
         self.sip_access.setServiceParent(self)
         self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
         self.sip.setServiceParent(self)
+        self.sip.core.register("REGISTER", self._register)
+        self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets)
+        self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
-        self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
+
+    async def _register(self, incoming) -> None:
+        """REGISTER goes to SIP access (digest and registrar), which answers or stays silent."""
+        response = await self.sip_access.register(incoming.request, incoming.flow)
+        if response is not None:
+            incoming.send(response)
 
     def _manhole(self) -> Service | None:
         settings = self.config.manhole
