@@ -27,6 +27,7 @@ class StreamListenService(Service):
                  *, bind: Callable[[Listen], object] | None = None):
         self.reactor = reactor
         self.name = name
+        self.label = name
         self.transport = transport
         self.key = key
         self.listens = listens
@@ -45,12 +46,13 @@ class StreamListenService(Service):
             except CannotListenError as error:
                 for bound in self._ports:
                     bound.stopListening()
+                    self.listeners.remove(bound)
                 self._ports = []
                 self._bound = False
                 raise ConfigError(f"{self.key}[{index}]",
                                   f"cannot listen on {listen}: {error.socketError}") from None
             self._ports.append(port)
-            self.listeners.add(self.name, self.transport, port)
+            self.listeners.add(self.label, self.transport, port)
 
     def _listen_tcp(self, listen: Listen):
         return self.reactor.listenTCP(listen.port, self.factory, interface=listen.host)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.application.service import MultiService
 
-from wevoip.config import Config, Listen
+from wevoip.config import Config, ConfigError, Listen
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.sip.certificates import server_tls_options
@@ -39,8 +39,19 @@ class SipService(MultiService):
                  ("ws", sip.ws, sites["ws"], None), ("wss", sip.wss, sites["wss"], self._listen_tls(sites["wss"]))]
         for transport, listens, factory, bind in kinds:
             if listens:
-                StreamListenService(reactor, "sip", transport, f"sip.{transport}", listens, factory,
-                                    listeners, bind=bind).setServiceParent(self)
+                listener = StreamListenService(reactor, "sip", transport, f"sip.{transport}", listens, factory,
+                                               listeners, bind=bind)
+                listener.setName(f"sip-{transport}")
+                listener.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted's name)
+        """All listeners or none: a later one failing unbinds the earlier ones."""
+        try:
+            super().privilegedStartService()
+        except ConfigError:
+            for listener in self:
+                listener.stopService()
+            raise
 
     def _listen_udp(self, listen: Listen):
         return self.reactor.listenUDP(listen.port, SipDatagramProtocol(self.core, self.flows),

@@ -65,11 +65,11 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
 
 class SipStreamProtocol(protocol.Protocol):
     def __init__(self, receiver: Receiver, flows: FlowTable, transport_name: str,
-                 connected: defer.Deferred | None = None):
+                 on_connected: defer.Deferred | None = None):
         self.receiver = receiver
         self.flows = flows
         self.transport_name = transport_name
-        self.connected = connected
+        self.on_connected = on_connected
         self.framer = StreamFramer()
         self.flow: Flow | None = None
 
@@ -78,8 +78,8 @@ class SipStreamProtocol(protocol.Protocol):
         self.flow = Flow(self.transport_name, (peer.host, peer.port), (host.host, host.port),
                          self.transport.write, self.transport.loseConnection)
         self.flows.add(self.flow)
-        if self.connected is not None:
-            self.connected.callback(self.flow)
+        if self.on_connected is not None:
+            self.on_connected.callback(self.flow)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         try:
