@@ -49,8 +49,8 @@ class WeVoIPService(MultiService):
         self.sip_access = SipAccess(reactor, config, self.store)
         self.sip_access.setServiceParent(self)
         self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
+        self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
-        self.sip.core.register("REGISTER", self._register)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets)
         self.calls.setServiceParent(self)
@@ -62,12 +62,6 @@ class WeVoIPService(MultiService):
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
-
-    async def _register(self, incoming) -> None:
-        """REGISTER goes to SIP access (digest and registrar), which answers or stays silent."""
-        response = await self.sip_access.register(incoming.request, incoming.flow)
-        if response is not None:
-            incoming.send(response)
 
     def _manhole(self) -> Service | None:
         settings = self.config.manhole

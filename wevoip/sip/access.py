@@ -12,12 +12,16 @@ from __future__ import annotations
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from wevoip.config import Config
+from wevoip.interfaces import ISipGate
 from wevoip.sip.auth import Authenticator
 from wevoip.sip.defence import Defence, DefencePolicy
 from wevoip.sip.digest import DigestAuthority
 from wevoip.sip.directory import Directory
+from wevoip.sip.errors import ParseError
+from wevoip.sip.keepalive import OptionsPinger
 from wevoip.sip.location import Location
 from wevoip.sip.message import Request, Response
 from wevoip.sip.register import Origin, RegisterHandler, reply
@@ -29,8 +33,9 @@ log = Logger(namespace="wevoip.sip.access")
 HOUSEKEEPING_SECONDS = 60
 
 
+@implementer(ISipGate)
 class SipGate:
-    """The core's gate, asked before anything is parsed further or dispatched."""
+    """The core's gate, asked before anything is dispatched (junk that did not parse too)."""
 
     def __init__(self, defence: Defence):
         self.defence = defence
@@ -38,6 +43,10 @@ class SipGate:
     def admit(self, message, flow) -> bool:
         if isinstance(message, Response):
             return self.defence.admit_response(flow.remote[0])
+        if isinstance(message, ParseError):
+            headers = message.headers
+            agent = (headers.get("User-Agent") or "") if headers is not None else ""
+            return self.defence.admit(flow.remote[0], agent)
         return self.defence.admit(flow.remote[0], message.headers.get("User-Agent") or "")
 
 
@@ -67,7 +76,8 @@ class SipAccess(Service):
         self.digest: DigestAuthority | None = None
         self.location: Location | None = None
         self.handler: RegisterHandler | None = None
-        self.pinger = None
+        self.pinger: OptionsPinger | None = None
+        self.sip = None
         self._housekeeping = task.LoopingCall(self._tidy)
         self._housekeeping.clock = reactor
         self._started: defer.Deferred | None = None
@@ -82,7 +92,8 @@ class SipAccess(Service):
         security = self.config.sip_security
         secret = await database.transact(shared_secret, "sip_nonce")
         self.digest = DigestAuthority(self.reactor, secret, nonce_lifetime=security.nonce_lifetime,
-                                      tracked_nonces=security.tracked_nonces)
+                                      tracked_nonces=security.tracked_nonces,
+                                      offered=security.digest_algorithms)
         directory = Directory(database, secret, limit=security.max_tracked)
         location = Location(self.reactor, database, self.registrar, self.config.node.name)
         await directory.attach(self.store.notifier)
@@ -93,14 +104,37 @@ class SipAccess(Service):
         self.handler = RegisterHandler(Authenticator(self.digest, directory, self.defence),
                                        self.registrar, location)
         self._housekeeping.start(HOUSEKEEPING_SECONDS, now=False)
+        if self.pinger is not None:
+            self.pinger.start()
 
     def _tidy(self) -> defer.Deferred:
         self.digest.prune()
         return defer.Deferred.fromCoroutine(self.location.sweep()).addErrback(
             lambda failure: log.failure("sweeping expired registrations failed", failure))
 
+    def attach(self, sip) -> None:
+        """Serve REGISTER on the node's SIP core, and ping UDP phones through its sockets."""
+        self.sip = sip
+        sip.core.register("REGISTER", self._register)
+        interval = self.config.registrar.options_ping_interval
+        if interval:
+            self.pinger = OptionsPinger(self.reactor, self.registrar, self._send_ping, interval)
+
+    def _send_ping(self, binding, data: bytes) -> None:
+        host, _, port = binding.source.rpartition(":")
+        flow = self.sip.flows.datagram(host.strip("[]"), int(port))
+        if flow is not None:
+            flow.send(data)
+
+    async def _register(self, incoming) -> None:
+        response = await self.register(incoming.request, incoming.flow)
+        if response is None:
+            incoming.core.transactions.forget_server(incoming.transaction)
+        else:
+            incoming.send(response)
+
     async def register(self, request: Request, flow: Origin) -> Response | None:
-        """The REGISTER handler the SIP core dispatches to; None: send nothing."""
+        """A REGISTER's answer; None: send nothing (the source was just banned)."""
         if self.handler is None:
             response = reply(request, 503, "Starting")
             response.headers.add("Retry-After", "5")
