@@ -94,6 +94,18 @@ def _ip(key: str, value: Any, base: Path) -> str:
         raise ConfigError(key, f"{value!r} is not an IP address") from None
 
 
+def _optional_ip(key: str, value: Any, base: Path) -> str:
+    return _ip(key, value, base) if _string(key, value, base) else ""
+
+
+def _choice(*choices: str) -> Check:
+    def check(key: str, value: Any, base: Path) -> str:
+        if _string(key, value, base) not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def parse_listen(key: str, value: Any, base: Path | None = None) -> Listen:
     text = _string(key, value, Path())
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
@@ -243,9 +255,14 @@ class ManholeConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    rtp_address: str = _key("0.0.0.0", _ip)
+    rtp_address: str = _key("127.0.0.1", _ip)
     rtp_port_min: int = _key(20000, _int_between(1024, 65534))
     rtp_port_max: int = _key(29999, _int_between(1025, 65535))
+    advertised_address: str = _key("", _optional_ip)
+    no_media_timeout_ms: int = _key(60_000, _int_between(1_000, 86_400_000))
+    hold_timeout_ms: int = _key(3_600_000, _int_between(1_000, 86_400_000))
+    relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
+    forwarder: str = _key("process", _choice("process", "thread"))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:
@@ -305,6 +322,14 @@ def _check_whole(config: Config) -> None:
         raise ConfigError("media.rtp_port_min", "RTP ports start on an even number")
     if media.rtp_port_max - media.rtp_port_min < 1:
         raise ConfigError("media.rtp_port_max", "must be above media.rtp_port_min")
+    if ipaddress.ip_address(media.rtp_address).is_unspecified and not media.advertised_address:
+        raise ConfigError("media.advertised_address",
+                          f"must be set when media.rtp_address is {media.rtp_address}, "
+                          "since phones cannot send to a wildcard")
+    if (media.advertised_address
+            and ipaddress.ip_address(media.advertised_address).version
+            != ipaddress.ip_address(media.rtp_address).version):
+        raise ConfigError("media.advertised_address", "is not of the address family of media.rtp_address")
     sip = config.sip
     if bool(sip.tls_certificate) != bool(sip.tls_private_key):
         raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",
