@@ -22,6 +22,7 @@ from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
+from wevoip.media.relay import InProcessRelay
 from wevoip.netservice import StreamListenService
 from wevoip.plugins import discover
 from wevoip.sip.access import SipAccess
@@ -52,12 +53,16 @@ class WeVoIPService(MultiService):
         self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
-        self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets)
+        self.media = InProcessRelay(reactor, config.media)
+        self.media.setServiceParent(self)
+        self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
+                                 relay=self.media)
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
+                          "media": self.media,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:

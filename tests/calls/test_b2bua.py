@@ -11,7 +11,11 @@ from twisted.internet.task import Clock, deferLater
 from plugins.dialplan_presets import us
 from tests.store.builders import build_tree
 from wevoip.calls.b2bua import B2BUA
+from tests.media.phones import Phone, receive, rtp
 from wevoip.calls.machine import CallTimers
+from wevoip.config import MediaConfig
+from wevoip.media.relay import InProcessRelay
+from wevoip.media.sdp import parse as parse_sdp
 from wevoip.credentials import sip_ha1s
 from wevoip.sip.auth import Authenticator
 from wevoip.sip.core import SipCore
@@ -112,6 +116,20 @@ class World:
 
 @pytest_twisted.async_yield_fixture
 async def world(database):
+    yield await make_world(database)
+
+
+@pytest.fixture(scope="module")
+def relay():
+    relay = InProcessRelay(reactor, MediaConfig(rtp_address="127.0.0.1", rtp_port_min=45000, rtp_port_max=45099,
+                                                forwarder="thread"))
+    relay.startService()
+    pytest_twisted.blockon(relay.ready)
+    yield relay
+    pytest_twisted.blockon(relay.stopService())
+
+
+async def make_world(database, relay=None):
     tree = await build_tree(database, "calls.example.net")
     isp_id = tree.isp["id"]
 
@@ -139,9 +157,9 @@ async def world(database):
 
     b2bua = B2BUA(clock, core, database, node="test-node", authenticate=authenticate,
                   contacts=lambda subscriber_id: bindings.get(subscriber_id, []), rules=lambda isp: us.rules(),
-                  timers=CallTimers(no_answer=60, progress=2), on_record=records.append)
+                  timers=CallTimers(no_answer=60, progress=2), on_record=records.append, relay=relay)
     b2bua.install()
-    yield World(database, tree, bob, clock, core, wire, bindings, records, b2bua)
+    return World(database, tree, bob, clock, core, wire, bindings, records, b2bua)
 
 
 async def until(predicate, what="the condition"):
@@ -370,3 +388,46 @@ async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
     facts = world.records[0]
     assert (facts.direction, facts.record.disposition, facts.carrier_id) == ("inbound", "busy", world.tree.carrier["id"])
     assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay):
+    world = await make_world(database, relay)
+    alice, free = world.alice, relay.pool.available
+    phone_a, phone_b = Phone(), Phone()
+    try:
+        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+        await dial(world, "101", body=phone_a.sdp().decode())
+        [invite] = bob.take()
+        offer = parse_sdp(invite.body)
+        to_a = offer.media[0].port
+        assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
+        bob.answer(invite, 180)
+        bob.answer(invite, 200, body=phone_b.sdp().decode())
+        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+        [ok] = [m for m in alice.take() if m.status == 200]
+        to_b = parse_sdp(ok.body).media[0].port
+        assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
+        phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+        assert receive(phone_b.rtp)[0] == rtp(1)
+        phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
+        assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
+        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                      from_=f"<sip:alice@{world.domain}>")
+        assert statuses(bob.take())[-1] == "BYE"
+        await world.b2bua.settled()
+        assert relay.pool.available == free
+    finally:
+        phone_a.close()
+        phone_b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_offer_the_relay_cannot_read_gets_488_and_takes_nothing(database, relay):
+    world = await make_world(database, relay)
+    world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    free = relay.pool.available
+    await dial(world, "101", body="v=0\r\nthis is not sdp\r\n")
+    [final] = [m for m in world.alice.take() if m.status >= 200]
+    assert final.status == 488 and final.reason.startswith("Not Acceptable Here: ")
+    assert await world.active() == 0 and relay.pool.available == free

@@ -432,3 +432,22 @@ def test_best_prefers_6xx_then_heard_then_the_lowest_class():
     assert best(answers).status == 486
     assert best(answers + [Answer(603, "603", True, 3)]).status == 603
     assert best(answers[:2]).status == 503
+
+
+def test_lost_media_ends_an_answered_call_on_both_sides():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    assert call.media_lost("no media for 60000 ms")
+    actions = owner.take()
+    assert ByeA() in actions and ByeLeg(0) in actions
+    assert [a.record.reason for a in actions if isinstance(a, Ended)] == ["media: no media for 60000 ms"]
+
+
+def test_lost_media_while_ringing_refuses_the_call():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 180, "180")
+    owner.take()
+    call.media_lost("forwarder gone")
+    actions = owner.take()
+    assert actions[:2] == [RespondA(503, "Service Unavailable: the media relay lost the call"), CancelLeg(0)]
+    assert actions[-1].record.disposition == "failed"

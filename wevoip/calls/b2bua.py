@@ -25,6 +25,8 @@ from wevoip.calls.dialog import Dialog, contact_of, new_call_id, passed_headers,
 from wevoip.calls.machine import (
     AckLeg, ByeA, ByeLeg, Call, CallRecord, CallTimers, CancelLeg, Ended, PrackLeg, Relay, RelayAck, Respond,
     RespondA, StartLeg)
+from wevoip.interfaces import MediaUnavailable
+from wevoip.media.sdp import SdpError
 from wevoip.routing.router import Feature, Gateway, Local, Outbound, Refusal, Route, origin_of, route_from_subscriber, \
     route_from_trunk
 from wevoip.sip.core import Incoming, SipCore
@@ -88,12 +90,14 @@ class Admitted:
 
 class B2BUA:
     """`authenticate(request, flow)` gives sip-auth's Decision; `contacts(subscriber_id)`
-    the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules."""
+    the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules; `relay` an
+    `IMediaRelay` to anchor media through (None passes SDP end to end)."""
 
     def __init__(self, reactor, core: SipCore, database, *, node: str,
                  authenticate: Callable[[Request, Flow], Awaitable[Any]],
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
-                 timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None):
+                 timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
+                 relay=None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -103,6 +107,7 @@ class B2BUA:
         self.rules = rules
         self.timers = timers
         self.on_record = on_record
+        self.relay = relay
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -150,12 +155,28 @@ class B2BUA:
         if isinstance(admitted, Refusal):
             incoming.respond(admitted.status, admitted.reason)
             return
+        media, offer = None, request.body
+        if self.relay is not None:
+            try:
+                media = await self.relay.allocate(request.call_id, lambda reason: self._media_lost(incoming, reason))
+                if offer and _is_sdp(request):
+                    offer = await media.offer("a", offer)
+            except (SdpError, MediaUnavailable) as error:
+                status = 488 if isinstance(error, SdpError) else 503
+                incoming.respond(status, f"{'Not Acceptable Here' if status == 488 else 'Service Unavailable'}: {error}")
+                self._release(admitted, media)
+                return
         if incoming.final_sent:     # cancelled while it was routed
-            self._release(admitted)
+            self._release(admitted, media)
             return
-        session = Session(self, incoming, admitted)
+        session = Session(self, incoming, admitted, media, offer)
         self.sessions[incoming] = session
         session.start()
+
+    def _media_lost(self, incoming: Incoming, reason: str) -> None:
+        session = self.sessions.get(incoming)
+        if session is not None:
+            session.call.media_lost(reason)
 
     def _cancelled(self, incoming: Incoming) -> None:
         """A CANCEL before the call is routed is answered here; after, by the machine."""
@@ -222,9 +243,13 @@ class B2BUA:
                                   identity=identity if route.caller_id else None)])
         return rounds
 
-    def _release(self, admitted: Admitted) -> None:
+    def _release(self, admitted: Admitted, media=None) -> None:
+        """Every end of a call comes here: its row in active_calls goes, its ports too."""
         done = defer.Deferred.fromCoroutine(self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
         done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
+        if media is not None:
+            done = defer.gatherResults([done, media.release()])
+            done.addErrback(lambda failure: log.failure("releasing media failed", failure))
         self._releasing.add(done)
         done.addBoth(lambda _: self._releasing.discard(done))
 
@@ -278,6 +303,10 @@ def _supports_100rel(request: Request) -> bool:
     return "100rel" in [item.strip() for item in values.split(",")]
 
 
+def _is_sdp(message: Request | Response) -> bool:
+    return (message.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/sdp"
+
+
 def _contact(flow: Flow) -> str:
     host, port = flow.local
     host = f"[{host}]" if ":" in host else host
@@ -297,8 +326,11 @@ class BLeg:
 class Session:
     """One call: the A side's INVITE and dialog, the B legs, and the machine between them."""
 
-    def __init__(self, b2bua: B2BUA, incoming: Incoming, admitted: Admitted):
+    def __init__(self, b2bua: B2BUA, incoming: Incoming, admitted: Admitted, media=None, offer: bytes = b""):
         self.b2bua = b2bua
+        self.media = media
+        self.offer = offer
+        self._order: defer.Deferred = defer.succeed(None)
         self.core = b2bua.core
         self.incoming = incoming
         self.admitted = admitted
@@ -309,6 +341,7 @@ class Session:
         self.keys: list[tuple[str, str]] = [(invite.call_id, incoming.to_tag)]
         self._a_sent: dict[tuple[int, int | None], Response] = {}
         self._relayed: dict[Any, tuple[Dialog, Flow, int]] = {}
+        self._offered: dict[Any, bool] = {}    # a relayed request carried SDP: its answer's is an answer
         self.call = Call(self, b2bua.reactor, admitted.targets, timers=b2bua.timers,
                          a_100rel=_supports_100rel(invite))
         b2bua.dialogs[self.keys[0]] = (self, None)
@@ -324,9 +357,16 @@ class Session:
         if not dialog.accepts(request):
             incoming.respond(500, "Server Internal Error: CSeq out of order")
             return
-        method, sdp = request.method, bool(request.body)
-        if method in ("INVITE", "UPDATE"):
+        if request.method in ("INVITE", "UPDATE"):
             dialog.refresh_target(request)
+        side = "a" if leg is None else "b"
+        kind = "answer" if request.method == "ACK" else "offer"
+        self._in_order(lambda: self._anchor(side, request, kind, incoming).addCallback(
+            lambda anchored: self._received(incoming, leg) if anchored else None))
+
+    def _received(self, incoming: Incoming, leg: int | None) -> None:
+        request = incoming.request
+        method, sdp = request.method, bool(request.body)
         call = self.call
         if method == "ACK":
             call.a_ack(request) if leg is None else call.b_ack(leg, request)
@@ -340,8 +380,55 @@ class Session:
         if not known:
             incoming.respond(481)
 
+    def _in_order(self, work: Callable[[], Any]) -> None:
+        """Messages reach the machine in the order they came, though rewriting SDP through
+        the relay may take a while; without a relay this runs at once."""
+        self._order.addCallback(lambda _: work())
+        self._order.addErrback(lambda failure: log.failure("call {call_id} failed on a message", failure,
+                                                           call_id=self.incoming.request.call_id))
+
+    def _anchor(self, side: str, message: Request | Response, kind: str,
+                incoming: Incoming | None = None) -> defer.Deferred:
+        """Point the other side at the relay: the message's SDP goes through the session
+        as an offer or an answer from `side`, and its body is replaced. Fires with whether
+        the message may go on; a request whose offer the relay refuses gets 488 here."""
+        if self.media is None or not message.body or not _is_sdp(message):
+            return defer.succeed(True)
+        rewrite = self.media.offer if kind == "offer" else self.media.answer
+
+        def rewritten(body: bytes) -> bool:
+            message.body = body
+            return True
+
+        def refused(failure) -> bool:
+            failure.trap(SdpError, MediaUnavailable)
+            if incoming is not None and message.method != "ACK":
+                status = 488 if failure.check(SdpError) else 503
+                incoming.respond(status, f"{'Not Acceptable Here' if status == 488 else 'Service Unavailable'}: "
+                                         f"{failure.getErrorMessage()}")
+                return False
+            log.warn("call {call_id}: SDP from {side} passed unanchored: {error}",
+                     call_id=self.incoming.request.call_id, side=side, error=failure.getErrorMessage())
+            return True
+        return defer.maybeDeferred(rewrite, side, message.body).addCallbacks(rewritten, refused)
+
     def _b_invite_response(self, leg: int, response: Response) -> None:
         self.legs[leg].dialog.learn(response)
+        self._in_order(lambda: self._b_invite_anchored(leg, response))
+
+    def _b_invite_anchored(self, leg: int, response: Response) -> defer.Deferred | None:
+        """Only the SDP that reaches A goes through the relay: a 2xx while ringing, and the
+        provisionals of the leg whose early media A has (or the first to send some)."""
+        call = self.call
+        counts = (200 <= response.status < 300 and call.winner is None) or \
+            (response.status < 200 and call.early_leg in (None, leg))
+        if not counts:
+            self._b_invite_event(leg, response)
+            return None
+        kind = "answer" if self.offer else "offer"
+        return self._anchor("b", response, kind).addCallback(lambda _: self._b_invite_event(leg, response))
+
+    def _b_invite_event(self, leg: int, response: Response) -> None:
         rseq = response.headers.get("RSeq")
         reliable = _is_reliable(response)
         self.call.b_invite_response(leg, response.status, response, sdp=bool(response.body), reliable=reliable,
@@ -377,7 +464,7 @@ class Session:
         headers = passed_headers(invite)
         if leg.target.identity:
             headers += (("P-Asserted-Identity", leg.target.identity),)
-        request = leg.dialog.invite(body=invite.body, headers=headers)
+        request = leg.dialog.invite(body=self.offer, headers=headers)
         forwards = invite.max_forwards
         request.headers.set("Max-Forwards", str(max(0, (70 if forwards is None else forwards) - 1)))
         leg.invite = request
@@ -491,6 +578,7 @@ class Session:
             headers += (("RAck", f"{action.rseq} {dialog.invite_cseq} INVITE"),)
         request = dialog.request(action.method, body=message.body, headers=headers)
         self._relayed[action.key] = (dialog, flow, request.cseq.number)
+        self._offered[action.key] = bool(message.body) and _is_sdp(message)
         feed = self._feed(action)
         d = self.core.request(request, flow, on_response=feed)
         d.addCallbacks(feed, lambda failure: feed(None))
@@ -498,6 +586,13 @@ class Session:
 
     def _feed(self, action: Relay) -> Callable[[Response | None], None]:
         def feed(response: Response | None) -> None:
+            if response is None:
+                self._in_order(lambda: fed(None))
+                return
+            kind = "answer" if self._offered.get(action.key) else "offer"
+            self._in_order(lambda: self._anchor(action.to, response, kind).addCallback(lambda _: fed(response)))
+
+        def fed(response: Response | None) -> None:
             status = 408 if response is None else response.status
             if action.to == "a":
                 self.call.a_response(action.key, status, response, session_expires=session_expires(response))
@@ -519,7 +614,7 @@ class Session:
     def _do_Ended(self, action: Ended) -> None:  # noqa: N802
         admitted = self.admitted
         b2bua = self.b2bua
-        b2bua._release(admitted)
+        b2bua._release(admitted, self.media)
         record = action.record
         gateway = None
         if record.answered_leg is not None:

@@ -210,6 +210,8 @@ TABLE: dict[Row, Step] = {
     (C.CALLING, None, "resend_1xx"): Step(C.CALLING, None, ("resend_1xx",)),
     (C.CALLING, None, "no_prack"): Step(C.ENDED, None, ("respond_a_no_prack", "give_up_legs",
                                                         "end_no_prack")),
+    (C.CALLING, None, "media_lost"): Step(C.ENDED, None, ("respond_a_media_lost", "give_up_legs",
+                                                          "end_media_lost")),
     (C.CALLING, None, "next_round"): Step(C.CALLING, None, ("start_round",)),
     (C.CALLING, None, "exhausted"): Step(C.ENDED, None, ("respond_a_best", "end_unanswered")),
     (C.CALLING, None, "declined"): Step(C.ENDED, None, ("respond_a_best", "give_up_legs",
@@ -237,6 +239,8 @@ TABLE: dict[Row, Step] = {
     (C.ANSWERING, None, "a_response"): Step(C.ANSWERING, None, ("relay_response",)),
     (C.ANSWERING, None, "max_duration"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                               "fail_pending", "end_max_duration")),
+    (C.ANSWERING, None, "media_lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+                                                            "fail_pending", "end_media_lost")),
     (C.ANSWERING, L.ANSWERED, "success"): Step(C.ANSWERING, L.ANSWERED, ()),
     (C.ANSWERING, L.ANSWERED, "bye"): Step(C.ENDED, L.ENDED, ("stop_2xx", "respond_ok", "bye_a",
                                                               "fail_pending", "end_by_callee")),
@@ -255,6 +259,8 @@ TABLE: dict[Row, Step] = {
                                                               "end_max_duration")),
     (C.CONFIRMED, None, "session_expired"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                                  "end_session_expired")),
+    (C.CONFIRMED, None, "media_lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                            "end_media_lost")),
     (C.CONFIRMED, L.CONFIRMED, "success"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_again",)),
     (C.CONFIRMED, L.CONFIRMED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok", "bye_a", "fail_pending",
                                                                "end_by_callee")),
@@ -426,6 +432,15 @@ class Call:
         """A's response to a request relayed to it (`key` as in the Relay action)."""
         return self._handle(Event("a_response", message=message, key=key, status=status,
                                   session_expires=session_expires))
+
+    def media_lost(self, reason: str) -> bool:
+        """The media relay saw no packets for too long, or lost the session."""
+        return self._handle(Event("media_lost", method=reason))
+
+    @property
+    def early_leg(self) -> int | None:
+        """The leg whose early media A has, if any: its SDP is the one that counts."""
+        return self._early_leg
 
     def b_invite_response(self, leg: int, status: int, message: Any = None, *, sdp: bool = False,
                           reliable: bool = False, rseq: int | None = None,
@@ -678,6 +693,10 @@ class Call:
         self._stop_reliable()
         self.owner.perform(RespondA(480, "Temporarily Unavailable: no answer"))
 
+    def _respond_a_media_lost(self) -> None:
+        self._stop_reliable()
+        self.owner.perform(RespondA(503, "Service Unavailable: the media relay lost the call"))
+
     def _respond_a_no_prack(self) -> None:
         self._stop_reliable()
         self.owner.perform(RespondA(500, "Server Internal Error: no PRACK for a reliable provisional"))
@@ -834,6 +853,13 @@ class Call:
 
     def _end_max_duration(self) -> None:
         self._end_answered("system", "maximum duration")
+
+    def _end_media_lost(self) -> None:
+        reason = f"media: {self._event.method}"
+        if self.winner is None:
+            self._end("failed", 503, "system", reason)
+        else:
+            self._end_answered("system", reason)
 
     def _end_session_expired(self) -> None:
         self._end_answered("system", "session expired")

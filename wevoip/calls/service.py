@@ -23,12 +23,13 @@ log = Logger(namespace="wevoip.calls")
 class CallService(Service):
     name = "calls"
 
-    def __init__(self, reactor, config: Config, store, sip, access, presets: dict):
+    def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None):
         self.reactor = reactor
         self.config = config
         self.store = store
         self.sip = sip
         self.access = access
+        self.relay = relay
         self.rules = tuple(require(presets, [config.calls.dialplan_preset], "dialplan preset")[0].rules())
         self.b2bua: B2BUA | None = None
         for method in METHODS:
@@ -49,7 +50,8 @@ class CallService(Service):
                             progress=calls.progress_seconds or None)
         self.b2bua = B2BUA(self.reactor, self.sip.core, database, node=self.config.node.name,
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
-                           rules=lambda isp_id: self.rules, timers=timers, on_record=self._record)
+                           rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
+                           relay=self.relay)
         self.b2bua.install()
 
     def _starting(self, incoming: Incoming) -> None:
