@@ -69,11 +69,12 @@ class CallService(Service):
         record = facts.record
         log.info("CDR {call_ids} isp={isp} customer={customer} tenant={tenant} {direction} {caller} -> "
                  "{dialled} ({e164}) {disposition} {status} by {by} start={start} answer={answer} end={end} "
-                 "carrier={carrier} gateway={gateway}", call_ids=",".join(facts.call_ids), isp=facts.isp_id,
+                 "carrier={carrier} gateway={gateway} attempts={attempts}", call_ids=",".join(facts.call_ids), isp=facts.isp_id,
                  customer=facts.customer_id, tenant=facts.tenant_id, direction=facts.direction, caller=facts.caller,
                  dialled=facts.dialled, e164=facts.callee_e164, disposition=record.disposition,
                  status=record.status, by=record.hung_up_by, start=record.start_ms, answer=record.answer_ms,
-                 end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id)
+                 end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id,
+                 attempts=",".join(str(attempt.status) for attempt in record.attempts))
 
     def stopService(self):  # noqa: N802 (Twisted's name)
         super().stopService()
