@@ -103,6 +103,11 @@ class World:
         self.domain = tree.domain["name"]
         self.alice = Peer(core, wire, ("192.0.2.1", 5060), "alice")
 
+    def gateways(self):
+        """The carrier's two gateways as the test tree has them (127.0.0.2 first, then 127.0.0.3)."""
+        return (Peer(self.core, self.wire, ("127.0.0.2", 5070), "gw1"),
+                Peer(self.core, self.wire, ("127.0.0.3", 5070), "gw2"))
+
     def phone(self, subscriber_id, address, user):
         peer = Peer(self.core, self.wire, address, user)
         self.bindings.setdefault(subscriber_id, []).append(Binding(
@@ -189,6 +194,14 @@ async def dial(world, dialled, call_id="c1", body=SDP_A, extra=""):
         "the call to be routed")
 
 
+async def ring_bob(world):
+    """alice dials bob's extension; bob's phone gets the INVITE."""
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101")
+    [invite] = bob.take()
+    return bob, invite
+
+
 def statuses(messages):
     return [getattr(m, "status", None) or m.method for m in messages]
 
@@ -255,9 +268,7 @@ async def test_two_contacts_ring_the_first_answer_wins_and_a_cancel_reaches_the_
 @pytest_twisted.ensureDeferred
 async def test_the_caller_cancels_and_the_callee_is_cancelled(world):
     alice = world.alice
-    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-    await dial(world, "101")
-    [invite] = bob.take()
+    bob, invite = await ring_bob(world)
     bob.answer(invite, 180)
     alice.take()
     alice.request("CANCEL", f"sip:101@{world.domain}", call_id="c1", to=f"<sip:101@{world.domain}>",
@@ -300,8 +311,7 @@ async def test_limits_and_suspension_refuse_with_a_reason(world):
 @pytest_twisted.ensureDeferred
 async def test_outbound_goes_to_the_first_gateway_with_its_digits_and_fails_over_when_it_is_silent(world):
     alice = world.alice
-    first = Peer(world.core, world.wire, ("127.0.0.2", 5070), "gw1")
-    second = Peer(world.core, world.wire, ("127.0.0.3", 5070), "gw2")
+    first, second = world.gateways()
     await dial(world, "2125550100")
     [invite] = first.take()
     assert str(invite.uri) == "sip:0012125550100@127.0.0.2:5070"   # strip 1 digit, prefix 00
@@ -322,8 +332,7 @@ async def test_outbound_goes_to_the_first_gateway_with_its_digits_and_fails_over
 @pytest_twisted.ensureDeferred
 async def test_every_gateway_failing_gives_the_best_answer(world):
     alice = world.alice
-    first = Peer(world.core, world.wire, ("127.0.0.2", 5070), "gw1")
-    second = Peer(world.core, world.wire, ("127.0.0.3", 5070), "gw2")
+    first, second = world.gateways()
     await dial(world, "2125550100")
     [invite] = first.take()
     first.answer(invite, 503)
@@ -340,9 +349,7 @@ async def test_every_gateway_failing_gives_the_best_answer(world):
 @pytest_twisted.ensureDeferred
 async def test_a_reinvite_for_hold_passes_through_and_a_stray_request_gets_481(world):
     alice = world.alice
-    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-    await dial(world, "101")
-    [invite] = bob.take()
+    bob, invite = await ring_bob(world)
     bob.answer(invite, 200, body=SDP_B)
     ok = [m for m in alice.take() if m.status == 200][0]
     from_ = f"<sip:alice@{world.domain}>"

@@ -20,7 +20,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
-from tests.node import Node, free_port
+from tests.node import Node, free_port, node_for_module
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
 from wevoip.routing.dialplan import denormalise
@@ -164,12 +164,7 @@ async def _start():
     folder = reachable_tmpdir("wevoip-test-calls-")
     node = Node(folder, sip=True)
     node.config_path.write_text(node.config_path.read_text() + EXTRA)
-    node.start()
-    try:
-        health = await node.wait_ready()
-    except AssertionError:
-        await node.stop()
-        raise
+    health = await node.start_ready()
     database = Database(reactor, node.dsn, size=2)
     await database.connect()
     tree = await build_tree(database, NAMESPACE)
@@ -193,11 +188,7 @@ async def _start():
 
 @pytest.fixture(scope="module")
 def running():
-    running = pytest_twisted.blockon(defer.ensureDeferred(_start()))
-    yield running
-    pytest_twisted.blockon(defer.ensureDeferred(running.database.close()))
-    pytest_twisted.blockon(defer.ensureDeferred(running.node.stop()))
-    shutil.rmtree(running.folder, ignore_errors=True)
+    yield from node_for_module(_start)
 
 
 def tones(folder: Path) -> None:

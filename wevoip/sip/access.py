@@ -86,7 +86,12 @@ class SipAccess(Service):
         super().startService()
         self._started = self.store.when_ready()
         self._started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
-        self._started.addErrback(lambda failure: log.failure("SIP access could not start", failure))
+        self._started.addErrback(self._start_failed)
+
+    def _start_failed(self, failure) -> None:
+        """A stop that came while starting (the store went away under us) is no failure."""
+        if self.running:
+            log.failure("SIP access could not start", failure)
 
     async def _start(self, database) -> None:
         security = self.config.sip_security
