@@ -108,3 +108,10 @@ def test_command_line_overrides_win(tmp_path):
 def test_an_unreadable_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="--config: cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_dns_servers_need_a_port_and_webhook_limits_are_bounded():
+    config = parse_config('[dns]\nservers = ["127.0.0.1:5353"]\n', Path("/srv"))
+    assert config.dns.servers == (Listen("127.0.0.1", 5353),) and config.webhooks.max_attempts == 8
+    assert error_for('[dns]\nservers = ["127.0.0.1:0"]\n').key == "dns.servers[0]"
+    assert error_for("[webhooks]\ntimeout_seconds = 0\n").key == "webhooks.timeout_seconds"

@@ -280,6 +280,33 @@ class PluginsConfig:
     directories: tuple[Path, ...] = _key((), _directories)
 
 
+def _dns_servers(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
+    servers = _listens(key, value, base)
+    for index, server in enumerate(servers):
+        if server.port == 0:
+            raise ConfigError(f"{key}[{index}]", "a DNS server needs its port (53 as a rule)")
+    return servers
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[Listen, ...] = _key((), _dns_servers)
+    timeout_seconds: int = _key(5, _int_between(1, 60))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_seconds: int = _key(10, _int_between(1, 120))
+    max_attempts: int = _key(8, _int_between(1, 50))
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
+    max_call_seconds: int = _key(7200, _int_between(60, 86400))
+    heartbeat_seconds: int = _key(30, _int_between(5, 600))
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -292,6 +319,9 @@ class Config:
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""

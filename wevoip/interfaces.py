@@ -31,6 +31,7 @@ class ISipGate(Interface):
         the sender its 400); `flow` is the `wevoip.sip.flow.Flow` it came in on, whose
         `remote` is the source (host, port)."""
 
+
 class MediaUnavailable(Exception):
     """The relay cannot take this call (no free ports, relay down); the B2BUA answers 503."""
 

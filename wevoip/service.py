@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.calls.service import CallService
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
@@ -24,12 +25,17 @@ from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.media.relay import InProcessRelay
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
 from wevoip.sip.access import SipAccess
 from wevoip.sip.service import SipService
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
+from wevoip.webhooks import WebhookSender
 
 log = Logger(namespace="wevoip")
 
@@ -52,13 +58,17 @@ class WeVoIPService(MultiService):
         self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
         self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.media = InProcessRelay(reactor, config.media)
         self.media.setServiceParent(self)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
                                  relay=self.media)
         self.calls.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
+        web_app = build_web_app(self.store, self.health,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
@@ -84,8 +94,18 @@ class WeVoIPService(MultiService):
         started = self.store.when_ready()
         started.addCallback(lambda database: defer.Deferred.fromCoroutine(
             ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda _: defer.Deferred.fromCoroutine(self._start_webhooks()))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
+
+    async def _start_webhooks(self) -> None:
+        """The webhook drainer starts once the store is ready and wakes on every outbox notice."""
+        settings = self.config.webhooks
+        sender = WebhookSender(self.reactor, self.store.database, timeout_seconds=settings.timeout_seconds)
+        drainer = OutboxDrainer(self.reactor, self.store.database, "webhook", sender.send,
+                                max_attempts=settings.max_attempts)
+        drainer.setServiceParent(self)
+        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
 
     def _started(self, _) -> None:
         self.is_ready = True

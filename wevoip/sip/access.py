@@ -86,10 +86,10 @@ class SipAccess(Service):
         super().startService()
         self._started = self.store.when_ready()
         self._started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
-        self._started.addErrback(self._start_failed)
+        self._started.addErrback(self._not_started)
 
-    def _start_failed(self, failure) -> None:
-        """A stop that came while starting (the store went away under us) is no failure."""
+    def _not_started(self, failure) -> None:
+        """A store that never came up is the node's failure to report, or a stop during start."""
         if self.running:
             log.failure("SIP access could not start", failure)
 
