@@ -238,7 +238,6 @@ class SipSecurityConfig:
 class CallsConfig:
     no_answer_seconds: int = _key(120, _int_between(1, 3600))
     progress_seconds: int = _key(5, _int_between(0, 60))
-    max_duration_seconds: int = _key(14400, _int_between(60, 86400))
     dialplan_preset: str = _key("us", _name)
 
 

@@ -2,6 +2,7 @@
 SIP peers on in-memory flows, timers on a Clock."""
 
 import re
+from decimal import Decimal
 
 import pytest
 import pytest_twisted
@@ -26,7 +27,8 @@ from wevoip.sip.flow import Flow, FlowTable
 from wevoip.sip.message import parse
 from wevoip.sip.register import asked_of
 from wevoip.sip.registrar import Binding
-from wevoip.store import calls, carriers, customers, dids, subscribers
+from tests.billing.world import price_north_america
+from wevoip.store import calls, carriers, customers, dids, ledger, subscribers
 
 PASSWORD = "correct-horse-9"
 NODE = ("127.0.0.1", 5060)
@@ -134,6 +136,10 @@ def relay():
     pytest_twisted.blockon(relay.stopService())
 
 
+async def cdrs(world):
+    return await world.database.fetch("select * from cdrs order by id")
+
+
 async def make_world(database, relay=None):
     tree = await build_tree(database, "calls.example.net")
     isp_id = tree.isp["id"]
@@ -144,6 +150,7 @@ async def make_world(database, relay=None):
         await carriers.update_gateway(tx, isp_id, tree.gateway["id"], host="127.0.0.2", port=5070,
                                       strip_digits=1, prefix="00", priority=10, source_ips=["127.0.0.2"])
         await carriers.create_gateway(tx, isp_id, tree.carrier["id"], host="127.0.0.3", port=5070, priority=20)
+        await price_north_america(tx, isp_id, tree)
         return bob
     bob = await database.transact(more)
     clock = Clock()
@@ -327,6 +334,60 @@ async def test_outbound_goes_to_the_first_gateway_with_its_digits_and_fails_over
     assert statuses(first.take())[-1] == "CANCEL"
     rows = await world.database.fetch("select direction, carrier_id from active_calls")
     assert [(r["direction"], r["carrier_id"]) for r in rows] == [("outbound", world.tree.carrier["id"])]
+    assert await cdrs(world) == []     # a call is billed when it ends
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_outbound_call_is_settled_into_a_cdr_priced_by_the_carriers_card(world):
+    alice = world.alice
+    first, second = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 180)
+    world.clock.advance(1)
+    first.answer(invite, 200, body=SDP_B)
+    [ok] = [m for m in alice.take() if m.status == 200]
+    from_ = f"<sip:alice@{world.domain}>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    world.clock.advance(90.5)
+    first.in_dialog("BYE", invite)
+    assert statuses(first.take())[-1] == 200
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["direction"], cdr["disposition"], cdr["sip_code"], cdr["hangup_by"]) == (
+        "outbound", "answered", 200, "callee")
+    assert (cdr["a_call_id"], cdr["b_call_id"], cdr["callee_e164"], cdr["caller_e164"]) == (
+        "c1", invite.call_id, "+12125550100", "+15550100100")
+    assert (cdr["carrier_id"], cdr["gateway_id"], cdr["tenant_id"]) == (
+        world.tree.carrier["id"], world.tree.gateway["id"], world.tree.tenant["id"])
+    assert cdr["talk_ms"] == 90500 and cdr["duration_ms"] == 91500 and cdr["billable_seconds"] == 120
+    assert cdr["price"] == Decimal("0.02")     # two started minutes at 0.01
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prepaid_call_is_cut_when_its_money_is_spent(world):
+    isp_id, customer_id = world.tree.isp["id"], world.tree.customer["id"]
+    await world.database.transact(ledger.add_charge, isp_id, customer_id, amount="9.97", description="spent",
+                                  category="manual")
+    alice = world.alice
+    first, _ = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 200, body=SDP_B)
+    [ok] = [m for m in alice.take() if m.status == 200]
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>", cseq=alice.cseq)
+    world.clock.advance(179.9)
+    assert not [m for m in alice.take() if getattr(m, "method", None) == "BYE"]
+    world.clock.advance(0.1)      # three minutes is what 0.03 buys
+    assert statuses(alice.take()) == ["BYE"] and statuses(first.take())[-1] == "BYE"
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["hangup_by"], cdr["talk_ms"], cdr["price"]) == ("system", 180000, Decimal("0.03"))
+    await dial(world, "2125550100", call_id="c2")
+    [refusal] = [m for m in alice.take() if m.status >= 200]
+    assert refusal.status == 402 and refusal.reason.startswith("Payment Required: ")
 
 
 @pytest_twisted.ensureDeferred
@@ -344,6 +405,8 @@ async def test_every_gateway_failing_gives_the_best_answer(world):
     record = world.records[0].record
     assert record.disposition == "failed" and [a.status for a in record.attempts] == [503, 404]
     assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["disposition"], cdr["sip_code"], cdr["hangup_by"], cdr["price"]) == ("failed", 404, "callee", 0)
 
 
 @pytest_twisted.ensureDeferred
@@ -395,6 +458,9 @@ async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
     facts = world.records[0]
     assert (facts.direction, facts.record.disposition, facts.carrier_id) == ("inbound", "busy", world.tree.carrier["id"])
     assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["direction"], cdr["disposition"], cdr["did_id"], cdr["sip_code"]) == (
+        "inbound", "busy", world.tree.did["id"], 486)
 
 
 @pytest_twisted.ensureDeferred

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from decimal import Decimal
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.node import Node, free_port, node_for_module
+from tests.billing.world import price_north_america
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
 from wevoip.routing.dialplan import denormalise
@@ -150,6 +152,9 @@ class Running:
         rows = await self.database.transact(registrations.bindings_of, row["isp_id"], row["id"])
         return [r for r in rows if r["source"].startswith("127.0.0.1:")]
 
+    async def last_cdr(self):
+        return (await self.database.fetch("select * from cdrs order by id desc limit 1"))[0]
+
     async def active_calls(self):
         return await self.database.fetch("select * from active_calls")
 
@@ -176,6 +181,7 @@ async def _start():
         bob = await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob",
                                                   password=PASSWORD, extension="101", e164="+15550100101")
         await dids.route_did(tx, isp_id, tree.did["id"], bob["id"])
+        await price_north_america(tx, isp_id, tree)
         await carriers.update_gateway(tx, isp_id, tree.gateway["id"], host="127.0.0.2", port=silent, priority=10,
                                       source_ips=["127.0.0.2"])
         return await carriers.create_gateway(tx, isp_id, tree.carrier["id"], host="127.0.0.3", port=answering,
@@ -290,6 +296,10 @@ async def test_an_outbound_call_passes_over_a_silent_gateway_to_one_that_answers
     record = await _ended(running, before)
     # the first gateway never answered: passed over after calls.progress_seconds (a made-up 408)
     assert record == ("outbound", "answered", "200", "caller", str(running.gateway["id"]), "408,200")
+    cdr = await running.last_cdr()
+    assert (cdr["direction"], cdr["disposition"], cdr["hangup_by"], cdr["gateway_id"], cdr["callee_e164"]) == (
+        "outbound", "answered", "caller", running.gateway["id"], "+12125550100")
+    assert cdr["talk_ms"] >= 2000 and cdr["price"] == Decimal("0.01")     # one started minute
     assert abs(await frequency(gateway.recordings()[-1]) - 1000) < 50
 
 
@@ -304,4 +314,7 @@ async def test_a_call_from_the_carrier_to_a_did_reaches_its_subscriber(running, 
     await carrier.command("hangup")
     record = await _ended(running, before)
     assert record[:4] == ("inbound", "answered", "200", "caller")
+    cdr = await running.last_cdr()
+    assert (cdr["direction"], cdr["disposition"], cdr["did_id"], cdr["talk_ms"] >= 2000) == (
+        "inbound", "answered", running.tree.did["id"], True)
     assert abs(await frequency(bob.recordings()[-1]) - 1000) < 50

@@ -14,13 +14,16 @@ Whatever way a call ends, its row in `active_calls` goes and its record is hande
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, settle_call
+from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import Dialog, contact_of, new_call_id, passed_headers, untagged
 from wevoip.calls.machine import (
     AckLeg, ByeA, ByeLeg, Call, CallRecord, CallTimers, CancelLeg, Ended, PrackLeg, Relay, RelayAck, Respond,
@@ -35,13 +38,23 @@ from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request, Response
 from wevoip.sip.transaction import T1
 from wevoip.sip.uri import Address, URI, parse_uri
-from wevoip.store import calls
+from wevoip.store import calls, dids
 from wevoip.store.errors import LimitReached, NotAllowed
 
 log = Logger(namespace="wevoip.calls")
 
 METHODS = ("INVITE", "ACK", "BYE", "UPDATE", "INFO", "PRACK")
 LINGER = 64 * T1   # a call's dialogs stay known this long after it ends, for late messages
+DISPOSITIONS = {"no answer": "no_answer"}   # the machine's words where billing spells them otherwise
+REFUSED = {"no_money": (402, "Payment Required"), "no_route": (503, "Service Unavailable")}
+
+
+class Refused(Exception):
+    """Raised out of the routing transaction so that nothing it wrote stays."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.reason)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -86,18 +99,24 @@ class Admitted:
     active_id: int
     carrier_id: int | None = None
     targets: list[list[Target]] = field(default_factory=list)
+    reservation_id: int | None = None
+    max_duration_ms: int | None = None
+    subscriber_id: int | None = None
+    caller_e164: str | None = None
 
 
 class B2BUA:
     """`authenticate(request, flow)` gives sip-auth's Decision; `contacts(subscriber_id)`
     the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules; `relay` an
-    `IMediaRelay` to anchor media through (None passes SDP end to end)."""
+    `IMediaRelay` to anchor media through (None passes SDP end to end). Calls that cost
+    money (out through a carrier, in to a DID) are authorised and settled by billing, with
+    `indexes` (the node's rate decks) and `max_call_ms` (the longest call)."""
 
     def __init__(self, reactor, core: SipCore, database, *, node: str,
                  authenticate: Callable[[Request, Flow], Awaitable[Any]],
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
-                 relay=None):
+                 relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -108,6 +127,8 @@ class B2BUA:
         self.timers = timers
         self.on_record = on_record
         self.relay = relay
+        self.indexes = indexes if indexes is not None else DeckIndexes()
+        self.max_call_ms = max_call_ms
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -148,12 +169,12 @@ class B2BUA:
             return
         try:
             admitted = await self.database.transact(self._route_and_admit, request, incoming.flow, decision)
+        except Refused as refused:
+            incoming.respond(refused.refusal.status, refused.refusal.reason)
+            return
         except Exception:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
             incoming.respond(500, "Server Internal Error: routing failed")
-            return
-        if isinstance(admitted, Refusal):
-            incoming.respond(admitted.status, admitted.reason)
             return
         media, offer = None, request.body
         if self.relay is not None:
@@ -164,10 +185,12 @@ class B2BUA:
             except (SdpError, MediaUnavailable) as error:
                 status = 488 if isinstance(error, SdpError) else 503
                 incoming.respond(status, f"{'Not Acceptable Here' if status == 488 else 'Service Unavailable'}: {error}")
-                self._release(admitted, media)
+                self._release(admitted, media, CallEnd(ended_at=self._now(), disposition="failed", sip_code=status,
+                                                       hangup_by="system"))
                 return
         if incoming.final_sent:     # cancelled while it was routed
-            self._release(admitted, media)
+            self._release(admitted, media, CallEnd(ended_at=self._now(), disposition="cancelled", sip_code=487,
+                                                   hangup_by="caller"))
             return
         session = Session(self, incoming, admitted, media, offer)
         self.sessions[incoming] = session
@@ -186,9 +209,12 @@ class B2BUA:
         else:
             session.call.a_cancel()
 
-    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted | Refusal:
+    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted:
+        """Route, authorise (billing) and admit (limits) in one transaction; a refusal at any
+        step is raised, so no reservation or active call is left behind."""
         dialled = request.uri.user or ""
         caller = decision.subscriber
+        origin = None
         if caller is not None:
             origin = await origin_of(tx, caller.isp_id, caller.subscriber_id)
             route = await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id))
@@ -197,25 +223,56 @@ class B2BUA:
             isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
         if isinstance(route, Refusal):
-            return route
+            raise Refused(route)
         if isinstance(route, Feature):
-            return Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}' yet")
+            raise Refused(Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}' yet"))
+        isp_id, customer_id, tenant_id = payer
+        authorisation = await self._authorise(tx, request, isp_id, customer_id, caller, route)
+        if authorisation is not None and isinstance(route, Outbound):
+            route = await route_from_subscriber(tx, origin, dialled, self.rules(isp_id),
+                                                carrier_order=authorisation.carriers)
+            if isinstance(route, Refusal):
+                raise Refused(route)
         targets = self._targets(request, route, flow)
         if not targets:
-            return Refusal(480, "Temporarily Unavailable: the called subscriber has no registered contact")
+            raise Refused(Refusal(480, "Temporarily Unavailable: the called subscriber has no registered contact"))
         direction = "outbound" if isinstance(route, Outbound) else "internal" if caller else "inbound"
         carrier_id = route.gateways[0].carrier_id if isinstance(route, Outbound) else \
             None if caller else decision.trunk.carrier_id
-        isp_id, customer_id, tenant_id = payer
         try:
             row = await calls.admit_call(tx, isp_id, customer_id=customer_id, tenant_id=tenant_id,
                                          call_id=request.call_id, node=self.node, direction=direction,
                                          carrier_id=carrier_id)
         except LimitReached as error:
-            return Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
+            raise Refused(Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")) from None
         except NotAllowed as error:
-            return Refusal(403, f"Forbidden: {error.reason}")
-        return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets)
+            raise Refused(Refusal(403, f"Forbidden: {error.reason}")) from None
+        return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
+                        authorisation.reservation_id if authorisation else None,
+                        authorisation.max_duration_ms if authorisation else None,
+                        caller.subscriber_id if caller else None, origin.e164 if origin else None)
+
+    async def _authorise(self, tx, request: Request, isp_id: int, customer_id: int, caller, route: Route):
+        """Billing's word on a call that costs money: out through a carrier, or in to a DID.
+        On-net calls between subscribers are free and not authorised."""
+        did_id = None
+        if isinstance(route, Outbound):
+            direction = "outbound"
+        elif caller is None:
+            held = [row for row in await dids.did_by_number(tx, route.e164) if row["isp_id"] == isp_id]
+            if not held:
+                return None
+            direction, did_id = "inbound", held[0]["id"]
+        else:
+            return None
+        try:
+            return await authorise_call(tx, isp_id, customer_id=customer_id, destination=route.e164,
+                                        call_id=request.call_id, node=self.node, indexes=self.indexes, at=self._now(),
+                                        subscriber_id=caller.subscriber_id if caller else None,
+                                        direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
+        except CallRefused as refused:
+            status, phrase = REFUSED.get(refused.reason, (403, "Forbidden"))
+            raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
         local_host, local_port = flow.local
@@ -243,15 +300,33 @@ class B2BUA:
                                   identity=identity if route.caller_id else None)])
         return rounds
 
-    def _release(self, admitted: Admitted, media=None) -> None:
-        """Every end of a call comes here: its row in active_calls goes, its ports too."""
-        done = defer.Deferred.fromCoroutine(self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
-        done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
+    def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None) -> None:
+        """Every end of a call comes here: its row in active_calls goes, its reservation is
+        settled into a CDR (in the same transaction), its ports go back. `after`: what must
+        be written first (the answer's mark)."""
+        async def work(tx):
+            await calls.end_call(tx, admitted.isp_id, admitted.active_id)
+            if admitted.reservation_id is not None:
+                await settle_call(tx, admitted.isp_id, admitted.reservation_id, end)
+        done = (after or defer.succeed(None)).addBoth(
+            lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
+        done.addErrback(lambda failure: log.failure("closing a call in the store failed", failure))
         if media is not None:
             done = defer.gatherResults([done, media.release()])
             done.addErrback(lambda failure: log.failure("releasing media failed", failure))
         self._releasing.add(done)
         done.addBoth(lambda _: self._releasing.discard(done))
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.reactor.seconds(), datetime.timezone.utc)
+
+    def answered(self, admitted: Admitted) -> defer.Deferred:
+        """Billing bills a call the node never ended up to its last heartbeat, from here."""
+        if admitted.reservation_id is None:
+            return defer.succeed(None)
+        done = defer.Deferred.fromCoroutine(self.database.transact(
+            calls.mark_answered, admitted.isp_id, admitted.reservation_id, self._now()))
+        return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
     def settled(self) -> defer.Deferred:
         """Fires when every ended call's row is gone (for a clean stop, and for tests)."""
@@ -342,8 +417,12 @@ class Session:
         self._a_sent: dict[tuple[int, int | None], Response] = {}
         self._relayed: dict[Any, tuple[Dialog, Flow, int]] = {}
         self._offered: dict[Any, bool] = {}    # a relayed request carried SDP: its answer's is an answer
-        self.call = Call(self, b2bua.reactor, admitted.targets, timers=b2bua.timers,
-                         a_100rel=_supports_100rel(invite))
+        timers = b2bua.timers
+        if admitted.max_duration_ms is not None:
+            longest = admitted.max_duration_ms / 1000
+            timers = replace(timers, max_duration=min(timers.max_duration or longest, longest))
+        self.call = Call(self, b2bua.reactor, admitted.targets, timers=timers, a_100rel=_supports_100rel(invite))
+        self._marked: defer.Deferred = defer.succeed(None)
         b2bua.dialogs[self.keys[0]] = (self, None)
 
     def start(self) -> None:
@@ -546,6 +625,8 @@ class Session:
         response = self.incoming.response(action.status, reason, headers=headers, body=body)
         if action.status >= 200 or action.reliable:
             self._a_sent[key] = response
+        if 200 <= action.status < 300:
+            self._marked = self.b2bua.answered(self.admitted)
         self.incoming.send(response)
 
     def _do_Respond(self, action: Respond) -> None:  # noqa: N802
@@ -614,7 +695,6 @@ class Session:
     def _do_Ended(self, action: Ended) -> None:  # noqa: N802
         admitted = self.admitted
         b2bua = self.b2bua
-        b2bua._release(admitted, self.media)
         record = action.record
         gateway = None
         if record.answered_leg is not None:
@@ -628,6 +708,14 @@ class Session:
                           gateway.carrier_id if gateway else admitted.carrier_id,
                           gateway.gateway_id if gateway else None,
                           (invite.call_id, *(leg.dialog.call_id for leg in self.legs)))
+        end = CallEnd(ended_at=_at(record.end_ms), disposition=DISPOSITIONS.get(record.disposition, record.disposition),
+                      answered_at=_at(record.answer_ms) if record.answer_ms is not None else None,
+                      sip_code=record.status, hangup_by=record.hung_up_by,
+                      b_call_id=self.legs[record.answered_leg].dialog.call_id if record.answered_leg is not None
+                      else None, carrier_id=facts.carrier_id, gateway_id=facts.gateway_id,
+                      tenant_id=admitted.tenant_id, caller_dialled=(invite.from_.uri.user or "")[:64],
+                      caller_e164=admitted.caller_e164, callee_dialled=facts.dialled[:64])
+        b2bua._release(admitted, self.media, end, after=self._marked)
         log.info("call {call_id} ended: {disposition} {status}, hung up by {by}", call_id=invite.call_id,
                  disposition=record.disposition, status=record.status, by=record.hung_up_by)
         if b2bua.on_record is not None:
@@ -636,3 +724,7 @@ class Session:
             except Exception:
                 log.failure("recording call {call_id} failed", call_id=invite.call_id)
         b2bua.reactor.callLater(LINGER, b2bua.forget, self)
+
+
+def _at(ms: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)

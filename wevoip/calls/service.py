@@ -10,12 +10,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from wevoip.calls.b2bua import METHODS, B2BUA, CallFacts
+from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.machine import CallTimers
 from wevoip.config import Config
 from wevoip.plugins import require
 from wevoip.sip.auth import Decision
 from wevoip.sip.core import Incoming
 from wevoip.sip.register import asked_of
+from wevoip.store.calls import end_calls_of_node
 
 log = Logger(namespace="wevoip.calls")
 
@@ -37,21 +39,31 @@ class CallService(Service):
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
-        self.store.when_ready().addCallback(self._start).addErrback(self._failed)
+        started = self.store.when_ready()
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
+        started.addErrback(self._failed)
 
     def _failed(self, failure) -> None:
         """A stop during start-up is no failure; anything else is."""
         if self.running:
             log.failure("the B2BUA could not start", failure)
 
-    def _start(self, database) -> None:
+    async def _start(self, database) -> None:
+        """Calls this node's last run left in active_calls are dropped here; their money is
+        settled by billing's recovery (`BillingTimer`)."""
         calls = self.config.calls
-        timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=calls.max_duration_seconds,
+        longest = self.config.billing.max_call_seconds
+        timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
                             progress=calls.progress_seconds or None)
+        left = await database.transact(end_calls_of_node, self.config.node.name)
+        if left:
+            log.info("{count} calls this node left when it stopped are no longer counted", count=len(left))
+        indexes = DeckIndexes()
+        await indexes.attach(self.store.notifier)
         self.b2bua = B2BUA(self.reactor, self.sip.core, database, node=self.config.node.name,
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
-                           relay=self.relay)
+                           relay=self.relay, indexes=indexes, max_call_ms=longest * 1000)
         self.b2bua.install()
 
     def _starting(self, incoming: Incoming) -> None:
@@ -65,7 +77,8 @@ class CallService(Service):
         return await handler.authenticator.authenticate(asked_of(request, flow))
 
     def _record(self, facts: CallFacts) -> None:
-        """CDRs are written by billing (issue 6); until then the facts go to the log."""
+        """Every call's facts go to the log; calls that cost money also get their CDR row
+        from billing's settlement (on-net calls have no row yet)."""
         record = facts.record
         log.info("CDR {call_ids} isp={isp} customer={customer} tenant={tenant} {direction} {caller} -> "
                  "{dialled} ({e164}) {disposition} {status} by {by} start={start} answer={answer} end={end} "
