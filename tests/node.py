@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 
+import pytest_twisted
 import treq
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.error import ProcessDone
@@ -44,6 +46,16 @@ class _Output(protocol.ProcessProtocol):
             self.ended.callback(reason.value.exitCode)
         else:
             self.ended.callback(-reason.value.signal)
+
+
+def node_for_module(start):
+    """The body of a module-scoped fixture around `start()`, a coroutine that starts a node and
+    returns an object with `node`, `database` (connected to it) and `folder`: all go at the end."""
+    running = pytest_twisted.blockon(defer.ensureDeferred(start()))
+    yield running
+    pytest_twisted.blockon(defer.ensureDeferred(running.database.close()))
+    pytest_twisted.blockon(defer.ensureDeferred(running.node.stop()))
+    shutil.rmtree(running.folder, ignore_errors=True)
 
 
 class Node:
@@ -92,6 +104,15 @@ class Node:
     def sip_port(health: dict, transport: str) -> int:
         return next(entry["port"] for entry in health["listeners"]
                     if (entry["service"], entry["transport"]) == ("sip", transport))
+
+    async def start_ready(self) -> dict:
+        """Start and wait until ready (the health answer); a node that never gets there is stopped."""
+        self.start()
+        try:
+            return await self.wait_ready()
+        except AssertionError:
+            await self.stop()
+            raise
 
     async def wait_ready(self, timeout: float = 60.0) -> dict:
         for _ in range(int(timeout * 5)):

@@ -63,6 +63,8 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[sip_security]\nscanner_user_agents = ['x']\n", "sip_security.scanner_user_agents[0]", "2 to 100"),
     ("[sip_security]\nrequests_per_second = 100\nrequest_burst = 10\n", "sip_security.request_burst",
      "at least"),
+    ("[sip_security]\ndigest_algorithms = ['SHA-512']\n", "sip_security.digest_algorithms[0]", "not SHA-256"),
+    ("[sip_security]\ndigest_algorithms = []\n", "sip_security.digest_algorithms", "non-empty"),
     ("[registrar]\nmin_expires = 600\ndefault_expires = 300\n", "registrar.default_expires", "between"),
     ("[mail]\nrelay_host = 'smtp relay'\n", "mail.relay_host", "neither an IP address nor a host name"),
     ("[mail]\nrelay_port = 0\n", "mail.relay_port", "out of range"),

@@ -224,6 +224,18 @@ def _words(key: str, value: Any, base: Path) -> tuple[str, ...]:
     return words
 
 
+def _digest_algorithms(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, "expected a non-empty array of \"SHA-256\" and \"MD5\"")
+    algorithms = tuple(_string(f"{key}[{i}]", item, base).upper() for i, item in enumerate(value))
+    for index, algorithm in enumerate(algorithms):
+        if algorithm not in ("SHA-256", "MD5"):
+            raise ConfigError(f"{key}[{index}]", f"{algorithm!r} is not SHA-256 or MD5")
+    if len(set(algorithms)) != len(algorithms):
+        raise ConfigError(key, "an algorithm is listed twice")
+    return algorithms
+
+
 @dataclass(frozen=True)
 class RegistrarConfig:
     min_expires: int = _key(60, _int_between(1, 86400))
@@ -235,6 +247,7 @@ class RegistrarConfig:
 
 @dataclass(frozen=True)
 class SipSecurityConfig:
+    digest_algorithms: tuple[str, ...] = _key(("SHA-256", "MD5"), _digest_algorithms)
     nonce_lifetime: int = _key(300, _int_between(10, 86400))
     tracked_nonces: int = _key(100_000, _int_between(100, 10_000_000))
     trusted_networks: tuple[str, ...] = _key((), _networks)
@@ -250,6 +263,13 @@ class SipSecurityConfig:
          "sip-scan", "SIPScan", "pplsip", "smap"), _words)
     max_tracked: int = _key(100_000, _int_between(100, 10_000_000))
     max_bans: int = _key(100_000, _int_between(10, 10_000_000))
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    no_answer_seconds: int = _key(120, _int_between(1, 3600))
+    progress_seconds: int = _key(5, _int_between(0, 60))
+    dialplan_preset: str = _key("us", _name)
 
 
 @dataclass(frozen=True)
@@ -340,6 +360,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     sip_security: SipSecurityConfig = field(default_factory=SipSecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)

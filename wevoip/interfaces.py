@@ -30,6 +30,8 @@ class ISipGate(Interface):
         `wevoip.sip.errors.ParseError` of one that did not parse (False then also spares
         the sender its 400); `flow` is the `wevoip.sip.flow.Flow` it came in on, whose
         `remote` is the source (host, port)."""
+
+
 class MediaUnavailable(Exception):
     """The relay cannot take this call (no free ports, relay down); the B2BUA answers 503."""
 

@@ -19,11 +19,13 @@ from twisted.python.failure import Failure
 
 from wevoip import manhole
 from wevoip.billing.recurring import BillingTimer
+from wevoip.calls.service import CallService
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.mail import SmtpSender
+from wevoip.media.relay import InProcessRelay
 from wevoip.netservice import StreamListenService
 from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
@@ -63,11 +65,17 @@ class WeVoIPService(MultiService):
                      interval_seconds=config.billing.recurring_interval_seconds,
                      heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        self.media = InProcessRelay(reactor, config.media)
+        self.media.setServiceParent(self)
+        self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
+                                 relay=self.media)
+        self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
+                          "media": self.media,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:

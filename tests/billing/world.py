@@ -49,6 +49,18 @@ async def publish_csv(tx, isp_id: int, deck_id: int, text: str, at=EPOCH) -> dic
     return await ratedecks.publish_version(tx, isp_id, draft["id"], at)
 
 
+async def price_north_america(tx, isp_id: int, tree: Tree, *, balance: str = "10.00") -> None:
+    """The tree's carrier sells North America at 0.01 a started minute, the plan sells at
+    cost, and the customer is HARD prepaid with `balance`: what call tests need to be billed."""
+    await ledger.set_isp_billing(tx, isp_id, home_prefix="1")
+    deck = await ratedecks.create_deck(tx, isp_id, name="One", kind="carrier", carrier_id=tree.carrier["id"])
+    await publish_csv(tx, isp_id, deck["id"], "prefix,description,cost,connection_fee,increment\n"
+                                              "1,North America,0.0100,0,60/60\n")
+    await pricing.set_plan_pricing(tx, isp_id, tree.plan["id"], service_deck=True)
+    await customers.update_customer(tx, isp_id, tree.customer["id"], balance_management="HARD")
+    await ledger.add_payment(tx, isp_id, tree.customer["id"], amount=balance, description="opening")
+
+
 async def build_world(database, namespace: str = "billing.example.net", *, balance: str | None = "10.00",
                       management: str = "HARD", **plan: object) -> World:
     tree = await build_tree(database, namespace)

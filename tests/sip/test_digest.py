@@ -92,6 +92,12 @@ def test_challenges_offer_sha256_then_md5(authority):
     assert all("stale=true" in c for c in authority.challenges(REALM, stale=True))
 
 
+def test_the_offer_order_is_configurable():
+    authority = DigestAuthority(Clock(), b"s" * 32, offered=("MD5",))
+    [only] = authority.challenges(REALM)
+    assert "algorithm=MD5" in only
+
+
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
 def test_right_password_passes_and_wrong_fails(authority, algorithm):
     challenge = authority.challenges(REALM)[0]

@@ -97,7 +97,8 @@ class SipAccess(Service):
         security = self.config.sip_security
         secret = await database.transact(shared_secret, "sip_nonce")
         self.digest = DigestAuthority(self.reactor, secret, nonce_lifetime=security.nonce_lifetime,
-                                      tracked_nonces=security.tracked_nonces)
+                                      tracked_nonces=security.tracked_nonces,
+                                      offered=security.digest_algorithms)
         directory = Directory(database, secret, limit=security.max_tracked)
         location = Location(self.reactor, database, self.registrar, self.config.node.name)
         await directory.attach(self.store.notifier)

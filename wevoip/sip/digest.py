@@ -29,7 +29,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
-# RFC 8760 §2.4: offer the strongest first; a phone takes the first it knows.
+# RFC 8760 §2.4: offer the strongest first; a phone takes the first it knows. Some phones
+# read only the first challenge (sipsak 0.9, libre before SHA-256 support), so the order
+# is the operator's (sip_security.digest_algorithms).
 OFFERED = ("SHA-256", "MD5")
 HA1_COLUMN = {"SHA-256": "ha1_sha256", "MD5": "ha1_md5"}
 
@@ -161,12 +163,13 @@ class DigestAuthority:
     """Issues challenges and checks credentials; the clock is injected (task.Clock in tests)."""
 
     def __init__(self, clock, secret: bytes, *, nonce_lifetime: int = 300,
-                 tracked_nonces: int = 100_000):
+                 tracked_nonces: int = 100_000, offered: tuple[str, ...] = OFFERED):
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
         self.clock = clock
         self.secret = secret
         self.nonce_lifetime = nonce_lifetime
+        self.offered = offered
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._tracked_limit = tracked_nonces
         self._floor = -1
@@ -196,7 +199,7 @@ class DigestAuthority:
         nonce = self.new_nonce(realm)
         tail = ", stale=true" if stale else ""
         return [f"Digest realm={_quote(realm)}, nonce={_quote(nonce)}, algorithm={name}, "
-                f'qop="auth"{tail}' for name in OFFERED]
+                f'qop="auth"{tail}' for name in self.offered]
 
     def check(self, credentials: Credentials, method: str, ha1s: dict | None) -> Verdict:
         """`ha1s` is the subscriber row (ha1_md5, ha1_sha256), or None for an unknown user."""

