@@ -256,7 +256,9 @@ class BrowserLegProtocol(DatagramProtocol):
         self.leg = self._make_leg(self.send)
 
     def send(self, datagram: bytes, address: Address) -> None:
-        self.transport.write(datagram, address)
+        # The last words of a closing leg (DTLS close_notify) may come after the port closed.
+        if self.transport is not None:
+            self.transport.write(datagram, address)
 
     def datagramReceived(self, data: bytes, address: Address) -> None:
         self.leg.datagram_received(data, (address[0], address[1]))
