@@ -1,20 +1,19 @@
 """
 CPU per packet of a `BrowserLeg`, without sockets: what one browser call costs the gateway.
 
-A leg is connected in memory (ICE check, DTLS handshake) to a browser made of the same
-pieces. The browser's SRTP packets are protected beforehand, so only the leg's work is
+A leg is connected in memory (ICE check, DTLS handshake) to the browser the tests use
+(tests/media/webrtc_support.py), made of the same pieces. The browser's SRTP packets are protected beforehand, so only the leg's work is
 timed: browser -> phone (demux, source check, SRTP unprotect, payload type map or Opus
 decode + resample + G.711 encode) and phone -> browser (map or G.711 decode + resample +
 Opus encode, SRTP protect). From the time per packet it derives how many calls one core
 carries at 50 packets/s each way.
 
-    .venv/bin/python bench/webrtc_leg.py --packets 20000
+    .venv/bin/python -m bench.webrtc_leg --packets 20000     (from the checkout's root)
 
 The full gateway bench (browsers through the B2BUA and the relay) needs the calls issue.
 """
 
 import argparse
-import os
 import struct
 import time
 from fractions import Fraction
@@ -22,64 +21,28 @@ from fractions import Fraction
 import av
 from twisted.internet.task import Clock
 
+from tests.media.webrtc_support import BROWSER_ADDRESS, FarBrowser, PlainRecorder
 from wevoip.media.sdp import Codec
-from wevoip.media.webrtc import stun
-from wevoip.media.webrtc.dtls import Certificate, DtlsEndpoint
+from wevoip.media.webrtc.dtls import Certificate
 from wevoip.media.webrtc.leg import BrowserLeg
 from wevoip.media.webrtc.srtp import SrtpSession
 from wevoip.media.webrtc.translate import BrowserTransport, CodecPlan
 
-BROWSER = ("192.0.2.10", 50000)
-
-
-class Sink:
-    def __init__(self):
-        self.count = 0
-
-    def rtp_from_browser(self, packet):
-        self.count += 1
-
-    def rtcp_from_browser(self, packet):
-        self.count += 1
-
-
-class FarEnd:
-    def __init__(self, clock, certificate, node_fingerprint):
-        self.keys = None
-        self.dtls = DtlsEndpoint(clock, certificate, False, [node_fingerprint], self)
-        self.dtls.start()
-        self.leg = None
-
-    def send(self, datagram):
-        self.leg.datagram_received(datagram, BROWSER)
-
-    def established(self, keys):
-        self.keys = keys
-
-    def failed(self, reason):
-        raise SystemExit(f"handshake failed: {reason}")
-
-    def network(self, datagram, address):
-        if 20 <= datagram[0] <= 63:
-            self.dtls.receive(datagram)
-
-
 def connected(transcode: bool):
     clock = Clock()
     node, browser_certificate = Certificate.generate(), Certificate.generate()
-    sink = Sink()
-    far = FarEnd(clock, browser_certificate, node.fingerprint)
-    leg = BrowserLeg(clock, node, "benU", "bench-password-bench-pw1", sink, far.network)
+    plain = PlainRecorder()
+    far = FarBrowser(clock, browser_certificate, node.fingerprint, "benU", "bench-password-bench-pw1",
+                     remote_ufrag="brws")
+    leg = BrowserLeg(clock, node, "benU", "bench-password-bench-pw1", plain, far.network)
     far.leg = leg
     transport = BrowserTransport("brws", "browser-password-brw-pw1", (browser_certificate.fingerprint,),
                                  "actpass", ())
     browser_codec = Codec(111, "opus", 48000, 2) if transcode else Codec(0, "PCMU", 8000)
     leg.configure(transport, True, CodecPlan(browser_codec, Codec(0, "PCMU", 8000), None, None))
-    check = stun.Message(stun.BINDING, stun.REQUEST, os.urandom(12))
-    check.add(stun.USERNAME, b"benU:brws").add(stun.ICE_CONTROLLING, os.urandom(8)).add(stun.USE_CANDIDATE, b"")
-    leg.datagram_received(check.encode(b"bench-password-bench-pw1"), BROWSER)
+    far.check()
     assert far.keys is not None, "no DTLS"
-    return leg, far, sink
+    return leg, far, plain
 
 
 def browser_payloads(transcode: bool, count: int) -> list[bytes]:
@@ -99,21 +62,21 @@ def browser_payloads(transcode: bool, count: int) -> list[bytes]:
 
 
 def measure(transcode: bool, packets: int) -> tuple[float, float]:
-    leg, far, sink = connected(transcode)
+    leg, far, plain = connected(transcode)
     sender = SrtpSession(far.keys)
     payload_type = 111 if transcode else 0
     incoming = [sender.protect(struct.pack("!BBHII", 0x80, payload_type, n & 0xFFFF, n * 960, 0x1234) + p)
                 for n, p in enumerate(browser_payloads(transcode, packets))]
     started = time.process_time()
     for datagram in incoming:
-        leg.datagram_received(datagram, BROWSER)
+        leg.datagram_received(datagram, BROWSER_ADDRESS)
     inbound = (time.process_time() - started) / len(incoming)
     outgoing = [struct.pack("!BBHII", 0x80, 0, n & 0xFFFF, n * 160, 0x5678) + b"\xd5" * 160 for n in range(packets)]
     started = time.process_time()
     for packet in outgoing:
         leg.rtp_to_browser(packet)
     outbound = (time.process_time() - started) / len(outgoing)
-    assert sink.count >= len(incoming) * 0.9, "packets lost in the leg"
+    assert len(plain.rtp) >= len(incoming) * 0.9, "packets lost in the leg"
     return inbound, outbound
 
 

@@ -7,7 +7,6 @@ it, a DTLS endpoint with its own certificate, an SRTP session), keyed by the SDP
 translation step produced.
 """
 
-import os
 import struct
 from fractions import Fraction
 
@@ -15,69 +14,21 @@ import av
 import pytest
 from twisted.internet.task import Clock
 
-from tests.media.webrtc_samples import CHROMIUM_OFFER, PHONE_ANSWER, PLAIN, replace
+from tests.media.webrtc_support import (BROWSER_ADDRESS as BROWSER, CHROMIUM_OFFER, PHONE_ANSWER, PLAIN,
+                                        FarBrowser, PlainRecorder, replace)
 from wevoip.media.webrtc import stun
-from wevoip.media.webrtc.dtls import Certificate, DtlsEndpoint, DtlsState
+from wevoip.media.webrtc.dtls import Certificate, DtlsState
 from wevoip.media.webrtc.leg import BrowserLeg, rtp_payload
 from wevoip.media.webrtc.srtp import SrtpSession
 from wevoip.media.webrtc.translate import (OriginCounter, WebRtcLocal, browser_offer_to_plain,
                                            plain_answer_to_browser)
 
-BROWSER = ("192.0.2.10", 51234)
 STRANGER = ("192.0.2.99", 4000)
 
 
 @pytest.fixture(scope="module")
 def certificates():
     return Certificate.generate("browser"), Certificate.generate("wevoip")
-
-
-class PlainRecorder:
-    def __init__(self):
-        self.rtp, self.rtcp = [], []
-
-    def rtp_from_browser(self, packet):
-        self.rtp.append(packet)
-
-    def rtcp_from_browser(self, packet):
-        self.rtcp.append(packet)
-
-
-class Browser:
-    """The far end: answers our DTLS as the offer's actpass lets it, and sends checks."""
-
-    def __init__(self, clock, certificate, our_fingerprint, ufrag, pwd):
-        self.ufrag, self.pwd = ufrag, pwd
-        self.inbox, self.keys = [], None
-        self.dtls = DtlsEndpoint(clock, certificate, False, [our_fingerprint], self)
-        self.dtls.start()
-        self.leg = None
-
-    def send(self, datagram):
-        self.leg.datagram_received(datagram, BROWSER)
-
-    def established(self, keys):
-        self.keys = keys
-
-    def failed(self, reason):
-        raise AssertionError(reason)
-
-    def check(self, nominate=True, source=BROWSER):
-        request = stun.Message(stun.BINDING, stun.REQUEST, os.urandom(12))
-        request.add(stun.USERNAME, f"{self.ufrag}:Xq7T".encode())
-        request.add(stun.PRIORITY, (0x6E7F1EFF).to_bytes(4, "big"))
-        request.add(stun.ICE_CONTROLLING, os.urandom(8))
-        if nominate:
-            request.add(stun.USE_CANDIDATE, b"")
-        self.leg.datagram_received(request.encode(self.pwd.encode()), source)
-
-    def network(self, datagram, address):
-        """The leg's `send`: STUN replies are kept, DTLS goes to the browser's endpoint."""
-        assert address == BROWSER
-        if datagram[0] in range(20, 64):
-            self.dtls.receive(datagram)
-        else:
-            self.inbox.append(datagram)
 
 
 def rtp(payload_type, sequence, payload, ssrc=0x11223344, marker=False):
@@ -94,7 +45,7 @@ def connected_leg(certificates, offer=CHROMIUM_OFFER, answer=PHONE_ANSWER):
     _, offered = browser_offer_to_plain(offer, PLAIN, OriginCounter())
     answered = plain_answer_to_browser(answer, offered, local, OriginCounter())
     plain = PlainRecorder()
-    browser = Browser(clock, browser_certificate, node.fingerprint, local.ice_ufrag, local.ice_pwd)
+    browser = FarBrowser(clock, browser_certificate, node.fingerprint, local.ice_ufrag, local.ice_pwd)
     leg = BrowserLeg(clock, node, local.ice_ufrag, local.ice_pwd, plain, browser.network)
     browser.leg = leg
     leg.configure(answered.transport, answered.dtls_client, answered.plan)

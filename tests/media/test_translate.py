@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from wevoip.media.sdp import SdpError, SessionDescription
-from tests.media.webrtc_samples import (BROWSER_PRINT, CHROMIUM_ANSWER, CHROMIUM_OFFER, LOCAL,
+from tests.media.webrtc_support import (BROWSER_PRINT, CHROMIUM_ANSWER, CHROMIUM_OFFER, LOCAL,
                                         OUR_PRINT, PHONE_ANSWER, PHONE_OFFER, PLAIN, replace)
 from wevoip.media.webrtc.dtls import Fingerprint
 from wevoip.media.webrtc.translate import (OriginCounter, browser_answer_to_plain, browser_offer_to_plain,

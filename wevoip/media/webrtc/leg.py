@@ -175,21 +175,7 @@ class BrowserLeg:
         self._browser_rtp(packet)
 
     def _browser_rtp(self, packet: bytes) -> None:
-        payload_type = packet[1] & 0x7F
-        plain_type = self._to_plain.get(payload_type)
-        if plain_type is None:
-            self.dropped.payload_type += 1
-            return
-        if self._opus_in is None:
-            self.plain.rtp_from_browser(packet[:1] + bytes([(packet[1] & 0x80) | plain_type]) + packet[2:])
-            return
-        try:
-            frames = self._opus_in.transcode(rtp_payload(packet) or b"")
-        except TranscodeError:
-            self.dropped.transcode += 1
-            return
-        for frame in frames:
-            self.plain.rtp_from_browser(self._restamp_plain.header(plain_type, False) + frame)
+        self._carry(packet, self._to_plain, self._opus_in, self._restamp_plain, self.plain.rtp_from_browser)
 
     # From the plain side.
 
@@ -197,21 +183,24 @@ class BrowserLeg:
         if len(packet) < 12 or self.srtp is None or self.ice.remote_address is None:
             self.dropped.not_keyed += 1
             return
-        payload_type = packet[1] & 0x7F
-        browser_type = self._to_browser.get(payload_type)
-        if browser_type is None:
+        self._carry(packet, self._to_browser, self._opus_out, self._restamp_browser, self._protect_and_send)
+
+    def _carry(self, packet: bytes, payload_types: dict[int, int], transcoder, restamp, deliver) -> None:
+        """Map the payload type, or transcode into frames of a restamped stream."""
+        mapped = payload_types.get(packet[1] & 0x7F)
+        if mapped is None:
             self.dropped.payload_type += 1
             return
-        if self._opus_out is None:
-            self._protect_and_send(packet[:1] + bytes([(packet[1] & 0x80) | browser_type]) + packet[2:])
+        if transcoder is None:
+            deliver(packet[:1] + bytes([(packet[1] & 0x80) | mapped]) + packet[2:])
             return
         try:
-            frames = self._opus_out.transcode(rtp_payload(packet) or b"")
+            frames = transcoder.transcode(rtp_payload(packet) or b"")
         except TranscodeError:
             self.dropped.transcode += 1
             return
         for frame in frames:
-            self._protect_and_send(self._restamp_browser.header(browser_type, False) + frame)
+            deliver(restamp.header(mapped, False) + frame)
 
     def rtcp_to_browser(self, packet: bytes) -> None:
         if self.srtp is None or self.ice.remote_address is None:

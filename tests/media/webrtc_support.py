@@ -1,11 +1,18 @@
 """
-SDP samples for the WebRTC tests, written for them in the shapes Chromium and desk phones
-send (not copied from either): a Chromium offer with audio and video in one BUNDLE, a
-phone's answer, a phone's offer with G.722, G.729 and video, and a Chromium answer.
+What the WebRTC tests (and bench/webrtc_leg.py) share: SDP samples written for them in the
+shapes Chromium and desk phones send (not copied from either) - a Chromium offer with audio
+and video in one BUNDLE, a phone's answer, a phone's offer with G.722, G.729 and video, and
+a Chromium answer - and the two ends a `BrowserLeg` is tested between: the plain side that
+records what it is handed, and a browser made of this package's own pieces.
 """
 
-from wevoip.media.webrtc.dtls import Fingerprint
+import os
+
+from wevoip.media.webrtc import stun
+from wevoip.media.webrtc.dtls import DtlsEndpoint, Fingerprint
 from wevoip.media.webrtc.translate import PlainLocal, WebRtcLocal
+
+BROWSER_ADDRESS = ("192.0.2.10", 51234)
 
 BROWSER_PRINT = ":".join(f"{b:02X}" for b in range(0x40, 0x60))
 OUR_PRINT = Fingerprint.parse("sha-256 " + ":".join(f"{b:02X}" for b in range(0xA0, 0xC0)))
@@ -127,3 +134,56 @@ a=ssrc:2630448815 cname:Yb7dQ2kW9pLx4Rz1
 def replace(sdp: bytes, old: str, new: str) -> bytes:
     assert old.encode() in sdp
     return sdp.replace(old.encode(), new.encode())
+
+
+class PlainRecorder:
+    """The plain side of a leg: keeps what the browser sent, as RTP and RTCP."""
+
+    def __init__(self):
+        self.rtp, self.rtcp = [], []
+
+    def rtp_from_browser(self, packet):
+        self.rtp.append(packet)
+
+    def rtcp_from_browser(self, packet):
+        self.rtcp.append(packet)
+
+
+class FarBrowser:
+    """
+    A browser at the far end of an in-memory leg: DTLS server (as answering our actpass
+    or offering actpass and getting active lets it be), checks as RFC 8445 §7.1 builds
+    them. Pass `network` as the leg's `send` and set `leg`.
+    """
+
+    def __init__(self, clock, certificate, node_fingerprint, ufrag, pwd, remote_ufrag="Xq7T"):
+        self.ufrag, self.pwd, self.remote_ufrag = ufrag, pwd, remote_ufrag
+        self.inbox, self.keys, self.leg = [], None, None
+        self.dtls = DtlsEndpoint(clock, certificate, False, [node_fingerprint], self)
+        self.dtls.start()
+
+    def send(self, datagram):
+        self.leg.datagram_received(datagram, BROWSER_ADDRESS)
+
+    def established(self, keys):
+        self.keys = keys
+
+    def failed(self, reason):
+        raise AssertionError(reason)
+
+    def check(self, nominate=True, source=BROWSER_ADDRESS):
+        request = stun.Message(stun.BINDING, stun.REQUEST, os.urandom(12))
+        request.add(stun.USERNAME, f"{self.ufrag}:{self.remote_ufrag}".encode())
+        request.add(stun.PRIORITY, (0x6E7F1EFF).to_bytes(4, "big"))
+        request.add(stun.ICE_CONTROLLING, os.urandom(8))
+        if nominate:
+            request.add(stun.USE_CANDIDATE, b"")
+        self.leg.datagram_received(request.encode(self.pwd.encode()), source)
+
+    def network(self, datagram, address):
+        """The leg's `send`: DTLS goes to this end's endpoint, the rest is kept."""
+        assert address == BROWSER_ADDRESS
+        if 20 <= datagram[0] <= 63:
+            self.dtls.receive(datagram)
+        else:
+            self.inbox.append(datagram)
