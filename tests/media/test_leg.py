@@ -157,3 +157,27 @@ def test_an_opus_only_browser_is_transcoded_both_ways(certificates):
 ])
 def test_rtp_payload(packet, payload):
     assert rtp_payload(packet) == payload
+
+
+def test_sending_stops_when_consent_lapses_and_resumes_with_a_check(certificates):
+    leg, browser, plain, clock = connected_leg(certificates)
+    browser.check()
+    sent = len(browser.inbox)
+    clock.advance(31)
+    leg.rtp_to_browser(rtp(8, 1, b"\x55" * 160))
+    leg.rtcp_to_browser(bytes.fromhex("80c80006") + bytes(24))
+    assert len(browser.inbox) == sent and leg.dropped.no_consent == 2
+    browser.check(nominate=False)
+    leg.rtp_to_browser(rtp(8, 2, b"\x55" * 160))
+    assert len(browser.inbox) == sent + 2     # the check's reply and the packet
+
+
+def test_a_client_hello_before_the_answer_is_counted(certificates):
+    browser_certificate, node = certificates
+    clock = Clock()
+    far = FarBrowser(clock, browser_certificate, node.fingerprint, "wvU1", "wevoip-ice-password-0001")
+    leg = BrowserLeg(clock, node, "wvU1", "wevoip-ice-password-0001", PlainRecorder(), far.network)
+    far.leg = leg
+    far.check()
+    leg.datagram_received(b"\x16\xfe\xfd" + bytes(60), BROWSER)
+    assert leg.dropped.not_keyed == 1 and leg.dtls is None

@@ -6,7 +6,8 @@ DTLS endpoint, SRTP and SRTCP are unprotected and handed to the plain side as RT
 plain leg's payload types (or transcoded, when the browser speaks only Opus). What the plain
 side sends goes the other way. Nothing is believed before ICE: DTLS and SRTP are read only
 from an address that passed a connectivity check, and we send only to the address ICE
-selected (or, before nomination, the latest valid one).
+selected (or, before nomination, the latest valid one), and stop sending when the browser's
+consent lapses (no good check for 30 s, RFC 7675).
 
 `BrowserLeg` is sans-IO; `BrowserLegProtocol` is the DatagramProtocol around it.
 """
@@ -44,7 +45,8 @@ class Dropped:
     """Why datagrams were not passed on, for the call record."""
 
     unvalidated: int = 0      # DTLS or SRTP from an address ICE has not validated
-    not_keyed: int = 0        # media before DTLS finished, either way
+    not_keyed: int = 0        # media (or DTLS) before there is a key (or an endpoint) for it
+    no_consent: int = 0       # media for a browser whose consent lapsed (RFC 7675 §5.1)
     srtp: int = 0             # refused by libsrtp (tag, replay, runt)
     payload_type: int = 0     # an RTP payload type the plan does not carry
     transcode: int = 0        # a payload the codec refused
@@ -158,7 +160,11 @@ class BrowserLeg:
             self.dropped.unvalidated += 1
             return
         if kind is Kind.DTLS:
-            if self.dtls is not None:
+            # A browser that is the DTLS client may start before its answer reached us; it
+            # resends its ClientHello, which then finds the endpoint `configure` made.
+            if self.dtls is None:
+                self.dropped.not_keyed += 1
+            else:
                 self.dtls.receive(data)
             return
         if self.srtp is None:
@@ -183,6 +189,9 @@ class BrowserLeg:
         if len(packet) < 12 or self.srtp is None or self.ice.remote_address is None:
             self.dropped.not_keyed += 1
             return
+        if self.ice.consent_expired():
+            self.dropped.no_consent += 1
+            return
         self._carry(packet, self._to_browser, self._opus_out, self._restamp_browser, self._protect_and_send)
 
     def _carry(self, packet: bytes, payload_types: dict[int, int], transcoder, restamp, deliver) -> None:
@@ -205,6 +214,9 @@ class BrowserLeg:
     def rtcp_to_browser(self, packet: bytes) -> None:
         if self.srtp is None or self.ice.remote_address is None:
             self.dropped.not_keyed += 1
+            return
+        if self.ice.consent_expired():
+            self.dropped.no_consent += 1
             return
         try:
             self._send(self.srtp.protect_rtcp(packet), self.ice.remote_address)
