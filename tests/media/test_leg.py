@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import av
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.internet.task import Clock
 
 from tests.media.webrtc_support import (BROWSER_ADDRESS as BROWSER, CHROMIUM_OFFER, PHONE_ANSWER, PLAIN,
@@ -181,3 +182,18 @@ def test_a_client_hello_before_the_answer_is_counted(certificates):
     far.check()
     leg.datagram_received(b"\x16\xfe\xfd" + bytes(60), BROWSER)
     assert leg.dropped.not_keyed == 1 and leg.dtls is None
+
+
+@pytest.fixture(scope="module")
+def running_leg(certificates):
+    leg, browser, plain, _ = connected_leg(certificates)
+    browser.check()
+    return leg
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), validated=st.booleans())
+def test_junk_from_anywhere_never_raises(running_leg, data, validated):
+    running_leg.datagram_received(data, BROWSER if validated else STRANGER)
+    running_leg.rtp_to_browser(data)
+    running_leg.rtcp_to_browser(data)
