@@ -17,12 +17,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
 from wevoip.plugins import discover
+from wevoip.sip.access import SipAccess
+from wevoip.sip.service import SipService
 from wevoip.store.service import StoreService
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
@@ -40,13 +43,23 @@ class WeVoIPService(MultiService):
         self.on_fatal = on_fatal
         self.listeners = Listeners()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
+        self.sip_access = SipAccess(reactor, config, self.store)
+        self.sip_access.setServiceParent(self)
+        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
+        self.sip_access.attach(self.sip)
+        self.sip.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         web_app = build_web_app(self.store, self.health)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor}
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
+                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
@@ -71,13 +84,18 @@ class WeVoIPService(MultiService):
         started.addErrback(self._fatal)
 
     def _started(self, _) -> None:
+        self.is_ready = True
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
         self.ready.callback(None)
 
     def _fatal(self, failure: Failure) -> None:
-        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
+        if not self.running:
+            # SIGTERM came while the node was still starting: a stop asked for, not a failure.
+            log.info("WeVoIP node {name} stopped before it was ready", name=self.config.node.name)
+            return
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         if self.on_fatal is not None:
             self.on_fatal(failure)
 
@@ -96,6 +114,10 @@ class WeVoIPService(MultiService):
 
     async def health(self) -> dict:
         store = await self.store.health()
-        return {"status": "ok" if store["status"] == "ok" else "degraded",
-                "node": self.config.node.name, "store": store,
+        ready = self.is_ready
+        if not ready:
+            status = "starting"
+        else:
+            status = "ok" if store["status"] == "ok" else "degraded"
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

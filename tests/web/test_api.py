@@ -41,7 +41,7 @@ async def test_every_route_refuses_another_isps_token(api):
            "tenant_id": victim["tenant"]["id"], "subscriber_id": victim["subscriber"]["id"],
            "plan_id": victim["plan"]["id"], "domain_id": victim["domain"]["id"],
            "carrier_id": victim["carrier"]["id"], "gateway_id": victim["gateway"]["id"],
-           "did_id": victim["did"]["id"]}
+           "did_id": victim["did"]["id"], "deck_id": 1, "version_id": 1}
     for route in ROUTES:
         code, body, _ = await api.call(route.method, _concrete(route.path, ids), other["token"], json={})
         assert code in (403, 404), (route.method, route.path, code, body)

@@ -92,3 +92,13 @@ BOOLEAN = {"type": "boolean"}
 AMOUNT = {"type": "string", "pattern": r"^-?[0-9]{1,14}(\.[0-9]{1,6})?$"}
 NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1}
 ROW = {"type": "object", "additionalProperties": True}
+
+
+def optional_int(call: Call, name: str) -> int | None:
+    """A whole number from the query string, or None when it is not given."""
+    value = call.query.get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ApiError(422, "invalid", f"{name}: must be a whole number", field=name)
+    return int(value)
