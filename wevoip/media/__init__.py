@@ -1,1 +1,1 @@
-"""Media: SDP, the RTP/RTCP relay and its port pool, and the endpoint that plays and records."""
+"""Media: SDP, the RTP/RTCP relay and its port pool, the endpoint that plays and records, and the browser side (webrtc/)."""
