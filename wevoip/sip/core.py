@@ -26,7 +26,7 @@ from zope.interface import implementer
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE
+from wevoip.sip.headers import MAGIC_COOKIE, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
 from wevoip.sip.transaction import ServerTransaction
 from wevoip.sip.transactions import TransactionLayer, new_branch
@@ -192,13 +192,26 @@ class SipCore:
         if not self.gate.admit(error, flow):
             self.stats["gated"] += 1
             return
-        headers = error.headers
-        if not error.is_request or headers is None or any(name not in headers for name in _ANSWERABLE) \
-                or headers.get("CSeq").rstrip().endswith("ACK"):
+        response = self._error_response(error)
+        if response is None:
             self.stats["dropped_malformed"] += 1
             return
-        response = Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
         flow.send(serialise(response))
+
+    @staticmethod
+    def _error_response(error: ParseError) -> Response | None:
+        """The response to a malformed request, if it has what a response must copy: a
+        Via that parses, a CSeq that parses (and is no ACK's), From, To and Call-ID."""
+        headers = error.headers
+        if not error.is_request or headers is None or not all(headers.get(name) for name in _ANSWERABLE):
+            return None
+        try:
+            parse_vias(headers.get_all("Via"))
+            if parse_cseq(headers.get("CSeq")).method == "ACK":
+                return None
+        except ParseError:
+            return None
+        return Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
 
     def _stamp_source(self, request: Request, flow: Flow) -> None:
         """RFC 3581: received= when the source differs from the Via, rport= when asked."""
