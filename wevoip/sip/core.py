@@ -82,7 +82,9 @@ class Incoming:
         if response.status >= 200:
             self.final_sent = True
         if self.transaction is not None:
-            self.transaction.respond(response, response.status)
+            self.core.transactions.respond(self.transaction, response)
+            if self.final_sent:
+                self.transaction.incoming = None
         else:
             self.core.send_response(response, self.flow)
 
@@ -109,7 +111,7 @@ class SipCore:
         self.stats: Counter = Counter()
         self.handlers: dict[str, Handler] = {}
         self.supported: list[str] = []
-        self.transactions = TransactionLayer(clock, self.stats, self.send_response)
+        self.transactions = TransactionLayer(clock, self.stats, self.send_bytes)
         self.branch_prefix = MAGIC_COOKIE + secrets.token_hex(3) + "."
         self.on_stray_response: Callable[[Response, Flow], None] | None = None
         self._options_headers: tuple[tuple[str, str, str], ...] = ()
@@ -149,11 +151,14 @@ class SipCore:
         return self.transactions.new_client(request, flow, on_response)
 
     def send_response(self, response: Response, flow: Flow) -> None:
+        self.send_bytes(serialise(response), flow)
+
+    def send_bytes(self, data: bytes, flow: Flow) -> None:
         """To where RFC 3261 §18.2.2 and RFC 3581 say: the connection the request came on
         (or a newer one from the same peer), or for UDP the source address and port."""
         if flow.closed:
             flow = self.flows.find(flow.transport, *flow.remote) or flow
-        if not flow.send(serialise(response)):
+        if not flow.send(data):
             self.stats["responses_undeliverable"] += 1
 
     # Everything from the network comes in here.
@@ -285,7 +290,7 @@ class SipCore:
         """100 Trying at once (the handler may take a while), and keep the Incoming on the
         transaction for a CANCEL to find; a 2xx ACK the transaction sees goes to "ACK"."""
         transaction.incoming = incoming
-        transaction.respond(incoming.response(100), 100)
+        self.transactions.respond(transaction, incoming.response(100))
         ack_handler = self.handlers.get("ACK")
         if ack_handler is not None:
             transaction.owner.on_ack = lambda ack: self._dispatch(
@@ -300,14 +305,16 @@ class SipCore:
         transaction = self.transactions.new_server(cancel, flow)
         answer = Incoming(self, cancel, flow, transaction)
         invite = self.transactions.find_invite(cancel)
+        if invite is None:
+            answer.respond(481)
+            return
         incoming = getattr(invite, "incoming", None)
         if incoming is None:
-            answer.respond(481)
+            answer.respond(200)
             return
         answer.to_tag = incoming.to_tag
         answer.respond(200)
-        if not incoming.final_sent:
-            incoming.cancel()
+        incoming.cancel()
 
     def _dispatch(self, handler: Handler, incoming: Incoming) -> None:
         try:
