@@ -60,6 +60,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n", "media.rtp_port_max", "above"),
     ("[media]\nrtp_address = 'any'\n", "media.rtp_address", "not an IP address"),
     ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
+    ("[sip]\nadvertise = 'sip example.net'\n", "sip.advertise", "not a host name or IP address"),
     ("[node]\nname = 'my node'\n", "node.name", "not a name"),
     ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
     ("[node\n", "(file)", "not valid TOML"),

@@ -122,6 +122,21 @@ def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     return result
 
 
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    value = _string(key, value, base)
+    if not value:
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*",
+                        value):
+        raise ConfigError(key, f"{value!r} is not a host name or IP address")
+    return value.lower()
+
+
 def _dsn(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if value and not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
@@ -151,6 +166,7 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import re
 import secrets
+import socket
 from collections import Counter
 from typing import Awaitable, Callable
 
@@ -102,9 +103,11 @@ class Incoming:
 
 class SipCore:
     def __init__(self, clock, flows: FlowTable, *, gate=None, server: str = "WeVoIP",
-                 force_rport: bool = True):
+                 force_rport: bool = True, advertise: str = ""):
         self.clock = clock
         self.flows = flows
+        self.advertise = advertise
+        self._sources: dict[str, str] = {}
         self.gate = gate if gate is not None else AdmitAll()
         self.server = server
         self.force_rport = force_rport
@@ -143,12 +146,37 @@ class SipCore:
         """Send through a client transaction; fires with the final response (or fails with
         TransactionTimeout). Provisional responses, and further 2xx to an INVITE, go to
         `on_response`. A Via with a fresh branch is added on top for `flow`."""
-        host, port = flow.local
-        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {sent_by};branch={self.new_branch()};rport")
+        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {self.sent_by(flow)};"
+                                       f"branch={self.new_branch()};rport")
         if "Max-Forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
         return self.transactions.new_client(request, flow, on_response)
+
+    def sent_by(self, flow: Flow) -> str:
+        """host:port for our Via (and Contact) on `flow`: sip.advertise, else the socket's
+        address, else (a wildcard listener) the local address routed to the peer."""
+        host, port = flow.local
+        if self.advertise:
+            host = self.advertise
+        elif host in ("0.0.0.0", "::"):
+            host = self._route_source(flow.remote[0])
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _route_source(self, remote: str) -> str:
+        """A connected UDP socket sends nothing; it only asks the kernel for the route."""
+        source = self._sources.get(remote)
+        if source is None:
+            family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.connect((remote, 9))
+                    source = probe.getsockname()[0]
+                except OSError:
+                    source = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+            if len(self._sources) > 4096:
+                self._sources.clear()
+            self._sources[remote] = source
+        return source
 
     def send_response(self, response: Response, flow: Flow) -> None:
         self.send_bytes(serialise(response), flow)
