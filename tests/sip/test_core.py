@@ -243,10 +243,9 @@ def test_our_via_names_the_advertised_host_or_the_routed_source_for_wildcard_lis
 
 
 def test_a_response_whose_connection_closed_goes_through_the_peers_newer_connection(core):
-    old, new = Peer("tcp"), Peer("tcp")
+    old, new, held = Peer("tcp"), Peer("tcp"), []
     core.flows.add(old.flow)
-    core.register("MESSAGE", lambda incoming: held.append(incoming))
-    held = []
+    core.register("MESSAGE", held.append)
     core.receive(request_bytes("MESSAGE"), old.flow)
     old.flow.closed = True
     core.flows.remove(old.flow)
