@@ -83,6 +83,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[media]\nrelatch_after_ms = -1\n", "media.relatch_after_ms", "out of range"),
     ("[media]\nforwarder = 'fork'\n", "media.forwarder", "not one of process, thread"),
     ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
+    ("[sip]\nadvertise = 'sip example.net'\n", "sip.advertise", "neither an IP address nor a host name"),
     ("[node]\nname = 'my node'\n", "node.name", "not a name"),
     ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
     ("[node\n", "(file)", "not valid TOML"),

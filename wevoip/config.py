@@ -151,6 +151,11 @@ def _host(key: str, value: Any, base: Path) -> str:
     return value
 
 
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    return _host(key, value, base) if _string(key, value, base) else ""
+
+
 def _mail_address(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", value):
@@ -194,6 +199,7 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
 
 
 def _bool(key: str, value: Any, base: Path) -> bool:
