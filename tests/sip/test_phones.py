@@ -25,7 +25,7 @@ NAMESPACE = "phones.example.net"
 DOMAIN = f"acme.{NAMESPACE}"
 SECURITY = textwrap.dedent("""
     [sip_security]
-    digest_algorithms = ["MD5", "SHA-256"]
+    digest_algorithms = ["MD5"]
     ban_after_failures = 5
     ban_seconds = 600
     drop_scanners = false
@@ -77,7 +77,7 @@ async def _start():
     tree = await build_tree(database, NAMESPACE)
 
     async def users(tx):
-        for name in ("bob", "carol", "dave", "101"):
+        for name in ("bob", "carol", "dave", "erin", "frank", "101"):
             await subscribers.create_subscriber(tx, tree.isp["id"], tree.tenant["id"], username=name,
                                                 password=PASSWORD)
     await database.transact(users)
@@ -105,7 +105,9 @@ async def run(argv, timeout=60, **kw):
 @pytest_twisted.ensureDeferred
 async def test_sipsak_registers_with_digest(running, transport):
     """sipsak resolves the domain of -s itself (no DNS here), so it registers to the bare
-    address: the tenant comes from the one tenant with that username (rule 3)."""
+    address: the tenant comes from the one tenant with that username (rule 3). Its TLS
+    (0.9.8.1 as Debian builds it) gets no answer through even a plain handshake, so TLS
+    is left to baresip."""
     port = running.port[transport]
     contact = f"sip:alice@127.0.0.1:{free_port()}"
     text, code = await run(["/usr/bin/sipsak", "-U", "-C", contact, "-s", f"sip:alice@127.0.0.1:{port}",
@@ -124,3 +126,31 @@ async def test_sipsak_with_a_wrong_password_is_refused(running):
                             "--auth-username", "carol", "-a", "not-the-password", "-x", "600", "-vv"])
     assert code != 0 and "401" in text
     assert await running.contacts("carol") == []
+
+
+def _baresip_dir(running, user, transport):
+    folder = running.folder / f"baresip-{user}-{transport}"
+    folder.mkdir(exist_ok=True)
+    (folder / "config").write_text(
+        "poll_method epoll\nsip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\n"
+        "module g711.so\nmodule account.so\n")
+    (folder / "accounts").write_text(
+        f"<sip:{user}@{DOMAIN};transport={transport}>;auth_pass={PASSWORD};"
+        f'outbound="sip:127.0.0.1:{running.port[transport]};transport={transport}";regint=600\n')
+    return folder
+
+
+@pytest.mark.parametrize("user, transport", [("bob", "udp"), ("dave", "tcp"), ("erin", "tls")])
+@pytest_twisted.ensureDeferred
+async def test_baresip_registers_to_the_domain_with_digest(running, user, transport):
+    """baresip names the tenant's domain and reaches the node as its outbound proxy."""
+    folder = _baresip_dir(running, user, transport)
+    phone = defer.ensureDeferred(run(["/usr/bin/baresip", "-f", str(folder), "-t", "8", "-s"], timeout=30))
+    try:
+        rows = await running.wait_contact(user, transport)
+    except AssertionError as error:
+        text, _ = await phone
+        raise AssertionError(f"{str(error)[:200]}\nbaresip said:\n{text}") from None
+    text, _ = await phone
+    assert any(r["user_agent"].startswith("baresip") for r in rows), text
+    assert rows[0]["source"].startswith("127.0.0.1:")
