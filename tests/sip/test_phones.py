@@ -5,6 +5,7 @@ extension (svwar) and get banned before the password (svcrack).
 """
 
 import shutil
+import socket
 import sys
 import textwrap
 
@@ -86,6 +87,24 @@ async def _start():
     return running
 
 
+PYVOIP = """
+import sys, time
+from pyVoIP.VoIP import VoIPPhone, PhoneStatus
+server_port, sip_port, user, password = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+phone = VoIPPhone("127.0.0.1", server_port, user, password, myIP="127.0.0.1", sipPort=sip_port,
+                  rtpPortLow=30000, rtpPortHigh=30100)
+phone.start()
+for _ in range(100):
+    if phone.get_status() == PhoneStatus.REGISTERED:
+        print("REGISTERED", flush=True)
+        break
+    time.sleep(0.1)
+time.sleep(3)
+phone.stop()
+print("STOPPED", phone.get_status(), flush=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def running():
     running = pytest_twisted.blockon(defer.ensureDeferred(_start()))
@@ -154,3 +173,58 @@ async def test_baresip_registers_to_the_domain_with_digest(running, user, transp
     text, _ = await phone
     assert any(r["user_agent"].startswith("baresip") for r in rows), text
     assert rows[0]["source"].startswith("127.0.0.1:")
+
+
+@pytest_twisted.ensureDeferred
+async def test_pyvoip_registers_over_udp_and_unregisters_on_stop(running):
+    """pyVoIP 1.6 speaks UDP only and names the server by address (rule 3 again); it
+    answers with RFC 2069 digest (no qop), so each of its nonces is good once."""
+    phone = defer.ensureDeferred(run([sys.executable, "-c", PYVOIP, str(running.port["udp"]),
+                                      str(free_port(socket.SOCK_DGRAM)), "frank", PASSWORD], timeout=60))
+    try:
+        rows = await running.wait_contact("frank", "udp")
+    except AssertionError as error:
+        text, _ = await phone
+        raise AssertionError(f"{str(error)[:200]}\npyVoIP said:\n{text}") from None
+    assert rows[0]["user_agent"].startswith("pyVoIP")
+    text, code = await phone
+    assert code == 0 and "REGISTERED" in text, text
+    await running.wait_contact("frank", "udp", present=False)
+
+
+def _sipvicious(tool):
+    return str(__import__("pathlib").Path(sys.executable).parent / f"sipvicious_{tool}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_svwar_finds_no_extension(running):
+    """Users 101 and alice exist; the scan gets the same challenge for every name."""
+    wordlist = running.folder / "names.txt"
+    wordlist.write_text("\n".join(["admin", "alice", "bob", "100", "101", "102", "test"]) + "\n")
+    text, code = await run([_sipvicious("svwar"), "--force", "-e100-120", "-p", str(running.port["udp"]),
+                            "-m", "REGISTER", "127.0.0.1"], timeout=120)
+    assert "found nothing" in text.lower(), text
+    text, code = await run([_sipvicious("svwar"), "--force", "-d", str(wordlist), "-p",
+                            str(running.port["udp"]), "-m", "REGISTER", "127.0.0.1"], timeout=120)
+    assert "found nothing" in text.lower(), text
+    assert not running.node.output.text.count("Traceback"), running.node.output.text[-2000:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_svcrack_is_banned_before_it_finds_the_password(running):
+    wordlist = running.folder / "passwords.txt"
+    guesses = [f"guess-{n:02d}-wrong" for n in range(30)] + [PASSWORD]
+    wordlist.write_text("\n".join(guesses) + "\n")
+    text, code = await run([_sipvicious("svcrack"), "-u", "101", "-d", str(wordlist), "-p",
+                            str(running.port["udp"]), "--maximumtime", "20", "127.0.0.1"], timeout=120)
+    assert PASSWORD not in text, text
+    code, shown = await ssh_eval(running.node.manhole_port, running.key,
+                                 "print('BANS', [b['address'] for b in sip_defence.bans()])")
+    assert "BANS ['127.0.0.1']" in shown, shown
+    assert await running.contacts("101") == []
+    code, shown = await ssh_eval(running.node.manhole_port, running.key, "print('CLEARED', sip_defence.clear())")
+    assert "CLEARED 1" in shown, shown
+    wordlist.write_text(PASSWORD + "\n")
+    text, code = await run([_sipvicious("svcrack"), "-u", "101", "-d", str(wordlist), "-p",
+                            str(running.port["udp"]), "--maximumtime", "10", "127.0.0.1"], timeout=60)
+    assert PASSWORD in text, "the control run (password first, no ban) should crack it:\n" + text
