@@ -69,6 +69,15 @@ def test_a_malformed_request_with_enough_headers_gets_400_with_the_reason(core):
     assert core.stats["malformed"] == 4 and core.stats["dropped_malformed"] == 3
 
 
+def test_headers_parsed_late_still_get_400_with_the_reason(core):
+    peer = Peer()
+    core.register("MESSAGE", lambda incoming: incoming.respond(200, headers=(("X-User", incoming.request.uri.user),)))
+    core.receive(request_bytes("MESSAGE").replace(b"MESSAGE sip:bob@", b"MESSAGE mailto:bob@"), peer.flow)
+    core.receive(request_bytes("MESSAGE", branch="z9hG4bK2", extra="To: <sip:x@y>\r\n"), peer.flow)
+    assert [(r.status, r.reason) for r in peer.responses()] == [
+        (400, "Unsupported URI scheme"), (400, "More than one To header")]
+
+
 def test_the_gate_sees_every_message_and_malformed_input_first(core):
     peer = Peer()
     seen = []

@@ -13,18 +13,20 @@ lets a handler's failure or a peer's bytes escape: they become a 500 or a counte
 from __future__ import annotations
 
 import inspect
+import re
 import secrets
 from collections import Counter
 from typing import Awaitable, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE
+from wevoip.sip.headers import MAGIC_COOKIE, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
 from wevoip.sip.transaction import ServerTransaction
 from wevoip.sip.transactions import TransactionLayer, new_branch
@@ -34,6 +36,7 @@ log = Logger(namespace="wevoip.sip.core")
 KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
                            "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 _ANSWERABLE = ("via", "from", "to", "call-id", "cseq")
+_TAGGED = re.compile(r";\s*tag\s*=", re.I)
 
 Handler = Callable[["Incoming"], "None | Awaitable[None]"]
 
@@ -174,13 +177,14 @@ class SipCore:
             return
         try:
             self._stamp_source(message, flow)
+            if message.method == "OPTIONS" and "OPTIONS" not in self.handlers \
+                    and not _TAGGED.search(message.headers.get("to")):
+                self._answer_options(message, flow)
+                return
+            self._request(message, flow)
         except ParseError as error:
+            error.headers, error.is_request = message.headers, True
             self._malformed(error, flow)
-            return
-        if message.method == "OPTIONS" and "OPTIONS" not in self.handlers and message.to.tag is None:
-            self._answer_options(message, flow)
-            return
-        self._request(message, flow)
 
     def _malformed(self, error: ParseError, flow: Flow) -> None:
         """400 (or the error's status) when there is enough to address it; else drop."""
@@ -188,13 +192,26 @@ class SipCore:
         if not self.gate.admit(error, flow):
             self.stats["gated"] += 1
             return
-        headers = error.headers
-        if not error.is_request or headers is None or any(name not in headers for name in _ANSWERABLE) \
-                or headers.get("CSeq").rstrip().endswith("ACK"):
+        response = self._error_response(error)
+        if response is None:
             self.stats["dropped_malformed"] += 1
             return
-        response = Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
         flow.send(serialise(response))
+
+    @staticmethod
+    def _error_response(error: ParseError) -> Response | None:
+        """The response to a malformed request, if it has what a response must copy: a
+        Via that parses, a CSeq that parses (and is no ACK's), From, To and Call-ID."""
+        headers = error.headers
+        if not error.is_request or headers is None or not all(headers.get(name) for name in _ANSWERABLE):
+            return None
+        try:
+            parse_vias(headers.get_all("Via"))
+            if parse_cseq(headers.get("CSeq")).method == "ACK":
+                return None
+        except ParseError:
+            return None
+        return Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
 
     def _stamp_source(self, request: Request, flow: Flow) -> None:
         """RFC 3581: received= when the source differs from the Via, rport= when asked."""
@@ -296,12 +313,19 @@ class SipCore:
         try:
             result = handler(incoming)
         except Exception:
-            self._handler_failed(incoming)
+            self._handler_failed(incoming, Failure())
             return
         if isinstance(result, defer.Deferred) or inspect.iscoroutine(result):
             defer.ensureDeferred(result).addErrback(lambda failure: self._handler_failed(incoming, failure))
 
-    def _handler_failed(self, incoming: Incoming, failure=None) -> None:
+    def _handler_failed(self, incoming: Incoming, failure: Failure) -> None:
+        """A header the handler read was malformed: 400 with its reason; otherwise a bug: 500."""
+        error = failure.value
+        if isinstance(error, ParseError):
+            self.stats["malformed"] += 1
+            if incoming.request.method != "ACK" and not incoming.final_sent:
+                incoming.respond(error.status, error.reason)
+            return
         self.stats["handler_errors"] += 1
         log.failure("handler for {method} failed (Call-ID {call_id})", failure,
                     method=incoming.request.method, call_id=incoming.request.call_id)

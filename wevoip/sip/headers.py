@@ -6,7 +6,7 @@ comma-separated lists that Via, Contact, Route, Allow... may carry in one line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from wevoip.sip.errors import ParseError
 from wevoip.sip.uri import Address, Params, format_params, has_param, param_value, parse_address, \
@@ -91,7 +91,7 @@ class Via:
         return param_value(self.params, name)
 
     def with_param(self, name: str, value: str | None = None) -> Via:
-        return replace(self, params=with_param(self.params, name, value))
+        return Via(self.transport, self.host, self.port, with_param(self.params, name, value))
 
 
 def parse_via(text: str) -> Via:

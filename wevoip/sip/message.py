@@ -2,9 +2,12 @@
 SIP requests and responses as plain values, and the bytes they come from and go to.
 
 `parse` reads one whole message (a datagram, or what the stream framer cut out) and checks
-what every later layer relies on: the start line, the header syntax, the RFC 3261 §8.1.1
-mandatory headers (Via, From, To, Call-ID, CSeq) and the framing. Those are parsed once
-and kept in the `Headers` cache; other structured headers are parsed on first access.
+what every message needs before anything can be done with it: the start line, the header
+syntax, the presence of the RFC 3261 §8.1.1 mandatory headers (Via, From, To, Call-ID,
+CSeq), the Via list, CSeq and Max-Forwards, and the framing. Everything else (Request-URI,
+From, To, Contact...) is parsed on first access and cached in `Headers`, so the hot path
+(an OPTIONS ping) never pays for it; a malformed one raises `ParseError` there, which the
+core turns into a 400 like any other.
 Content-Length is framing, not content: `parse` consumes it and `serialise` writes it from
 the body, so a message's headers never disagree with its body. Bodies (multipart too) are
 bytes passed through untouched.
@@ -13,7 +16,6 @@ bytes passed through untouched.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TypeVar, Union
 
 from wevoip.sip.errors import ParseError
@@ -45,6 +47,7 @@ _CANONICAL.update(_COMPACT)
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_MANDATORY_KEYS = frozenset(name.lower() for name in _MANDATORY)
 
 T = TypeVar("T")
 
@@ -52,6 +55,15 @@ T = TypeVar("T")
 def canonical(name: str) -> str:
     """The full, conventionally cased name of a header (compact forms expanded)."""
     return _CANONICAL.get(name.lower(), name)
+
+
+_KEYS = {spelling: full.lower() for lower, full in _CANONICAL.items() for spelling in (lower, full)}
+
+
+def _key(name: str) -> str:
+    """The lookup key of a header name: its full name in lower case."""
+    key = _KEYS.get(name)
+    return key if key is not None else canonical(name).lower()
 
 
 class Headers:
@@ -75,19 +87,19 @@ class Headers:
         self._cache.clear()
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = canonical(name).lower()
+        key = _key(name)
         for lower, _, value in self._items:
             if lower == key:
                 return value
         return default
 
     def get_all(self, name: str) -> list[str]:
-        key = canonical(name).lower()
+        key = _key(name)
         return [value for lower, _, value in self._items if lower == key]
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of `name` with one, where the first of them was."""
-        key = canonical(name).lower()
+        key = _key(name)
         for index, (lower, _, _) in enumerate(self._items):
             if lower == key:
                 self.remove(name)
@@ -96,7 +108,7 @@ class Headers:
         self.add(name, value)
 
     def remove(self, name: str) -> None:
-        key = canonical(name).lower()
+        key = _key(name)
         self._items = [item for item in self._items if item[0] != key]
         self._cache.clear()
 
@@ -107,11 +119,11 @@ class Headers:
 
     def parsed(self, name: str, parse: Callable[[list[str]], T]) -> T:
         """`parse` applied to all lines of `name`, computed once while the headers stand."""
-        key = canonical(name).lower()
+        key = _key(name)
         try:
             return self._cache[key]
         except KeyError:
-            value = self._cache[key] = parse(self.get_all(name))
+            value = self._cache[key] = parse([value for lower, _, value in self._items if lower == key])
             return value
 
     def __contains__(self, name: str) -> bool:
@@ -161,14 +173,16 @@ def _parse_via_list(values: list[str]) -> list[Via]:
 
 
 class _Message:
-    """What requests and responses share: the structured view of their headers."""
+    """What requests and responses share: the structured view of their headers, each
+    parsed on first use and kept (a malformed one raises ParseError then)."""
 
+    __slots__ = ()
     headers: Headers
     body: bytes
 
     @property
     def via(self) -> list[Via]:
-        return self.headers.parsed("Via", _parse_via_list)
+        return self.headers.parsed("via", _parse_via_list)
 
     @property
     def top_via(self) -> Via:
@@ -176,39 +190,73 @@ class _Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.parsed("CSeq", _parse_cseq)
+        return self.headers.parsed("cseq", _parse_cseq)
 
     @property
     def from_(self) -> Address:
-        return self.headers.parsed("From", _parse_from)
+        return self.headers.parsed("from", _parse_from)
 
     @property
     def to(self) -> Address:
-        return self.headers.parsed("To", _parse_to)
+        return self.headers.parsed("to", _parse_to)
 
     @property
     def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
+        return self.headers.get("call-id") or ""
 
     def __bytes__(self) -> bytes:
         return serialise(self)
 
+    def _fields(self) -> tuple:
+        raise NotImplementedError
 
-@dataclass(eq=True)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self._fields()!r}"
+
+
 class Request(_Message):
-    method: str
-    uri: URI
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
+    """`uri` may be given as text; it is parsed when first read (the hot OPTIONS path
+    never needs it), and `uri_text` keeps it as the peer wrote it (digest hashes that)."""
+
+    __slots__ = ("method", "_uri", "uri_text", "headers", "body")
+
+    def __init__(self, method: str, uri: URI | str, headers: Headers | None = None, body: bytes = b""):
+        self.method = method
+        self.uri = uri
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+
+    @property
+    def uri(self) -> URI:
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        if isinstance(value, URI):
+            self._uri, self.uri_text = value, str(value)
+        else:
+            self._uri, self.uri_text = None, value
+
+    def _fields(self) -> tuple:
+        return (self.method, self.uri, self.headers, self.body)
 
     @property
     def max_forwards(self) -> int | None:
-        if "Max-Forwards" not in self.headers:
+        if "max-forwards" not in self.headers:
             return None
-        return self.headers.parsed("Max-Forwards", _parse_max_forwards)
+        return self.headers.parsed("max-forwards", _parse_max_forwards)
 
     def start_line(self) -> str:
-        return f"{self.method} {self.uri} SIP/2.0"
+        return f"{self.method} {self.uri_text} SIP/2.0"
 
     def set_top_via(self, via: Via) -> None:
         """Rewrite the top Via in place (RFC 3581 received/rport), keeping every other."""
@@ -220,12 +268,17 @@ class Request(_Message):
         self.headers._cache["via"] = [via, *vias[1:]]
 
 
-@dataclass(eq=True)
 class Response(_Message):
-    status: int
-    reason: str
-    headers: Headers = field(default_factory=Headers)
-    body: bytes = b""
+    __slots__ = ("status", "reason", "headers", "body")
+
+    def __init__(self, status: int, reason: str, headers: Headers | None = None, body: bytes = b""):
+        self.status = status
+        self.reason = reason
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+
+    def _fields(self) -> tuple:
+        return (self.status, self.reason, self.headers, self.body)
 
     def start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
@@ -255,9 +308,9 @@ def _split(data: bytes) -> tuple[list[str], bytes]:
     lines = text.split("\n")
     if len(lines) > MAX_HEADER_COUNT + 1:
         raise ParseError("Too many headers")
-    if any(len(line) > MAX_LINE_BYTES for line in lines):
+    if max(map(len, lines)) > MAX_LINE_BYTES:
         raise ParseError("Header line too long")
-    if any(line[:1] in (" ", "\t") for line in lines[1:]):
+    if "\n " in text or "\n\t" in text:
         lines = _unfold(lines)
     return lines, body
 
@@ -342,19 +395,20 @@ def _framed_body(headers: Headers, body: bytes) -> bytes:
 
 
 def _build(method: str, second: str, reason: str, headers: Headers, body: bytes) -> Message:
-    for name in _MANDATORY:
-        if name not in headers:
-            raise ParseError(f"Missing {name} header")
+    present = {item[0] for item in headers._items}
+    if not _MANDATORY_KEYS <= present:
+        missing = next(name for name in _MANDATORY if name.lower() not in present)
+        raise ParseError(f"Missing {missing} header")
     message: Message
     if method:
-        message = Request(method, parse_uri(second), headers, body)
+        message = Request(method, second, headers, body)
         if message.cseq.method != method:
             raise ParseError("CSeq method does not match the request")
         _ = message.max_forwards
     else:
         message = Response(int(second), reason, headers, body)
         _ = message.cseq
-    _ = message.via, message.from_, message.to
+    _ = message.via
     return message
 
 
