@@ -61,7 +61,7 @@ class Registration:
                 f"User-Agent: sip-load\r\nContent-Length: 0\r\n\r\n").encode()
 
     def answer(self, challenge: bytes) -> bytes:
-        params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)).decode()
+        params = {m.group(1).lower().decode(): (m.group(2) if m.group(2) is not None else m.group(3)).decode()
                   for m in _CHALLENGE_PARAM.finditer(challenge)}
         algorithm = params.get("algorithm", "MD5")
         digest = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}[algorithm.upper()]

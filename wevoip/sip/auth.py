@@ -117,8 +117,8 @@ class Authenticator:
         if verdict is not Verdict.OK:
             return self._challenge(register, realm, tenant, stale=True)
         self.defence.succeeded(asked.source)
-        return Decision(subscriber=Subscriber(row["isp_id"], row["tenant_id"], row["id"],
-                                              row["username"], realm), tenant=tenant)
+        return Decision(subscriber=Subscriber(row.isp_id, row.tenant_id, row.subscriber_id,
+                                              row.username, realm), tenant=tenant)
 
     def _challenge(self, register: bool, realm: str, tenant: Tenant | None, *, stale: bool = False) -> Decision:
         name = "WWW-Authenticate" if register else "Proxy-Authenticate"

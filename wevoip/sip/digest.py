@@ -201,10 +201,11 @@ class DigestAuthority:
         return [f"Digest realm={_quote(realm)}, nonce={_quote(nonce)}, algorithm={name}, "
                 f'qop="auth"{tail}' for name in self.offered]
 
-    def check(self, credentials: Credentials, method: str, ha1s: dict | None) -> Verdict:
-        """`ha1s` is the subscriber row (ha1_md5, ha1_sha256), or None for an unknown user."""
-        known = ha1s is not None and bool(ha1s.get(HA1_COLUMN[credentials.algorithm]))
-        ha1 = ha1s[HA1_COLUMN[credentials.algorithm]] if known else self._dummy_ha1[credentials.algorithm]
+    def check(self, credentials: Credentials, method: str, user) -> Verdict:
+        """`user` has `ha1_md5` and `ha1_sha256` (a subscriber), or is None for an unknown user."""
+        stored = getattr(user, HA1_COLUMN[credentials.algorithm], None) if user is not None else None
+        known = bool(stored)
+        ha1 = stored if known else self._dummy_ha1[credentials.algorithm]
         expected = digest_response(credentials.algorithm, ha1, credentials.nonce, method,
                                    credentials.uri, credentials.qop, credentials.nc,
                                    credentials.cnonce)
