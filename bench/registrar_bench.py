@@ -50,14 +50,21 @@ def free_port(kind: int) -> int:
         return probe.getsockname()[1]
 
 
-def start_node(folder: Path, sip_port: int, web_port: int) -> subprocess.Popen:
+def start_node(folder: Path, sip_port: int, web_port: int, profile: bool = False) -> subprocess.Popen:
     (folder / "bench.toml").write_text(
         f'[node]\nname = "bench"\ndata_dir = "data"\n[web]\nhttp = ["127.0.0.1:{web_port}"]\n'
         f'[manhole]\nlisten = ""\n'
         f'[sip]\nudp = ["127.0.0.1:{sip_port}"]\ntcp = []\ntls = []\nws = []\nwss = []\n'
         f'[sip_security]\ntrusted_networks = ["127.0.0.0/8"]\n')
     log = open(folder / "node.log", "w")
-    node = subprocess.Popen([sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+    code = "from twisted.scripts.twistd import run; run()"
+    if profile:  # twistd ends itself with os.kill(SIGTERM) after a clean stop: save first
+        code = ("import cProfile, os; from twisted.scripts.twistd import run; p = cProfile.Profile(); "
+                "kill = os.kill\n"
+                "def save_then_kill(pid, sig):\n"
+                f"    p.disable(); p.dump_stats({str(folder / 'node.prof')!r}); kill(pid, sig)\n"
+                "os.kill = save_then_kill; p.enable(); run()")
+    node = subprocess.Popen([sys.executable, "-c", code,
                              "--nodaemon", "--pidfile=", "wevoip", "--config", str(folder / "bench.toml")],
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
@@ -177,13 +184,14 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="keep the node's folder")
+    parser.add_argument("--profile", action="store_true", help="run the node under cProfile (node.prof)")
     parser.add_argument("--settle", type=float, default=40.0,
                         help="seconds to wait for transactions to end before reading RSS")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="wevoip-bench-"))
+    folder = Path(tempfile.mkdtemp(prefix="wevoip-registrar-bench-"))
     os.chmod(folder, 0o755)
     sip_port, web_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    node = start_node(folder, sip_port, web_port)
+    node = start_node(folder, sip_port, web_port, args.profile)
     try:
         warm = 200
         provision(f"host={folder / 'data' / 'postgres'} dbname=postgres user=postgres", args.bindings + warm)

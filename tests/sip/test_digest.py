@@ -42,6 +42,12 @@ def test_rfc7616_example_header_parses():
     assert credentials.response.startswith("7539")
 
 
+def test_quoted_values_keep_escaped_quotes_and_commas():
+    credentials = parse_credentials('Digest username="a\\"b,c", realm="r", nonce="n", uri="sip:x",'
+                                    ' response="ABC"')
+    assert credentials.username == 'a"b,c' and credentials.response == "abc"
+
+
 @pytest.mark.parametrize("header, reason", [
     ("Basic dXNlcjpwYXNz", "Digest"),
     ('Digest username="a", realm="r", nonce="n", uri="u"', "response"),

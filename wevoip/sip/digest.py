@@ -23,6 +23,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections import OrderedDict
@@ -97,50 +98,38 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
+_PARAMETER = re.compile(r'[ \t,]*([A-Za-z0-9-]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^ \t,"]*))[ \t]*(?:,|$)')
+_ESCAPE = re.compile(r"\\(.)")
+
+
 def _parameters(text: str) -> dict[str, str]:
     """auth-param list of RFC 7235: token=token or token=quoted-string, comma-separated."""
     params: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] in " \t,":
-            i += 1
-        if i >= n:
-            break
-        equals = text.find("=", i)
-        if equals < 0:
-            raise MalformedCredentials("a parameter has no value")
-        name = text[i:equals].strip().lower()
-        if not name or not name.replace("-", "").isalnum():
-            raise MalformedCredentials("a parameter name is not a token")
-        i = equals + 1
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == '"':
-            i += 1
-            chars = []
-            while True:
-                if i >= n:
-                    raise MalformedCredentials("an unterminated quoted string")
-                c = text[i]
-                if c == "\\" and i + 1 < n:
-                    chars.append(text[i + 1])
-                    i += 2
-                    continue
-                if c == '"':
-                    i += 1
-                    break
-                chars.append(c)
-                i += 1
-            value = "".join(chars)
-        else:
-            end = text.find(",", i)
-            end = n if end < 0 else end
-            value = text[i:end].strip()
-            i = end
+    position, end = 0, len(text)
+    while position < end and text[position:].strip(" \t,"):
+        match = _PARAMETER.match(text, position)
+        if match is None:
+            raise MalformedCredentials(_what_is_wrong(text[position:]))
+        name, quoted, plain = match.groups()
+        name = name.lower()
         if name in params:
             raise MalformedCredentials(f"parameter {name} is repeated")
-        params[name] = value
+        if quoted is not None and "\\" in quoted:
+            quoted = _ESCAPE.sub(r"\1", quoted)
+        params[name] = quoted if quoted is not None else plain
+        position = match.end()
     return params
+
+
+def _what_is_wrong(rest: str) -> str:
+    name, equals, value = rest.lstrip(" \t,").partition("=")
+    if not equals:
+        return "a parameter has no value"
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()):
+        return "a parameter name is not a token"
+    if value.lstrip().startswith('"'):
+        return "an unterminated quoted string"
+    return "a malformed parameter value"
 
 
 def digest_response(algorithm: str, ha1: str, nonce: str, method: str, uri: str,
