@@ -23,12 +23,7 @@ def folder():
 @pytest_twisted.ensureDeferred
 async def test_first_start_health_sigterm_and_restart_with_data_intact(folder):
     node = Node(folder)
-    node.start()
-    try:
-        health = await node.wait_ready()
-    except AssertionError:
-        await node.stop()
-        raise
+    health = await node.start_ready()
     assert health["status"] == "ok" and health["node"] == "test-node"
     assert health["store"]["status"] == "ok" and health["store"]["embedded"] is True
     assert health["store"]["schema_version"] >= 1

@@ -67,12 +67,7 @@ async def _start():
     key = _key(folder)
     node = Node(folder, sip=True)
     node.config_path.write_text(node.config_path.read_text() + SECURITY)
-    node.start()
-    try:
-        health = await node.wait_ready()
-    except AssertionError:
-        await node.stop()
-        raise
+    health = await node.start_ready()
     database = Database(reactor, node.dsn, size=2)
     await database.connect()
     tree = await build_tree(database, NAMESPACE)

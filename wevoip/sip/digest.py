@@ -2,7 +2,8 @@
 Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), without I/O.
 
 Nonces are stateless: `base64url(issued-at || salt || HMAC(secret, issued-at || salt || realm))`
-with 6 random bytes of salt, so no two challenges share a nonce (and its count). Any node
+with a 6-byte salt (a counter from a random start), so no two challenges share a nonce
+(and its count). Any node
 holding the same secret can check a nonce another node issued, and a node keeps nothing
 per challenge. The secret is one row in PostgreSQL shared by every node
 (see `wevoip/store/secrets.py`). A nonce older than its lifetime is answered with a fresh
@@ -23,6 +24,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import struct
@@ -164,13 +166,17 @@ class DigestAuthority:
         self._floor = -1
         self._dummy_ha1 = {name: h(secrets.token_bytes(16)).hexdigest()
                            for name, h in ALGORITHMS.items()}
+        # The salt only has to make nonces unique, so it counts from a random start rather
+        # than asking the kernel for randomness on every challenge.
+        self._salts = itertools.count(int.from_bytes(secrets.token_bytes(_SALT_SIZE), "big"))
 
     def _mac(self, issued: bytes, realm: str) -> bytes:
         return hmac.new(self.secret, issued + realm.lower().encode("utf-8"),
                         hashlib.sha256).digest()[:_MAC_SIZE]
 
     def new_nonce(self, realm: str) -> str:
-        head = struct.pack(">Q", int(self.clock.seconds())) + secrets.token_bytes(_SALT_SIZE)
+        salt = (next(self._salts) % (1 << 8 * _SALT_SIZE)).to_bytes(_SALT_SIZE, "big")
+        head = struct.pack(">Q", int(self.clock.seconds())) + salt
         return base64.urlsafe_b64encode(head + self._mac(head, realm)).decode("ascii")
 
     def nonce_issued(self, nonce: str, realm: str) -> int | None:
