@@ -68,7 +68,15 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[registrar]\nmin_expires = 600\ndefault_expires = 300\n", "registrar.default_expires", "between"),
     ("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n", "media.rtp_port_max", "above"),
     ("[media]\nrtp_address = 'any'\n", "media.rtp_address", "not an IP address"),
+    ("[media]\nrtp_address = '0.0.0.0'\n", "media.advertised_address", "must be set"),
+    ("[media]\nadvertised_address = '::1'\n", "media.advertised_address", "address family"),
+    ("[media]\nadvertised_address = 'relay.example'\n", "media.advertised_address", "not an IP address"),
+    ("[media]\nno_media_timeout_ms = 10\n", "media.no_media_timeout_ms", "out of range"),
+    ("[media]\nhold_timeout_ms = '1h'\n", "media.hold_timeout_ms", "expected an integer"),
+    ("[media]\nrelatch_after_ms = -1\n", "media.relatch_after_ms", "out of range"),
+    ("[media]\nforwarder = 'fork'\n", "media.forwarder", "not one of process, thread"),
     ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
+    ("[sip]\nadvertise = 'sip example.net'\n", "sip.advertise", "not a host name or IP address"),
     ("[node]\nname = 'my node'\n", "node.name", "not a name"),
     ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
     ("[node\n", "(file)", "not valid TOML"),
@@ -101,3 +109,10 @@ def test_command_line_overrides_win(tmp_path):
 def test_an_unreadable_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="--config: cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_dns_servers_need_a_port_and_webhook_limits_are_bounded():
+    config = parse_config('[dns]\nservers = ["127.0.0.1:5353"]\n', Path("/srv"))
+    assert config.dns.servers == (Listen("127.0.0.1", 5353),) and config.webhooks.max_attempts == 8
+    assert error_for('[dns]\nservers = ["127.0.0.1:0"]\n').key == "dns.servers[0]"
+    assert error_for("[webhooks]\ntimeout_seconds = 0\n").key == "webhooks.timeout_seconds"

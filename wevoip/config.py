@@ -94,6 +94,18 @@ def _ip(key: str, value: Any, base: Path) -> str:
         raise ConfigError(key, f"{value!r} is not an IP address") from None
 
 
+def _optional_ip(key: str, value: Any, base: Path) -> str:
+    return _ip(key, value, base) if _string(key, value, base) else ""
+
+
+def _choice(*choices: str) -> Check:
+    def check(key: str, value: Any, base: Path) -> str:
+        if _string(key, value, base) not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def parse_listen(key: str, value: Any, base: Path | None = None) -> Listen:
     text = _string(key, value, Path())
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
@@ -120,6 +132,21 @@ def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     if len(set(result)) != len(result):
         raise ConfigError(key, "the same address is listed twice")
     return result
+
+
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    value = _string(key, value, base)
+    if not value:
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*",
+                        value):
+        raise ConfigError(key, f"{value!r} is not a host name or IP address")
+    return value.lower()
 
 
 def _dsn(key: str, value: Any, base: Path) -> str:
@@ -151,6 +178,7 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
 
 
 def _bool(key: str, value: Any, base: Path) -> bool:
@@ -235,9 +263,14 @@ class ManholeConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    rtp_address: str = _key("0.0.0.0", _ip)
+    rtp_address: str = _key("127.0.0.1", _ip)
     rtp_port_min: int = _key(20000, _int_between(1024, 65534))
     rtp_port_max: int = _key(29999, _int_between(1025, 65535))
+    advertised_address: str = _key("", _optional_ip)
+    no_media_timeout_ms: int = _key(60_000, _int_between(1_000, 86_400_000))
+    hold_timeout_ms: int = _key(3_600_000, _int_between(1_000, 86_400_000))
+    relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
+    forwarder: str = _key("process", _choice("process", "thread"))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:
@@ -255,6 +288,33 @@ class PluginsConfig:
     directories: tuple[Path, ...] = _key((), _directories)
 
 
+def _dns_servers(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
+    servers = _listens(key, value, base)
+    for index, server in enumerate(servers):
+        if server.port == 0:
+            raise ConfigError(f"{key}[{index}]", "a DNS server needs its port (53 as a rule)")
+    return servers
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[Listen, ...] = _key((), _dns_servers)
+    timeout_seconds: int = _key(5, _int_between(1, 60))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_seconds: int = _key(10, _int_between(1, 120))
+    max_attempts: int = _key(8, _int_between(1, 50))
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
+    max_call_seconds: int = _key(7200, _int_between(60, 86400))
+    heartbeat_seconds: int = _key(30, _int_between(5, 600))
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -266,6 +326,9 @@ class Config:
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""
@@ -296,6 +359,14 @@ def _check_whole(config: Config) -> None:
         raise ConfigError("media.rtp_port_min", "RTP ports start on an even number")
     if media.rtp_port_max - media.rtp_port_min < 1:
         raise ConfigError("media.rtp_port_max", "must be above media.rtp_port_min")
+    if ipaddress.ip_address(media.rtp_address).is_unspecified and not media.advertised_address:
+        raise ConfigError("media.advertised_address",
+                          f"must be set when media.rtp_address is {media.rtp_address}, "
+                          "since phones cannot send to a wildcard")
+    if (media.advertised_address
+            and ipaddress.ip_address(media.advertised_address).version
+            != ipaddress.ip_address(media.rtp_address).version):
+        raise ConfigError("media.advertised_address", "is not of the address family of media.rtp_address")
     sip = config.sip
     if bool(sip.tls_certificate) != bool(sip.tls_private_key):
         raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",

@@ -17,17 +17,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
 from wevoip.sip.access import SipAccess
 from wevoip.sip.service import SipService
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
+from wevoip.webhooks import WebhookSender
 
 log = Logger(namespace="wevoip")
 
@@ -42,6 +48,7 @@ class WeVoIPService(MultiService):
         self.on_fatal = on_fatal
         self.listeners = Listeners()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
         self.sip_access = SipAccess(reactor, config, self.store)
@@ -49,9 +56,13 @@ class WeVoIPService(MultiService):
         self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
         self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        web_app = build_web_app(self.store, self.health,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
@@ -75,17 +86,32 @@ class WeVoIPService(MultiService):
         started = self.store.when_ready()
         started.addCallback(lambda database: defer.Deferred.fromCoroutine(
             ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda _: defer.Deferred.fromCoroutine(self._start_webhooks()))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
 
+    async def _start_webhooks(self) -> None:
+        """The webhook drainer starts once the store is ready and wakes on every outbox notice."""
+        settings = self.config.webhooks
+        sender = WebhookSender(self.reactor, self.store.database, timeout_seconds=settings.timeout_seconds)
+        drainer = OutboxDrainer(self.reactor, self.store.database, "webhook", sender.send,
+                                max_attempts=settings.max_attempts)
+        drainer.setServiceParent(self)
+        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
+
     def _started(self, _) -> None:
+        self.is_ready = True
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
         self.ready.callback(None)
 
     def _fatal(self, failure: Failure) -> None:
-        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
+        if not self.running:
+            # SIGTERM came while the node was still starting: a stop asked for, not a failure.
+            log.info("WeVoIP node {name} stopped before it was ready", name=self.config.node.name)
+            return
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         if self.on_fatal is not None:
             self.on_fatal(failure)
 
@@ -104,6 +130,10 @@ class WeVoIPService(MultiService):
 
     async def health(self) -> dict:
         store = await self.store.health()
-        return {"status": "ok" if store["status"] == "ok" else "degraded",
-                "node": self.config.node.name, "store": store,
+        ready = self.is_ready
+        if not ready:
+            status = "starting"
+        else:
+            status = "ok" if store["status"] == "ok" else "degraded"
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

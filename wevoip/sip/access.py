@@ -86,7 +86,12 @@ class SipAccess(Service):
         super().startService()
         self._started = self.store.when_ready()
         self._started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
-        self._started.addErrback(lambda failure: log.failure("SIP access could not start", failure))
+        self._started.addErrback(self._not_started)
+
+    def _not_started(self, failure) -> None:
+        """A store that never came up is the node's failure to report, or a stop during start."""
+        if self.running:
+            log.failure("SIP access could not start", failure)
 
     async def _start(self, database) -> None:
         security = self.config.sip_security

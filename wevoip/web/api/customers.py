@@ -5,7 +5,8 @@ from __future__ import annotations
 from wevoip.credentials import hash_password
 from wevoip.store import customers, registrations, subscribers, tenants
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj, text
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj,
+                                   text)
 
 _CUSTOMER_FIELDS = {
     "name": text(200), "service_plan_id": NULLABLE_ID, "max_subscribers": INTEGER,
@@ -20,7 +21,7 @@ TENANT_CREATE = obj({"customer_id": INTEGER, "name": text(200), "label": text(63
                     ("customer_id", "name"))
 TENANT_UPDATE = obj({"name": text(200)}, ("name",))
 _SUBSCRIBER_FIELDS = {"display_name": text(100), "extension": text(8), "e164": text(16),
-                      "is_pilot": BOOLEAN, "email": text(254)}
+                      "is_pilot": BOOLEAN, "email": text(254), "country_code": text(3), "area_code": text(6)}
 SUBSCRIBER_CREATE = obj({**_SUBSCRIBER_FIELDS, "username": text(64), "password": text(128),
                          "web_username": text(254), "web_password": text(128)}, ("username", "password"))
 SUBSCRIBER_UPDATE = obj(_SUBSCRIBER_FIELDS)
@@ -65,17 +66,8 @@ async def _own_tenant(call: Call, tx, tenant_id: int):
            returns=ROW, listing=True, customer_ok=True, query=("customer_id",))
 async def list_tenants(call: Call):
     limit, offset = call.page()
-    customer_id = call.principal.customer_id or _optional_int(call, "customer_id")
+    customer_id = call.principal.customer_id or call.query_int("customer_id")
     return await call.tx(tenants.list_tenants, call.params["isp_id"], customer_id, limit=limit, offset=offset)
-
-
-def _optional_int(call: Call, name: str) -> int | None:
-    value = call.query.get(name)
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise ApiError(422, "invalid", f"{name}: must be a whole number", field=name)
-    return int(value)
 
 
 @api_route("POST", "/isps/{isp_id}/tenants", scope="write", summary="Create a tenant with its SIP domain",

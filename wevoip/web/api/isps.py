@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from wevoip.credentials import new_secret
-from wevoip.store import admins, customers, isps
-from wevoip.web.api.routes import INTEGER, ROW, Call, api_route, obj, text
+from wevoip.store import customers, isps
+from wevoip.web.api.routes import ROW, Call, api_route, obj, text
 
 _ISP_FIELDS = {
     "name": text(200), "currency": text(3), "address_line1": text(200), "address_line2": text(200),
@@ -14,8 +13,6 @@ _ISP_FIELDS = {
 }
 ISP_CREATE = obj({**_ISP_FIELDS, "namespace": text(253)}, ("name", "namespace", "currency"))
 ISP_UPDATE = obj(_ISP_FIELDS)
-TOKEN_CREATE = obj({"name": text(100), "customer_id": INTEGER,
-                    "scopes": {"type": "array", "items": {"enum": list(admins.SCOPES)}, "maxItems": 4}})
 PLAN_CREATE = obj({"name": text(100)}, ("name",))
 
 
@@ -41,19 +38,6 @@ async def get_isp(call: Call):
            body=ISP_UPDATE, returns=ROW)
 async def update_isp(call: Call):
     return await call.tx(isps.update_isp, call.params["isp_id"], **call.body)
-
-
-@api_route("POST", "/isps/{isp_id}/tokens", scope="admin", summary="Create an API token of the ISP",
-           tag="isps", body=TOKEN_CREATE, returns=ROW, status=201)
-async def create_token(call: Call):
-    """The token is in this response only; the server keeps its hash."""
-    token = new_secret("wv_", 32)
-    customer_id = call.body.get("customer_id")
-    scopes = tuple(call.body.get("scopes") or ("read", "write"))
-    row = await call.tx(lambda tx: admins.create_api_token(
-        tx, token, name=call.body.get("name", ""), scopes=scopes, isp_id=call.params["isp_id"],
-        customer_id=customer_id))
-    return {**row, "token": token}
 
 
 @api_route("GET", "/isps/{isp_id}/service-plans", scope="read", summary="List service plans",

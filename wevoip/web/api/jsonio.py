@@ -5,12 +5,22 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from wevoip.web.api.errors import ApiError
 
 MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Download:
+    """A handler's result that is sent as a file (a CSV export) instead of JSON."""
+
+    content_type: str
+    filename: str
+    content: bytes
 
 
 def _default(value: Any) -> Any:
