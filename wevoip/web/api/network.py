@@ -5,7 +5,7 @@ from __future__ import annotations
 from wevoip.resolver import LookupFailed, txt_values
 from wevoip.store import carriers, dids, domains
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
+from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, STAMP, Call, api_route, items_of,
                                    nullable, obj, record, text)
 
 DOMAIN_CREATE = obj({"label": text(63), "name": text(253)})
@@ -23,6 +23,12 @@ GATEWAY_FIELDS = {"host": text(253), "port": {"type": "integer", "minimum": 1, "
                   "priority": INTEGER, "enabled": BOOLEAN}
 GATEWAY_CREATE = obj(GATEWAY_FIELDS, ("host",))
 GATEWAY_UPDATE = obj(GATEWAY_FIELDS)
+CARRIER = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "enabled": BOOLEAN,
+                  "max_concurrent_calls": nullable(ID), "created_at": STAMP})
+GATEWAY = record({"id": ID, "isp_id": ID, "carrier_id": ID, "host": {"type": "string"}, "port": ID,
+                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": ID, "prefix": {"type": "string"},
+                  "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": {"type": "string"}}, "priority": ID,
+                  "enabled": BOOLEAN, "created_at": STAMP})
 DIDS_CREATE = obj({"first": text(16), "last": text(16)}, ("first",))
 DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id": nullable(ID),
               "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),
@@ -88,33 +94,33 @@ async def verify_domain(call: Call):
 
 
 @api_route("GET", "/isps/{isp_id}/carriers", scope="read", summary="List carriers", tag="carriers",
-           returns=ROW, listing=True)
+           returns=CARRIER, listing=True)
 async def list_carriers(call: Call):
     limit, offset = call.page()
     return await call.tx(carriers.list_carriers, call.params["isp_id"], limit=limit, offset=offset)
 
 
 @api_route("POST", "/isps/{isp_id}/carriers", scope="write", summary="Create a carrier", tag="carriers",
-           body=CARRIER_CREATE, returns=ROW, status=201)
+           body=CARRIER_CREATE, returns=CARRIER, status=201)
 async def create_carrier(call: Call):
     return await call.tx(lambda tx: carriers.create_carrier(tx, call.params["isp_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/carriers/{carrier_id}", scope="read", summary="Show a carrier",
-           tag="carriers", returns=ROW)
+           tag="carriers", returns=CARRIER)
 async def get_carrier(call: Call):
     return await call.tx(carriers.get_carrier, call.params["isp_id"], call.params["carrier_id"])
 
 
 @api_route("PATCH", "/isps/{isp_id}/carriers/{carrier_id}", scope="write", summary="Change a carrier",
-           tag="carriers", body=CARRIER_UPDATE, returns=ROW)
+           tag="carriers", body=CARRIER_UPDATE, returns=CARRIER)
 async def update_carrier(call: Call):
     return await call.tx(lambda tx: carriers.update_carrier(
         tx, call.params["isp_id"], call.params["carrier_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/carriers/{carrier_id}/gateways", scope="read", summary="List gateways",
-           tag="carriers", returns=ROW, listing=True)
+           tag="carriers", returns=GATEWAY, listing=True)
 async def list_gateways(call: Call):
     limit, offset = call.page()
     return await call.tx(carriers.list_gateways, call.params["isp_id"], call.params["carrier_id"],
@@ -123,20 +129,20 @@ async def list_gateways(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/carriers/{carrier_id}/gateways", scope="write",
            summary="Add a gateway (host, port, transport, strip/prefix digits, IP auth, priority)",
-           tag="carriers", body=GATEWAY_CREATE, returns=ROW, status=201)
+           tag="carriers", body=GATEWAY_CREATE, returns=GATEWAY, status=201)
 async def create_gateway(call: Call):
     return await call.tx(lambda tx: carriers.create_gateway(
         tx, call.params["isp_id"], call.params["carrier_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/gateways/{gateway_id}", scope="read", summary="Show a gateway",
-           tag="carriers", returns=ROW)
+           tag="carriers", returns=GATEWAY)
 async def get_gateway(call: Call):
     return await call.tx(carriers.get_gateway, call.params["isp_id"], call.params["gateway_id"])
 
 
 @api_route("PATCH", "/isps/{isp_id}/gateways/{gateway_id}", scope="write", summary="Change a gateway",
-           tag="carriers", body=GATEWAY_UPDATE, returns=ROW)
+           tag="carriers", body=GATEWAY_UPDATE, returns=GATEWAY)
 async def update_gateway(call: Call):
     return await call.tx(lambda tx: carriers.update_gateway(
         tx, call.params["isp_id"], call.params["gateway_id"], **call.body))
