@@ -23,7 +23,7 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 async def test_schemathesis_finds_nothing_wrong(api, tmp_path):
     await onboard(api, "kages.example.net")
     argv = ["-m", "schemathesis.cli", "run", f"{api.base}/api/openapi.json", "--checks", ",".join(CHECKS),
-            "--header", f"Authorization: Bearer {PLATFORM_TOKEN}", "--max-examples", "12", "--seed", "5",
+            "--header", f"Authorization: Bearer {PLATFORM_TOKEN}", "--max-examples", "6", "--seed", "5",
             "--phases", "examples,coverage,fuzzing", "--workers", "1", "--generation-database", "none",
             "--request-timeout", "20", "--no-color", "--suppress-health-check", "all"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}

@@ -37,6 +37,8 @@ def _schema_error(error: jsonschema.ValidationError) -> ApiError:
         field = re.search(r"'([^']+)'", error.message).group(1)
         return ApiError(422, "invalid", f"{field}: is required", field=field)
     field = ".".join(str(part) for part in error.absolute_path) or "body"
+    if error.validator == "pattern" and "description" in error.schema:
+        return ApiError(422, "invalid", f"{field}: {error.schema['description']}", field=field)
     return ApiError(422, "invalid", f"{field}: {error.message}", field=field)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from wevoip.credentials import hash_password
 from wevoip.store import customers, registrations, subscribers, tenants
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (AMOUNT, BOOLEAN, ID, INTEGER, NULLABLE_ID, STAMP, Call, api_route, nullable, obj,
-                                   record, text)
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, DNS_LABEL, ID, ID_IN, INTEGER, NULLABLE_ID, OPTIONAL_E164, STAMP,
+                                   Call, api_route, nullable, obj, record, shaped, text)
 
 _CUSTOMER_FIELDS = {
     "name": text(200), "service_plan_id": NULLABLE_ID, "max_subscribers": INTEGER,
@@ -17,11 +17,13 @@ _CUSTOMER_FIELDS = {
 }
 CUSTOMER_CREATE = obj(_CUSTOMER_FIELDS, ("name",))
 CUSTOMER_UPDATE = obj(_CUSTOMER_FIELDS)
-TENANT_CREATE = obj({"customer_id": INTEGER, "name": text(200), "label": text(63), "domain_id": INTEGER},
+TENANT_CREATE = obj({"customer_id": ID_IN, "name": text(200), "label": DNS_LABEL, "domain_id": ID_IN},
                     ("customer_id", "name"))
 TENANT_UPDATE = obj({"name": text(200)}, ("name",))
-_SUBSCRIBER_FIELDS = {"display_name": text(100), "extension": text(8), "e164": text(16),
-                      "is_pilot": BOOLEAN, "email": text(254), "country_code": text(3), "area_code": text(6)}
+_SUBSCRIBER_FIELDS = {"display_name": text(100), "extension": shaped("^([0-9]{2,8})?$", 8, "2 to 8 digits, or empty"),
+                      "e164": OPTIONAL_E164, "is_pilot": BOOLEAN, "email": text(254),
+                      "country_code": shaped("^([1-9][0-9]{0,2})?$", 3, "1 to 3 digits, not from 0, or empty"),
+                      "area_code": shaped("^[0-9]{0,6}$", 6, "up to 6 digits")}
 SUBSCRIBER_CREATE = obj({**_SUBSCRIBER_FIELDS, "username": text(64), "password": text(128),
                          "web_username": text(254), "web_password": text(128)}, ("username", "password"))
 SUBSCRIBER_UPDATE = obj(_SUBSCRIBER_FIELDS)

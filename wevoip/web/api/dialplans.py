@@ -5,21 +5,21 @@ from __future__ import annotations
 from wevoip.routing.dialplan import Caller, DialplanError, Rule, translate
 from wevoip.store import dialplans, subscribers
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (BOOLEAN, ID, Call, api_route, items_of, nullable, obj, record, text)
+from wevoip.web.api.routes import (BOOLEAN, ID, ID_IN, Call, api_route, items_of, nullable, obj, record, shaped,
+                                   text)
 
 _PATTERN = text(200, minLength=1)
 RULE_CREATE = obj({"match": _PATTERN, "subs": _PATTERN, "replacement": _PATTERN, "description": text(200),
                    "position": {"type": "integer", "minimum": 0, "maximum": dialplans.MAX_RULES}},
                   ("match", "subs", "replacement"))
 RULE_UPDATE = obj({"match": _PATTERN, "subs": _PATTERN, "replacement": _PATTERN, "description": text(200)})
-ORDER = obj({"rule_ids": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 2**62},
+ORDER = obj({"rule_ids": {"type": "array", "items": ID_IN,
                           "maxItems": dialplans.MAX_RULES}}, ("rule_ids",))
 PRESET_LOAD = obj({"preset": text(32, minLength=1), "append": BOOLEAN}, ("preset",))
-_DIGITS = {"type": "string", "pattern": "^[0-9]{0,6}$"}
-TRANSLATE = obj({"dialled": text(32, minLength=1), "subscriber_id": {"type": "integer", "minimum": 1,
-                                                                     "maximum": 2**62},
-                 "country_code": {"type": "string", "pattern": "^([1-9][0-9]{0,2})?$"}, "area_code": _DIGITS},
-                ("dialled",))
+TRANSLATE = obj({"dialled": shaped(r"^\s*[0-9*#+]{1,32}\s*$", 40, "what a phone dials: digits, *, # and +"),
+                 "subscriber_id": ID_IN,
+                 "country_code": shaped("^([1-9][0-9]{0,2})?$", 3, "1 to 3 digits, not from 0, or empty"),
+                 "area_code": shaped("^[0-9]{0,6}$", 6, "up to 6 digits")}, ("dialled",))
 
 RULE = record({"id": ID, "isp_id": ID, "position": {"type": "integer"}, "match": {"type": "string"},
                "subs": {"type": "string"}, "replacement": {"type": "string"}, "description": {"type": "string"}})

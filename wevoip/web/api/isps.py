@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from wevoip.store import customers, isps
-from wevoip.web.api.routes import ID, STAMP, Call, api_route, nullable, obj, record, text
+from wevoip.web.api.routes import (COLOUR, COUNTRY, CURRENCY, DNS_NAME, ID, OPTIONAL_E164, STAMP, Call, api_route,
+                                   nullable, obj, record, text)
 
 _ISP_FIELDS = {
-    "name": text(200), "currency": text(3), "address_line1": text(200), "address_line2": text(200),
-    "city": text(200), "region": text(200), "postal_code": text(20), "country": text(2),
-    "contact_name": text(200), "contact_email": text(254), "contact_phone": text(16),
-    "brand_title": text(100), "brand_primary": text(7), "brand_accent": text(7), "smtp_sender": text(254),
+    "name": text(200), "currency": CURRENCY, "address_line1": text(200), "address_line2": text(200),
+    "city": text(200), "region": text(200), "postal_code": text(20), "country": COUNTRY,
+    "contact_name": text(200), "contact_email": text(254), "contact_phone": OPTIONAL_E164,
+    "brand_title": text(100), "brand_primary": COLOUR, "brand_accent": COLOUR, "smtp_sender": text(254),
 }
-ISP_CREATE = obj({**_ISP_FIELDS, "namespace": text(253)}, ("name", "namespace", "currency"))
+ISP_CREATE = obj({**_ISP_FIELDS, "namespace": DNS_NAME}, ("name", "namespace", "currency"))
 ISP_UPDATE = obj(_ISP_FIELDS)
 PLAN_CREATE = obj({"name": text(100)}, ("name",))
 _TEXT = {"type": "string"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from wevoip.resolver import LookupFailed, txt_values
 from wevoip.store import carriers, dids, domains
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, STAMP, Call, api_route, items_of,
-                                   nullable, obj, record, text)
+from wevoip.web.api.routes import (BOOLEAN, DNS_LABEL, DNS_NAME, E164, ID, ID_IN, NULLABLE_ID, STAMP, Call,
+                                   api_route, items_of, nullable, obj, record, shaped, text)
 
-DOMAIN_CREATE = obj({"label": text(63), "name": text(253)})
+DOMAIN_CREATE = obj({"label": DNS_LABEL, "name": DNS_NAME})
 DOMAIN = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "kind": {"enum": ["namespace", "verified"]},
                  "verified_at": nullable(STAMP), "created_at": STAMP, "usable": BOOLEAN,
                  "txt_record": {"type": ["object", "null"], "properties": {
@@ -17,10 +17,13 @@ CARRIER_FIELDS = {"name": text(100), "enabled": BOOLEAN, "max_concurrent_calls":
                                                                                   "minimum": 0}}
 CARRIER_CREATE = obj(CARRIER_FIELDS, ("name",))
 CARRIER_UPDATE = obj(CARRIER_FIELDS)
-GATEWAY_FIELDS = {"host": text(253), "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": INTEGER, "prefix": text(16),
+GATEWAY_FIELDS = {"host": shaped(r"^\S+$", 253, "a host name or IP address"),
+                  "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": {"type": "integer", "minimum": 0,
+                                                                                 "maximum": 15},
+                  "prefix": shaped(r"^\+?[0-9]{0,15}$", 16, "digits, optionally after '+'"),
                   "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": text(49), "maxItems": 64},
-                  "priority": INTEGER, "enabled": BOOLEAN}
+                  "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "enabled": BOOLEAN}
 GATEWAY_CREATE = obj(GATEWAY_FIELDS, ("host",))
 GATEWAY_UPDATE = obj(GATEWAY_FIELDS)
 CARRIER = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "enabled": BOOLEAN,
@@ -34,8 +37,10 @@ DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id":
               "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),
               "allocated_at": nullable(STAMP), "created_at": STAMP, "customer_name": nullable({"type": "string"}),
               "tenant_name": nullable({"type": "string"}), "subscriber_username": nullable({"type": "string"})})
-ALLOCATE = obj({"tenant_id": INTEGER}, ("tenant_id",))
-ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {"type": ["string", "null"], "maxLength": 97}})
+ALLOCATE = obj({"tenant_id": ID_IN}, ("tenant_id",))
+ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {
+    "type": ["string", "null"], "maxLength": 97, "pattern": r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9._@+-]{1,64})?$",
+    "description": "must be a feature name, optionally with ':' and its target, as 'voicemail:100'"}})
 
 
 def _domain(row) -> dict:
