@@ -32,7 +32,7 @@ GATEWAY = record({"id": ID, "isp_id": ID, "carrier_id": ID, "host": {"type": "st
                   "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": ID, "prefix": {"type": "string"},
                   "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": {"type": "string"}}, "priority": ID,
                   "enabled": BOOLEAN, "created_at": STAMP})
-DIDS_CREATE = obj({"first": text(16), "last": text(16)}, ("first",))
+DIDS_CREATE = obj({"first": E164, "last": E164}, ("first",))
 DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id": nullable(ID),
               "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),
               "allocated_at": nullable(STAMP), "created_at": STAMP, "customer_name": nullable({"type": "string"}),
@@ -171,16 +171,11 @@ async def add_dids(call: Call):
     return {"items": rows}
 
 
-async def _own_did(call: Call, tx):
-    did = await dids.get_did(tx, call.params["isp_id"], call.params["did_id"])
-    call.principal.check_customer(did["customer_id"])
-    return did
-
-
 @api_route("GET", "/isps/{isp_id}/dids/{did_id}", scope="read", summary="Show a DID and who holds it",
            tag="numbers", returns=DID, customer_ok=True)
 async def get_did(call: Call):
-    return await call.tx(lambda tx: _own_did(call, tx))
+    """A customer token reaches only its own DIDs: the gate checks `did_id` (store/ownership.py)."""
+    return await call.tx(dids.get_did, call.params["isp_id"], call.params["did_id"])
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/allocate", scope="write", summary="Allocate a DID to a tenant",
@@ -194,11 +189,8 @@ async def allocate_did(call: Call):
            summary="Route an allocated DID to a subscriber of its tenant or to a feature ('voicemail:100');"
                    " neither unroutes it")
 async def route_did(call: Call):
-    async def work(tx):
-        await _own_did(call, tx)
-        return await dids.route_did(tx, call.params["isp_id"], call.params["did_id"],
-                                    call.body.get("subscriber_id"), call.body.get("feature"))
-    return await call.tx(work)
+    return await call.tx(dids.route_did, call.params["isp_id"], call.params["did_id"],
+                         call.body.get("subscriber_id"), call.body.get("feature"))
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/release", scope="write",
