@@ -41,11 +41,12 @@ def _built_in() -> types.ModuleType:
 
 
 def plugin_package(directories: Iterable[Path] = ()) -> types.ModuleType:
-    """The plugin package, with the operator's folders added to its path."""
+    """The plugin package, its path the built-in folder and exactly the folders given now
+    (not also those of an earlier call: a node, or a test, sees only what it configured)."""
     package = _built_in()
-    for directory in directories:
-        if directory.is_dir() and str(directory) not in package.__path__:
-            package.__path__.append(str(directory))
+    base = package.__dict__.setdefault("_wevoip_built_in_path", list(package.__path__))
+    package.__path__ = [*base, *(str(directory) for directory in directories
+                                 if directory.is_dir() and str(directory) not in base)]
     return package
 
 
