@@ -48,24 +48,27 @@ class _Output(protocol.ProcessProtocol):
 
 class Node:
     def __init__(self, folder: Path, *, config: str | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), sip: bool = False):
         self.folder = folder
         self.web_port = free_port()
         self.manhole_port = free_port()
         self.config_path = folder / "wevoip.toml"
         if config is None:
-            config = self.default_config()
+            config = self.default_config(sip)
         self.config_path.write_text(config)
         self.env = env or {}
         self.args = args
         self.output: _Output | None = None
         self.transport = None
 
-    def default_config(self) -> str:
+    def default_config(self, sip: bool = False) -> str:
+        """SIP is off unless asked for; then every transport listens on loopback at a port the
+        OS picks (read them from `sip_port` once the node is ready)."""
+        listen = '["127.0.0.1:0"]' if sip else "[]"
         return (f'[node]\nname = "test-node"\ndata_dir = "data"\n'
                 f'[web]\nhttp = ["127.0.0.1:{self.web_port}"]\n'
                 f'[manhole]\nlisten = "127.0.0.1:{self.manhole_port}"\nauthorized_keys = "authorized_keys"\n'
-                f'[sip]\nudp = []\ntcp = []\ntls = []\nws = []\nwss = []\n')
+                f'[sip]\n' + "".join(f"{name} = {listen}\n" for name in ("udp", "tcp", "tls", "ws", "wss")))
 
     @property
     def dsn(self) -> str:
@@ -84,6 +87,11 @@ class Node:
     async def health(self) -> tuple[int, dict]:
         response = await treq.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=5)
         return response.code, json.loads(await response.content())
+
+    @staticmethod
+    def sip_port(health: dict, transport: str) -> int:
+        return next(entry["port"] for entry in health["listeners"]
+                    if (entry["service"], entry["transport"]) == ("sip", transport))
 
     async def wait_ready(self, timeout: float = 60.0) -> dict:
         for _ in range(int(timeout * 5)):

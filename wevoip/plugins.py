@@ -40,13 +40,22 @@ def _built_in() -> types.ModuleType:
         return package
 
 
+_BUILT_IN_PATH = "_wevoip_built_in_path"
+
+
 def plugin_package(directories: Iterable[Path] = ()) -> types.ModuleType:
-    """The plugin package, its path the built-in folder and exactly the folders given now
-    (not also those of an earlier call: a node, or a test, sees only what it configured)."""
+    """The plugin package, its path set to the built-in folder and exactly these folders.
+
+    The path is set anew on each call, so folders named for one discovery never leak into
+    the next (a test's, or another node's in the same process)."""
     package = _built_in()
-    base = package.__dict__.setdefault("_wevoip_built_in_path", list(package.__path__))
-    package.__path__ = [*base, *(str(directory) for directory in directories
-                                 if directory.is_dir() and str(directory) not in base)]
+    if not hasattr(package, _BUILT_IN_PATH):
+        setattr(package, _BUILT_IN_PATH, list(package.__path__))
+    path = list(getattr(package, _BUILT_IN_PATH))
+    for directory in directories:
+        if directory.is_dir() and str(directory) not in path:
+            path.append(str(directory))
+    package.__path__[:] = path
     return package
 
 

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
@@ -25,6 +26,8 @@ from wevoip.netservice import StreamListenService
 from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
 from wevoip.resolver import make_resolver
+from wevoip.sip.access import SipAccess
+from wevoip.sip.service import SipService
 from wevoip.store import outbox
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
@@ -45,14 +48,24 @@ class WeVoIPService(MultiService):
         self.on_fatal = on_fatal
         self.listeners = Listeners()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
+        self.sip_access = SipAccess(reactor, config, self.store)
+        self.sip_access.setServiceParent(self)
+        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
+        self.sip_access.attach(self.sip)
+        self.sip.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         web_app = build_web_app(self.store, self.health,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor}
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip,
+                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
@@ -87,13 +100,18 @@ class WeVoIPService(MultiService):
         await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
 
     def _started(self, _) -> None:
+        self.is_ready = True
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
         self.ready.callback(None)
 
     def _fatal(self, failure: Failure) -> None:
-        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
+        if not self.running:
+            # SIGTERM came while the node was still starting: a stop asked for, not a failure.
+            log.info("WeVoIP node {name} stopped before it was ready", name=self.config.node.name)
+            return
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         if self.on_fatal is not None:
             self.on_fatal(failure)
 
@@ -112,6 +130,10 @@ class WeVoIPService(MultiService):
 
     async def health(self) -> dict:
         store = await self.store.health()
-        return {"status": "ok" if store["status"] == "ok" else "degraded",
-                "node": self.config.node.name, "store": store,
+        ready = self.is_ready
+        if not ready:
+            status = "starting"
+        else:
+            status = "ok" if store["status"] == "ok" else "degraded"
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

@@ -28,10 +28,35 @@ wevoip_ensure_venv_module() {
     fi
 }
 
+# The phone console's JavaScript (JsSIP) comes from npm, pinned by package-lock.json, and
+# is served from node_modules; npm ci runs again only when the lock changes. As root on
+# Debian, node and npm are installed when missing; otherwise their absence is reported and
+# the node runs without the phone console's library.
+wevoip_phone_dir=$wevoip_root/wevoip/web/phone
+
+wevoip_bootstrap_npm() {
+    local stamp=$wevoip_phone_dir/node_modules/.wevoip-installed want
+    want=$(sha256sum "$wevoip_phone_dir/package-lock.json" | cut -d' ' -f1)
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "Installing Debian packages: nodejs npm" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || return 1
+        else
+            echo "npm is missing, so the phone console's JsSIP is not installed: install nodejs and npm." >&2
+            return 0
+        fi
+    fi
+    echo "Installing the phone console's JavaScript with npm ci in $wevoip_phone_dir" >&2
+    (cd "$wevoip_phone_dir" && npm ci --silent) || return 1
+    echo "$want" >"$stamp"
+}
+
 # $1: the extras to install ("" or "test"). The stamp records pyproject.toml's hash for
 # each set of extras; the test set includes everything the plain set has.
 wevoip_bootstrap() {
     local extras=$1 python want stamp
+    wevoip_bootstrap_npm || return 1
     want=$(sha256sum "$wevoip_root/pyproject.toml" | cut -d' ' -f1)
     if [ -x "$wevoip_venv/bin/python" ]; then
         for stamp in "$wevoip_venv/.installed-$extras" "$wevoip_venv/.installed-test"; do

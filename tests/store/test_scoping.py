@@ -13,13 +13,13 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, carriers, customers, dids, domains, isps, outbox, registrations,
-                          subscribers, tenants)
-from wevoip.store import dialplans, ownership, webhooks
+from wevoip.store import (admins, calls, carriers, customers, dids, domains, isps, outbox, registrations,
+                          routing, secrets, subscribers, tenants)
+from wevoip.store import dialplans, ledger, ownership, pricing, ratedecks, recurring, reports, webhooks
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           dialplans, ownership, webhooks)
+           calls, routing, ratedecks, pricing, ledger, recurring, reports, dialplans, ownership, webhooks)
 
 
 def _ids(rows):
@@ -136,6 +136,22 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "calls.admit_call": (
+        lambda tx, a, b: calls.admit_call(tx, b.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                          call_id="x", node="n", direction="outbound"), NOT_FOUND),
+    "calls.end_call": (lambda tx, a, b: victim_call_then_end(tx, a, b), lambda result, a, b: result is False),
+    "calls.count_active_calls": (
+        lambda tx, a, b: calls.count_active_calls(tx, b.isp["id"], customer_id=a.customer["id"]),
+        lambda result, a, b: result == 0),
+    "routing.subscriber_by_extension": (
+        lambda tx, a, b: routing.subscriber_by_extension(tx, b.isp["id"], a.tenant["id"], "100"),
+        lambda result, a, b: result is None),
+    "routing.local_number": (lambda tx, a, b: routing.local_number(tx, b.isp["id"], a.subscriber["e164"]),
+                             lambda result, a, b: result["subscriber_id"] == b.subscriber["id"]),
+    "routing.outbound_gateways": (lambda tx, a, b: routing.outbound_gateways(tx, b.isp["id"]),
+                                  lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "routing.caller_identity": (lambda tx, a, b: routing.caller_identity(tx, b.isp["id"], a.subscriber["id"]),
+                                lambda result, a, b: result is None),
     "outbox.list_outbox": (
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
@@ -212,6 +228,133 @@ async def tokens_of_both(tx, a, b):
     await admins.create_api_token(tx, "b" * 40, isp_id=b.isp["id"])
     return await admins.list_api_tokens(tx, b.isp["id"])
 
+# Billing: `a` also has a carrier card with a published version, a call in progress and a CDR.
+CASES.update({
+    "ratedecks.create_deck": (
+        lambda tx, a, b: ratedecks.create_deck(tx, b.isp["id"], name="x", kind="carrier", carrier_id=a.carrier["id"]),
+        NOT_FOUND),
+    "ratedecks.get_deck": (lambda tx, a, b: ratedecks.get_deck(tx, b.isp["id"], a.deck["id"]), NOT_FOUND),
+    "ratedecks.list_decks": (lambda tx, a, b: ratedecks.list_decks(tx, b.isp["id"]),
+                             lambda result, a, b: a.deck["id"] not in _ids(result)),
+    "ratedecks.create_draft": (lambda tx, a, b: ratedecks.create_draft(tx, b.isp["id"], a.deck["id"], []), NOT_FOUND),
+    "ratedecks.add_to_draft": (lambda tx, a, b: ratedecks.add_to_draft(tx, b.isp["id"], a.draft["id"], []),
+                               NOT_FOUND),
+    "ratedecks.get_version": (lambda tx, a, b: ratedecks.get_version(tx, b.isp["id"], a.version["id"]), NOT_FOUND),
+    "ratedecks.list_versions": (lambda tx, a, b: ratedecks.list_versions(tx, b.isp["id"], a.deck["id"]),
+                                lambda result, a, b: result == []),
+    "ratedecks.publish_version": (
+        lambda tx, a, b: ratedecks.publish_version(tx, b.isp["id"], a.draft["id"], a.version["effective_at"]),
+        NOT_FOUND),
+    "ratedecks.published_versions": (lambda tx, a, b: ratedecks.published_versions(tx, b.isp["id"], a.deck["id"]),
+                                     lambda result, a, b: result == []),
+    "ratedecks.version_rates": (lambda tx, a, b: ratedecks.version_rates(tx, b.isp["id"], a.version["id"]),
+                                lambda result, a, b: result == []),
+    "ratedecks.carrier_decks": (lambda tx, a, b: ratedecks.carrier_decks(tx, b.isp["id"]),
+                                lambda result, a, b: a.deck["id"] not in {r["deck_id"] for r in result}),
+    "ratedecks.set_profit_rules": (
+        lambda tx, a, b: ratedecks.set_profit_rules(tx, b.isp["id"], a.deck["id"], rules=[], sources=[]), NOT_FOUND),
+    "ratedecks.profit_rules": (lambda tx, a, b: ratedecks.profit_rules(tx, b.isp["id"], a.deck["id"]), NOT_FOUND),
+    "pricing.set_plan_pricing": (
+        lambda tx, a, b: pricing.set_plan_pricing(tx, b.isp["id"], a.plan["id"], monthly_fee="1"), NOT_FOUND),
+    "pricing.set_area_rates": (lambda tx, a, b: pricing.set_area_rates(tx, b.isp["id"], a.plan["id"], []), NOT_FOUND),
+    "pricing.area_rates": (lambda tx, a, b: pricing.area_rates(tx, b.isp["id"], a.plan["id"]),
+                           lambda result, a, b: result == []),
+    "pricing.set_free_zones": (lambda tx, a, b: pricing.set_free_zones(tx, b.isp["id"], a.plan["id"], []), NOT_FOUND),
+    "pricing.free_zones": (lambda tx, a, b: pricing.free_zones(tx, b.isp["id"], a.plan["id"]),
+                           lambda result, a, b: result == []),
+    "pricing.set_did_billing": (lambda tx, a, b: pricing.set_did_billing(tx, b.isp["id"], a.did["id"], e911=True),
+                                NOT_FOUND),
+    "pricing.did_charges": (lambda tx, a, b: pricing.did_charges(tx, b.isp["id"], a.did["id"]), NOT_FOUND),
+    "ledger.post": (lambda tx, a, b: ledger.post(tx, b.isp["id"], a.customer["id"], kind="charge", amount="1",
+                                                 description="x"), NOT_FOUND),
+    "ledger.add_payment": (lambda tx, a, b: ledger.add_payment(tx, b.isp["id"], a.customer["id"], amount="1",
+                                                               description="x"), NOT_FOUND),
+    "ledger.add_charge": (lambda tx, a, b: ledger.add_charge(tx, b.isp["id"], a.customer["id"], amount="1",
+                                                             description="x"), NOT_FOUND),
+    "ledger.list_ledger": (lambda tx, a, b: ledger.list_ledger(tx, b.isp["id"], a.customer["id"]), NOT_FOUND),
+    "ledger.set_customer_billing": (
+        lambda tx, a, b: ledger.set_customer_billing(tx, b.isp["id"], a.customer["id"], billing_day=3), NOT_FOUND),
+    "ledger.set_isp_billing": (lambda tx, a, b: ledger.set_isp_billing(tx, b.isp["id"], allow_loss=True),
+                               lambda result, a, b: result["id"] == b.isp["id"]),
+    "calls.reserve": (
+        lambda tx, a, b: calls.reserve(tx, b.isp["id"], a.customer["id"], subscriber_id=None, node="n", call_id="x",
+                                       direction="outbound", destination="+442071838750", amount=0,
+                                       max_duration_ms=None, free_minutes=0, rating={},
+                                       started_at=a.version["effective_at"]), REFUSED),
+    "calls.held": (lambda tx, a, b: calls.held(tx, b.isp["id"], a.customer["id"]),
+                   lambda result, a, b: result == (0, 0)),
+    "calls.get_reservation": (lambda tx, a, b: calls.get_reservation(tx, b.isp["id"], a.reservation["id"]), NOT_FOUND),
+    "calls.mark_answered": (
+        lambda tx, a, b: calls.mark_answered(tx, b.isp["id"], a.reservation["id"], a.version["effective_at"]),
+        NOT_FOUND),
+    "calls.release": (lambda tx, a, b: calls.release(tx, b.isp["id"], a.reservation["id"]),
+                      lambda result, a, b: result is None),
+    "calls.free_minutes_used": (lambda tx, a, b: calls.free_minutes_used(tx, b.isp["id"], a.customer["id"], None),
+                                lambda result, a, b: result == 0),
+    "calls.insert_cdr": (lambda tx, a, b: calls.insert_cdr(tx, b.isp["id"], {**CDR, "customer_id": a.customer["id"]}),
+                         REFUSED),
+    "calls.link_cdr": (lambda tx, a, b: calls.link_cdr(tx, b.isp["id"], a.cdr["id"], 1),
+                       lambda result, a, b: result is None),
+    "calls.get_cdr": (lambda tx, a, b: calls.get_cdr(tx, b.isp["id"], a.cdr["id"]), NOT_FOUND),
+    "calls.list_cdrs": (lambda tx, a, b: calls.list_cdrs(tx, b.isp["id"]),
+                        lambda result, a, b: a.cdr["id"] not in _ids(result)),
+    "calls.spend": (lambda tx, a, b: calls.spend(tx, b.isp["id"], "customer", a.customer["id"],
+                                                 a.version["effective_at"]),
+                    lambda result, a, b: result == 0),
+    "calls.lock_calls": (lambda tx, a, b: calls.lock_calls(tx, b.isp["id"], "customer", a.customer["id"], "x"),
+                         lambda result, a, b: result is None),
+    "calls.unlock_calls": (lambda tx, a, b: calls.unlock_calls(tx, b.isp["id"], "customer", a.customer["id"]),
+                           NOT_FOUND),
+    "recurring.charge_once": (
+        lambda tx, a, b: recurring.charge_once(tx, b.isp["id"], a.customer["id"], kind="monthly", item_id=0,
+                                               period="2026-01", amount=1, description="x"), REFUSED),
+    "recurring.bill_customer": (
+        lambda tx, a, b: recurring.bill_customer(tx, b.isp["id"], a.customer["id"], BINDING.expires_at.date()),
+        NOT_FOUND),
+    "recurring.list_charges": (lambda tx, a, b: recurring.list_charges(tx, b.isp["id"], a.customer["id"]),
+                               lambda result, a, b: result == []),
+})
+
+_EVERYTHING = {"since": BINDING.expires_at.replace(year=1990), "until": BINDING.expires_at.replace(year=2200)}
+CASES.update({
+    f"reports.{name}": (lambda tx, a, b, name=name: getattr(reports, name)(tx, b.isp["id"], **_EVERYTHING),
+                        lambda result, a, b: not any(row.get("price") == 7 for row in result)
+                        and not any(row.get("customer_id") == a.customer["id"] for row in result)
+                        and not any(row.get("deposits") for row in result))
+    for name in ("calls_report", "financial_report", "dids_report", "subscribers_report", "daily_report")})
+
+CDR = {"direction": "outbound", "started_at": BINDING.expires_at, "ended_at": BINDING.expires_at,
+       "duration_ms": 0, "talk_ms": 0, "disposition": "failed", "a_call_id": "x", "price": 7}
+
+
+async def add_billing(database, tree):
+    """A carrier card (a published version and a draft), a call in progress and a CDR."""
+    isp_id = tree.isp["id"]
+
+    async def work(tx):
+        tree.deck = await ratedecks.create_deck(tx, isp_id, name="Card", kind="carrier", carrier_id=tree.carrier["id"])
+        row = ratedecks.RateRow("44", "UK", 1, 0, 1, 1, "international")
+        version = await ratedecks.create_draft(tx, isp_id, tree.deck["id"], [row])
+        tree.version = await ratedecks.publish_version(tx, isp_id, version["id"], BINDING.expires_at)
+        tree.draft = await ratedecks.create_draft(tx, isp_id, tree.deck["id"], [row])
+        await ledger.add_payment(tx, isp_id, tree.customer["id"], amount="5", description="x")
+        tree.reservation = await calls.reserve(
+            tx, isp_id, tree.customer["id"], subscriber_id=None, node="n", call_id="x", direction="outbound",
+            destination="+442071838750", amount=1, max_duration_ms=60000, free_minutes=0, rating={},
+            started_at=BINDING.expires_at)
+        tree.cdr = await calls.insert_cdr(tx, isp_id, {**CDR, "customer_id": tree.customer["id"]})
+        await recurring.charge_once(tx, isp_id, tree.customer["id"], kind="monthly", item_id=0, period="once",
+                                    amount=1, description="x")
+    await database.transact(work)
+
+
+async def victim_call_then_end(tx, a, b):
+    call = await calls.admit_call(tx, a.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                  call_id="victim", node="n", direction="outbound")
+    crossed = await calls.end_call(tx, b.isp["id"], call["id"])
+    assert await calls.end_call(tx, a.isp["id"], call["id"]), "the victim's call was still there"
+    return crossed
+
 
 async def victim_mail_then_list(tx, a, b):
     await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
@@ -240,6 +383,7 @@ def test_every_function_that_takes_an_isp_has_a_case():
 async def test_no_function_crosses_from_one_isp_to_another(database):
     a = await build_tree(database, "victim.example.net")
     b = await build_tree(database, "other.example.net")
+    await add_billing(database, a)
     before = await snapshot(database, a)
     for name, (call, check) in CASES.items():
         if check == NOT_FOUND:
@@ -256,11 +400,13 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans", "registrations", "dialplan_rules"]
+              "service_plans", "registrations", "active_calls", "rate_decks", "rate_deck_versions", "rates",
+              "ledger", "call_reservations", "cdrs", "profit_rules", "plan_area_rates", "plan_free_zones",
+              "did_billing", "recurring_charges", "dialplan_rules"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"
-        result[table] = await database.fetch(f"select * from {table} where {column} = %s order by id",
+        result[table] = await database.fetch(f"select * from {table} where {column} = %s order by 1, 2, 3",
                                              (tree.isp["id"],))
     result["dids"] = await database.fetch("select * from dids where id = %s", (tree.did["id"],))
     return result
@@ -269,7 +415,10 @@ async def snapshot(database, tree):
 @pytest.mark.parametrize("function", ["tenants.tenant_by_sip_domain", "subscribers.sip_credentials",
                                       "carriers.gateways_for_source", "dids.did_by_number",
                                       "isps.isp_by_namespace", "isps.list_isps",
-                                      "registrations.live_bindings", "registrations.delete_expired"])
+                                      "registrations.live_bindings", "registrations.delete_expired",
+                                      "registrations.write_bindings", "registrations.live_bindings_of",
+                                      "secrets.shared_secret", "subscribers.realm_for_username",
+                                      "calls.end_calls_of_node"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from wevoip.store import fields
 from wevoip.store.customers import get_customer
 from wevoip.store.database import Row, Tx
-from wevoip.store.domains import create_namespace_domain, domain_usable, get_domain
+from wevoip.store.domains import DOMAINS_CHANNEL, create_namespace_domain, domain_usable, get_domain
 from wevoip.store.errors import Invalid, NotFound
+from wevoip.store.notify import publish
 from wevoip.store.rows import insert_row, update_row
 
 _WITH_DOMAIN = """
@@ -30,6 +31,7 @@ async def create_tenant(tx: Tx, isp_id: int, customer_id: int, *, name: str,
         domain = await create_namespace_domain(tx, isp_id, label)
     row = await insert_row(tx, "tenants", {"isp_id": isp_id, "customer_id": customer_id,
                                            "name": name, "domain_id": domain["id"]})
+    await publish(tx, DOMAINS_CHANNEL, domain["name"])
     return {**row, "sip_domain": domain["name"]}
 
 

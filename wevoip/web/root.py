@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from wevoip.web.api.app import ApiApp
 from wevoip.web.api.routes import Services
 from wevoip.web.health import add_health_route
+from wevoip.web.vendor import add_vendor_routes
 
 log = Logger(namespace="wevoip.web")
 
@@ -24,6 +25,7 @@ def build_web_app(store, health_report, services: Services | None = None) -> Kle
     app = Klein()
     add_health_route(app, health_report)
     ApiApp(app, store, services)
+    add_vendor_routes(app)
 
     @app.handle_errors(Exception)
     def error(request, failure) -> bytes:

@@ -18,10 +18,11 @@ from klein import Klein
 from wevoip.store import idempotency, ownership
 from wevoip.store.errors import Conflict, StoreError
 from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the route table)
+from wevoip.web.api import billing  # noqa: F401 (it fills the route table)
 from wevoip.web.api import dialplans, tokens, webhooks  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import ApiError, from_store
-from wevoip.web.api.jsonio import dumps, read_json
+from wevoip.web.api.jsonio import Download, dumps, read_json
 from wevoip.web.api.openapi import openapi_document
 from wevoip.web.api.routes import ROUTES, Call, Route, Services
 
@@ -74,6 +75,10 @@ class ApiApp:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="wevoip"')
             if status == 204:
                 return b""
+            if isinstance(body, Download):
+                request.setHeader(b"Content-Type", body.content_type.encode())
+                request.setHeader(b"Content-Disposition", f'attachment; filename="{body.filename}"'.encode())
+                return body.content
             request.setHeader(b"Content-Type", b"application/json")
             return dumps(body)
 

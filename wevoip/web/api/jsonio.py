@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,15 @@ from wevoip.web.api.errors import ApiError
 
 MAX_BODY = 1024 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A handler's result that is sent as a file (a CSV export) instead of JSON."""
+
+    content_type: str
+    filename: str
+    content: bytes
 
 
 def _default(value: Any) -> Any:

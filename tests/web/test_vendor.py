@@ -1,0 +1,71 @@
+"""JsSIP from npm: pinned by the lock, installed by the bootstrap, served at a stable URL."""
+
+import json
+from pathlib import Path
+
+import pytest_twisted
+import treq
+from klein import Klein
+from twisted.internet import reactor
+from twisted.web.server import Site
+
+from wevoip.web.root import build_web_app
+from wevoip.web.vendor import PHONE_MODULES, add_vendor_routes
+
+PHONE = PHONE_MODULES.parent
+
+
+class NoStore:
+    database = None
+
+
+async def no_health():
+    return {"status": "ok"}
+
+
+async def serve(app):
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    return port, f"http://127.0.0.1:{port.getHost().port}"
+
+
+def test_jssip_is_pinned_exactly_and_the_lock_names_no_registry():
+    wanted = json.loads((PHONE / "package.json").read_text())["dependencies"]["jssip"]
+    assert wanted[0].isdigit(), "pin an exact version, not a range"
+    lock = json.loads((PHONE / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/jssip"]["version"] == wanted
+    assert all("resolved" not in entry for entry in lock["packages"].values())
+    installed = json.loads((PHONE_MODULES / "jssip" / "package.json").read_text())
+    assert installed["version"] == wanted
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_installed_browser_build_is_served():
+    port, base = await serve(build_web_app(NoStore(), no_health))
+    try:
+        response = await treq.get(f"{base}/static/vendor/jssip.min.js")
+        body = await response.content()
+        assert response.code == 200
+        assert response.headers.getRawHeaders("Content-Type") == ["text/javascript; charset=utf-8"]
+        assert response.headers.getRawHeaders("Cache-Control") == ["no-cache"]
+        assert body == (PHONE_MODULES / "jssip" / "dist" / "jssip.min.js").read_bytes()
+        assert b"var JsSIP=" in body[:2000]
+        unknown = await treq.get(f"{base}/static/vendor/../../config.py")
+        assert unknown.code == 404
+        other = await treq.get(f"{base}/static/vendor/jquery.js")
+        assert other.code == 404 and (await other.json())["error"] == "not_found"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_install_says_how_to_fix_it(tmp_path: Path):
+    app = Klein()
+    add_vendor_routes(app, tmp_path / "node_modules")
+    port, base = await serve(app)
+    try:
+        response = await treq.get(f"{base}/static/vendor/jssip.min.js")
+        body = await response.json()
+        assert response.code == 503
+        assert body["error"] == "not_installed" and "npm ci" in body["message"]
+    finally:
+        await port.stopListening()
