@@ -21,9 +21,7 @@ TENANT_CREATE = obj({"customer_id": ID_IN, "name": text(200), "label": DNS_LABEL
                     ("customer_id", "name"))
 TENANT_UPDATE = obj({"name": text(200)}, ("name",))
 _SUBSCRIBER_FIELDS = {"display_name": text(100), "extension": shaped("^([0-9]{2,8})?$", 8, "2 to 8 digits, or empty"),
-                      "e164": OPTIONAL_E164, "is_pilot": BOOLEAN, "email": text(254),
-                      "country_code": shaped("^([1-9][0-9]{0,2})?$", 3, "1 to 3 digits, not from 0, or empty"),
-                      "area_code": shaped("^[0-9]{0,6}$", 6, "up to 6 digits")}
+                      "e164": OPTIONAL_E164, "is_pilot": BOOLEAN, "email": text(254)}
 SUBSCRIBER_CREATE = obj({**_SUBSCRIBER_FIELDS, "username": text(64), "password": text(128),
                          "web_username": text(254), "web_password": text(128)}, ("username", "password"))
 SUBSCRIBER_UPDATE = obj(_SUBSCRIBER_FIELDS)
@@ -38,8 +36,8 @@ TENANT = record({"id": ID, "isp_id": ID, "customer_id": ID, "name": _TEXT, "doma
                  "created_at": STAMP})
 SUBSCRIBER = record({"id": ID, "isp_id": ID, "customer_id": ID, "tenant_id": ID, "username": _TEXT,
                      "display_name": _TEXT, "extension": nullable(_TEXT), "e164": nullable(_TEXT),
-                     "is_pilot": BOOLEAN, "web_username": nullable(_TEXT), "email": _TEXT, "country_code": _TEXT,
-                     "area_code": _TEXT, "created_at": STAMP})
+                     "is_pilot": BOOLEAN, "web_username": nullable(_TEXT), "email": _TEXT,
+                     "created_at": STAMP})
 REGISTRATION = record({"id": ID, "subscriber_id": ID, "username": _TEXT, "contact": _TEXT, "q": _TEXT,
                        "expires_at": STAMP, "source": _TEXT, "transport": _TEXT, "user_agent": _TEXT,
                        "node": _TEXT, "updated_at": STAMP})

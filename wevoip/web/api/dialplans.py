@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from wevoip.routing.dialplan import Caller, DialplanError, Rule, translate
-from wevoip.store import dialplans, subscribers
+from wevoip.routing.numbering import caller_of
+from wevoip.store import dialplans, routing
+from wevoip.store.errors import NotFound
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.routes import (BOOLEAN, ID, ID_IN, Call, api_route, items_of, nullable, obj, record, shaped,
                                    text)
@@ -28,6 +30,7 @@ _PRESET_RULE = record({"match": {"type": "string"}, "subs": {"type": "string"},
 PRESET = record({"name": {"type": "string"}, "country": {"type": "string"}, "description": {"type": "string"},
                  "rules": {"type": "array", "items": _PRESET_RULE}})
 TRANSLATION = record({"dialled": {"type": "string"}, "e164": nullable({"type": "string"}),
+                      "caller_e164": nullable({"type": "string"}),
                       "rule_id": nullable(ID), "position": nullable({"type": "integer"}),
                       "country_code": {"type": "string"}, "area_code": {"type": "string"}})
 
@@ -117,20 +120,24 @@ async def load_preset(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/dialplan/translate", scope="read", tag="dialplan", body=TRANSLATE,
            returns=TRANSLATION,
-           summary="What a dialled number becomes: _CC and _AC from a subscriber, or given")
+           summary="What a dialled number becomes: _CC and _AC from a subscriber's number (as calls use them),"
+                   " or given")
 async def translate_number(call: Call):
     isp_id = call.params["isp_id"]
 
     async def work(tx):
         rows = await dialplans.list_rules(tx, isp_id)
-        caller = {"country_code": "", "area_code": ""}
-        if "subscriber_id" in call.body:
-            subscriber = await subscribers.get_subscriber(tx, isp_id, call.body["subscriber_id"])
-            caller = {name: subscriber[name] for name in caller}
-        return rows, caller
-    rows, caller = await call.tx(work)
-    caller.update({name: call.body[name] for name in ("country_code", "area_code") if name in call.body})
-    found = translate(call.body["dialled"], [_rule_of(row) for row in rows], Caller(**caller))
+        if "subscriber_id" not in call.body:
+            return rows, None
+        identity = await routing.caller_identity(tx, isp_id, call.body["subscriber_id"])
+        if identity is None:
+            raise NotFound("subscriber")
+        return rows, identity["e164"]
+    rows, caller_e164 = await call.tx(work)
+    caller = caller_of(caller_e164)
+    caller = Caller(call.body.get("country_code", caller.country_code), call.body.get("area_code", caller.area_code))
+    found = translate(call.body["dialled"], [_rule_of(row) for row in rows], caller)
     index, e164 = found if found is not None else (None, None)
-    return {"dialled": call.body["dialled"], "e164": e164, "rule_id": None if index is None else rows[index]["id"],
-            "position": index, **caller}
+    return {"dialled": call.body["dialled"], "e164": e164, "caller_e164": caller_e164,
+            "rule_id": None if index is None else rows[index]["id"], "position": index,
+            "country_code": caller.country_code, "area_code": caller.area_code}
