@@ -139,12 +139,13 @@ async def bindings_of(tx: Tx, isp_id: int, subscriber_id: int) -> list[Row]:
         " order by q desc, updated_at desc", (isp_id, subscriber_id))
 
 
-async def tenant_registrations(tx: Tx, isp_id: int, tenant_id: int) -> list[Row]:
-    """The tenant console's live registrations."""
+async def tenant_registrations(tx: Tx, isp_id: int, tenant_id: int, *, limit: int = 100,
+                               offset: int = 0) -> list[Row]:
+    """The tenant console's live registrations, a page at a time."""
     return await tx.fetch(
         "select r.*, s.username from registrations r join subscribers s on s.id = r.subscriber_id"
         " where r.isp_id = %s and r.tenant_id = %s and r.expires_at > now()"
-        " order by s.username, r.q desc", (isp_id, tenant_id))
+        " order by s.username, r.q desc, r.id limit %s offset %s", (isp_id, tenant_id, limit, offset))
 
 
 async def live_bindings(tx: Tx) -> list[Row]:

@@ -50,14 +50,6 @@ def _web_username(field: str, value: Any) -> str | None:
     return value
 
 
-def _digits(field: str, value: Any, pattern: str, shape: str) -> str:
-    """The caller's _CC and _AC for dialplan rules; empty when unknown."""
-    value = fields.text(field, value, max_length=6, required=False)
-    if not re.fullmatch(pattern, value):
-        raise Invalid(field, f"must be {shape}")
-    return value
-
-
 def sip_password(field: str, value: Any, username: str) -> str:
     """Weak SIP passwords are how toll fraud starts, so a floor is enforced here."""
     value = fields.text(field, value, max_length=128)
@@ -74,8 +66,6 @@ _CHECKS = {
     "e164": lambda field, value: fields.e164(field, value, required=False),
     "is_pilot": fields.flag,
     "email": fields.email,
-    "country_code": lambda field, value: _digits(field, value, r"([1-9][0-9]{0,2})?", "1 to 3 digits, not from 0"),
-    "area_code": lambda field, value: _digits(field, value, r"[0-9]{0,6}", "up to 6 digits"),
 }
 
 
