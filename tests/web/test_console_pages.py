@@ -24,6 +24,15 @@ async def test_customers_are_created_activated_suspended_and_logged_into_with_an
     customer_id = int(page.url.rsplit("/", 1)[1])
     page = await isp.post(f"/isp/customers/{customer_id}/status", {"status": "ACTIVE"})
     assert "ACTIVE" in page and "Suspend" in page
+    assert 'name="max_concurrent_calls" id="f-max_concurrent_calls" value="3"' in page.text
+    page = await isp.post(f"/isp/customers/{customer_id}", {
+        "service_plan_id": "", "max_subscribers": "1", "max_concurrent_calls": "4", "billing_mode": "prepaid",
+        "balance_management": "HARD", "credit_limit": "-1"})
+    assert page.code == 422 and "Credit limit must be at least 0" in page.error
+    page = await isp.post(f"/isp/customers/{customer_id}", {
+        "service_plan_id": "", "max_subscribers": "1", "max_concurrent_calls": "4", "billing_mode": "prepaid",
+        "balance_management": "HARD", "credit_limit": "5"})
+    assert page.code == 200 and 'id="f-max_concurrent_calls" value="4"' in page.text and "5.000000" in page
     page = await isp.post(f"/isp/customers/{customer_id}/login-as", {})
     assert page.url.endswith("/tenants") and "Globex: tenants" in page and "on their behalf" in page
     page = await isp.post("/tenants", {"name": "Globex PBX", "label": "globex"})
