@@ -167,6 +167,8 @@ CASES = {
                                                              forward_always="+15550100999"), NOT_FOUND),
     "selfcare.set_web_password": (
         lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
+    "selfcare.set_web_login": (
+        lambda tx, a, b: selfcare.set_web_login(tx, b.isp["id"], a.subscriber["id"], "mallory", "h"), NOT_FOUND),
     "selfcare.web_password_hash": (
         lambda tx, a, b: selfcare.web_password_hash(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
     "hostnames.isp_brand": (lambda tx, a, b: hostnames.isp_brand(tx, b.isp["id"]),
