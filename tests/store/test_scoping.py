@@ -185,8 +185,14 @@ CASES = {
                                                              forward_always="+15550100999"), NOT_FOUND),
     "selfcare.set_web_password": (
         lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
+    "selfcare.set_web_login": (
+        lambda tx, a, b: selfcare.set_web_login(tx, b.isp["id"], a.subscriber["id"], "mallory", "h"), NOT_FOUND),
     "selfcare.web_password_hash": (
         lambda tx, a, b: selfcare.web_password_hash(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "hostnames.isp_brand": (lambda tx, a, b: hostnames.isp_brand(tx, b.isp["id"]),
+                            lambda result, a, b: result["id"] == b.isp["id"]),
+    "hostnames.isp_logo": (lambda tx, a, b: victim_logo_then(tx, a, b),
+                           lambda result, a, b: result is None or bytes(result["brand_logo"]) != VICTIM_LOGO),
     "hostnames.set_isp_hostname": (
         lambda tx, a, b: hostnames.set_isp_hostname(tx, b.isp["id"], "console.other.example"),
         lambda result, a, b: result["id"] == b.isp["id"]),
@@ -406,6 +412,17 @@ async def victim_call_then_search(tx, a, b):
     found = (await calllog.search_calls(tx, b.isp["id"], tenant_id=a.tenant["id"]) +
              await calllog.search_calls(tx, b.isp["id"], subscriber_id=a.subscriber["id"]))
     await tx.execute("delete from cdrs where id = %s", (cdr["id"],))
+    return found
+
+
+VICTIM_LOGO = b"\x89PNG victim's own"
+
+
+async def victim_logo_then(tx, a, b):
+    await isps.set_isp_logo(tx, a.isp["id"], VICTIM_LOGO, "image/png")
+    assert await hostnames.isp_logo(tx, a.isp["id"])
+    found = await hostnames.isp_logo(tx, b.isp["id"])
+    await tx.execute("update isps set brand_logo = null, brand_logo_type = null where id = %s", (a.isp["id"],))
     return found
 
 

@@ -24,6 +24,15 @@ async def test_customers_are_created_activated_suspended_and_logged_into_with_an
     customer_id = int(page.url.rsplit("/", 1)[1])
     page = await isp.post(f"/isp/customers/{customer_id}/status", {"status": "ACTIVE"})
     assert "ACTIVE" in page and "Suspend" in page
+    assert 'name="max_concurrent_calls" id="f-max_concurrent_calls" value="3"' in page.text
+    page = await isp.post(f"/isp/customers/{customer_id}", {
+        "service_plan_id": "", "max_subscribers": "1", "max_concurrent_calls": "4", "billing_mode": "prepaid",
+        "balance_management": "HARD", "credit_limit": "-1"})
+    assert page.code == 422 and "Credit limit must be at least 0" in page.error
+    page = await isp.post(f"/isp/customers/{customer_id}", {
+        "service_plan_id": "", "max_subscribers": "1", "max_concurrent_calls": "4", "billing_mode": "prepaid",
+        "balance_management": "HARD", "credit_limit": "5"})
+    assert page.code == 200 and 'id="f-max_concurrent_calls" value="4"' in page.text and "5.000000" in page
     page = await isp.post(f"/isp/customers/{customer_id}/login-as", {})
     assert page.url.endswith("/tenants") and "Globex: tenants" in page and "on their behalf" in page
     page = await isp.post("/tenants", {"name": "Globex PBX", "label": "globex"})
@@ -36,6 +45,18 @@ async def test_customers_are_created_activated_suspended_and_logged_into_with_an
     page = await isp.post(f"/tenants/{tenant_id}/subscribers", {"username": "marge", "password": "blue-hair-99x"})
     assert page.code == 422
     assert "Your plan allows 1 subscribers and they are all in use" in page.error
+    homer = (await console.database.fetch("select id, ha1_md5 from subscribers where username = 'homer'"))[0]
+    page = await isp.get(f"/tenants/{tenant_id}/subscribers/{homer['id']}")
+    assert "homer@globex.cust.example.net" in page
+    page = await isp.post(f"/tenants/{tenant_id}/subscribers/{homer['id']}/sip-password", {"password": "homer"})
+    assert page.code == 422 and "Password must be at least 10 characters" in page.error
+    await isp.post(f"/tenants/{tenant_id}/subscribers/{homer['id']}/sip-password", {"password": "new-donut-pass-7"})
+    changed = (await console.database.fetch("select ha1_md5 from subscribers where id = %s", (homer["id"],)))[0]
+    assert changed["ha1_md5"] != homer["ha1_md5"]
+    await isp.post(f"/tenants/{tenant_id}/subscribers/{homer['id']}/web-login",
+                   {"web_username": "homer.simpson", "web_password": "springfield-nuclear"})
+    await log_in(console, "/login/subscriber", {"domain": "globex.cust.example.net", "username": "homer.simpson"},
+                 password="springfield-nuclear")
     entries = await console.database.transact(audit.list_audit, people.tree.isp["id"])
     assert [e["action"] for e in entries] == ["customer.login_as", "customer.active"]
     entry = entries[0]

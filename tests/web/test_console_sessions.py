@@ -9,7 +9,8 @@ from twisted.internet.task import Clock
 from twisted.web.server import Site
 
 from tests.web.conftest import FakeStore
-from tests.web.consolepeople import people_of
+from tests.web.browser import Browser
+from tests.web.consolepeople import PASSWORD, people_of
 from wevoip.config import Config
 from wevoip.store import logins
 from wevoip.web.console.housekeeping import ConsoleHousekeeping
@@ -60,3 +61,33 @@ async def test_housekeeping_clears_expired_sessions_failures_and_signups(console
         assert (await people.isp_admin.get("/isp")).code == 200
     finally:
         housekeeping.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_behind_https_cookies_are_secure_and_pages_carry_a_strict_policy(console):
+    from dataclasses import replace
+
+    await people_of(console, "tls.example.net")
+    config = Config()
+    config = replace(config, web=replace(config.web, public_url="https://voice.tls.example.net"))
+
+    async def health():
+        return {"status": "ok"}
+    app = build_web_app(FakeStore(console.database), health, config, reactor)
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    try:
+        browser = Browser(f"http://127.0.0.1:{port.getHost().port}")
+        page = await browser.get("/login")
+        policy = page.headers.getRawHeaders("content-security-policy")[0]
+        assert "default-src 'none'" in policy and "script-src" not in policy and "frame-ancestors 'none'" in policy
+        assert page.headers.getRawHeaders("x-frame-options") == ["DENY"]
+        [visitor] = page.headers.getRawHeaders("set-cookie")
+        assert visitor.startswith("wevoip_csrf=") and visitor.endswith("; Secure")
+        # A browser sends a Secure cookie over TLS only; this test speaks plain HTTP, so by hand.
+        answer = await browser.request("POST", "/login", data={
+            "namespace": "tls.example.net", "email": "boss@tls.example.net", "password": PASSWORD,
+            "csrf": page.csrf}, headers={"Cookie": visitor.split(";")[0]})
+        cookies = answer.headers.getRawHeaders("set-cookie")
+        assert any(c.startswith("wevoip_session=") and c.endswith("; Secure") for c in cookies), cookies
+    finally:
+        await port.stopListening()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from wevoip.store import fields
 from wevoip.store.database import Row, Tx
-from wevoip.store.errors import Invalid
+from wevoip.store.errors import Invalid, NotFound
 from wevoip.store.rows import update_row
 
 
@@ -18,6 +18,24 @@ async def set_isp_hostname(tx: Tx, isp_id: int, hostname: str | None) -> Row:
     def check(field, value):
         return None if value in (None, "") else fields.dns_name(field, value)
     return await update_row(tx, "isps", {"id": isp_id}, "isp", {"hostname": hostname}, {"hostname": check})
+
+
+# An ISP as a page needs it: everything but the logo's bytes, which only /brand/logo sends.
+_BRAND = "i.id, i.name, i.namespace, i.currency, i.brand_title, i.brand_primary, i.brand_accent, i.hostname," \
+         " i.smtp_sender, i.brand_logo is not null as has_logo"
+
+
+async def isp_brand(tx: Tx, isp_id: int) -> Row:
+    row = await tx.fetch_one(f"select {_BRAND} from isps i where i.id = %s", (isp_id,))
+    if row is None:
+        raise NotFound("isp")
+    return row
+
+
+async def isp_logo(tx: Tx, isp_id: int) -> Row | None:
+    """The logo's bytes and type, or None when the ISP has none."""
+    return await tx.fetch_one("select brand_logo, brand_logo_type from isps where id = %s and brand_logo is not null",
+                              (isp_id,))
 
 
 async def isp_for_host(tx: Tx, host: str) -> Row | None:
@@ -28,7 +46,7 @@ async def isp_for_host(tx: Tx, host: str) -> Row | None:
     if name is None:
         return None
     return await tx.fetch_one(
-        "select i.* from isps i where i.hostname = %(n)s or i.namespace = %(n)s"
+        f"select {_BRAND} from isps i where i.hostname = %(n)s or i.namespace = %(n)s"
         " or %(n)s like '%%.' || i.namespace"
         " or exists (select 1 from domains d where d.isp_id = i.id and d.kind = 'verified'"
         "            and d.verified_at is not null and (d.name = %(n)s or %(n)s like '%%.' || d.name))"

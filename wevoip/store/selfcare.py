@@ -10,8 +10,9 @@ from typing import Any
 
 from wevoip.store import fields
 from wevoip.store.database import Row, Tx
-from wevoip.store.errors import Invalid
+from wevoip.store.errors import Invalid, NotFound
 from wevoip.store.rows import checked, fetch_row
+from wevoip.store.subscribers import checked_web_username
 
 DEFAULTS = {"forward_always": None, "forward_busy": None, "forward_no_answer": None,
             "no_answer_seconds": 20, "voicemail_enabled": True, "voicemail_pin_hash": None,
@@ -86,6 +87,19 @@ async def set_web_password(tx: Tx, isp_id: int, subscriber_id: int, password_has
         " and web_username is not null", (password_hash, isp_id, subscriber_id))
     if count != 1:
         raise Invalid("password", "this subscriber has no web login")
+
+
+async def set_web_login(tx: Tx, isp_id: int, subscriber_id: int, web_username: str | None,
+                        password_hash: str | None) -> None:
+    """The administrator gives (or with None takes away) a subscriber's web login."""
+    if (web_username is None) != (password_hash is None):
+        raise Invalid("web_password", "a web login needs both a username and a password")
+    if web_username is not None:
+        web_username = checked_web_username("web_username", web_username)
+    count = await tx.execute("update subscribers set web_username = %s, web_password_hash = %s"
+                             " where isp_id = %s and id = %s", (web_username, password_hash, isp_id, subscriber_id))
+    if count != 1:
+        raise NotFound("subscriber")
 
 
 async def web_password_hash(tx: Tx, isp_id: int, subscriber_id: int) -> str | None:

@@ -27,15 +27,21 @@ async def create_session(tx: Tx, digest: bytes, role: str, csrf_token: str, life
         "expires_at": await tx.fetch_value("select now() + %s", (lifetime,)), **owner})
 
 
+TOUCH_EVERY = datetime.timedelta(minutes=1)
+
+
 async def live_session(tx: Tx, digest: bytes, idle: datetime.timedelta) -> Row | None:
-    """The session, marked as seen now; None when it is unknown, expired, idle too long, or
-    its customer is suspended (a suspended customer's people are logged out at once)."""
-    return await tx.fetch_one(
-        "update web_sessions s set last_seen_at = now() where id_sha256 = %s"
+    """The session; None when it is unknown, expired, idle too long, or its customer is
+    suspended (a suspended customer's people are logged out at once). Its last use is
+    written at most once a minute, so most page loads only read."""
+    row = await tx.fetch_one(
+        "select s.*, s.last_seen_at < now() - %s as stale from web_sessions s where id_sha256 = %s"
         " and expires_at > now() and last_seen_at > now() - %s"
         " and not exists (select 1 from customers c where c.id = s.customer_id"
-        "                 and c.status = 'SUSPENDED' and s.impersonator_id is null)"
-        " returning *", (digest, idle))
+        "                 and c.status = 'SUSPENDED' and s.impersonator_id is null)", (TOUCH_EVERY, digest, idle))
+    if row is not None and row.pop("stale"):
+        await tx.execute("update web_sessions set last_seen_at = now() where id_sha256 = %s", (digest,))
+    return row
 
 
 async def end_session(tx: Tx, digest: bytes) -> int:

@@ -41,7 +41,7 @@ def _extension(field: str, value: Any) -> str | None:
     return value
 
 
-def _web_username(field: str, value: Any) -> str | None:
+def checked_web_username(field: str, value: Any) -> str | None:
     if value in (None, ""):
         return None
     value = fields.text(field, value, max_length=254)
@@ -82,7 +82,7 @@ async def create_subscriber(tx: Tx, isp_id: int, tenant_id: int, *, username: st
     values = checked(details, _CHECKS, "subscriber")
     if values.get("is_pilot") and not values.get("e164"):
         raise Invalid("e164", "the pilot subscriber needs the E.164 base number")
-    web_username = _web_username("web_username", web_username)
+    web_username = checked_web_username("web_username", web_username)
     if (web_username is None) != (web_password_hash is None):
         raise Invalid("web_password", "a web login needs both a username and a password")
     ha1s = sip_ha1s(username, tenant["sip_domain"], sip_password("password", password, username))

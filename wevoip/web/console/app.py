@@ -17,8 +17,7 @@ from klein import Klein
 from twisted.logger import Logger
 
 from wevoip.store.errors import Invalid, LimitReached, NotFound
-from wevoip.store.hostnames import isp_for_host
-from wevoip.store.isps import get_isp
+from wevoip.store.hostnames import isp_brand, isp_for_host
 from wevoip.web.console import (  # noqa: F401 (importing them fills the route table)
     branding, customer_pages, dialplan_pages, isp_pages, login, network_pages, platform_pages, selfcare_pages,
     signup)
@@ -85,12 +84,11 @@ class ConsoleApp:
         if length > MAX_BODY:
             request.setResponseCode(413)
             return b"That upload is too large (at most 1 MiB)."
-        session = await self.sessions.current(request, database)
+        session, brand = await database.transact(self._visitor, request)
         set_cookies: list[bytes] = []
         csrf = session["csrf_token"] if session else self.sessions.visitor_csrf(request, set_cookies)
         form, files = _read_form(request)
-        ctx = Ctx(request, self, session, await self._brand(request, session), params, form, files, csrf,
-                  set_cookies=set_cookies)
+        ctx = Ctx(request, self, session, brand, params, form, files, csrf, set_cookies=set_cookies)
         try:
             result = await self._guarded(page, ctx)
         except NotFound:
@@ -126,12 +124,14 @@ class ConsoleApp:
         host = (ctx.request.getHeader(b"host") or b"").decode("latin-1")
         return urlsplit(origin.decode("latin-1")).netloc == host
 
-    async def _brand(self, request, session) -> dict:
+    async def _visitor(self, tx, request) -> tuple[dict | None, dict]:
+        """The session and the brand, in one read: the session's ISP, else the Host's."""
+        session = await self.sessions.current(tx, request)
         if session is not None and session["isp_id"] is not None:
-            return await self.database.transact(get_isp, session["isp_id"])
+            return session, await isp_brand(tx, session["isp_id"])
         host = (request.getHeader(b"host") or b"").decode("latin-1")
-        isp = await self.database.transact(isp_for_host, host) if host else None
-        return isp or DEFAULT_BRAND
+        isp = await isp_for_host(tx, host) if host else None
+        return session, isp or DEFAULT_BRAND
 
     def _answer(self, ctx: Ctx, result) -> bytes:
         request = ctx.request

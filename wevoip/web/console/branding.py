@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wevoip.store.hostnames import isp_logo
 from wevoip.web.console.context import Asset, Ctx, Message
 from wevoip.web.console.routes import page
 
@@ -31,9 +32,10 @@ async def favicon(ctx: Ctx):
 
 @page("/brand/logo", roles=None)
 async def logo(ctx: Ctx):
-    if not ctx.brand.get("brand_logo"):
+    logo = await ctx.tx(isp_logo, ctx.brand["id"]) if ctx.brand.get("has_logo") else None
+    if logo is None:
         return Message(404, "Not found", "This provider has no logo.")
-    return Asset(ctx.brand["brand_logo_type"], bytes(ctx.brand["brand_logo"]))
+    return Asset(logo["brand_logo_type"], bytes(logo["brand_logo"]))
 
 
 def sniff_image(data: bytes) -> str | None:

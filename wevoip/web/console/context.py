@@ -11,7 +11,7 @@ from typing import Any
 from wevoip.store.database import Row
 
 DEFAULT_BRAND = {"id": None, "brand_title": "WeVoIP", "name": "WeVoIP", "brand_primary": "#1f6feb",
-                 "brand_accent": "#0b3d91", "brand_logo": None}
+                 "brand_accent": "#0b3d91", "has_logo": False}
 
 
 class FormError(Exception):

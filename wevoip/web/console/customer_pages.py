@@ -7,14 +7,14 @@ inventory and routed to a subscriber, and the live registrations.
 from __future__ import annotations
 
 from wevoip.credentials import hash_password
-from wevoip.store import dids, domains, registrations, subscribers, tenants
+from wevoip.store import dids, domains, registrations, selfcare, subscribers, tenants
 from wevoip.store.database import Tx
 from wevoip.store.errors import NotFound
 from wevoip.store.customers import get_customer
 from wevoip.web.console import calllist
 from wevoip.web.console.context import Ctx, FormError, Redirect
 from wevoip.web.console.routes import page
-from wevoip.web.console.widgets import Button, Field, Form, Links, Table, Text
+from wevoip.web.console.widgets import Button, Facts, Field, Form, Links, Table, Text
 
 CUSTOMER = ("customer",)
 
@@ -90,6 +90,7 @@ async def tenant_form(ctx: Ctx):
                 await subscribers.count_subscribers(tx, ctx.isp_id, tenant["customer_id"]))
     tenant, rows, customer, used = await ctx.tx(load)
     for row in rows:
+        row["_href"] = f"/tenants/{tenant_id}/subscribers/{row['id']}"
         row["role"] = "pilot" if row["is_pilot"] else "extension"
         row["web"] = row["web_username"] or "—"
         row["_buttons"] = [Button("Delete", f"/tenants/{tenant_id}/subscribers/{row['id']}/delete", danger=True)]
@@ -99,7 +100,8 @@ async def tenant_form(ctx: Ctx):
                       Text(f"SIP domain {tenant['sip_domain']}: phones register as <username>@{tenant['sip_domain']}. "
                            f"{used} of {customer['max_subscribers']} subscribers in use."),
                       Table([("username", "SIP username"), ("display_name", "Name"), ("extension", "Extension"),
-                             ("e164", "Number"), ("role", "Role"), ("web", "Web login")], rows, buttons="_buttons",
+                             ("e164", "Number"), ("role", "Role"), ("web", "Web login")], rows, link="username",
+                            buttons="_buttons",
                             empty="No subscriber yet: start with the pilot, the PBX's main number.", title="Subscribers"),
                       Form(f"/tenants/{tenant_id}/subscribers", "Create subscriber", [
                           Field("username", "SIP username", value=v("username"), required=True),
@@ -142,18 +144,68 @@ async def subscriber_create(ctx: Ctx):
     return Redirect(f"/tenants/{tenant_id}")
 
 
+async def _own_subscriber(tx: Tx, ctx: Ctx):
+    tenant = await own_tenant(tx, ctx, ctx.params["tenant_id"])
+    subscriber = await subscribers.get_subscriber(tx, ctx.isp_id, ctx.params["subscriber_id"])
+    if subscriber["tenant_id"] != tenant["id"]:
+        raise NotFound("subscriber")
+    return tenant, subscriber
+
+
+async def subscriber_form(ctx: Ctx):
+    tenant, subscriber = await ctx.tx(_own_subscriber, ctx)
+    base = f"/tenants/{tenant['id']}/subscribers/{subscriber['id']}"
+    return ctx.render(f"{tenant['name']}: {subscriber['username']}", tenant_links(tenant["id"]), Facts([
+        ("SIP address", f"{subscriber['username']}@{tenant['sip_domain']}"), ("Name", subscriber["display_name"]),
+        ("Extension", subscriber["extension"]), ("Number", subscriber["e164"]),
+        ("Web login", subscriber["web_username"])]),
+        Form(f"{base}/sip-password", "Set SIP password", [
+            Field("password", "New SIP password", "password", required=True, autocomplete="new-password",
+                  help="At least 10 characters; the phone must be set up again with it.")], title="SIP password"),
+        Form(f"{base}/web-login", "Save web login", [
+            Field("web_username", "Web username", value=ctx.value("web_username") or subscriber["web_username"] or "",
+                  help="Empty: no web login."),
+            Field("web_password", "New web password", "password", autocomplete="new-password",
+                  help="At least 12 characters.")], title="Self-care login"))
+
+
+@page("/tenants/<int:tenant_id>/subscribers/<int:subscriber_id>", roles=CUSTOMER)
+async def subscriber_page(ctx: Ctx):
+    return await subscriber_form(ctx)
+
+
+@page("/tenants/<int:tenant_id>/subscribers/<int:subscriber_id>/sip-password", roles=CUSTOMER, method="POST",
+      form_of=subscriber_form)
+async def subscriber_sip_password(ctx: Ctx):
+    async def change(tx):
+        _, subscriber = await _own_subscriber(tx, ctx)
+        await subscribers.set_sip_password(tx, ctx.isp_id, subscriber["id"], ctx.form.get("password", ""))
+    await ctx.tx(change)
+    return Redirect(f"/tenants/{ctx.params['tenant_id']}/subscribers/{ctx.params['subscriber_id']}")
+
+
+@page("/tenants/<int:tenant_id>/subscribers/<int:subscriber_id>/web-login", roles=CUSTOMER, method="POST",
+      form_of=subscriber_form)
+async def subscriber_web_login(ctx: Ctx):
+    username, password = ctx.value("web_username") or None, ctx.form.get("web_password", "")
+    if username and len(password) < 12:
+        raise FormError("web_password", "must be at least 12 characters for a web login")
+    password_hash = await hash_password(ctx.console.reactor, password) if username else None
+
+    async def change(tx):
+        _, subscriber = await _own_subscriber(tx, ctx)
+        await selfcare.set_web_login(tx, ctx.isp_id, subscriber["id"], username, password_hash)
+    await ctx.tx(change)
+    return Redirect(f"/tenants/{ctx.params['tenant_id']}/subscribers/{ctx.params['subscriber_id']}")
+
+
 @page("/tenants/<int:tenant_id>/subscribers/<int:subscriber_id>/delete", roles=CUSTOMER, method="POST")
 async def subscriber_delete(ctx: Ctx):
-    tenant_id, subscriber_id = ctx.params["tenant_id"], ctx.params["subscriber_id"]
-
     async def delete(tx):
-        await own_tenant(tx, ctx, tenant_id)
-        subscriber = await subscribers.get_subscriber(tx, ctx.isp_id, subscriber_id)
-        if subscriber["tenant_id"] != tenant_id:
-            raise NotFound("subscriber")
-        await subscribers.delete_subscriber(tx, ctx.isp_id, subscriber_id)
+        _, subscriber = await _own_subscriber(tx, ctx)
+        await subscribers.delete_subscriber(tx, ctx.isp_id, subscriber["id"])
     await ctx.tx(delete)
-    return Redirect(f"/tenants/{tenant_id}")
+    return Redirect(f"/tenants/{ctx.params['tenant_id']}")
 
 
 # --- numbers ----------------------------------------------------------------------------------------------

@@ -78,6 +78,37 @@ def _status_buttons(row) -> list[Button]:
     return [Button("Activate", base, {"status": "ACTIVE"})]
 
 
+_TERMS_DEFAULTS = {"service_plan_id": "", "max_subscribers": "10", "max_concurrent_calls": "2",
+                   "billing_mode": "prepaid", "balance_management": "HARD", "credit_limit": "0"}
+
+
+def _terms_fields(ctx: Ctx, plans, current: dict) -> list[Field]:
+    """What a customer buys: plan, licences, calls, billing; for creating and for changing."""
+    def v(name):
+        if ctx.form:
+            return ctx.value(name)
+        value = current.get(name)
+        return _TERMS_DEFAULTS[name] if value is None else str(value)
+    return [
+        Field("service_plan_id", "Service plan", "select", v("service_plan_id"),
+              [("", "(none)")] + [(str(p["id"]), p["name"]) for p in plans]),
+        Field("max_subscribers", "Max subscribers", "number", v("max_subscribers"), required=True,
+              help="How many subscribers (licences) the customer may create."),
+        Field("max_concurrent_calls", "Max concurrent calls", "number", v("max_concurrent_calls"), required=True),
+        Field("billing_mode", "Billing", "select", v("billing_mode"), [("prepaid", "Prepaid"), ("postpaid", "Postpaid")]),
+        Field("balance_management", "Balance management", "select", v("balance_management"),
+              [("HARD", "HARD: calls stop at the limit"), ("SOFT", "SOFT: warn only")]),
+        Field("credit_limit", "Credit limit", value=v("credit_limit"), help=f"In {ctx.brand['currency']}.")]
+
+
+def _terms_values(ctx: Ctx) -> dict:
+    return {"service_plan_id": ctx.number("service_plan_id", required=False),
+            "max_subscribers": ctx.number("max_subscribers"),
+            "max_concurrent_calls": ctx.number("max_concurrent_calls"),
+            "billing_mode": ctx.value("billing_mode"), "balance_management": ctx.value("balance_management"),
+            "credit_limit": ctx.value("credit_limit") or "0"}
+
+
 async def customers_form(ctx: Ctx):
     async def load(tx):
         return (await customers.list_customers(tx, ctx.isp_id, limit=1000),
@@ -95,17 +126,7 @@ async def customers_form(ctx: Ctx):
         rows, link="name", buttons="_buttons", empty="No customer yet."),
         Form("/isp/customers", "Create customer", [
             Field("name", "Name", value=v("name"), required=True),
-            Field("service_plan_id", "Service plan", "select", v("service_plan_id"),
-                  [("", "(none)")] + [(str(p["id"]), p["name"]) for p in plans]),
-            Field("max_subscribers", "Max subscribers", "number", v("max_subscribers", "10"), required=True,
-                  help="How many subscribers (licences) the customer may create."),
-            Field("max_concurrent_calls", "Max concurrent calls", "number", v("max_concurrent_calls", "2"),
-                  required=True),
-            Field("billing_mode", "Billing", "select", v("billing_mode", "prepaid"),
-                  [("prepaid", "Prepaid"), ("postpaid", "Postpaid")]),
-            Field("balance_management", "Balance management", "select", v("balance_management", "HARD"),
-                  [("HARD", "HARD: calls stop at the limit"), ("SOFT", "SOFT: warn only")]),
-            Field("credit_limit", "Credit limit", value=v("credit_limit", "0"), help=f"In {ctx.brand['currency']}."),
+            *_terms_fields(ctx, plans, {}),
             Field("first_name", "Contact first name", value=v("first_name")),
             Field("last_name", "Contact last name", value=v("last_name")),
             Field("email", "Contact e-mail", "email", v("email")),
@@ -121,12 +142,8 @@ async def customers_page(ctx: Ctx):
 
 @page("/isp/customers", roles=ISP, method="POST", form_of=customers_form)
 async def customers_create(ctx: Ctx):
-    values = {"service_plan_id": ctx.number("service_plan_id", required=False),
-              "max_subscribers": ctx.number("max_subscribers"),
-              "max_concurrent_calls": ctx.number("max_concurrent_calls"),
-              "billing_mode": ctx.value("billing_mode"), "balance_management": ctx.value("balance_management"),
-              "credit_limit": ctx.value("credit_limit") or "0", "first_name": ctx.value("first_name"),
-              "last_name": ctx.value("last_name"), "email": ctx.value("email"), "status": ctx.value("status")}
+    values = {**_terms_values(ctx), "first_name": ctx.value("first_name"), "last_name": ctx.value("last_name"),
+              "email": ctx.value("email"), "status": ctx.value("status")}
     row = await ctx.tx(lambda tx: customers.create_customer(tx, ctx.isp_id, name=ctx.value("name"), **values))
     return Redirect(f"/isp/customers/{row['id']}")
 
@@ -150,6 +167,7 @@ async def customer_form(ctx: Ctx):
         ("Credit limit", customer["credit_limit"]), ("Balance", customer["balance"]),
         ("Contact", f"{customer['first_name']} {customer['last_name']} {customer['email']}".strip())]),
         Table([("status", "Status")], [customer], buttons="_buttons", title="Actions"),
+        Form(f"/isp/customers/{customer_id}", "Save", _terms_fields(ctx, plans, customer), title="Plan and limits"),
         Table([("name", "Tenant"), ("created_at", "Created")], tenant_rows, title="Tenants",
               empty="No tenant yet: log in as this customer to create one, or give them a login below."),
         Table([("email", "E-mail"), ("full_name", "Name")], admins, title="Tenant console logins",
@@ -165,6 +183,13 @@ async def customer_form(ctx: Ctx):
 @page("/isp/customers/<int:customer_id>", roles=ISP)
 async def customer_page(ctx: Ctx):
     return await customer_form(ctx)
+
+
+@page("/isp/customers/<int:customer_id>", roles=ISP, method="POST", form_of=customer_form)
+async def customer_update(ctx: Ctx):
+    customer_id = ctx.params["customer_id"]
+    await ctx.tx(lambda tx: customers.update_customer(tx, ctx.isp_id, customer_id, **_terms_values(ctx)))
+    return Redirect(f"/isp/customers/{customer_id}")
 
 
 @page("/isp/customers/<int:customer_id>/status", roles=ISP, method="POST", form_of=customer_form)

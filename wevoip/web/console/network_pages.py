@@ -164,7 +164,7 @@ async def branding_form(ctx: Ctx):
     v = ctx.value if ctx.request.method == b"POST" else (lambda name, default="": isp.get(name) or default)
     return ctx.render("Branding", Text("Your customers and their subscribers see this title, these colours and "
                                        "this logo on every page, and can reach the consoles at your hostname."),
-                      Facts([("Logo", "uploaded" if isp["brand_logo"] else "none")]),
+                      Facts([("Logo", "uploaded" if isp["has_logo"] else "none")]),
                       Form("/isp/branding", "Save", [
                           Field("brand_title", "Title", value=v("brand_title")),
                           Field("brand_primary", "Main colour", "color", v("brand_primary")),

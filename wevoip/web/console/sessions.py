@@ -38,12 +38,12 @@ class Sessions:
             parts.append(b"Secure")
         return b"; ".join(parts)
 
-    async def current(self, request, database) -> Row | None:
+    async def current(self, tx, request) -> Row | None:
         token = (request.getCookie(SESSION_COOKIE) or b"").decode("ascii", "replace")
         if not token or len(token) > 100:
             return None
         idle = datetime.timedelta(minutes=self.config.web.session_idle_minutes)
-        return await database.transact(stored.live_session, token_digest(token), idle)
+        return await stored.live_session(tx, token_digest(token), idle)
 
     async def begin(self, ctx, role: str, **owner) -> Row:
         """A new session (ending the visitor's current one, so a fixed id is never reused)."""
