@@ -485,6 +485,21 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
         assert receive(phone_b.rtp)[0] == rtp(1)
         phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
         assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
+        from_ = f"<sip:alice@{world.domain}>"
+        alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                      cseq=alice.cseq)
+        bob.take()
+        alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                      body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
+        await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
+        [hold] = bob.take()
+        held = parse_sdp(hold.body)
+        assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
+        bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
+        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
+        [held_ok] = [m for m in alice.take() if m.status == 200]
+        assert parse_sdp(held_ok.body).media[0].port == to_b
+        assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
         alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
                       from_=f"<sip:alice@{world.domain}>")
         assert statuses(bob.take())[-1] == "BYE"

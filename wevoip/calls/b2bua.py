@@ -183,8 +183,8 @@ class B2BUA:
                 if offer and _is_sdp(request):
                     offer = await media.offer("a", offer)
             except (SdpError, MediaUnavailable) as error:
-                status = 488 if isinstance(error, SdpError) else 503
-                incoming.respond(status, f"{'Not Acceptable Here' if status == 488 else 'Service Unavailable'}: {error}")
+                status, reason = _media_refusal(error)
+                incoming.respond(status, reason)
                 self._release(admitted, media, CallEnd(ended_at=self._now(), disposition="failed", sip_code=status,
                                                        hangup_by="system"))
                 return
@@ -378,6 +378,13 @@ def _supports_100rel(request: Request) -> bool:
     return "100rel" in [item.strip() for item in values.split(",")]
 
 
+def _media_refusal(error: Exception) -> tuple[int, str]:
+    """488 for a description the relay cannot read, 503 when it has no room for the call."""
+    if isinstance(error, SdpError):
+        return 488, f"Not Acceptable Here: {error}"
+    return 503, f"Service Unavailable: {error}"
+
+
 def _is_sdp(message: Request | Response) -> bool:
     return (message.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/sdp"
 
@@ -482,9 +489,7 @@ class Session:
         def refused(failure) -> bool:
             failure.trap(SdpError, MediaUnavailable)
             if incoming is not None and message.method != "ACK":
-                status = 488 if failure.check(SdpError) else 503
-                incoming.respond(status, f"{'Not Acceptable Here' if status == 488 else 'Service Unavailable'}: "
-                                         f"{failure.getErrorMessage()}")
+                incoming.respond(*_media_refusal(failure.value))
                 return False
             log.warn("call {call_id}: SDP from {side} passed unanchored: {error}",
                      call_id=self.incoming.request.call_id, side=side, error=failure.getErrorMessage())
