@@ -240,3 +240,19 @@ def test_our_via_names_the_advertised_host_or_the_routed_source_for_wildcard_lis
         assert f"{via.host}:{via.port}" == expected and via.wants_rport
     v6 = Flow("udp", ("::1", 5070), ("::", 5060), sent.append)
     assert SipCore(clock, FlowTable()).sent_by(v6) == "[::1]:5060"
+
+
+def test_a_response_whose_connection_closed_goes_through_the_peers_newer_connection(core):
+    old, new, held = Peer("tcp"), Peer("tcp"), []
+    core.flows.add(old.flow)
+    core.register("MESSAGE", held.append)
+    core.receive(request_bytes("MESSAGE"), old.flow)
+    old.flow.closed = True
+    core.flows.remove(old.flow)
+    core.flows.add(new.flow)
+    held[0].respond(200)
+    assert old.sent == [] and new.statuses() == [200]
+    new.flow.closed = True
+    core.receive(request_bytes("MESSAGE", branch="z9hG4bKlost", call_id="other"), new.flow)
+    held[1].respond(200)
+    assert core.stats["responses_undeliverable"] == 1
