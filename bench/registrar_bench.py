@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--bindings", type=int, default=10_000)
     parser.add_argument("--load-processes", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--window", type=int, default=200, help="registrations in flight per generator process")
     parser.add_argument("--keep", action="store_true", help="keep the node's folder")
     parser.add_argument("--profile", action="store_true", help="run the node under cProfile (node.prof)")
     parser.add_argument("--settle", type=float, default=40.0,
@@ -213,7 +214,7 @@ def main() -> None:
         for processes in args.load_processes:
             report = subprocess.run(
                 [sys.executable, str(ROOT / "bench" / "sip_load.py"), "register", "--target",
-                 f"127.0.0.1:{sip_port}", "--processes", str(processes), "--window", "200",
+                 f"127.0.0.1:{sip_port}", "--processes", str(processes), "--window", str(args.window),
                  "--username", "bench{n}", "--users", str(args.bindings), "--password", PASSWORD,
                  "--domain", DOMAIN, "--duration", str(args.duration), "--server-pid", str(node.pid)],
                 capture_output=True, text=True, check=True)

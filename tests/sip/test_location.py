@@ -7,7 +7,7 @@ from twisted.internet.task import deferLater
 from tests.store.builders import build_tree
 from wevoip.sip.location import Location
 from wevoip.sip.registrar import ContactRequest, RegisterRequest, Registrar, RegistrarPolicy
-from wevoip.store import registrations
+from wevoip.store import registrations, subscribers
 from wevoip.store.notify import Notifier
 
 
@@ -98,3 +98,28 @@ def test_notify_payloads_are_split_under_the_limit():
     payloads = list(registrations.notify_payloads("node-1", aors))
     assert len(payloads) > 1 and all(len(p) < 8000 for p in payloads)
     assert [a for p in payloads for a in p.split("|")[1].split(",")] == aors
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_aor_being_written_waits_while_others_commit_alongside(database):
+    tree = await build_tree(database, "order.example.net")
+    other = await database.transact(lambda tx: subscribers.create_subscriber(
+        tx, tree.isp["id"], tree.tenant["id"], username="bob", password="sesame-street-7"))
+    registrar, location = _node(database, "n1")
+    try:
+        first = defer.Deferred.fromCoroutine(_register(registrar, location, tree, "sip:alice@10.1.1.1", cseq=1))
+        await deferLater(reactor, 0, lambda: None)
+        assert location._flushes == 1
+        second = defer.Deferred.fromCoroutine(_register(registrar, location, tree, "sip:alice@10.1.1.1", cseq=2,
+                                                        expires=0))
+        bob = registrar.register(RegisterRequest(tree.isp["id"], tree.tenant["id"], other["id"], "b-1", 1, None,
+                                                 (ContactRequest("sip:bob@10.2.2.2"),)))
+        third = location.persist(tree.isp["id"], tree.tenant["id"], other["id"], bob)
+        await deferLater(reactor, 0, lambda: None)
+        assert location._flushes == 2  # bob's batch went alongside; alice's second change waits
+        await defer.gatherResults([first, second, third])
+        rows = await database.transact(registrations.bindings_of, tree.isp["id"], tree.subscriber["id"])
+        assert "sip:alice@10.1.1.1" not in {row["contact"] for row in rows}
+        assert location.batches == 3
+    finally:
+        registrar.stop()

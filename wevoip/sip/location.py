@@ -1,10 +1,11 @@
 """
 The registrar's index kept in PostgreSQL and in step with the other nodes.
 
-Writes are group-committed: every change the registrar decides in one turn of the reactor
-goes into one transaction (two statements), and the 200 OK of each REGISTER waits for
-that commit, so a phone is never told it is registered before the binding is durable.
-While one batch commits, the next gathers. The same transaction publishes the changed
+Writes are group-committed: the changes the registrar decides in one turn of the reactor
+go into one transaction (one statement), and the 200 OK of each REGISTER waits for that
+commit, so a phone is never told it is registered before the binding is stored. Up to
+three batches commit at once, each taking only addresses of record that no batch in
+flight holds, so one AOR's changes still commit in the order they were decided. The same transaction publishes the changed
 addresses of record on the `registrations` channel, tagged with this node's name; the
 other nodes re-read those AORs and this node ignores its own echo.
 """
@@ -23,6 +24,9 @@ from wevoip.store import registrations
 log = Logger(namespace="wevoip.sip.location")
 
 CHANNEL = registrations.CHANNEL
+# Batches committing at once: the reactor keeps answering while one waits on PostgreSQL.
+# Below the store's pool size, so look-ups still find a connection.
+MAX_BATCHES_IN_FLIGHT = 3
 UTC = datetime.timezone.utc
 
 
@@ -50,10 +54,11 @@ class Location:
         self.database = database
         self.registrar = registrar
         self.node = node
-        self._saves: dict[tuple[int, int, str], registrations.BindingWrite | None] = {}
-        self._waiting: list[defer.Deferred] = []
+        self._pending: dict[tuple[int, int], dict[str, registrations.BindingWrite | None]] = {}
+        self._waiting: dict[tuple[int, int], list[defer.Deferred]] = {}
+        self._in_flight: set[tuple[int, int]] = set()
+        self._flushes = 0
         self._scheduled = None
-        self._flushing = False
         self.batches = 0
 
     async def load(self) -> int:
@@ -95,42 +100,58 @@ class Location:
         """Queue the outcome's changes; the Deferred fires once they are committed."""
         if not (outcome.removed or outcome.saved):
             return defer.succeed(None)
+        aor = (isp_id, subscriber_id)
+        changes = self._pending.setdefault(aor, {})
         for contact in outcome.removed:
-            self._saves[(isp_id, subscriber_id, contact)] = None
+            changes[contact] = None
         for binding in outcome.saved:
-            self._saves[(isp_id, subscriber_id, binding.contact)] = registrations.BindingWrite(
+            changes[binding.contact] = registrations.BindingWrite(
                 isp_id, tenant_id, subscriber_id, _record(binding, user_agent), self.node)
         waiter: defer.Deferred = defer.Deferred()
-        self._waiting.append(waiter)
-        if self._scheduled is None and not self._flushing:
-            self._scheduled = self.reactor.callLater(0, self._flush)
+        self._waiting.setdefault(aor, []).append(waiter)
+        self._schedule()
         return waiter
 
-    def _flush(self) -> None:
-        self._scheduled = None
-        saves, waiting = self._saves, self._waiting
-        self._saves, self._waiting = {}, []
-        self._flushing = True
-        done = defer.Deferred.fromCoroutine(self._write(saves))
-        done.addCallbacks(lambda _: [w.callback(None) for w in waiting],
-                          lambda failure: self._failed(failure, saves, waiting))
-        done.addBoth(self._flushed)
+    def _schedule(self) -> None:
+        if self._scheduled is None and self._flushes < MAX_BATCHES_IN_FLIGHT and \
+                any(aor not in self._in_flight for aor in self._pending):
+            self._scheduled = self.reactor.callLater(0, self._flush)
 
-    def _failed(self, failure, saves, waiting) -> None:
+    def _flush(self) -> None:
+        """Take every AOR not already being written: an AOR's changes commit in order."""
+        self._scheduled = None
+        taken = [aor for aor in self._pending if aor not in self._in_flight]
+        if not taken:
+            return
+        batch = {aor: self._pending.pop(aor) for aor in taken}
+        waiting = [waiter for aor in taken for waiter in self._waiting.pop(aor, ())]
+        self._in_flight.update(taken)
+        self._flushes += 1
+        done = defer.Deferred.fromCoroutine(self._write(batch))
+        done.addCallbacks(lambda _: [w.callback(None) for w in waiting],
+                          lambda failure: self._failed(failure, taken, waiting))
+        done.addBoth(self._flushed, taken)
+        self._schedule()
+
+    def _failed(self, failure, taken, waiting) -> None:
         log.failure("saving registrations failed", failure)
         for waiter in waiting:
             waiter.errback(failure)
-        pairs = sorted({(key[0], key[1]) for key in saves})
-        defer.Deferred.fromCoroutine(self._catch_up(pairs)).addErrback(lambda _: None)
+        defer.Deferred.fromCoroutine(self._catch_up(sorted(taken))).addErrback(lambda _: None)
 
-    def _flushed(self, _) -> None:
-        self._flushing = False
-        if self._waiting and self._scheduled is None:
-            self._scheduled = self.reactor.callLater(0, self._flush)
+    def _flushed(self, _, taken) -> None:
+        self._flushes -= 1
+        self._in_flight.difference_update(taken)
+        self._schedule()
 
-    async def _write(self, saves: dict) -> None:
-        writes = [write for write in saves.values() if write is not None]
-        deletes = [key for key, write in saves.items() if write is None]
+    async def _write(self, batch: dict) -> None:
+        writes, deletes = [], []
+        for (isp_id, subscriber_id), changes in batch.items():
+            for contact, write in changes.items():
+                if write is None:
+                    deletes.append((isp_id, subscriber_id, contact))
+                else:
+                    writes.append(write)
         await self.database.transact(registrations.write_bindings, writes, deletes, self.node)
         self.batches += 1
 
