@@ -178,3 +178,18 @@ def test_a_taken_port_is_a_config_error_naming_the_key(tmp_path):
         with pytest.raises(ConfigError) as caught:
             service.privilegedStartService()
     assert caught.value.key == "sip.udp[1]" and listeners.all() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_leaving_after_the_udp_port_closed_is_counted_not_raised(tmp_path):
+    """At shutdown a response can still be on its way out when the port has gone."""
+    config = parse_config('[node]\ndata_dir = "data"\n[sip]\nudp = ["127.0.0.1:0"]\ntcp = []\ntls = []\n'
+                          'ws = []\nwss = []\n', tmp_path)
+    service = SipService(reactor, config, Listeners())
+    service.privilegedStartService()
+    service.startService()
+    flow = service.core.flows.datagram("127.0.0.1", 9)
+    await defer.maybeDeferred(service.stopService)
+    before = service.core.stats["send_errors"]
+    flow.send(b"SIP/2.0 200 OK\r\n\r\n")
+    assert service.core.stats["send_errors"] == before + 1

@@ -58,6 +58,10 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
         self.flows.add_datagram_socket(family, self._local, self._write)
 
     def _write(self, data: bytes, remote: tuple[str, int]) -> None:
+        if self.transport is None:
+            # The port closed (shutdown) while a response was still on its way out.
+            self.receiver.stats["send_errors"] += 1
+            return
         try:
             self.transport.write(data, remote)
         except OSError as error:
