@@ -94,6 +94,18 @@ def _ip(key: str, value: Any, base: Path) -> str:
         raise ConfigError(key, f"{value!r} is not an IP address") from None
 
 
+def _optional_ip(key: str, value: Any, base: Path) -> str:
+    return _ip(key, value, base) if _string(key, value, base) else ""
+
+
+def _choice(*choices: str) -> Check:
+    def check(key: str, value: Any, base: Path) -> str:
+        if _string(key, value, base) not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def parse_listen(key: str, value: Any, base: Path | None = None) -> Listen:
     text = _string(key, value, Path())
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
@@ -139,6 +151,11 @@ def _host(key: str, value: Any, base: Path) -> str:
     return value
 
 
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    return _host(key, value, base) if _string(key, value, base) else ""
+
+
 def _mail_address(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", value):
@@ -182,6 +199,83 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
+
+
+def _bool(key: str, value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _networks(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of networks like '10.0.0.0/8', got {_type_name(value)}")
+    result = []
+    for index, item in enumerate(value):
+        try:
+            result.append(str(ipaddress.ip_network(_string(f"{key}[{index}]", item, base), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}[{index}]", f"{item!r} is not an IP network") from None
+    return tuple(result)
+
+
+def _words(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of strings, got {_type_name(value)}")
+    words = tuple(_string(f"{key}[{i}]", item, base).strip() for i, item in enumerate(value))
+    for index, word in enumerate(words):
+        if not 2 <= len(word) <= 100:
+            raise ConfigError(f"{key}[{index}]", "must be 2 to 100 characters")
+    return words
+
+
+def _digest_algorithms(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, "expected a non-empty array of \"SHA-256\" and \"MD5\"")
+    algorithms = tuple(_string(f"{key}[{i}]", item, base).upper() for i, item in enumerate(value))
+    for index, algorithm in enumerate(algorithms):
+        if algorithm not in ("SHA-256", "MD5"):
+            raise ConfigError(f"{key}[{index}]", f"{algorithm!r} is not SHA-256 or MD5")
+    if len(set(algorithms)) != len(algorithms):
+        raise ConfigError(key, "an algorithm is listed twice")
+    return algorithms
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    min_expires: int = _key(60, _int_between(1, 86400))
+    max_expires: int = _key(3600, _int_between(1, 86400))
+    default_expires: int = _key(3600, _int_between(1, 86400))
+    max_contacts: int = _key(10, _int_between(1, 100))
+    options_ping_interval: int = _key(0, _int_between(0, 3600))
+
+
+@dataclass(frozen=True)
+class SipSecurityConfig:
+    digest_algorithms: tuple[str, ...] = _key(("SHA-256", "MD5"), _digest_algorithms)
+    nonce_lifetime: int = _key(300, _int_between(10, 86400))
+    tracked_nonces: int = _key(100_000, _int_between(100, 10_000_000))
+    trusted_networks: tuple[str, ...] = _key((), _networks)
+    ban_after_failures: int = _key(5, _int_between(1, 1000))
+    ban_after_user_failures: int = _key(20, _int_between(1, 100_000))
+    failure_window: int = _key(300, _int_between(1, 86400))
+    ban_seconds: int = _key(1800, _int_between(1, 30 * 86400))
+    requests_per_second: int = _key(50, _int_between(1, 1_000_000))
+    request_burst: int = _key(200, _int_between(1, 1_000_000))
+    drop_scanners: bool = _key(True, _bool)
+    scanner_user_agents: tuple[str, ...] = _key(
+        ("friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "sundayddr", "iWar",
+         "sip-scan", "SIPScan", "pplsip", "smap"), _words)
+    max_tracked: int = _key(100_000, _int_between(100, 10_000_000))
+    max_bans: int = _key(100_000, _int_between(10, 10_000_000))
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    no_answer_seconds: int = _key(120, _int_between(1, 3600))
+    progress_seconds: int = _key(5, _int_between(0, 60))
+    dialplan_preset: str = _key("us", _name)
 
 
 @dataclass(frozen=True)
@@ -203,9 +297,14 @@ class ManholeConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    rtp_address: str = _key("0.0.0.0", _ip)
+    rtp_address: str = _key("127.0.0.1", _ip)
     rtp_port_min: int = _key(20000, _int_between(1024, 65534))
     rtp_port_max: int = _key(29999, _int_between(1025, 65535))
+    advertised_address: str = _key("", _optional_ip)
+    no_media_timeout_ms: int = _key(60_000, _int_between(1_000, 86_400_000))
+    hold_timeout_ms: int = _key(3_600_000, _int_between(1_000, 86_400_000))
+    relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
+    forwarder: str = _key("process", _choice("process", "thread"))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:
@@ -265,6 +364,9 @@ class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     sip: SipConfig = field(default_factory=SipConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    sip_security: SipSecurityConfig = field(default_factory=SipSecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -303,10 +405,24 @@ def _check_whole(config: Config) -> None:
         raise ConfigError("media.rtp_port_min", "RTP ports start on an even number")
     if media.rtp_port_max - media.rtp_port_min < 1:
         raise ConfigError("media.rtp_port_max", "must be above media.rtp_port_min")
+    if ipaddress.ip_address(media.rtp_address).is_unspecified and not media.advertised_address:
+        raise ConfigError("media.advertised_address",
+                          f"must be set when media.rtp_address is {media.rtp_address}, "
+                          "since phones cannot send to a wildcard")
+    if (media.advertised_address
+            and ipaddress.ip_address(media.advertised_address).version
+            != ipaddress.ip_address(media.rtp_address).version):
+        raise ConfigError("media.advertised_address", "is not of the address family of media.rtp_address")
     sip = config.sip
     if bool(sip.tls_certificate) != bool(sip.tls_private_key):
         raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",
                           "the certificate and its private key are set together")
+    registrar = config.registrar
+    if not registrar.min_expires <= registrar.default_expires <= registrar.max_expires:
+        raise ConfigError("registrar.default_expires",
+                          "must lie between registrar.min_expires and registrar.max_expires")
+    if config.sip_security.request_burst < config.sip_security.requests_per_second:
+        raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
     if bool(config.mail.username) != bool(config.mail.password):
         raise ConfigError("mail.password" if config.mail.username else "mail.username",
                           "the relay login needs both a username and a password")

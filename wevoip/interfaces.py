@@ -17,3 +17,53 @@ class IDialplanPreset(Interface):
 
     def rules():
         """The ordered `wevoip.routing.dialplan.Rule`s, each of which passes `Rule.check()`."""
+
+
+class ISipGate(Interface):
+    """The SIP core's door keeper, asked about every message before anything else sees it:
+    bans, rate limits and scanner filters live behind it (the default admits everything)."""
+
+    def admit(message, flow):
+        """True to let `message` in; False drops it silently (and it is counted).
+
+        `message` is a parsed `wevoip.sip.message.Request` or `Response`, or the
+        `wevoip.sip.errors.ParseError` of one that did not parse (False then also spares
+        the sender its 400); `flow` is the `wevoip.sip.flow.Flow` it came in on, whose
+        `remote` is the source (host, port)."""
+
+
+class MediaUnavailable(Exception):
+    """The relay cannot take this call (no free ports, relay down); the B2BUA answers 503."""
+
+
+class IMediaRelay(Interface):
+    """Anchors a call's media so both phones send to us: the in-process relay or rtpengine."""
+
+    def allocate(call_id, on_lost):
+        """
+        Open a relay session for a call of two legs, 'a' (the side that called) and 'b'.
+
+        Returns a Deferred firing with an `IMediaSession`, or failing with
+        `MediaUnavailable`. `on_lost(reason)` is called at most once, if no media flows for
+        the configured time or the relay loses the session, so the call layer can end both
+        legs; it is not called after `release`.
+        """
+
+
+class IMediaSession(Interface):
+    """One call's relay session; every port it holds goes back when it is released."""
+
+    call_id = Attribute("The Call-ID (or any key) the session was allocated for.")
+
+    def offer(leg, sdp):
+        """
+        An offer (bytes) arriving from `leg` ('a' or 'b'); returns a Deferred firing with the
+        description to send to the other leg, pointing at the relay. Fails with
+        `wevoip.media.sdp.SdpError` (answer 488) or `MediaUnavailable` (503).
+        """
+
+    def answer(leg, sdp):
+        """The answer to the last offer, arriving from `leg`; rewritten like `offer`."""
+
+    def release():
+        """End the session; the Deferred fires once every port is free again. Idempotent."""

@@ -5,25 +5,16 @@ import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
-from tests.billing.world import NOW, build_world
-from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, recover_calls, settle_call, simulate_call
+from tests.billing.world import NOW, answered_for, authorise, build_world
+from wevoip.billing.calls import CallRefused, recover_calls, settle_call, simulate_call
 from wevoip.store import customers, ledger, pricing, subscribers
 from wevoip.store.calls import lock_calls, mark_answered, touch_reservations
+from wevoip.store.database import Database
 
 UK = "+442071838750"
 US = "+12125550100"
-
-
-def authorise(world, destination=UK, call_id="a@phone", node="node-a", **extra):
-    return lambda tx: authorise_call(tx, world.isp_id, customer_id=world.customer_id, destination=destination,
-                                     call_id=call_id, node=node, indexes=world.indexes, at=NOW, **extra)
-
-
-def answered_for(seconds: float, carrier_id=None) -> CallEnd:
-    return CallEnd(ended_at=NOW + datetime.timedelta(seconds=seconds), disposition="answered", answered_at=NOW,
-                   sip_code=200, hangup_by="caller", carrier_id=carrier_id, b_call_id="b@carrier")
 
 
 async def balance_and_ledger(database, world):
@@ -214,19 +205,26 @@ async def test_a_subscribers_own_cap_locks_only_that_subscriber(database):
 @given(calls=st.lists(st.integers(min_value=0, max_value=900), min_size=2, max_size=12),
        balance=st.decimals(min_value=D("0.01"), max_value=D("0.50"), places=2))
 @pytest_twisted.ensureDeferred
-async def test_a_hard_prepaid_account_never_ends_below_zero_however_many_calls_run(database, calls, balance):
-    """All calls are authorised at once over the pool's connections, then run past their
-    maximum; the balance stays at or above zero and the ledger sums to it."""
+async def test_a_hard_prepaid_account_never_ends_below_zero_however_many_calls_run(database, dsn, calls, balance):
+    """All calls are authorised at once by two nodes (two pools on one PostgreSQL), then
+    run past their maximum; the balance stays at or above zero and the ledger sums to it."""
     world = await build_world(database, namespace=f"p{len(calls)}x{balance}".replace(".", "-") + ".example.net",
                               balance=str(balance))
+    other_node = Database(reactor, dsn, size=4)
+    await other_node.connect()
 
     async def one(index, seconds):
+        node = (database, other_node)[index % 2]
         try:
-            auth = await database.transact(authorise(world, call_id=f"c{index}", node=f"node-{index % 3}"))
+            auth = await node.transact(authorise(world, call_id=f"c{index}", node=f"node-{index % 2}"))
         except CallRefused:
             return None
-        return await database.transact(settle_call, world.isp_id, auth.reservation_id,
-                                       answered_for(seconds, world.two["id"]))
-    await defer.gatherResults([defer.Deferred.fromCoroutine(one(i, s)) for i, s in enumerate(calls)])
+        return await node.transact(settle_call, world.isp_id, auth.reservation_id,
+                                   answered_for(seconds, world.two["id"]))
+    try:
+        records = await defer.gatherResults([defer.Deferred.fromCoroutine(one(i, s)) for i, s in enumerate(calls)])
+    finally:
+        await other_node.close()
     balance_now, total = await balance_and_ledger(database, world)
     assert balance_now == total and balance_now >= 0
+    assert sum(r["price"] for r in records if r is not None) == balance - balance_now

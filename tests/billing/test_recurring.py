@@ -4,7 +4,7 @@ from decimal import Decimal as D
 import pytest_twisted
 from twisted.internet import defer, task
 
-from tests.billing.world import NOW, build_world
+from tests.billing.world import NOW, authorise, build_world
 from wevoip.billing.calls import CallEnd, authorise_call, settle_call
 from wevoip.billing.recurring import BillingTimer
 from wevoip.store import customers, pricing, recurring
@@ -17,6 +17,11 @@ def clock_at(moment: datetime.datetime) -> task.Clock:
     clock = task.Clock()
     clock.advance(moment.timestamp())
     return clock
+
+
+async def answered_call(database, world, call_id):
+    auth = await database.transact(authorise(world, call_id=call_id))
+    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
 
 
 async def fees(database, world):
@@ -59,10 +64,7 @@ async def test_fees_are_charged_once_per_period_across_restarts_and_nodes(databa
 @pytest_twisted.ensureDeferred
 async def test_a_restarted_node_settles_the_calls_it_left(database):
     world = await build_world(database)
-    auth = await database.transact(lambda tx: authorise_call(
-        tx, world.isp_id, customer_id=world.customer_id, destination="+442071838750", call_id="lost",
-        node="node-a", indexes=world.indexes, at=NOW))
-    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+    await answered_call(database, world, "lost")
     timer = BillingTimer(clock_at(NOW + datetime.timedelta(minutes=5)), lambda: defer.succeed(database), "node-a")
     timer.startService()
     await timer.tick()
@@ -81,10 +83,7 @@ def test_billing_dates_follow_the_billing_day():
 @pytest_twisted.ensureDeferred
 async def test_the_heartbeat_marks_this_nodes_answered_calls_alive(database):
     world = await build_world(database)
-    auth = await database.transact(lambda tx: authorise_call(
-        tx, world.isp_id, customer_id=world.customer_id, destination="+442071838750", call_id="live",
-        node="node-a", indexes=world.indexes, at=NOW))
-    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+    await answered_call(database, world, "live")
     clock = clock_at(NOW)
     timer = BillingTimer(clock, lambda: defer.succeed(database), "node-a", interval_seconds=DAY,
                          heartbeat_seconds=30)

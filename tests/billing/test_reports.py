@@ -4,8 +4,7 @@ from decimal import Decimal as D
 import pytest
 import pytest_twisted
 
-from tests.billing.test_calls import answered_for, authorise
-from tests.billing.world import NOW, build_world
+from tests.billing.world import NOW, answered_for, authorise, build_world
 from wevoip.billing.calls import settle_call
 from wevoip.store import reports
 from wevoip.store.errors import Invalid

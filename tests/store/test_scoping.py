@@ -4,7 +4,9 @@ first ISP's objects: it must find nothing, change nothing and return nothing of 
 The list of cases is checked against the modules, so a new function cannot be forgotten.
 """
 
+import datetime
 import inspect
+from decimal import Decimal
 
 import pytest
 import pytest_twisted
@@ -13,12 +15,12 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, audit, calllog, calls, carriers, customers, dialplans, dids, domains, hostnames,
                           isps, ledger, outbox, ownership, pricing, ratedecks, recurring, registrations, reports,
-                          selfcare, subscribers, tenants, webusers)
+                          routing, secrets, selfcare, subscribers, tenants, webhooks, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           dialplans, ownership, webusers, audit, selfcare, hostnames, ratedecks, pricing, ledger, calls,
-           recurring, reports, calllog)
+           dialplans, ownership, webhooks, webusers, audit, selfcare, hostnames, ratedecks, pricing, ledger, calls,
+           recurring, reports, calllog, routing)
 
 
 def _ids(rows):
@@ -135,6 +137,22 @@ CASES = {
     "outbox.enqueue_webhook": (
         lambda tx, a, b: outbox.enqueue_webhook(tx, b.isp["id"], event="call.ended", data={}),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "calls.admit_call": (
+        lambda tx, a, b: calls.admit_call(tx, b.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                          call_id="x", node="n", direction="outbound"), NOT_FOUND),
+    "calls.end_call": (lambda tx, a, b: victim_call_then_end(tx, a, b), lambda result, a, b: result is False),
+    "calls.count_active_calls": (
+        lambda tx, a, b: calls.count_active_calls(tx, b.isp["id"], customer_id=a.customer["id"]),
+        lambda result, a, b: result == 0),
+    "routing.subscriber_by_extension": (
+        lambda tx, a, b: routing.subscriber_by_extension(tx, b.isp["id"], a.tenant["id"], "100"),
+        lambda result, a, b: result is None),
+    "routing.local_number": (lambda tx, a, b: routing.local_number(tx, b.isp["id"], a.subscriber["e164"]),
+                             lambda result, a, b: result["subscriber_id"] == b.subscriber["id"]),
+    "routing.outbound_gateways": (lambda tx, a, b: routing.outbound_gateways(tx, b.isp["id"]),
+                                  lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "routing.caller_identity": (lambda tx, a, b: routing.caller_identity(tx, b.isp["id"], a.subscriber["id"]),
+                                lambda result, a, b: result is None),
     "calllog.search_calls": (
         lambda tx, a, b: victim_call_then_search(tx, a, b),
         lambda result, a, b: result == []),
@@ -182,7 +200,8 @@ CASES = {
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
 }
-# Issue 5's API: dialplan rules, number routing to features, tokens, webhooks.
+# Issue 5's API: dialplan rules, tokens, webhooks (set_webhook after the webhook look-ups,
+# which expect the other ISP to have none yet).
 CASES.update({
     "dialplans.list_rules": (lambda tx, a, b: dialplans.list_rules(tx, b.isp["id"]),
                              lambda result, a, b: a.rule["id"] not in _ids(result)),
@@ -202,9 +221,45 @@ CASES.update({
         tx, b.isp["id"], token_id)), NOT_FOUND),
     "ownership.customer_of": (
         lambda tx, a, b: ownership.customer_of(tx, b.isp["id"], "subscriber_id", a.subscriber["id"]), NOT_FOUND),
+    "webhooks.get_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.get_webhook(tx, b.isp["id"])),
+                             NOT_FOUND),
+    "webhooks.webhook_target": (lambda tx, a, b: victim_webhook(tx, a, webhooks.webhook_target(tx, b.isp["id"])),
+                                lambda result, a, b: result is None),
+    "webhooks.delete_webhook": (lambda tx, a, b: victim_webhook(tx, a, webhooks.delete_webhook(tx, b.isp["id"])),
+                                NOT_FOUND),
+    "webhooks.ping": (lambda tx, a, b: victim_webhook(tx, a, webhooks.ping(tx, b.isp["id"])), NOT_FOUND),
+    "webhooks.list_deliveries": (
+        lambda tx, a, b: victim_webhook(tx, a, webhooks.list_deliveries(tx, b.isp["id"]), event=True),
+        lambda result, a, b: "webhook.ping" not in {row["event"] for row in result}),
+    "webhooks.call_ended": (
+        lambda tx, a, b: webhooks.call_ended(
+            tx, b.isp["id"], call_id="x", customer_id=None, tenant_id=None, caller="", callee="",
+            direction="inbound", started_at=datetime.datetime.now(datetime.timezone.utc), answered_at=None,
+            ended_at=datetime.datetime.now(datetime.timezone.utc), duration_ms=0, end_reason=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.balance_low": (
+        lambda tx, a, b: webhooks.balance_low(tx, b.isp["id"], customer_id=b.customer["id"], balance=Decimal(1),
+                                              threshold=Decimal(5), currency="USD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.account_locked": (
+        lambda tx, a, b: webhooks.account_locked(tx, b.isp["id"], customer_id=b.customer["id"], reason="HARD"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.signup_waiting": (
+        lambda tx, a, b: webhooks.signup_waiting(tx, b.isp["id"], customer_id=b.customer["id"], name="n", email=""),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.set_webhook": (lambda tx, a, b: webhooks.set_webhook(tx, b.isp["id"], "https://b.example.org/h"),
+                             lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "dialplans.replace_rules": (
         lambda tx, a, b: dialplans.replace_rules(tx, b.isp["id"], []), lambda result, a, b: result == []),
 })
+
+
+async def victim_webhook(tx, a, then, *, event: bool = False):
+    """The victim has a webhook (and, with `event`, an event queued) before the other ISP asks."""
+    await webhooks.set_webhook(tx, a.isp["id"], "https://victim.example.org/hook")
+    if event:
+        await webhooks.ping(tx, a.isp["id"])
+    return await then
 
 
 async def victim_token(tx, a, then):
@@ -226,6 +281,8 @@ CASES.update({
     "ratedecks.list_decks": (lambda tx, a, b: ratedecks.list_decks(tx, b.isp["id"]),
                              lambda result, a, b: a.deck["id"] not in _ids(result)),
     "ratedecks.create_draft": (lambda tx, a, b: ratedecks.create_draft(tx, b.isp["id"], a.deck["id"], []), NOT_FOUND),
+    "ratedecks.add_to_draft": (lambda tx, a, b: ratedecks.add_to_draft(tx, b.isp["id"], a.draft["id"], []),
+                               NOT_FOUND),
     "ratedecks.get_version": (lambda tx, a, b: ratedecks.get_version(tx, b.isp["id"], a.version["id"]), NOT_FOUND),
     "ratedecks.list_versions": (lambda tx, a, b: ratedecks.list_versions(tx, b.isp["id"], a.deck["id"]),
                                 lambda result, a, b: result == []),
@@ -335,6 +392,14 @@ async def add_billing(database, tree):
     await database.transact(work)
 
 
+async def victim_call_then_end(tx, a, b):
+    call = await calls.admit_call(tx, a.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                  call_id="victim", node="n", direction="outbound")
+    crossed = await calls.end_call(tx, b.isp["id"], call["id"])
+    assert await calls.end_call(tx, a.isp["id"], call["id"]), "the victim's call was still there"
+    return crossed
+
+
 async def victim_mail_then_list(tx, a, b):
     await outbox.enqueue_mail(tx, a.isp["id"], to="victim@example.org", subject="private", body="b")
     return await outbox.list_outbox(tx, b.isp["id"])
@@ -419,9 +484,9 @@ async def test_no_function_crosses_from_one_isp_to_another(database):
 
 async def snapshot(database, tree):
     tables = ["isps", "customers", "tenants", "subscribers", "domains", "carriers", "gateways",
-              "service_plans", "registrations", "dialplan_rules", "rate_decks", "rate_deck_versions", "rates",
+              "service_plans", "registrations", "active_calls", "rate_decks", "rate_deck_versions", "rates",
               "ledger", "call_reservations", "cdrs", "profit_rules", "plan_area_rates", "plan_free_zones",
-              "did_billing", "recurring_charges"]
+              "did_billing", "recurring_charges", "dialplan_rules"]
     result = {}
     for table in tables:
         column = "id" if table == "isps" else "isp_id"
@@ -435,6 +500,9 @@ async def snapshot(database, tree):
                                       "carriers.gateways_for_source", "dids.did_by_number",
                                       "isps.isp_by_namespace", "isps.list_isps",
                                       "registrations.live_bindings", "registrations.delete_expired",
+                                      "registrations.write_bindings", "registrations.live_bindings_of",
+                                      "secrets.shared_secret", "subscribers.realm_for_username",
+                                      "calls.end_calls_of_node",
                                       "hostnames.isp_for_host", "selfcare.subscriber_for_login"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""

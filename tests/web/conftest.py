@@ -26,7 +26,7 @@ class FakeStore:
 
 
 class Api:
-    def __init__(self, base: str, dns: LoopbackDNS):
+    def __init__(self, base: str, dns: LoopbackDNS | None = None):
         self.base = base
         self.dns = dns
 

@@ -25,11 +25,8 @@ async def _victim_ids(api, database, victim) -> dict[str, int]:
            "tenant_id": victim["tenant"]["id"], "subscriber_id": victim["subscriber"]["id"],
            "plan_id": victim["plan"]["id"], "domain_id": victim["domain"]["id"],
            "carrier_id": victim["carrier"]["id"], "gateway_id": victim["gateway"]["id"],
-           "did_id": victim["did"]["id"], "rule_id": victim["rule"]["id"], "token_id": victim["token_id"]}
-    async def deck(tx):
-        deck = await ratedecks.create_deck(tx, victim["isp"]["id"], name="Customer card", kind="customer")
-        return deck["id"], (await ratedecks.create_draft(tx, victim["isp"]["id"], deck["id"], []))["id"]
-    ids["deck_id"], ids["version_id"] = await database.transact(deck)
+           "did_id": victim["did"]["id"], "rule_id": victim["rule"]["id"], "token_id": victim["token_id"],
+           "deck_id": victim["deck_id"], "version_id": victim["version_id"]}
     for name in {param for route in ROUTES for param in route.path_params} - set(ids):
         table = name.removesuffix("_id") + "s"
         rows = await database.fetch(sql.SQL("select id from {} where isp_id = %s order by id limit 1").format(
@@ -56,7 +53,7 @@ async def _token(api, base, **body):
 
 async def _state(database, isp_id):
     tables = ["customers", "tenants", "subscribers", "domains", "carriers", "gateways", "dids",
-              "dialplan_rules", "api_tokens", "service_plans"]
+              "dialplan_rules", "api_tokens", "service_plans", "rate_decks", "rate_deck_versions", "ledger"]
     return {table: await database.fetch(sql.SQL("select * from {} where isp_id = %s order by id").format(
         sql.Identifier(table)), (isp_id,)) for table in tables}
 
@@ -70,6 +67,15 @@ async def test_every_route_refuses_another_isp_and_another_customer(api, databas
     code, neighbour, _ = await api.call("POST", f"{victim['base']}/customers", PLATFORM_TOKEN,
                                         json={"name": "Neighbour", "status": "ACTIVE"})
     neighbour_token = (await _token(api, victim["base"], customer_id=neighbour["id"]))["token"]
+    code, deck, _ = await api.call("POST", f"{victim['base']}/rate-decks", PLATFORM_TOKEN,
+                                   json={"name": "Victim's card", "kind": "carrier",
+                                         "carrier_id": victim["carrier"]["id"]})
+    assert code == 201, deck
+    code, draft, _ = await api.call("POST", f"{victim['base']}/rate-decks/{deck['id']}/drafts", PLATFORM_TOKEN,
+                                    json={"csv": "prefix,description,cost,connection_fee,increment\n"
+                                                 "1,USA,0.01,0,1/1\n"})
+    assert code == 201, draft
+    victim["deck_id"], victim["version_id"] = deck["id"], draft["id"]
     ids = await _victim_ids(api, database, victim)
     before = await _state(database, victim["isp"]["id"])
 

@@ -81,3 +81,25 @@ async def test_reports_in_json_and_csv(api):
     assert rows[0]["username"] == "alice" and rows[0]["calls"] == "0"
     code, error, _ = await api.call("GET", f"{base}/reports/calls?since=yesterday", t)
     assert code == 422 and error["field"] == "since"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_deck_arrives_in_parts_into_one_draft(api):
+    made, deck = await priced(api)
+    base, t = made["base"], made["token"]
+    code, draft, _ = await api.call("POST", f"{base}/rate-decks/{deck['id']}/drafts", t,
+                                    json={"csv": "prefix,cost\n33,0.01\n"})
+    assert code == 201
+    code, draft, _ = await api.call("POST", f"{base}/rate-deck-versions/{draft['id']}/rows", t,
+                                    json={"csv": "prefix,cost\n34,0.01\n49,0.02\n"})
+    assert code == 200 and draft["row_count"] == 3, draft
+    code, error, _ = await api.call("POST", f"{base}/rate-deck-versions/{draft['id']}/rows", t,
+                                    json={"csv": "prefix,cost\n49,0.03\n"})
+    assert code == 422 and error["field"] == "prefix" and "49" in error["message"]
+    code, rates, _ = await api.call("GET", f"{base}/rate-deck-versions/{draft['id']}/rates", t)
+    assert [r["prefix"] for r in rates["items"]] == ["33", "34", "49"]
+    await api.call("POST", f"{base}/rate-deck-versions/{draft['id']}/publish", t,
+                   json={"effective_at": "2020-01-01T00:00:00Z"})
+    code, error, _ = await api.call("POST", f"{base}/rate-deck-versions/{draft['id']}/rows", t,
+                                    json={"csv": "prefix,cost\n50,0.03\n"})
+    assert code == 422 and error["field"] == "version_id"

@@ -86,20 +86,35 @@ class Authorisation:
     carriers: tuple[int, ...] = field(default=())
 
 
-async def _plan_rules(tx: Tx, isp_id: int, customer: Row) -> tuple[Row | None, PlanRules]:
+@dataclass(frozen=True)
+class _Account:
+    """What pricing a customer's call needs, read once per transaction."""
+
+    isp: Row
+    customer: Row
+    plan: Row | None
+    rules: PlanRules
+
+
+async def _account(tx: Tx, isp_id: int, customer_id: int, *, lock: bool = False) -> _Account:
+    customer = await customers.get_customer(tx, isp_id, customer_id, lock=lock)
+    isp = await get_isp(tx, isp_id)
     if customer["service_plan_id"] is None:
-        return None, PlanRules()
+        return _Account(isp, customer, None, PlanRules())
     plan = await customers.get_service_plan(tx, isp_id, customer["service_plan_id"])
-    return plan, PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan["id"]),
-                                     await pricing.free_zones(tx, isp_id, plan["id"]))
+    rules = PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan["id"]),
+                                await pricing.free_zones(tx, isp_id, plan["id"]))
+    return _Account(isp, customer, plan, rules)
 
 
-async def _outbound(tx: Tx, isp: Row, plan: Row | None, rules: PlanRules, e164: str,
-                    at: datetime.datetime, indexes: DeckIndexes) -> tuple[Rate, int | None, tuple[Offer, ...]]:
+async def _outbound(tx: Tx, account: _Account, e164: str, at: datetime.datetime,
+                    indexes: DeckIndexes) -> tuple[Rate, int | None, tuple[Offer, ...]]:
+    isp, plan, rules = account.isp, account.plan, account.rules
     isp_id = isp["id"]
     carrier_decks: dict[str, RateDeck] = {}
     versions: dict[int, int] = {}
-    for row in await ratedecks.carrier_decks(tx, isp_id):
+    carrier_rows = await ratedecks.carrier_decks(tx, isp_id)
+    for row in carrier_rows:
         found = await indexes.deck_at(tx, isp_id, row["deck_id"], at)
         if found is not None and str(row["carrier_id"]) not in carrier_decks:
             versions[row["carrier_id"]], carrier_decks[str(row["carrier_id"])] = found
@@ -119,8 +134,7 @@ async def _outbound(tx: Tx, isp: Row, plan: Row | None, rules: PlanRules, e164: 
     if sell.dest_class not in rules.allowed_classes:
         raise CallRefused("class_not_allowed", f"{sell.dest_class} destinations are not allowed by the plan")
     flat = not rules.has_rate_deck and not rules.service_deck
-    priority = [str(row["carrier_id"]) for row in await ratedecks.carrier_decks(tx, isp_id)] \
-        if isp["lcr_mode"] == "priority" else None
+    priority = [str(row["carrier_id"]) for row in carrier_rows] if isp["lcr_mode"] == "priority" else None
     offers = least_cost(e164, carrier_decks, price_per_minute=None if flat else sell.per_minute,
                         allow_loss=isp["allow_loss"], priority=priority)
     if not offers:
@@ -132,11 +146,15 @@ async def quote_call(tx: Tx, isp_id: int, customer_id: int, destination: str, *,
                      indexes: DeckIndexes, direction: str = "outbound", did_id: int | None = None,
                      forward_to: str | None = None) -> Quote:
     """How a call would be priced and routed; raises CallRefused when it cannot be made."""
-    isp = await get_isp(tx, isp_id)
-    customer = await customers.get_customer(tx, isp_id, customer_id)
-    plan, rules = await _plan_rules(tx, isp_id, customer)
+    return await _quote(tx, await _account(tx, isp_id, customer_id), destination, at=at, indexes=indexes,
+                        direction=direction, did_id=did_id, forward_to=forward_to)
+
+
+async def _quote(tx: Tx, account: _Account, destination: str, *, at: datetime.datetime, indexes: DeckIndexes,
+                 direction: str, did_id: int | None, forward_to: str | None) -> Quote:
+    isp_id, customer_id = account.isp["id"], account.customer["id"]
     if direction == "outbound":
-        sell, version, offers = await _outbound(tx, isp, plan, rules, destination, at, indexes)
+        sell, version, offers = await _outbound(tx, account, destination, at, indexes)
         return Quote(destination, direction, sell, version, offers)
     if direction not in DIRECTIONS:
         raise Invalid("direction", f"must be one of {', '.join(DIRECTIONS)}")
@@ -145,12 +163,12 @@ async def quote_call(tx: Tx, isp_id: int, customer_id: int, destination: str, *,
     did = await pricing.did_charges(tx, isp_id, did_id)
     if did["customer_id"] != customer_id:
         raise Invalid("did_id", "belongs to another customer")
-    incoming = Rate("", f"incoming to {did['e164']}", did["per_minute"], increment=rules.increment())
+    incoming = Rate("", f"incoming to {did['e164']}", did["per_minute"], increment=account.rules.increment())
     if direction == "inbound":
         return Quote(destination, direction, incoming, None, (), did_id)
     if forward_to is None:
         raise Invalid("forward_to", "a forwarded call needs the number it is forwarded to")
-    sell, version, offers = await _outbound(tx, isp, plan, rules, forward_to, at, indexes)
+    sell, version, offers = await _outbound(tx, account, forward_to, at, indexes)
     both = Rate(sell.prefix, f"{incoming.description}, forwarded to {forward_to}",
                 sell.per_minute + incoming.per_minute, sell.connection_fee, sell.increment, sell.dest_class)
     return Quote(destination, direction, both, version, offers, did_id, forward_to)
@@ -168,10 +186,10 @@ def _day_start(at: datetime.datetime) -> datetime.datetime:
     return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def fraud_check(tx: Tx, isp_id: int, customer: Row, subscriber: Row | None, at: datetime.datetime) -> None:
+async def fraud_check(tx: Tx, isp: Row, customer: Row, subscriber: Row | None, at: datetime.datetime) -> None:
     """Lock whatever has passed its daily spend cap or hourly spend limit, mail the customer
     and the ISP, and refuse the call."""
-    isp = await get_isp(tx, isp_id)
+    isp_id = isp["id"]
     for level, row in (("subscriber", subscriber), ("customer", customer), ("isp", isp)):
         if row is None:
             continue
@@ -216,19 +234,18 @@ async def authorise_call(tx: Tx, isp_id: int, *, customer_id: int, destination: 
     """Rate the call, check the account, and for a HARD account hold the money of the
     longest call it may make (at most `max_call_ms`, so that one call does not hold all of
     a balance its other calls could use)."""
-    customer = await customers.get_customer(tx, isp_id, customer_id, lock=True)
-    isp = await get_isp(tx, isp_id)
+    account = await _account(tx, isp_id, customer_id, lock=True)
+    isp, customer = account.isp, account.customer
     subscriber = None
     if subscriber_id is not None:
         subscriber = await get_subscriber(tx, isp_id, subscriber_id)
         if subscriber["customer_id"] != customer_id:
             raise Invalid("subscriber_id", "belongs to another customer")
     _check_open(isp, customer, subscriber)
-    quote = await quote_call(tx, isp_id, customer_id, destination, at=at, indexes=indexes, direction=direction,
-                             did_id=did_id, forward_to=forward_to)
-    await fraud_check(tx, isp_id, customer, subscriber, at)
-    _, rules = await _plan_rules(tx, isp_id, customer)
-    free_left = await _free_left(tx, isp_id, customer, rules)
+    quote = await _quote(tx, account, destination, at=at, indexes=indexes, direction=direction, did_id=did_id,
+                         forward_to=forward_to)
+    await fraud_check(tx, isp, customer, subscriber, at)
+    free_left = await _free_left(tx, isp_id, customer, account.rules)
     longest, amount, held_free = None, ZERO, 0
     if customer["balance_management"] == "HARD":
         held_money, _ = await store_calls.held(tx, isp_id, customer_id)
@@ -266,11 +283,10 @@ async def simulate_call(tx: Tx, isp_id: int, customer_id: int, destination: str,
     """What a call of `duration_ms` made now would be charged, by the settling code."""
     if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or not 0 <= duration_ms <= 86_400_000:
         raise Invalid("duration_ms", "must be whole milliseconds from 0 to a day")
-    customer = await customers.get_customer(tx, isp_id, customer_id)
-    quote = await quote_call(tx, isp_id, customer_id, destination, at=at, indexes=indexes, direction=direction,
-                             did_id=did_id, forward_to=forward_to)
-    _, rules = await _plan_rules(tx, isp_id, customer)
-    rated = rate_call(quote, duration_ms, await _free_left(tx, isp_id, customer, rules), None)
+    account = await _account(tx, isp_id, customer_id)
+    quote = await _quote(tx, account, destination, at=at, indexes=indexes, direction=direction, did_id=did_id,
+                         forward_to=forward_to)
+    rated = rate_call(quote, duration_ms, await _free_left(tx, isp_id, account.customer, account.rules), None)
     carrier = quote.offers[0].carrier_id if quote.offers else None
     return {"destination": destination, "direction": direction, "prefix": quote.sell.prefix,
             "description": quote.sell.description, "dest_class": quote.sell.dest_class,
@@ -302,7 +318,8 @@ class CallEnd:
 async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd) -> Row:
     """The call's record, priced by its reservation's quote, and its charge; the hold goes."""
     reservation = await store_calls.get_reservation(tx, isp_id, reservation_id, lock=True)
-    customer = await customers.get_customer(tx, isp_id, reservation["customer_id"], lock=True)
+    account = await _account(tx, isp_id, reservation["customer_id"], lock=True)
+    customer = account.customer
     await store_calls.release(tx, isp_id, reservation_id)
     quote = Quote.from_json(reservation["rating"])
     talk_ms = 0
@@ -310,14 +327,13 @@ async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd) ->
         talk_ms = max(int((end.ended_at - end.answered_at).total_seconds() * 1000), 0)
         if reservation["max_duration_ms"] is not None:
             talk_ms = min(talk_ms, reservation["max_duration_ms"])
-    _, rules = await _plan_rules(tx, isp_id, customer)
-    rated = rate_call(quote, talk_ms, await _free_left(tx, isp_id, customer, rules), end.carrier_id)
+    rated = rate_call(quote, talk_ms, await _free_left(tx, isp_id, customer, account.rules), end.carrier_id)
     if reservation["max_duration_ms"] is not None:
         rated = _within_hold(rated, reservation["amount"])
     started = reservation["started_at"]
     subscriber_id = reservation["subscriber_id"]
-    if subscriber_id is not None and end.tenant_id is None:
-        subscriber = await get_subscriber(tx, isp_id, subscriber_id)
+    subscriber = await get_subscriber(tx, isp_id, subscriber_id) if subscriber_id is not None else None
+    if subscriber is not None and end.tenant_id is None:
         end = _with_tenant(end, subscriber["tenant_id"])
     cdr = await store_calls.insert_cdr(tx, isp_id, {
         "customer_id": customer["id"], "tenant_id": end.tenant_id, "subscriber_id": subscriber_id,
@@ -337,9 +353,8 @@ async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd) ->
         entry = await ledger.add_charge(tx, isp_id, customer["id"], amount=rated.price,
                                         description=f"{quote.direction} call {quote.forward_to or quote.destination}"[:200],
                                         category="call", cdr_id=cdr["id"])
-        await store_calls.link_cdr(tx, isp_id, cdr["id"], entry["id"])
-        cdr = await store_calls.get_cdr(tx, isp_id, cdr["id"])
-        await _lock_if_over(tx, isp_id, customer["id"], subscriber_id, end.ended_at)
+        cdr = await store_calls.link_cdr(tx, isp_id, cdr["id"], entry["id"])
+        await _lock_if_over(tx, account.isp, customer, subscriber, end.ended_at)
     return cdr
 
 
@@ -354,12 +369,13 @@ def _with_tenant(end: CallEnd, tenant_id: int) -> CallEnd:
     return CallEnd(**{**end.__dict__, "tenant_id": tenant_id})
 
 
-async def _lock_if_over(tx: Tx, isp_id: int, customer_id: int, subscriber_id: int | None,
-                        at: datetime.datetime) -> None:
-    customer = await customers.get_customer(tx, isp_id, customer_id)
-    subscriber = await get_subscriber(tx, isp_id, subscriber_id) if subscriber_id is not None else None
+async def _lock_if_over(tx: Tx, isp: Row, customer: Row, subscriber: Row | None, at: datetime.datetime) -> None:
+    """After a charge: lock what the charge took over a limit, for the next call."""
+    if all(row is None or row["daily_spend_cap"] is None and row["hourly_spend_cap"] is None
+           for row in (isp, customer, subscriber)):
+        return
     try:
-        await fraud_check(tx, isp_id, customer, subscriber, at)
+        await fraud_check(tx, isp, customer, subscriber, at)
     except CallRefused:
         pass
 

@@ -169,6 +169,12 @@ async def upload_draft(tx: Tx, isp_id: int, deck_id: int, text: str, *, note: st
                                         note=note)
 
 
+async def upload_more(tx: Tx, isp_id: int, version_id: int, text: str) -> dict:
+    """The next part of a big upload, into the same draft (line numbers are the part's)."""
+    isp = await get_isp(tx, isp_id)
+    return await ratedecks.add_to_draft(tx, isp_id, version_id, parse_rate_csv(text, home_prefix=isp["home_prefix"]))
+
+
 async def build_customer_card(tx: Tx, isp_id: int, deck_id: int, *, at: datetime.datetime,
                               indexes: DeckIndexes) -> dict:
     """A draft of a customer card from the carrier cards in force at `at` and its profit rules."""

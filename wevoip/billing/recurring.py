@@ -54,7 +54,12 @@ class BillingTimer(Service):
         self._heartbeat.clock = self.clock
         ready = self.database_ready()
         ready.addCallback(self._begin)
-        ready.addErrback(lambda failure: log.failure("billing cannot start", failure))
+        ready.addErrback(self._not_started)
+
+    def _not_started(self, failure) -> None:
+        """A store that never came up is the node's failure to report, or a stop during start."""
+        if self.running:
+            log.failure("billing cannot start", failure)
 
     def _begin(self, database: Database) -> None:
         self.database = database

@@ -8,6 +8,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from psycopg2 import sql
+
 from wevoip.store import fields
 from wevoip.store.customers import get_service_plan
 from wevoip.store.database import Row, Tx
@@ -66,22 +68,32 @@ def _prefix(field: str, value: Any, *, empty: bool = False) -> str:
     return value
 
 
-async def set_area_rates(tx: Tx, isp_id: int, plan_id: int, rates: list[dict]) -> list[Row]:
-    """Replace the plan's per-area rates (prefix -> price a minute, overriding the markup)."""
+async def _replace_by_prefix(tx: Tx, isp_id: int, plan_id: int, table: str, items: list[dict], name: str,
+                             column: str, check, *, empty_prefix: bool) -> list[Row]:
+    """Replace a plan's rows keyed by prefix, each item checked and named by its index."""
     await get_service_plan(tx, isp_id, plan_id)
     checked = {}
-    for index, rate in enumerate(rates):
-        if not isinstance(rate, dict):
-            raise Invalid(f"rates[{index}]", "must be an object with prefix and per_minute")
-        prefix = _prefix(f"rates[{index}].prefix", rate.get("prefix"))
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]"
+        if not isinstance(item, dict):
+            raise Invalid(where, f"must be an object with prefix and {column}")
+        prefix = _prefix(f"{where}.prefix", item.get("prefix", "" if empty_prefix else None), empty=empty_prefix)
         if prefix in checked:
-            raise Invalid(f"rates[{index}].prefix", "is listed twice")
-        checked[prefix] = _amount(f"rates[{index}].per_minute", rate.get("per_minute"))
-    await tx.execute("delete from plan_area_rates where isp_id = %s and plan_id = %s", (isp_id, plan_id))
-    for prefix, per_minute in checked.items():
-        await tx.execute("insert into plan_area_rates (isp_id, plan_id, prefix, per_minute) values (%s, %s, %s, %s)",
-                         (isp_id, plan_id, prefix, per_minute))
-    return await area_rates(tx, isp_id, plan_id)
+            raise Invalid(f"{where}.prefix", "is listed twice")
+        checked[prefix] = check(f"{where}.{column}", item.get(column))
+    await tx.execute(sql.SQL("delete from {} where isp_id = %s and plan_id = %s").format(sql.Identifier(table)),
+                     (isp_id, plan_id))
+    for prefix, value in checked.items():
+        await tx.execute(sql.SQL("insert into {} (isp_id, plan_id, prefix, {}) values (%s, %s, %s, %s)").format(
+            sql.Identifier(table), sql.Identifier(column)), (isp_id, plan_id, prefix, value))
+    return await tx.fetch(sql.SQL("select prefix, {} from {} where isp_id = %s and plan_id = %s order by prefix")
+                          .format(sql.Identifier(column), sql.Identifier(table)), (isp_id, plan_id))
+
+
+async def set_area_rates(tx: Tx, isp_id: int, plan_id: int, rates: list[dict]) -> list[Row]:
+    """Replace the plan's per-area rates (prefix -> price a minute, overriding the markup)."""
+    return await _replace_by_prefix(tx, isp_id, plan_id, "plan_area_rates", rates, "rates", "per_minute", _amount,
+                                    empty_prefix=False)
 
 
 async def area_rates(tx: Tx, isp_id: int, plan_id: int) -> list[Row]:
@@ -91,20 +103,8 @@ async def area_rates(tx: Tx, isp_id: int, plan_id: int) -> list[Row]:
 
 async def set_free_zones(tx: Tx, isp_id: int, plan_id: int, zones: list[dict]) -> list[Row]:
     """Replace the plan's free zones: a prefix, optionally only where the cost is at most max_cost."""
-    await get_service_plan(tx, isp_id, plan_id)
-    checked = {}
-    for index, zone in enumerate(zones):
-        if not isinstance(zone, dict):
-            raise Invalid(f"zones[{index}]", "must be an object with prefix and max_cost")
-        prefix = _prefix(f"zones[{index}].prefix", zone.get("prefix", ""), empty=True)
-        if prefix in checked:
-            raise Invalid(f"zones[{index}].prefix", "is listed twice")
-        checked[prefix] = _optional_amount(f"zones[{index}].max_cost", zone.get("max_cost"))
-    await tx.execute("delete from plan_free_zones where isp_id = %s and plan_id = %s", (isp_id, plan_id))
-    for prefix, max_cost in checked.items():
-        await tx.execute("insert into plan_free_zones (isp_id, plan_id, prefix, max_cost) values (%s, %s, %s, %s)",
-                         (isp_id, plan_id, prefix, max_cost))
-    return await free_zones(tx, isp_id, plan_id)
+    return await _replace_by_prefix(tx, isp_id, plan_id, "plan_free_zones", zones, "zones", "max_cost",
+                                    _optional_amount, empty_prefix=True)
 
 
 async def free_zones(tx: Tx, isp_id: int, plan_id: int) -> list[Row]:

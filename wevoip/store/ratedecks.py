@@ -62,12 +62,26 @@ async def list_decks(tx: Tx, isp_id: int, *, limit: int = 100, offset: int = 0) 
 async def create_draft(tx: Tx, isp_id: int, deck_id: int, rows: Iterable[RateRow], *, note: str = "") -> Row:
     """A new draft holding `rows` (already checked by the caller, prefixes unique)."""
     await get_deck(tx, isp_id, deck_id)
-    rows = list(rows)
-    if len(rows) > MAX_ROWS:
-        raise Invalid("rows", f"a deck holds at most {MAX_ROWS} rows")
     version = await insert_row(tx, "rate_deck_versions", {
-        "isp_id": isp_id, "deck_id": deck_id, "row_count": len(rows),
+        "isp_id": isp_id, "deck_id": deck_id,
         "note": fields.text("note", note, max_length=200, required=False)})
+    return await add_to_draft(tx, isp_id, version["id"], rows)
+
+
+async def add_to_draft(tx: Tx, isp_id: int, version_id: int, rows: Iterable[RateRow]) -> Row:
+    """More rows for a draft (a big deck arrives in parts); a prefix it holds is refused."""
+    version = await fetch_row(tx, "rate_deck_versions", {"isp_id": isp_id, "id": version_id},
+                              "rate deck version", lock=True)
+    if version["status"] != "draft":
+        raise Invalid("version_id", "is published; rows go into a new draft")
+    rows = list(rows)
+    if version["row_count"] + len(rows) > MAX_ROWS:
+        raise Invalid("rows", f"a deck holds at most {MAX_ROWS} rows")
+    prefixes = [row.prefix for row in rows]
+    taken = await tx.fetch_value("select min(prefix) from rates where version_id = %s and prefix = any(%s)",
+                                 (version_id, prefixes))
+    if taken is not None:
+        raise Invalid("prefix", f"{taken} is already in the draft")
     columns = list(zip(*[(r.prefix, r.description, r.per_minute, r.connection_fee, r.increment_first,
                           r.increment_step, r.dest_class) for r in rows])) or [()] * 7
     await tx.execute(
@@ -75,8 +89,9 @@ async def create_draft(tx: Tx, isp_id: int, deck_id: int, rows: Iterable[RateRow
         " increment_first, increment_step, dest_class)"
         " select %s, %s, * from unnest(%s::text[], %s::text[], %s::numeric[], %s::numeric[],"
         " %s::int[], %s::int[], %s::text[])",
-        (isp_id, version["id"], *map(list, columns)))
-    return version
+        (isp_id, version_id, *map(list, columns)))
+    return await tx.fetch_one("update rate_deck_versions set row_count = row_count + %s where id = %s returning *",
+                              (len(rows), version_id))
 
 
 async def get_version(tx: Tx, isp_id: int, version_id: int) -> Row:

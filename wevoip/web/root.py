@@ -18,6 +18,7 @@ from wevoip.web.api.app import ApiApp
 from wevoip.web.console.app import ConsoleApp
 from wevoip.web.api.routes import Services
 from wevoip.web.health import add_health_route
+from wevoip.web.vendor import add_vendor_routes
 
 log = Logger(namespace="wevoip.web")
 
@@ -26,6 +27,7 @@ def build_web_app(store, health_report, config: Config, reactor, services: Servi
     app = Klein()
     add_health_route(app, health_report)
     ApiApp(app, store, services)
+    add_vendor_routes(app)
     ConsoleApp(app, store, config, reactor, services or Services())
 
     @app.handle_errors(Exception)

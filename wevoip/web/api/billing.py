@@ -8,17 +8,19 @@ import datetime
 import io
 
 from wevoip.billing.calls import CallRefused, simulate_call
-from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card, upload_draft
+from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card, upload_draft, upload_more
 from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import Download
-from wevoip.web.api.routes import AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj, text
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, items_of, obj,
+                                   text)
 
 NULLABLE_AMOUNT = {"anyOf": [AMOUNT, {"type": "null"}]}
 CLASSES = {"type": "array", "items": {"enum": list(ratedecks.CLASSES)}, "maxItems": 4}
 DECK_CREATE = obj({"name": text(100), "kind": {"enum": ["carrier", "customer"]}, "carrier_id": NULLABLE_ID},
                   ("name", "kind"))
 DRAFT = obj({"csv": text(1024 * 1024), "note": text(200)}, ("csv",))
+DRAFT_PART = obj({"csv": text(1024 * 1024)}, ("csv",))
 PUBLISH = obj({"effective_at": text(40, format="date-time")}, ("effective_at",))
 PROFIT = obj({"rules": {"type": "array", "maxItems": 10000, "items": obj({
     "prefix": text(15), "kind": {"enum": ["absolute", "percent"]}, "amount": AMOUNT, "rounding": AMOUNT},
@@ -95,6 +97,16 @@ async def upload(call: Call):
         raise ApiError(422, "invalid", str(error), field="csv", lines=error.problems) from None
 
 
+@api_route("POST", "/isps/{isp_id}/rate-deck-versions/{version_id}/rows", scope="write",
+           summary="Add the next part of a big CSV upload to a draft (bodies are at most 1 MB)", tag="billing",
+           body=DRAFT_PART, returns=ROW)
+async def upload_part(call: Call):
+    try:
+        return await call.tx(upload_more, call.params["isp_id"], call.params["version_id"], call.body["csv"])
+    except RateCsvError as error:
+        raise ApiError(422, "invalid", str(error), field="csv", lines=error.problems) from None
+
+
 @api_route("POST", "/isps/{isp_id}/rate-decks/{deck_id}/build", scope="write",
            summary="Build a draft of a customer card from its carrier cards and profit rules", tag="billing",
            returns=ROW, status=201)
@@ -141,15 +153,17 @@ async def set_plan_pricing(call: Call):
 
 
 @api_route("PUT", "/isps/{isp_id}/service-plans/{plan_id}/area-rates", scope="write",
-           summary="Replace a plan's per-area rates", tag="billing", body=AREA_RATES, returns=ROW)
+           summary="Replace a plan's per-area rates", tag="billing", body=AREA_RATES, returns=items_of(ROW))
 async def set_area_rates(call: Call):
-    return await call.tx(pricing.set_area_rates, call.params["isp_id"], call.params["plan_id"], call.body["rates"])
+    return {"items": await call.tx(pricing.set_area_rates, call.params["isp_id"], call.params["plan_id"],
+                                   call.body["rates"])}
 
 
 @api_route("PUT", "/isps/{isp_id}/service-plans/{plan_id}/free-zones", scope="write",
-           summary="Replace a plan's free zones", tag="billing", body=FREE_ZONES, returns=ROW)
+           summary="Replace a plan's free zones", tag="billing", body=FREE_ZONES, returns=items_of(ROW))
 async def set_free_zones(call: Call):
-    return await call.tx(pricing.set_free_zones, call.params["isp_id"], call.params["plan_id"], call.body["zones"])
+    return {"items": await call.tx(pricing.set_free_zones, call.params["isp_id"], call.params["plan_id"],
+                                   call.body["zones"])}
 
 
 @api_route("PUT", "/isps/{isp_id}/dids/{did_id}/billing", scope="write",
@@ -229,18 +243,9 @@ async def simulate(call: Call):
            returns=ROW, listing=True, customer_ok=True, query=("customer_id", "subscriber_id"))
 async def list_cdrs(call: Call):
     limit, offset = call.page()
-    customer_id = call.principal.customer_id or _optional_id(call, "customer_id")
+    customer_id = call.principal.customer_id or call.query_int("customer_id")
     return await call.tx(calls.list_cdrs, call.params["isp_id"], customer_id=customer_id,
-                         subscriber_id=_optional_id(call, "subscriber_id"), limit=limit, offset=offset)
-
-
-def _optional_id(call: Call, name: str) -> int | None:
-    value = call.query.get(name)
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise ApiError(422, "invalid", f"{name}: must be a whole number", field=name)
-    return int(value)
+                         subscriber_id=call.query_int("subscriber_id"), limit=limit, offset=offset)
 
 
 def _period(call: Call) -> dict[str, datetime.datetime]:
