@@ -81,7 +81,7 @@ async def test_a_missing_install_says_how_to_fix_it(tmp_path: Path):
 @pytest_twisted.ensureDeferred
 async def test_chromium_loads_the_served_jssip(tmp_path: Path):
     """The served file is a browser build: a page loading it finds the JsSIP global and its UA."""
-    app = build_web_app(NoStore(), no_health)
+    app = build_web_app(NoStore(), no_health, Config(), reactor)
 
     @app.route("/jssip-check")
     def check(request):
