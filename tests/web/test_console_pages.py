@@ -236,7 +236,8 @@ async def test_the_call_lists_filter_and_export_csv(console):
     download = await admin.request("GET", f"{base}.csv?direction=inbound")
     assert download.code == 200 and download.headers.getRawHeaders("content-type") == ["text/csv; charset=utf-8"]
     lines = download.body.decode().splitlines()
-    assert lines[0] == "Started,Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert lines[0] == "Started (UTC),Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert lines[1].startswith("2026-03-12 18:00:00,inbound,alice,")
     assert len(lines) == 2 and "'=HYPERLINK" in lines[1] and "+15550199000" in lines[1]
     page = await people.subscriber.get("/me/calls")
     assert page.text.count("<tr>") == 3 and "+15550100555" not in page
