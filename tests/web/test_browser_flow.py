@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,7 +28,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.billing.world import price_north_america
-from tests.calls.test_phones_call import Baresip, until
+from tests.calls.test_phones_call import EXTRA, Baresip, until
 from tests.node import ROOT, Node, free_port
 from tests.pg import reachable_tmpdir
 from tests.smtpserver import SmtpServer
@@ -48,15 +47,6 @@ SIP_PASSWORD = "Tr0ub4dor-sip"
 DOMAIN = "acme.flagon.example.net"
 CARRIER_HOST = "127.0.0.3"
 DIALLED = "6175550123"
-EXTRA = textwrap.dedent("""
-    [sip_security]
-    digest_algorithms = ["MD5"]   # baresip 1.0 gives up on any challenge it cannot answer
-    drop_scanners = false
-    [media]
-    rtp_address = "127.0.0.1"
-    rtp_port_min = 46200
-    rtp_port_max = 46399
-""")
 
 
 class Walk:
