@@ -236,7 +236,24 @@ async def test_the_call_lists_filter_and_export_csv(console):
     download = await admin.request("GET", f"{base}.csv?direction=inbound")
     assert download.code == 200 and download.headers.getRawHeaders("content-type") == ["text/csv; charset=utf-8"]
     lines = download.body.decode().splitlines()
-    assert lines[0] == "Started,Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert lines[0] == "Started (UTC),Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert lines[1].startswith("2026-03-12 18:00:00,inbound,alice,")
     assert len(lines) == 2 and "'=HYPERLINK" in lines[1] and "+15550199000" in lines[1]
     page = await people.subscriber.get("/me/calls")
     assert page.text.count("<tr>") == 3 and "+15550100555" not in page
+
+
+@pytest_twisted.ensureDeferred
+async def test_long_lists_come_in_pages(console):
+    people = await people_of(console, "pages.example.net")
+    isp = people.isp_admin
+    await isp.submit("/isp/numbers", "/isp/numbers", {"first": "+15550130000", "last": "+15550130149"})
+    page = await isp.get("/isp/numbers")
+    assert page.text.count("<tr>") == 101 and 'href="/isp/numbers?page=2" rel="next"' in page.text
+    assert "+15550130099" in page and "+15550130100" not in page
+    page = await isp.get("/isp/numbers?page=2")
+    assert page.text.count("<tr>") == 52 and "+15550130100" in page and "+15550199000" in page
+    assert 'rel="next"' not in page.text
+    assert 'href="/isp/numbers?page=1" rel="prev"' in page.text
+    page = await isp.get("/isp/customers?page=x")
+    assert page.code == 200 and "Acme" in page and 'rel="next"' not in page.text

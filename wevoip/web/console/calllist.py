@@ -16,7 +16,7 @@ from wevoip.web.console.context import Ctx, Download
 from wevoip.web.console.widgets import Field, Form, Table
 
 _FILTERS = ("since", "until", "number", "direction", "disposition")
-COLUMNS = [("started_at", "Started"), ("direction", "Direction"), ("username", "Subscriber"),
+COLUMNS = [("started", "Started (UTC)"), ("direction", "Direction"), ("username", "Subscriber"),
            ("caller", "From"), ("callee", "To"), ("talk", "Talk time"), ("disposition", "Result"),
            ("price", "Price")]
 
@@ -46,6 +46,7 @@ def _talk(milliseconds: int) -> str:
 
 def shaped(rows: list[dict]) -> list[dict]:
     for row in rows:
+        row["started"] = f"{row['started_at']:%Y-%m-%d %H:%M:%S}"
         row["caller"] = row["caller_e164"] or row["caller_dialled"]
         row["callee"] = row["callee_e164"] or row["callee_dialled"]
         row["talk"] = _talk(row["talk_ms"])

@@ -10,6 +10,7 @@ from typing import Any
 
 from wevoip.store.database import Row
 
+PAGE_SIZE = 100
 DEFAULT_BRAND = {"id": None, "brand_title": "WeVoIP", "name": "WeVoIP", "brand_primary": "#1f6feb",
                  "brand_accent": "#0b3d91", "has_logo": False}
 
@@ -89,6 +90,21 @@ class Ctx:
         """A value from the query string (search forms use GET)."""
         values = self.request.args.get(name.encode(), [b""])
         return values[0].decode("utf-8", "replace").strip()
+
+    def page_window(self, size: int = PAGE_SIZE) -> tuple[int, int]:
+        """(limit, offset) of the list page asked for with ?page=N (from 1)."""
+        text = self.query("page")
+        number = int(text) if text.isdigit() and 0 < len(text) < 7 else 1
+        return size + 1, (max(number, 1) - 1) * size
+
+    def pager(self, rows: list, size: int = PAGE_SIZE) -> dict:
+        """Drops the look-ahead row and gives the Table its previous/next links."""
+        number = self.page_window(size)[1] // size + 1
+        path = self.request.path.decode()
+        links = {"previous": f"{path}?page={number - 1}" if number > 1 else "",
+                 "next": f"{path}?page={number + 1}" if len(rows) > size else ""}
+        del rows[size:]
+        return links
 
     def number(self, name: str, *, required: bool = True) -> int | None:
         text = self.value(name)

@@ -110,10 +110,13 @@ def _terms_values(ctx: Ctx) -> dict:
 
 
 async def customers_form(ctx: Ctx):
+    limit, offset = ctx.page_window()
+
     async def load(tx):
-        return (await customers.list_customers(tx, ctx.isp_id, limit=1000),
+        return (await customers.list_customers(tx, ctx.isp_id, limit=limit, offset=offset),
                 await customers.list_service_plans(tx, ctx.isp_id, limit=1000))
     rows, plans = await ctx.tx(load)
+    pages = ctx.pager(rows)
     plan_names = {plan["id"]: plan["name"] for plan in plans}
     for row in rows:
         row["_href"] = f"/isp/customers/{row['id']}"
@@ -123,7 +126,7 @@ async def customers_form(ctx: Ctx):
     return ctx.render("Customers", Table(
         [("name", "Name"), ("status", "Status"), ("plan", "Plan"), ("max_subscribers", "Max subscribers"),
          ("max_concurrent_calls", "Max calls"), ("billing_mode", "Billing"), ("balance", "Balance")],
-        rows, link="name", buttons="_buttons", empty="No customer yet."),
+        rows, link="name", buttons="_buttons", empty="No customer yet.", **pages),
         Form("/isp/customers", "Create customer", [
             Field("name", "Name", value=v("name"), required=True),
             *_terms_fields(ctx, plans, {}),

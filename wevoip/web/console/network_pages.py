@@ -94,12 +94,14 @@ async def gateway_create(ctx: Ctx):
 # --- number inventory ----------------------------------------------------------------------------
 
 async def numbers_form(ctx: Ctx):
-    rows = await ctx.tx(dids.list_dids, ctx.isp_id, limit=1000)
+    limit, offset = ctx.page_window()
+    rows = await ctx.tx(lambda tx: dids.list_dids(tx, ctx.isp_id, limit=limit, offset=offset))
+    pages = ctx.pager(rows)
     for row in rows:
         row["holder"] = (f"{row['customer_name']} / {row['tenant_name']}" if row["tenant_id"] else "free")
     return ctx.render("Numbers", Table(
         [("e164", "Number"), ("holder", "Held by"), ("subscriber_username", "Routed to"),
-         ("allocated_at", "Since")], rows, empty="No numbers yet."),
+         ("allocated_at", "Since")], rows, empty="No numbers yet.", **pages),
         Form("/isp/numbers", "Add numbers", [
             Field("first", "Number", value=ctx.value("first"), required=True, help="E.164, such as +15550199000."),
             Field("last", "Last number of a range", value=ctx.value("last"),

@@ -53,6 +53,8 @@ class Table:
     buttons: str = ""           # row key holding a list of Buttons
     empty: str = "Nothing here yet."
     csv: str = ""               # a link to the same table as CSV
+    previous: str = ""          # links to the neighbouring pages of a long list
+    next: str = ""
 
 
 @dataclass
