@@ -31,6 +31,7 @@ from zope.interface import implementer
 from wevoip.config import MediaConfig
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media import forwarder
+from wevoip.media.follow import follow
 from wevoip.media.ports import PortPool
 from wevoip.media.sdp import SdpError, SessionDescription
 from wevoip.media.watchdog import Watchdog
@@ -175,7 +176,7 @@ class RelaySession:
     def release(self) -> defer.Deferred:
         if self._released is None:
             self._released = self._relay._release(self)
-        waits = [_follow(d) for d in (self._released, *self._rollbacks)]
+        waits = [follow(d) for d in (self._released, *self._rollbacks)]
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     @property
@@ -236,13 +237,6 @@ class RelaySession:
             self._on_lost(reason)
 
 
-def _follow(deferred: defer.Deferred) -> defer.Deferred:
-    """A Deferred that fires with `deferred`'s result without consuming it."""
-    follower = defer.Deferred()
-    deferred.addBoth(lambda result: (follower.callback(None), result)[1])
-    return follower
-
-
 def _ip(address: str, family: int) -> str:
     try:
         parsed = ipaddress.ip_address(address)
@@ -284,7 +278,7 @@ class InProcessRelay(Service):
         if self._control is None:
             return defer.succeed(None)
         self._control.send({"op": "stop"})
-        return defer.gatherResults([_follow(self._stopped), _follow(self._process_ended)])
+        return defer.gatherResults([follow(self._stopped), follow(self._process_ended)])
 
     def _start_forwarder(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

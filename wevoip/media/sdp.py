@@ -393,7 +393,9 @@ class SessionDescription(_Section):
             if line.type == "c":
                 _connection(line.value)
         for index, media in enumerate(self.media):
-            if media.port and media.effective_connection is None:
+            if not media.port:
+                continue
+            if media.effective_connection is None:
                 raise SdpError(f"m= line {index + 1} has no connection address (c=)")
             media.codecs()
             media.rtcp  # noqa: B018
