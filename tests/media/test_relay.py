@@ -117,6 +117,9 @@ async def test_latching_follows_the_phone_behind_nat_and_refuses_a_stranger(rela
         await session.offer("b", b.sdp(port=nat.port))
         stranger.rtp.sendto(rtp(8), ("127.0.0.1", to_a))
         assert receive(nat.rtp)[0] == rtp(8), "a re-INVITE moving B unlatches B"
+        await session.offer("b", b.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0"))
+        stranger.rtp.sendto(rtp(9), ("127.0.0.1", to_a))
+        assert receive(nat.rtp, 0.1) is None and receive(b.rtp, 0.1) is None, "0.0.0.0 means hold"
         await session.release()
         foreign = sum(counts[2] for counts in session.stats.values())
         assert foreign == 1

@@ -135,6 +135,7 @@ class MediaEndpoint:
         self.advertised_address = advertised_address
         self.max_recording_ms = max_recording_ms
         self.codec: g711.Codec | None = None
+        self.codec_payload_type: int | None = None
         self.event_type: int | None = None
         self.peer: tuple[str, int] | None = None
         self.sending = True
@@ -228,8 +229,8 @@ class MediaEndpoint:
         except ValueError:
             self.junk += 1
             return
-        if packet.payload_type >= 72 and packet.payload_type <= 76:
-            return
+        if 72 <= packet.payload_type <= 76:
+            return  # RTCP multiplexed on the RTP port (RFC 5761); the endpoint sends no reports
         if not self._latched:
             self.peer, self._latched = (source[0], source[1]), True
         elif (source[0], source[1]) != self.peer:

@@ -198,7 +198,10 @@ class RelaySession:
             if media.port == 0:
                 continue
             check = RTP_CHECK if media.is_rtp else NO_CHECK
-            peers = ((address, media.port), media.rtcp_destination())
+            if ipaddress.ip_address(address).is_unspecified:
+                peers = (None, None)  # RFC 2543 hold: send nothing until the phone speaks
+            else:
+                peers = ((address, media.port), media.rtcp_destination())
             if stream.peers.get(leg) != peers or stream.check != check:
                 stream.check = check
                 stream.peers[leg] = peers
@@ -278,7 +281,8 @@ class InProcessRelay(Service):
         if self._control is None:
             return defer.succeed(None)
         self._control.send({"op": "stop"})
-        return defer.gatherResults([follow(self._stopped), follow(self._process_ended)])
+        stopped = defer.gatherResults([follow(self._stopped), follow(self._process_ended)])
+        return stopped.addCallback(lambda _: None)
 
     def _start_forwarder(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
