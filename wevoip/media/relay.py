@@ -113,6 +113,8 @@ class _Control:
             self._on_message(json.loads(data))
 
     def _gone(self) -> None:
+        if self._sock.fileno() == -1:
+            return
         self._reactor.removeReader(self)
         if self._writing:
             self._reactor.removeWriter(self)
