@@ -156,24 +156,47 @@ class MediaEndpoint:
 
     # -- signalling -------------------------------------------------------------------
 
+    def offer(self) -> bytes:
+        """An offer of G.711 (u-law first) and telephone-event, for a call the server makes."""
+        self._check_open()
+        self._version += 1
+        connection = Connection.for_address(self.advertised_address)
+        return "".join(f"{line}\r\n" for line in (
+            "v=0", f"o=wevoip {self._session_id} {self._version} {connection}", "s=wevoip",
+            f"c={connection}", "t=0 0", f"m=audio {self._port} RTP/AVP 0 8 101",
+            "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv")).encode()
+
+    def answered(self, answer: bytes) -> None:
+        """Take the far end's answer to our `offer`; SdpError if it chose nothing we offered."""
+        self._check_open()
+        self._accept(SessionDescription.parse(answer))
+
     def answer(self, offer: bytes) -> bytes:
         """The answer to an offer (the first or a re-INVITE's); SdpError if none can be made."""
+        description = SessionDescription.parse(offer)
+        index, media, codec = self._accept(description)
+        self._check_open()
+        self._version += 1
+        return self._describe(description, index, codec.payload_type, codec.name,
+                              _ANSWER_DIRECTION[media.direction])
+
+    def _check_open(self) -> None:
         if self._closed is not None:
             raise SdpError("the media endpoint has closed")
-        description = SessionDescription.parse(offer)
-        chosen = None
+        if self._port is None:
+            self._open()
+
+    def _accept(self, description: SessionDescription) -> tuple[int, Any, Any]:
+        """Use the first audio stream with G.711: its codec, DTMF type, address, direction."""
         for index, media in enumerate(description.media):
             if media.media == "audio" and media.port and media.proto.upper() in ("RTP/AVP", "RTP/AVPF"):
                 codec = next((c for c in media.codecs() if c.name.upper() in g711.BY_NAME
                               and c.clock_rate == SAMPLE_RATE and c.channels == 1), None)
                 if codec is not None:
-                    chosen = index, media, codec
                     break
-        if chosen is None:
+        else:
             raise SdpError("no audio stream offers PCMU/8000 or PCMA/8000 over RTP/AVP")
-        index, media, codec = chosen
-        if self._port is None:
-            self._open()
         self.codec = g711.BY_NAME[codec.name.upper()]
         self.codec_payload_type = codec.payload_type
         event = media.telephone_event
@@ -181,10 +204,8 @@ class MediaEndpoint:
         peer = (media.effective_connection.address, media.port)
         if peer != self.peer:
             self.peer, self._latched = peer, False
-        direction = _ANSWER_DIRECTION[media.direction]
-        self.sending = direction in ("sendrecv", "sendonly")
-        self._version += 1
-        return self._describe(description, index, codec.payload_type, codec.name, direction)
+        self.sending = media.direction in ("sendrecv", "recvonly")
+        return index, media, codec
 
     def _describe(self, offer: SessionDescription, chosen: int, payload_type: int, name: str,
                   direction: str) -> bytes:
