@@ -204,3 +204,27 @@ async def test_hold_stops_sending_and_close_ends_a_prompt_midway(tmp_path, pool,
     sent = len(phone.packets)
     await task.deferLater(reactor, 0.1, lambda: None)
     assert len(phone.packets) == sent < 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_echoing_sends_back_what_it_hears_in_its_own_stream(pool, sender):
+    endpoint = MediaEndpoint(reactor, pool, "127.0.0.1")
+    port = parse(endpoint.answer(offer(sender.getsockname()[1]))).media[1].port
+    endpoint.echoing = True
+    payloads = [bytes([i]) * 160 for i in range(5)]
+    for i, payload in enumerate(payloads):
+        sender.sendto(rtp.RtpPacket(0, i, 160 * i, 99, payload).serialise(), ("127.0.0.1", port))
+    sender.sendto(rtp.RtpPacket(101, 9, 0, 99, event_payload("5", False, 160)).serialise(), ("127.0.0.1", port))
+    echoed = []
+    sender.setblocking(False)
+    for _ in range(300):
+        try:
+            echoed.append(rtp.parse(sender.recv(2048)))
+        except BlockingIOError:
+            if len(echoed) == 5:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+    assert [p.payload for p in echoed] == payloads
+    assert {p.ssrc for p in echoed} != {99} and len({p.ssrc for p in echoed}) == 1
+    assert endpoint.digits == ["5"], "events are taken as digits, not echoed"
+    await endpoint.close()

@@ -5,7 +5,8 @@ It answers an offer with G.711 (u-law or A-law, the phone's preference) and RFC 
 telephone-event, plays 8 kHz mono 16-bit WAV files as 20 ms RTP frames, records what the
 phone sends into a WAV (placed by RTP timestamp, so jitter, reordering and loss do not
 shift it), and collects DTMF from RFC 4733 packets and from SIP INFO (the SIP layer hands
-INFO bodies to `info_dtmf`). Few calls use it at once and each sends 50 packets a
+INFO bodies to `info_dtmf`). With `echoing` set it sends back what it hears, in its own
+stream (the echo test). Few calls use it at once and each sends 50 packets a
 second, so it runs on the reactor; the relay's forwarder is the hot path, not this.
 
 Ports come from the relay's pool, so the endpoint and the relay never collide. Nothing
@@ -139,6 +140,7 @@ class MediaEndpoint:
         self.event_type: int | None = None
         self.peer: tuple[str, int] | None = None
         self.sending = True
+        self.echoing = False
         self.received = 0
         self.junk = 0
         self.digits: list[str] = []
@@ -263,6 +265,9 @@ class MediaEndpoint:
             if digit is not None:
                 self._digit(digit)
         elif self.codec is not None and packet.payload_type == self.codec_payload_type:
+            if self.echoing and self.sending:
+                self._ports[0].write(self._sender.packet(packet.payload_type, packet.payload).serialise(),
+                                     self.peer)
             recording = self._recording
             if recording is not None and not recording.add(packet):
                 self.stop_recording()
