@@ -187,7 +187,7 @@ class RelaySession:
 
     def _rewrite(self, leg: str, sdp: bytes) -> bytes:
         other = _other(leg)
-        if self._released is not None:
+        if self._released is not None or self._relay._control is None:
             raise MediaUnavailable("the media session has ended")
         description = SessionDescription.parse(sdp)
         relay = self._relay
