@@ -173,7 +173,8 @@ async def test_bad_descriptions_fail_with_sdp_error_and_take_no_ports(relay, pho
     free = relay.pool.available
     session = await relay.allocate("bad", [].append)
     for sdp in (b"nonsense", a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 phone.example"),
-                a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP6 ::1")):
+                a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP6 ::1"),
+                a.sdp("a=rtcp:4001 IN IP4 rtcp.example\r\n")):
         with pytest.raises(SdpError):
             await session.offer("a", sdp)
     with pytest.raises(ValueError):

@@ -187,39 +187,32 @@ class RelaySession:
 
     def _rewrite(self, leg: str, sdp: bytes) -> bytes:
         other = _other(leg)
-        if self._released is not None or self._relay._control is None:
+        relay = self._relay
+        if self._released is not None or relay._control is None:
             raise MediaUnavailable("the media session has ended")
         description = SessionDescription.parse(sdp)
-        relay = self._relay
-        addresses = [_ip(m.effective_connection.address, relay.pool.family) if m.port else None
-                     for m in description.media]
+        wanted = [_peers(media, relay.pool.family) for media in description.media]
         self._open_streams(len(description.media))
-        streams = self.streams[:len(description.media)]
-        updates = []
-        for media, stream, address in zip(description.media, streams, addresses):
+        changed = []
+        for media, stream, peers in zip(description.media, self.streams, wanted):
             if media.port == 0:
                 continue
             check = RTP_CHECK if media.is_rtp else NO_CHECK
-            if ipaddress.ip_address(address).is_unspecified:
-                peers = (None, None)  # RFC 2543 hold: send nothing until the phone speaks
-            else:
-                peers = ((address, media.port), media.rtcp_destination())
             if stream.peers.get(leg) != peers or stream.check != check:
                 stream.check = check
                 stream.peers[leg] = peers
-                updates.append((stream, leg, peers, other))
+                changed.append(stream)
             media.port = stream.ports[other]
             if media.rtcp is not None:
                 media.set_rtcp(stream.ports[other] + 1)
         self.directions[leg] = {m.direction for m in description.media if m.port}
         description.set_connection_address(relay.advertised_address)
         description.remove_ice()
-        for stream, leg_, peers, other_ in updates:
-            rtp_check = stream.check
-            rtcp_check = RTCP_CHECK if rtp_check else NO_CHECK
-            for side, peer, check in zip(stream.sides[leg_], peers, (rtp_check, rtcp_check)):
+        for stream in changed:
+            checks = (stream.check, RTCP_CHECK if stream.check else NO_CHECK)
+            for side, peer, check in zip(stream.sides[leg], stream.peers[leg], checks):
                 relay._control.send({"op": "peer", "id": side, "check": check, "peer": peer})
-            for side, check in zip(stream.sides[other_], (rtp_check, rtcp_check)):
+            for side, check in zip(stream.sides[other], checks):
                 relay._control.send({"op": "peer", "id": side, "check": check})
         if self.answered:
             relay._watch(self)
@@ -240,6 +233,17 @@ class RelaySession:
         if self._released is None:
             self._released = self._relay._release(self)
             self._on_lost(reason)
+
+
+def _peers(media: Any, family: int) -> tuple | None:
+    """Where a stream's phone said it takes RTP and RTCP; checked before any port is taken."""
+    if media.port == 0:
+        return None
+    rtp = (_ip(media.effective_connection.address, family), media.port)
+    if ipaddress.ip_address(rtp[0]).is_unspecified:
+        return None, None  # RFC 2543 hold: send nothing until the phone speaks
+    rtcp_address, rtcp_port = media.rtcp_destination()
+    return rtp, (_ip(rtcp_address, family), rtcp_port)
 
 
 def _ip(address: str, family: int) -> str:
