@@ -23,9 +23,14 @@ class _Zone(authority.FileAuthority):
 
 class LoopbackDNS:
     def __init__(self, origin: str, records: dict[str, list]):
-        factory = server.DNSServerFactory(authorities=[_Zone(origin, records)])
+        self.zone = _Zone(origin, records)
+        factory = server.DNSServerFactory(authorities=[self.zone])
         self.port = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
         self.address = ("127.0.0.1", self.port.getHost().port)
+
+    def add(self, name: str, record) -> None:
+        """Publish one more record, as an operator does while the server runs."""
+        self.zone.records.setdefault(name.lower().encode(), []).append(record)
 
     def resolver(self) -> client.Resolver:
         return client.Resolver(servers=[self.address], reactor=reactor, timeout=(2,))

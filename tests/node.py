@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 
+import pytest_twisted
 import treq
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.error import ProcessDone
@@ -46,26 +48,39 @@ class _Output(protocol.ProcessProtocol):
             self.ended.callback(-reason.value.signal)
 
 
+def node_for_module(start):
+    """The body of a module-scoped fixture around `start()`, a coroutine that starts a node and
+    returns an object with `node`, `database` (connected to it) and `folder`: all go at the end."""
+    running = pytest_twisted.blockon(defer.ensureDeferred(start()))
+    yield running
+    pytest_twisted.blockon(defer.ensureDeferred(running.database.close()))
+    pytest_twisted.blockon(defer.ensureDeferred(running.node.stop()))
+    shutil.rmtree(running.folder, ignore_errors=True)
+
+
 class Node:
     def __init__(self, folder: Path, *, config: str | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), sip: bool = False):
         self.folder = folder
         self.web_port = free_port()
         self.manhole_port = free_port()
         self.config_path = folder / "wevoip.toml"
         if config is None:
-            config = self.default_config()
+            config = self.default_config(sip)
         self.config_path.write_text(config)
         self.env = env or {}
         self.args = args
         self.output: _Output | None = None
         self.transport = None
 
-    def default_config(self) -> str:
+    def default_config(self, sip: bool = False) -> str:
+        """SIP is off unless asked for; then every transport listens on loopback at a port the
+        OS picks (read them from `sip_port` once the node is ready)."""
+        listen = '["127.0.0.1:0"]' if sip else "[]"
         return (f'[node]\nname = "test-node"\ndata_dir = "data"\n'
                 f'[web]\nhttp = ["127.0.0.1:{self.web_port}"]\n'
                 f'[manhole]\nlisten = "127.0.0.1:{self.manhole_port}"\nauthorized_keys = "authorized_keys"\n'
-                f'[sip]\nudp = []\ntcp = []\ntls = []\nws = []\nwss = []\n')
+                f'[sip]\n' + "".join(f"{name} = {listen}\n" for name in ("udp", "tcp", "tls", "ws", "wss")))
 
     @property
     def dsn(self) -> str:
@@ -85,6 +100,20 @@ class Node:
         response = await treq.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=5)
         return response.code, json.loads(await response.content())
 
+    @staticmethod
+    def sip_port(health: dict, transport: str) -> int:
+        return next(entry["port"] for entry in health["listeners"]
+                    if (entry["service"], entry["transport"]) == ("sip", transport))
+
+    async def start_ready(self) -> dict:
+        """Start and wait until ready (the health answer); a node that never gets there is stopped."""
+        self.start()
+        try:
+            return await self.wait_ready()
+        except AssertionError:
+            await self.stop()
+            raise
+
     async def wait_ready(self, timeout: float = 60.0) -> dict:
         for _ in range(int(timeout * 5)):
             if self.output.ended.called:
@@ -97,6 +126,15 @@ class Node:
                 return body
             await deferLater(reactor, 0.2, lambda: None)
         raise AssertionError(f"the node did not become ready:\n{self.output.text}")
+
+    async def start_ready(self) -> dict:
+        """Start and wait until ready; a node that fails to get there is stopped."""
+        self.start()
+        try:
+            return await self.wait_ready()
+        except AssertionError:
+            await self.stop()
+            raise
 
     async def exit_code(self, timeout: float = 60.0) -> int:
         return await self.output.ended.addTimeout(timeout, reactor)

@@ -57,6 +57,22 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[sip]\ntcp = ['0.0.0.0:5060', '0.0.0.0:5060']\n", "sip.tcp", "twice"),
     ("[sip]\ntcp = ['127.0.0.1:8080']\n", "web.http", "also used by sip.tcp"),
     ("[media]\nrtp_port_min = 20001\n", "media.rtp_port_min", "even"),
+    ("[sip_security]\ntrusted_networks = ['10.0.0.0/8', 'office']\n", "sip_security.trusted_networks[1]",
+     "not an IP network"),
+    ("[sip_security]\ndrop_scanners = 'yes'\n", "sip_security.drop_scanners", "true or false"),
+    ("[sip_security]\nscanner_user_agents = ['x']\n", "sip_security.scanner_user_agents[0]", "2 to 100"),
+    ("[sip_security]\nrequests_per_second = 100\nrequest_burst = 10\n", "sip_security.request_burst",
+     "at least"),
+    ("[sip_security]\ndigest_algorithms = ['SHA-512']\n", "sip_security.digest_algorithms[0]", "not SHA-256"),
+    ("[sip_security]\ndigest_algorithms = []\n", "sip_security.digest_algorithms", "non-empty"),
+    ("[registrar]\nmin_expires = 600\ndefault_expires = 300\n", "registrar.default_expires", "between"),
+    ("[mail]\nrelay_host = 'smtp relay'\n", "mail.relay_host", "neither an IP address nor a host name"),
+    ("[mail]\nrelay_port = 0\n", "mail.relay_port", "out of range"),
+    ("[mail]\nstarttls = 'yes'\n", "mail.starttls", "expected true or false"),
+    ("[mail]\nsender = 'nobody'\n", "mail.sender", "not an e-mail address"),
+    ("[mail]\nusername = 'wevoip'\n", "mail.password", "both a username and a password"),
+    ("[web]\npublic_url = 'ftp://x'\n", "web.public_url", "not an http:// or https:// URL"),
+    ("[web]\nsession_idle_minutes = 1\n", "web.session_idle_minutes", "out of range"),
     ("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n", "media.rtp_port_max", "above"),
     ("[media]\nrtp_address = 'any'\n", "media.rtp_address", "not an IP address"),
     ("[media]\nrtp_address = '0.0.0.0'\n", "media.advertised_address", "must be set"),
@@ -67,6 +83,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[media]\nrelatch_after_ms = -1\n", "media.relatch_after_ms", "out of range"),
     ("[media]\nforwarder = 'fork'\n", "media.forwarder", "not one of process, thread"),
     ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
+    ("[sip]\nadvertise = 'sip example.net'\n", "sip.advertise", "neither an IP address nor a host name"),
     ("[node]\nname = 'my node'\n", "node.name", "not a name"),
     ("[store]\ndsn = 'nonsense'\n", "store.dsn", "connection string"),
     ("[node\n", "(file)", "not valid TOML"),
@@ -99,3 +116,10 @@ def test_command_line_overrides_win(tmp_path):
 def test_an_unreadable_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="--config: cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_dns_servers_need_a_port_and_webhook_limits_are_bounded():
+    config = parse_config('[dns]\nservers = ["127.0.0.1:5353"]\n', Path("/srv"))
+    assert config.dns.servers == (Listen("127.0.0.1", 5353),) and config.webhooks.max_attempts == 8
+    assert error_for('[dns]\nservers = ["127.0.0.1:0"]\n').key == "dns.servers[0]"
+    assert error_for("[webhooks]\ntimeout_seconds = 0\n").key == "webhooks.timeout_seconds"

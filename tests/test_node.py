@@ -5,6 +5,8 @@ import shutil
 import pytest
 import pytest_twisted
 from argon2 import PasswordHasher
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.pg import reachable_tmpdir, run_sql
 from tests.node import STOPPED_CLEANLY, Node, free_port, ssh_eval
@@ -23,12 +25,7 @@ def folder():
 @pytest_twisted.ensureDeferred
 async def test_first_start_health_sigterm_and_restart_with_data_intact(folder):
     node = Node(folder)
-    node.start()
-    try:
-        health = await node.wait_ready()
-    except AssertionError:
-        await node.stop()
-        raise
+    health = await node.start_ready()
     assert health["status"] == "ok" and health["node"] == "test-node"
     assert health["store"]["status"] == "ok" and health["store"]["embedded"] is True
     assert health["store"]["schema_version"] >= 1
@@ -52,6 +49,19 @@ async def test_first_start_health_sigterm_and_restart_with_data_intact(folder):
         assert run_sql(node.dsn, "select count(*) from platform_admins") == [(1,)]
     finally:
         assert await node.stop() == STOPPED_CLEANLY
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_while_starting_is_a_clean_stop_not_a_failure(folder):
+    node = Node(folder)
+    node.start()
+    while "web listening" not in node.output.text and not node.output.ended.called:
+        await deferLater(reactor, 0.05, lambda: None)
+    code, health = await node.health()
+    assert (code, health["status"], health["ready"]) == (503, "starting", False)
+    assert await node.stop() == STOPPED_CLEANLY
+    assert "cannot start" not in node.output.text and "Traceback" not in node.output.text
+    assert not (folder / "data" / "postgres" / "postmaster.pid").exists()
 
 
 @pytest_twisted.ensureDeferred

@@ -134,6 +134,42 @@ def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     return result
 
 
+def _flag(key: str, value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _host(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).strip().lower()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ConfigError(key, f"{value!r} is neither an IP address nor a host name")
+    return value
+
+
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    return _host(key, value, base) if _string(key, value, base) else ""
+
+
+def _mail_address(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", value):
+        raise ConfigError(key, f"{value!r} is not an e-mail address")
+    return value
+
+
+def _public_url(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).rstrip("/")
+    if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
+        raise ConfigError(key, f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
 def _dsn(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if value and not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
@@ -163,11 +199,94 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
+
+
+def _bool(key: str, value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _networks(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of networks like '10.0.0.0/8', got {_type_name(value)}")
+    result = []
+    for index, item in enumerate(value):
+        try:
+            result.append(str(ipaddress.ip_network(_string(f"{key}[{index}]", item, base), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}[{index}]", f"{item!r} is not an IP network") from None
+    return tuple(result)
+
+
+def _words(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of strings, got {_type_name(value)}")
+    words = tuple(_string(f"{key}[{i}]", item, base).strip() for i, item in enumerate(value))
+    for index, word in enumerate(words):
+        if not 2 <= len(word) <= 100:
+            raise ConfigError(f"{key}[{index}]", "must be 2 to 100 characters")
+    return words
+
+
+def _digest_algorithms(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, "expected a non-empty array of \"SHA-256\" and \"MD5\"")
+    algorithms = tuple(_string(f"{key}[{i}]", item, base).upper() for i, item in enumerate(value))
+    for index, algorithm in enumerate(algorithms):
+        if algorithm not in ("SHA-256", "MD5"):
+            raise ConfigError(f"{key}[{index}]", f"{algorithm!r} is not SHA-256 or MD5")
+    if len(set(algorithms)) != len(algorithms):
+        raise ConfigError(key, "an algorithm is listed twice")
+    return algorithms
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    min_expires: int = _key(60, _int_between(1, 86400))
+    max_expires: int = _key(3600, _int_between(1, 86400))
+    default_expires: int = _key(3600, _int_between(1, 86400))
+    max_contacts: int = _key(10, _int_between(1, 100))
+    options_ping_interval: int = _key(0, _int_between(0, 3600))
+
+
+@dataclass(frozen=True)
+class SipSecurityConfig:
+    digest_algorithms: tuple[str, ...] = _key(("SHA-256", "MD5"), _digest_algorithms)
+    nonce_lifetime: int = _key(300, _int_between(10, 86400))
+    tracked_nonces: int = _key(100_000, _int_between(100, 10_000_000))
+    trusted_networks: tuple[str, ...] = _key((), _networks)
+    ban_after_failures: int = _key(5, _int_between(1, 1000))
+    ban_after_user_failures: int = _key(20, _int_between(1, 100_000))
+    failure_window: int = _key(300, _int_between(1, 86400))
+    ban_seconds: int = _key(1800, _int_between(1, 30 * 86400))
+    requests_per_second: int = _key(50, _int_between(1, 1_000_000))
+    request_burst: int = _key(200, _int_between(1, 1_000_000))
+    drop_scanners: bool = _key(True, _bool)
+    scanner_user_agents: tuple[str, ...] = _key(
+        ("friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "sundayddr", "iWar",
+         "sip-scan", "SIPScan", "pplsip", "smap"), _words)
+    max_tracked: int = _key(100_000, _int_between(100, 10_000_000))
+    max_bans: int = _key(100_000, _int_between(10, 10_000_000))
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    no_answer_seconds: int = _key(120, _int_between(1, 3600))
+    progress_seconds: int = _key(5, _int_between(0, 60))
+    dialplan_preset: str = _key("us", _name)
 
 
 @dataclass(frozen=True)
 class WebConfig:
     http: tuple[Listen, ...] = _key((Listen("127.0.0.1", 8080),), _listens)
+    public_url: str = _key("", _public_url)
+    session_hours: int = _key(12, _int_between(1, 24 * 30))
+    session_idle_minutes: int = _key(120, _int_between(5, 24 * 60))
+    login_window_minutes: int = _key(15, _int_between(1, 24 * 60))
+    login_failures_per_account: int = _key(5, _int_between(1, 1000))
+    login_failures_per_source: int = _key(20, _int_between(1, 100000))
 
 
 @dataclass(frozen=True)
@@ -203,15 +322,59 @@ class PluginsConfig:
     directories: tuple[Path, ...] = _key((), _directories)
 
 
+def _dns_servers(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
+    servers = _listens(key, value, base)
+    for index, server in enumerate(servers):
+        if server.port == 0:
+            raise ConfigError(f"{key}[{index}]", "a DNS server needs its port (53 as a rule)")
+    return servers
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[Listen, ...] = _key((), _dns_servers)
+    timeout_seconds: int = _key(5, _int_between(1, 60))
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_seconds: int = _key(10, _int_between(1, 120))
+    max_attempts: int = _key(8, _int_between(1, 50))
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    relay_host: str = _key("127.0.0.1", _host)
+    relay_port: int = _key(25, _int_between(1, 65535))
+    starttls: bool = _key(False, _flag)
+    username: str = _key("", _string)
+    password: str = _key("", _string)
+    sender: str = _key("wevoip@localhost", _mail_address)
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
+    max_call_seconds: int = _key(7200, _int_between(60, 86400))
+    heartbeat_seconds: int = _key(30, _int_between(5, 600))
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     sip: SipConfig = field(default_factory=SipConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    sip_security: SipSecurityConfig = field(default_factory=SipSecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""
@@ -254,6 +417,15 @@ def _check_whole(config: Config) -> None:
     if bool(sip.tls_certificate) != bool(sip.tls_private_key):
         raise ConfigError("sip.tls_private_key" if sip.tls_certificate else "sip.tls_certificate",
                           "the certificate and its private key are set together")
+    registrar = config.registrar
+    if not registrar.min_expires <= registrar.default_expires <= registrar.max_expires:
+        raise ConfigError("registrar.default_expires",
+                          "must lie between registrar.min_expires and registrar.max_expires")
+    if config.sip_security.request_burst < config.sip_security.requests_per_second:
+        raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
+    if bool(config.mail.username) != bool(config.mail.password):
+        raise ConfigError("mail.password" if config.mail.username else "mail.username",
+                          "the relay login needs both a username and a password")
     stream_ports: dict[tuple[str, int], str] = {}
     streams = [("sip.tcp", sip.tcp), ("sip.tls", sip.tls), ("sip.ws", sip.ws),
                ("sip.wss", sip.wss), ("web.http", config.web.http)]

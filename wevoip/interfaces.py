@@ -19,6 +19,19 @@ class IDialplanPreset(Interface):
         """The ordered `wevoip.routing.dialplan.Rule`s, each of which passes `Rule.check()`."""
 
 
+class ISipGate(Interface):
+    """The SIP core's door keeper, asked about every message before anything else sees it:
+    bans, rate limits and scanner filters live behind it (the default admits everything)."""
+
+    def admit(message, flow):
+        """True to let `message` in; False drops it silently (and it is counted).
+
+        `message` is a parsed `wevoip.sip.message.Request` or `Response`, or the
+        `wevoip.sip.errors.ParseError` of one that did not parse (False then also spares
+        the sender its 400); `flow` is the `wevoip.sip.flow.Flow` it came in on, whose
+        `remote` is the source (host, port)."""
+
+
 class MediaUnavailable(Exception):
     """The relay cannot take this call (no free ports, relay down); the B2BUA answers 503."""
 

@@ -8,6 +8,8 @@ runs with a listener missing.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
@@ -17,15 +19,21 @@ from wevoip.listeners import Listeners
 
 
 class StreamListenService(Service):
+    """Binds `factory` with listenTCP on each address, or calls `bind(listen)` when given
+    (TLS, UDP and WebSocket listeners bind differently but fail the same way)."""
+
     def __init__(self, reactor, name: str, transport: str, key: str,
-                 listens: tuple[Listen, ...], factory, listeners: Listeners):
+                 listens: tuple[Listen, ...], factory, listeners: Listeners,
+                 *, bind: Callable[[Listen], object] | None = None):
         self.reactor = reactor
         self.name = name
+        self.label = name
         self.transport = transport
         self.key = key
         self.listens = listens
         self.factory = factory
         self.listeners = listeners
+        self.bind = bind or self._listen_tcp
         self._ports: list = []
         self._bound = False
 
@@ -34,16 +42,20 @@ class StreamListenService(Service):
         self._bound = True
         for index, listen in enumerate(self.listens):
             try:
-                port = self.reactor.listenTCP(listen.port, self.factory, interface=listen.host)
+                port = self.bind(listen)
             except CannotListenError as error:
                 for bound in self._ports:
                     bound.stopListening()
+                    self.listeners.remove(bound)
                 self._ports = []
                 self._bound = False
                 raise ConfigError(f"{self.key}[{index}]",
                                   f"cannot listen on {listen}: {error.socketError}") from None
             self._ports.append(port)
-            self.listeners.add(self.name, self.transport, port)
+            self.listeners.add(self.label, self.transport, port)
+
+    def _listen_tcp(self, listen: Listen):
+        return self.reactor.listenTCP(listen.port, self.factory, interface=listen.host)
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         if not self._bound:

@@ -8,6 +8,7 @@ database down. Twisted's MultiService would stop them all at once.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Callable, Mapping
 
@@ -17,15 +18,27 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wevoip import manhole
+from wevoip.billing.recurring import BillingTimer
+from wevoip.calls.service import CallService
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
+from wevoip.mail import SmtpSender
+from wevoip.media.relay import InProcessRelay
 from wevoip.netservice import StreamListenService
+from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
+from wevoip.sip.access import SipAccess
+from wevoip.sip.service import SipService
+from wevoip.store import outbox
 from wevoip.store.service import StoreService
+from wevoip.web.api.routes import Services
+from wevoip.web.console.housekeeping import ConsoleHousekeeping
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
+from wevoip.webhooks import WebhookSender
 
 log = Logger(namespace="wevoip")
 
@@ -40,13 +53,30 @@ class WeVoIPService(MultiService):
         self.on_fatal = on_fatal
         self.listeners = Listeners()
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self.is_ready = False
         self.store = StoreService(reactor, config)
         self.store.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health)
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
+        self.sip_access = SipAccess(reactor, config, self.store)
+        self.sip_access.setServiceParent(self)
+        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
+        self.sip_access.attach(self.sip)
+        self.sip.setServiceParent(self)
+        BillingTimer(reactor, self.store.when_ready, config.node.name,
+                     interval_seconds=config.billing.recurring_interval_seconds,
+                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
+        self.media = InProcessRelay(reactor, config.media)
+        self.media.setServiceParent(self)
+        self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
+                                 relay=self.media)
+        self.calls.setServiceParent(self)
+        web_app = build_web_app(self.store, self.health, config, reactor,
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
-                          "listeners": self.listeners, "reactor": reactor}
+                          "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
+                          "media": self.media,
+                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
@@ -65,19 +95,38 @@ class WeVoIPService(MultiService):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
         started = self.store.when_ready()
-        started.addCallback(lambda database: defer.Deferred.fromCoroutine(
-            ensure_platform_admin(self.reactor, database, self.environ)))
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start_on(database)))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
 
+    async def _start_on(self, database) -> None:
+        """What needs the store: the first-run admin, then the outbox drainers for mail and
+        webhooks (added last, so they stop first), woken by any node's enqueue through the
+        notifier, and the sweeping of expired console sessions."""
+        await ensure_platform_admin(self.reactor, database, self.environ)
+        mail = SmtpSender(self.reactor, self.config.mail, database)
+        webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
+        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
+                        OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
+                                      max_attempts=self.config.webhooks.max_attempts)):
+            await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
+            drainer.setServiceParent(self)
+        window = datetime.timedelta(minutes=self.config.web.login_window_minutes)
+        ConsoleHousekeeping(self.reactor, database, window).setServiceParent(self)
+
     def _started(self, _) -> None:
+        self.is_ready = True
         log.info("WeVoIP node {name} is ready", name=self.config.node.name)
         self.ready.callback(None)
 
     def _fatal(self, failure: Failure) -> None:
-        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
+        if not self.running:
+            # SIGTERM came while the node was still starting: a stop asked for, not a failure.
+            log.info("WeVoIP node {name} stopped before it was ready", name=self.config.node.name)
+            return
+        log.critical("WeVoIP cannot start: {error}", error=failure.getErrorMessage())
         if self.on_fatal is not None:
             self.on_fatal(failure)
 
@@ -96,6 +145,10 @@ class WeVoIPService(MultiService):
 
     async def health(self) -> dict:
         store = await self.store.health()
-        return {"status": "ok" if store["status"] == "ok" else "degraded",
-                "node": self.config.node.name, "store": store,
+        ready = self.is_ready
+        if not ready:
+            status = "starting"
+        else:
+            status = "ok" if store["status"] == "ok" else "degraded"
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

@@ -28,10 +28,36 @@ wevoip_ensure_venv_module() {
     fi
 }
 
+# The phone console's JavaScript (JsSIP) comes from npm, pinned by package-lock.json, and
+# is bundled for browsers by esbuild (also pinned) into wevoip/web/phone/build/, which the
+# server serves; npm ci and the build run again only when package.json or the lock
+# changes. As root on Debian, node and npm are installed when missing; otherwise their
+# absence is reported and the node runs without the phone console's library.
+wevoip_phone_dir=$wevoip_root/wevoip/web/phone
+
+wevoip_bootstrap_npm() {
+    local stamp=$wevoip_phone_dir/build/.wevoip-installed want
+    want=$(cat "$wevoip_phone_dir/package.json" "$wevoip_phone_dir/package-lock.json" | sha256sum | cut -d' ' -f1)
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "Installing Debian packages: nodejs npm" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || return 1
+        else
+            echo "npm is missing, so the phone console's JsSIP is not built: install nodejs and npm." >&2
+            return 0
+        fi
+    fi
+    echo "Installing and bundling the phone console's JavaScript in $wevoip_phone_dir" >&2
+    (cd "$wevoip_phone_dir" && npm ci --silent && npm run --silent build >/dev/null) || return 1
+    echo "$want" >"$stamp"
+}
+
 # $1: the extras to install ("" or "test"). The stamp records pyproject.toml's hash for
 # each set of extras; the test set includes everything the plain set has.
 wevoip_bootstrap() {
     local extras=$1 python want stamp
+    wevoip_bootstrap_npm || return 1
     want=$(sha256sum "$wevoip_root/pyproject.toml" | cut -d' ' -f1)
     if [ -x "$wevoip_venv/bin/python" ]; then
         for stamp in "$wevoip_venv/.installed-$extras" "$wevoip_venv/.installed-test"; do

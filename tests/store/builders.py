@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import datetime
 from decimal import Decimal
 
-from wevoip.store import carriers, customers, dids, registrations, subscribers, tenants
+from wevoip.store import carriers, customers, dialplans, dids, registrations, subscribers, tenants
 from wevoip.store.database import Database
 from wevoip.store.isps import create_isp
 
@@ -29,6 +29,7 @@ class Tree:
     gateway: dict
     did: dict
     domain: dict
+    rule: dict
 
 
 async def build_tree(database: Database, namespace: str, *, max_subscribers: int = 10) -> Tree:
@@ -48,5 +49,6 @@ async def build_tree(database: Database, namespace: str, *, max_subscribers: int
         did = await dids.allocate_did(tx, isp["id"], did["id"], tenant["id"])
         domain = await tx.fetch_one("select * from domains where id = %s", (tenant["domain_id"],))
         await registrations.save_binding(tx, isp["id"], tenant["id"], subscriber["id"], BINDING, "test-node")
-        return Tree(isp, plan, customer, tenant, subscriber, carrier, gateway, did, domain)
+        rule = await dialplans.create_rule(tx, isp["id"], match=r"0\d+", subs=r"^0(\d+)$", replacement=r"+_CC\1")
+        return Tree(isp, plan, customer, tenant, subscriber, carrier, gateway, did, domain, rule)
     return await database.transact(work)

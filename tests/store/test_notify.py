@@ -70,3 +70,10 @@ async def test_a_cache_forgets_what_another_node_published(database, dsn):
 def test_channel_names_are_checked():
     with pytest.raises(ValueError):
         InvalidatedCache('bad"; drop table isps; --')
+
+
+def test_a_limited_cache_forgets_its_oldest_entry():
+    cache = InvalidatedCache("sip_domains", limit=2)
+    for key in ("a", "b", "c"):
+        cache.put(key, key.upper())
+    assert "a" not in cache and cache.get("c") == "C" and len(cache) == 2

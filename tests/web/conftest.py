@@ -6,7 +6,14 @@ import treq
 from twisted.internet import reactor
 from twisted.web.server import Site
 
+from wevoip.config import Config
 from wevoip.store.admins import create_api_token
+from tests.dnsserver import LoopbackDNS
+from wevoip.config import DnsConfig, Listen
+from wevoip.interfaces import IDialplanPreset
+from wevoip.plugins import discover
+from wevoip.resolver import make_resolver
+from wevoip.web.api.routes import Services
 from wevoip.web.root import build_web_app
 
 PLATFORM_TOKEN = "p" * 40
@@ -19,8 +26,9 @@ class FakeStore:
 
 
 class Api:
-    def __init__(self, base: str):
+    def __init__(self, base: str, dns: LoopbackDNS | None = None):
         self.base = base
+        self.dns = dns
 
     async def call(self, method, path, token=PLATFORM_TOKEN, json=None, headers=None, data=None):
         all_headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -39,13 +47,57 @@ class Api:
         return response.code, body, response
 
 
+@pytest.fixture(scope="module")
+def dns_server():
+    """The tests' own DNS server: the zone example.org, where verified domains publish TXT records."""
+    server = LoopbackDNS("example.org", {})
+    yield server
+    pytest_twisted.blockon(server.close())
+
+
 @pytest_twisted.async_yield_fixture
-async def api(database):
+async def api(database, dns_server):
     await database.transact(lambda tx: create_api_token(tx, PLATFORM_TOKEN, name="platform"))
 
     async def health():
         return {"status": "ok"}
-    app = build_web_app(FakeStore(database), health)
+    resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
+    app = build_web_app(FakeStore(database), health, Config(), reactor,
+                        Services(discover(IDialplanPreset), resolver))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-    yield Api(f"http://127.0.0.1:{port.getHost().port}")
+    yield Api(f"http://127.0.0.1:{port.getHost().port}", dns_server)
     await port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def console(database, dns_server):
+    """The web app on loopback with a real SMTP relay behind the outbox: (base URL, relay, drain)."""
+    from tests.smtpserver import SmtpServer
+    from wevoip.config import MailConfig
+    from wevoip.mail import SmtpSender
+    from wevoip.outbox import OutboxDrainer
+    from twisted.internet.task import Clock
+
+    relay = SmtpServer()
+    relay.start()
+
+    async def health():
+        return {"status": "ok"}
+    resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
+    app = build_web_app(FakeStore(database), health, Config(), reactor,
+                        Services(discover(IDialplanPreset), resolver))
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    sender = SmtpSender(reactor, MailConfig(relay_port=relay.port.getHost().port), database)
+    drainer = OutboxDrainer(Clock(), database, "mail", sender.send)
+    yield ConsoleSite(f"http://127.0.0.1:{port.getHost().port}", relay, drainer, database, dns_server)
+    await port.stopListening()
+    await relay.stop()
+
+
+@dataclass
+class ConsoleSite:
+    base: str
+    relay: object
+    drainer: object
+    database: object
+    dns_server: object

@@ -70,6 +70,7 @@ class Rate:
     per_minute: Decimal
     connection_fee: Decimal = Decimal(0)
     increment: Increment = Increment(1, 1)
+    dest_class: str = "international"
 
     def cost(self, duration_ms: int) -> Decimal:
         billable = self.increment.billable(duration_ms)
@@ -162,7 +163,7 @@ def build_customer_deck(carrier_decks: Iterable[RateDeck], rules: Iterable[Profi
         price = rule.price(rate.per_minute)
         if price < rate.per_minute and not allow_loss:
             raise RatingError("profit", f"prefix {prefix} would sell at {price}, below its cost {rate.per_minute}")
-        sold.append(Rate(prefix, rate.description, price, rate.connection_fee, rate.increment))
+        sold.append(Rate(prefix, rate.description, price, rate.connection_fee, rate.increment, rate.dest_class))
     return RateDeck(sold)
 
 

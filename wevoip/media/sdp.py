@@ -383,7 +383,7 @@ class SessionDescription(_Section):
         return description
 
     def _check(self) -> None:
-        if self.lines[0] != Line("v", "0"):
+        if not self.lines or self.lines[0] != Line("v", "0"):
             raise SdpError("the description does not start with v=0")
         for kind, name in (("o", "origin (o=)"), ("s", "session name (s=)")):
             if self._first(kind) is None:

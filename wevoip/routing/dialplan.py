@@ -71,18 +71,24 @@ def _expand(replacement: str, caller: Caller) -> str:
     return explicit.replace("_CC", caller.country_code).replace("_AC", caller.area_code)
 
 
-def normalise(dialled: str, rules: list[Rule], caller: Caller) -> str | None:
-    """The E.164 number `dialled` means, or None when no rule makes one of it."""
+def translate(dialled: str, rules: list[Rule], caller: Caller) -> tuple[int, str] | None:
+    """The index of the rule that decides and the E.164 number it makes, or None."""
     dialled = dialled.strip()
     if not _DIALLED.fullmatch(dialled):
         return None
-    for rule in rules:
+    for index, rule in enumerate(rules):
         if not re.fullmatch(rule.match, dialled):
             continue
         result, count = re.subn(rule.subs, _expand(rule.replacement, caller), dialled, count=1)
         if count and _E164.fullmatch(result):
-            return result
+            return index, result
     return None
+
+
+def normalise(dialled: str, rules: list[Rule], caller: Caller) -> str | None:
+    """The E.164 number `dialled` means, or None when no rule makes one of it."""
+    found = translate(dialled, rules, caller)
+    return None if found is None else found[1]
 
 
 def denormalise(e164: str, strip_digits: int, prefix: str) -> str:

@@ -7,7 +7,11 @@ from wevoip.store import fields
 from wevoip.store.customers import get_customer
 from wevoip.store.database import Row, Tx
 from wevoip.store.isps import get_isp
+from wevoip.store.errors import NotFound
 from wevoip.store.rows import insert_row
+
+# What a token's holder may see of it: never its hash.
+_SHOWN = "id, isp_id, customer_id, name, scopes, created_at, last_used_at"
 
 SCOPES = ("read", "write", "billing", "admin")
 
@@ -34,6 +38,27 @@ async def create_api_token(tx: Tx, token: str, *, name: str = "", scopes: tuple[
         "token_sha256": token_digest(token), "name": fields.text("name", name, required=False),
         "scopes": list(scopes), "isp_id": isp_id, "customer_id": customer_id})
     return {key: value for key, value in row.items() if key != "token_sha256"}
+
+
+async def list_api_tokens(tx: Tx, isp_id: int, customer_id: int | None = None, *, limit: int = 100,
+                          offset: int = 0) -> list[Row]:
+    customer = "" if customer_id is None else " and customer_id = %s"
+    values = (isp_id,) if customer_id is None else (isp_id, customer_id)
+    return await tx.fetch(f"select {_SHOWN} from api_tokens where isp_id = %s{customer} order by id"
+                          " limit %s offset %s", (*values, limit, offset))
+
+
+async def get_api_token(tx: Tx, isp_id: int, token_id: int) -> Row:
+    row = await tx.fetch_one(f"select {_SHOWN} from api_tokens where isp_id = %s and id = %s", (isp_id, token_id))
+    if row is None:
+        raise NotFound("API token")
+    return row
+
+
+async def revoke_api_token(tx: Tx, isp_id: int, token_id: int) -> None:
+    """The token stops working at once: authentication looks it up on every request."""
+    if await tx.execute("delete from api_tokens where isp_id = %s and id = %s", (isp_id, token_id)) == 0:
+        raise NotFound("API token")
 
 
 async def token_holder(tx: Tx, token: str) -> Row | None:

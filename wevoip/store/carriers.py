@@ -9,6 +9,9 @@ from typing import Any
 from wevoip.store import fields
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
+from wevoip.store.notify import EVERYTHING, publish
+
+GATEWAYS_CHANNEL = "sip_gateways"  # "*" whenever which addresses are trunks may have changed
 from wevoip.store.rows import checked, fetch_page, fetch_row, insert_row, update_row
 
 
@@ -78,8 +81,10 @@ async def list_carriers(tx: Tx, isp_id: int, *, limit: int = 100, offset: int = 
 
 
 async def update_carrier(tx: Tx, isp_id: int, carrier_id: int, **changes: Any) -> Row:
-    return await update_row(tx, "carriers", {"isp_id": isp_id, "id": carrier_id}, "carrier",
-                            changes, _CARRIER)
+    row = await update_row(tx, "carriers", {"isp_id": isp_id, "id": carrier_id}, "carrier",
+                           changes, _CARRIER)
+    await publish(tx, GATEWAYS_CHANNEL, EVERYTHING)
+    return row
 
 
 async def create_gateway(tx: Tx, isp_id: int, carrier_id: int, *, host: str, **details: Any) -> Row:
@@ -87,7 +92,9 @@ async def create_gateway(tx: Tx, isp_id: int, carrier_id: int, *, host: str, **d
     values = checked({"host": host, **details}, _GATEWAY, "gateway")
     if "source_ips" not in values and values.get("ip_auth", True):
         values["source_ips"] = _implied_source(values["host"])
-    return await insert_row(tx, "gateways", {"isp_id": isp_id, "carrier_id": carrier_id, **values})
+    row = await insert_row(tx, "gateways", {"isp_id": isp_id, "carrier_id": carrier_id, **values})
+    await publish(tx, GATEWAYS_CHANNEL, EVERYTHING)
+    return row
 
 
 def _implied_source(host: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -108,8 +115,10 @@ async def list_gateways(tx: Tx, isp_id: int, carrier_id: int, *, limit: int = 10
 
 
 async def update_gateway(tx: Tx, isp_id: int, gateway_id: int, **changes: Any) -> Row:
-    return await update_row(tx, "gateways", {"isp_id": isp_id, "id": gateway_id}, "gateway",
-                            changes, _GATEWAY)
+    row = await update_row(tx, "gateways", {"isp_id": isp_id, "id": gateway_id}, "gateway",
+                           changes, _GATEWAY)
+    await publish(tx, GATEWAYS_CHANNEL, EVERYTHING)
+    return row
 
 
 async def gateways_for_source(tx: Tx, address: str) -> list[Row]:

@@ -12,6 +12,9 @@ from wevoip.store import fields
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.isps import get_isp
+from wevoip.store.notify import publish
+
+DOMAINS_CHANNEL = "sip_domains"  # a domain's name, published when it starts to be served
 from wevoip.store.rows import fetch_page, fetch_row, insert_row, update_row
 
 
@@ -33,8 +36,10 @@ async def add_verified_domain(tx: Tx, isp_id: int, name: str) -> Row:
 
 async def mark_domain_verified(tx: Tx, isp_id: int, domain_id: int) -> Row:
     checks = {"verified_at": lambda field, value: value}
-    return await update_row(tx, "domains", {"isp_id": isp_id, "id": domain_id}, "domain",
-                            {"verified_at": await tx.fetch_value("select now()")}, checks)
+    row = await update_row(tx, "domains", {"isp_id": isp_id, "id": domain_id}, "domain",
+                           {"verified_at": await tx.fetch_value("select now()")}, checks)
+    await publish(tx, DOMAINS_CHANNEL, row["name"])
+    return row
 
 
 async def get_domain(tx: Tx, isp_id: int, domain_id: int, *, lock: bool = False) -> Row:

@@ -39,3 +39,11 @@ class LimitReached(StoreError):
         super().__init__(f"{limit} of {value} reached")
         self.limit = limit
         self.value = value
+
+
+class NotAllowed(StoreError):
+    """The account may not do this now (suspended, waiting for activation, locked)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

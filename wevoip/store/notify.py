@@ -66,10 +66,15 @@ class Notifier:
 
 
 class InvalidatedCache:
-    """A dict whose keys are dropped when any node publishes them on `channel`."""
+    """
+    A dict whose keys are dropped when any node publishes them on `channel`. With a
+    `limit`, the oldest entry goes when it is full: caches that answer the network (the
+    SIP stack's look-ups of domains and users) must not grow with what strangers ask.
+    """
 
-    def __init__(self, channel: str):
+    def __init__(self, channel: str, limit: int | None = None):
         self.channel = _checked(channel)
+        self.limit = limit
         self._items: dict[str, Any] = {}
 
     async def attach(self, notifier: Notifier) -> None:
@@ -86,6 +91,8 @@ class InvalidatedCache:
 
     def put(self, key: str, value: Any) -> None:
         self._items[key] = value
+        if self.limit is not None and len(self._items) > self.limit:
+            del self._items[next(iter(self._items))]
 
     def __contains__(self, key: str) -> bool:
         return key in self._items

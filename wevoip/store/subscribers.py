@@ -14,6 +14,7 @@ from wevoip.credentials import sip_ha1s
 from wevoip.store import fields
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
+from wevoip.store.notify import publish
 from wevoip.store.rows import checked, fetch_page, fetch_row, insert_row, update_row
 from wevoip.store.tenants import get_tenant
 
@@ -40,7 +41,7 @@ def _extension(field: str, value: Any) -> str | None:
     return value
 
 
-def _web_username(field: str, value: Any) -> str | None:
+def checked_web_username(field: str, value: Any) -> str | None:
     if value in (None, ""):
         return None
     value = fields.text(field, value, max_length=254)
@@ -81,7 +82,7 @@ async def create_subscriber(tx: Tx, isp_id: int, tenant_id: int, *, username: st
     values = checked(details, _CHECKS, "subscriber")
     if values.get("is_pilot") and not values.get("e164"):
         raise Invalid("e164", "the pilot subscriber needs the E.164 base number")
-    web_username = _web_username("web_username", web_username)
+    web_username = checked_web_username("web_username", web_username)
     if (web_username is None) != (web_password_hash is None):
         raise Invalid("web_password", "a web login needs both a username and a password")
     ha1s = sip_ha1s(username, tenant["sip_domain"], sip_password("password", password, username))
@@ -89,7 +90,22 @@ async def create_subscriber(tx: Tx, isp_id: int, tenant_id: int, *, username: st
         "isp_id": isp_id, "customer_id": tenant["customer_id"], "tenant_id": tenant_id,
         "username": username, "web_username": web_username,
         "web_password_hash": web_password_hash, **values, **ha1s})
+    await sip_credentials_changed(tx, username, tenant["sip_domain"])
     return public(row)
+
+
+async def sip_credentials_changed(tx: Tx, username: str, domain: str) -> None:
+    """Tell every node's SIP stack to forget what it cached about this user, at commit."""
+    await publish(tx, CREDENTIALS_CHANNEL, credentials_key(username, domain))
+    await publish(tx, USERNAMES_CHANNEL, username)
+
+
+CREDENTIALS_CHANNEL = "sip_credentials"
+USERNAMES_CHANNEL = "sip_usernames"
+
+
+def credentials_key(username: str, domain: str) -> str:
+    return f"{username}@{domain.lower().rstrip('.')}"
 
 
 async def get_subscriber(tx: Tx, isp_id: int, subscriber_id: int) -> Row:
@@ -114,13 +130,17 @@ async def set_sip_password(tx: Tx, isp_id: int, subscriber_id: int, password: st
     ha1s = sip_ha1s(current["username"], tenant["sip_domain"],
                     sip_password("password", password, current["username"]))
     checks = {key: lambda field, value: value for key in ha1s}
-    return public(await update_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id},
-                                   "subscriber", ha1s, checks))
+    row = await update_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id},
+                           "subscriber", ha1s, checks)
+    await sip_credentials_changed(tx, current["username"], tenant["sip_domain"])
+    return public(row)
 
 
 async def delete_subscriber(tx: Tx, isp_id: int, subscriber_id: int) -> None:
-    await fetch_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id}, "subscriber", lock=True)
+    row = await fetch_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id}, "subscriber", lock=True)
+    tenant = await get_tenant(tx, isp_id, row["tenant_id"])
     await tx.execute("delete from subscribers where isp_id = %s and id = %s", (isp_id, subscriber_id))
+    await sip_credentials_changed(tx, row["username"], tenant["sip_domain"])
 
 
 async def count_subscribers(tx: Tx, isp_id: int, customer_id: int) -> int:
@@ -134,3 +154,19 @@ async def sip_credentials(tx: Tx, domain: str, username: str) -> Row | None:
         "select s.id, s.isp_id, s.customer_id, s.tenant_id, s.username, s.ha1_md5, s.ha1_sha256 "
         "from subscribers s join tenants t on t.id = s.tenant_id join domains d on d.id = t.domain_id "
         "where d.name = %s and s.username = %s", (domain.lower().rstrip("."), username))
+
+
+async def realm_for_username(tx: Tx, username: str, pick: int) -> str | None:
+    """
+    For a phone that names no domain (a bare IP): the domain of the one tenant with this
+    username. When there is no such user, or several, a decoy: the domain of the tenant
+    `pick` (a keyed hash of the name) selects, so an unknown name gets a challenge shaped
+    like a known one's, costing the same query either way.
+    """
+    return await tx.fetch_value(
+        "with owners as (select d.name from subscribers s join tenants t on t.id = s.tenant_id"
+        " join domains d on d.id = t.domain_id where s.username = %s limit 2),"
+        " decoy as (select d.name from tenants t join domains d on d.id = t.domain_id"
+        " order by t.id offset %s %% greatest((select count(*) from tenants), 1) limit 1)"
+        " select case when (select count(*) from owners) = 1 then (select name from owners)"
+        " else (select name from decoy) end", (username, pick))

@@ -1,8 +1,8 @@
 """
 `/healthz`: what a load balancer or an operator's script asks before trusting the node.
 
-It answers 200 only when the store answers, and lists every bound listener either way,
-so a failing check says what is missing.
+It answers 200 only once the node is ready and the store answers (503 "starting" before
+that), and lists every bound listener either way, so a failing check says what is missing.
 """
 
 from __future__ import annotations

@@ -15,14 +15,16 @@ import re
 import jsonschema
 from klein import Klein
 
-from wevoip.store import idempotency
+from wevoip.store import idempotency, ownership
 from wevoip.store.errors import Conflict, StoreError
 from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the route table)
+from wevoip.web.api import billing  # noqa: F401 (it fills the route table)
+from wevoip.web.api import dialplans, tokens, webhooks  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import ApiError, from_store
-from wevoip.web.api.jsonio import dumps, read_json
+from wevoip.web.api.jsonio import Download, dumps, read_json
 from wevoip.web.api.openapi import openapi_document
-from wevoip.web.api.routes import ROUTES, Call, Route
+from wevoip.web.api.routes import ROUTES, Call, Route, Services
 
 MAX_ID = 2**62
 
@@ -36,13 +38,16 @@ def _schema_error(error: jsonschema.ValidationError) -> ApiError:
         field = re.search(r"'([^']+)'", error.message).group(1)
         return ApiError(422, "invalid", f"{field}: is required", field=field)
     field = ".".join(str(part) for part in error.absolute_path) or "body"
+    if error.validator == "pattern" and "description" in error.schema:
+        return ApiError(422, "invalid", f"{field}: {error.schema['description']}", field=field)
     return ApiError(422, "invalid", f"{field}: {error.message}", field=field)
 
 
 class ApiApp:
-    def __init__(self, app: Klein, store):
+    def __init__(self, app: Klein, store, services: Services | None = None):
         """Adds the routes to `app`; `store` is the store service, ready or not yet."""
         self.store = store
+        self.services = services or Services()
         self.app = app
         self.document = openapi_document(ROUTES)
         for route in ROUTES:
@@ -70,6 +75,10 @@ class ApiApp:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="wevoip"')
             if status == 204:
                 return b""
+            if isinstance(body, Download):
+                request.setHeader(b"Content-Type", body.content_type.encode())
+                request.setHeader(b"Content-Disposition", f'attachment; filename="{body.filename}"'.encode())
+                return body.content
             request.setHeader(b"Content-Type", b"application/json")
             return dumps(body)
 
@@ -87,25 +96,37 @@ class ApiApp:
             principal.require_platform()
         if "isp_id" in params:
             principal.check_isp(params["isp_id"])
-        if principal.customer_id is not None and not route.customer_ok:
-            raise ApiError(403, "forbidden", "a customer token cannot do this")
+        if principal.customer_id is not None:
+            if not route.customer_ok:
+                raise ApiError(403, "forbidden", "a customer token cannot do this")
+            await database.transact(self._own_objects, principal, params)
         raw, body = read_json(request)
         if validator is not None:
+            if not raw:
+                raise ApiError(422, "invalid", "body: send a JSON object ({} when nothing changes)", field="body")
             if not isinstance(body, dict):
                 raise ApiError(422, "invalid", "body: must be a JSON object", field="body")
             error = jsonschema.exceptions.best_match(validator.iter_errors(body))
             if error is not None:
                 raise _schema_error(error)
         query = {key.decode(): values[0].decode("utf-8", "replace") for key, values in request.args.items()}
-        call = Call(principal, database, params, query, body if isinstance(body, dict) else {})
-        key = (request.getHeader(b"idempotency-key") or b"").decode("utf-8", "replace")
-        if route.method == "POST" and key:
-            return await self._once(route, call, key, raw, request)
+        call = Call(principal, database, params, query, body if isinstance(body, dict) else {},
+                    services=self.services)
+        key = request.getHeader(b"idempotency-key")
+        if route.method == "POST" and key is not None:
+            return await self._once(route, call, key.decode("utf-8", "replace"), raw, request)
         return route.status, self._shape(route, call, await route.handler(call))
 
+    @staticmethod
+    async def _own_objects(tx, principal, params: dict[str, int]) -> None:
+        """A customer token meets another customer's objects as missing ones."""
+        for name, value in params.items():
+            if name == "customer_id" or name in ownership.OWNED:
+                principal.check_customer(await ownership.customer_of(tx, params["isp_id"], name, value))
+
     async def _once(self, route: Route, call: Call, key: str, raw: bytes, request) -> tuple[int, object]:
-        if len(key) > 255:
-            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key is at most 255 characters")
+        if not 1 <= len(key) <= 255:
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key is 1 to 255 characters")
         fingerprint = hashlib.sha256(request.method + b" " + request.path + b"\n" + raw).digest()
         token_id = call.principal.token_id
 

@@ -22,8 +22,10 @@ def _operation(route: Route) -> dict:
         parameters += [
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
             {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}}]
-    parameters += [{"name": name, "in": "query", "schema": {"type": "integer", "minimum": 1}}
-                   for name in route.query]
+    for entry in route.query:
+        name, schema = entry if isinstance(entry, tuple) else (entry, {"type": "integer", "minimum": 1,
+                                                                      "maximum": 2**62})
+        parameters.append({"name": name, "in": "query", "schema": schema})
     if route.method == "POST":
         parameters.append({"name": "Idempotency-Key", "in": "header",
                            "schema": {"type": "string", "minLength": 1, "maxLength": 255}})

@@ -1,0 +1,155 @@
+"""
+Calls per second through the B2BUA, and the delay it adds to a call's set-up.
+
+Run:  .venv/bin/python bench/b2bua.py [--calls 2000] [--concurrency 50] [--rate 0] [--relay] [--customers 20]
+
+Starts an embedded PostgreSQL in a temporary folder and, in this process, the SIP core on a
+UDP port of 127.0.0.1 with the B2BUA, SIP access's real trunk authentication and billing
+(DIDs billed per minute): every call is routed, authorised, admitted, and settled into a
+CDR through PostgreSQL, as on a node; calls spread over `--customers` customers. `bench/b2bua_load.py` runs as another process: a
+carrier on 127.0.0.2 calls the DID, the subscriber's phone answers at once, the carrier
+hangs up. `--rate` paces new calls per second (0: as fast as `--concurrency` allows);
+`--relay` anchors media in the in-process relay (its forwarder is another process).
+Prints the load generator's figures: calls per second, the delay from the carrier's INVITE
+to the phone's (what the B2BUA adds) and to the 200, p50 and p99, in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet import defer, reactor, threads  # noqa: E402
+
+from wevoip.calls.b2bua import B2BUA  # noqa: E402
+from wevoip.calls.machine import CallTimers  # noqa: E402
+from wevoip.config import MediaConfig  # noqa: E402
+from wevoip.media.relay import InProcessRelay  # noqa: E402
+from wevoip.sip.auth import Authenticator  # noqa: E402
+from wevoip.sip.core import SipCore  # noqa: E402
+from wevoip.sip.defence import Defence, DefencePolicy  # noqa: E402
+from wevoip.sip.digest import DigestAuthority  # noqa: E402
+from wevoip.sip.directory import Directory  # noqa: E402
+from wevoip.sip.flow import FlowTable  # noqa: E402
+from wevoip.sip.register import asked_of  # noqa: E402
+from wevoip.sip.registrar import Binding  # noqa: E402
+from wevoip.sip.transport import SipDatagramProtocol  # noqa: E402
+from wevoip.store import carriers, customers, dids, subscribers, tenants  # noqa: E402
+from wevoip.store.database import Database  # noqa: E402
+from wevoip.store.embedded import EmbeddedPostgres  # noqa: E402
+from wevoip.store.isps import create_isp  # noqa: E402
+from wevoip.store.migrate import migrate  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+async def provision(database: Database, count: int) -> set[int]:
+    """`count` customers, each a tenant with one subscriber and a DID routed to it: a
+    customer's calls are authorised one at a time (its row is locked), as on a node."""
+    async def work(tx):
+        isp = await create_isp(tx, name="Bench", namespace="b2bua.example.net", currency="USD", country="US",
+                               contact_email="ops@b2bua.example.net")
+        plan = await customers.create_service_plan(tx, isp["id"], name="Basic")
+        carrier = await carriers.create_carrier(tx, isp["id"], name="Carrier")
+        await carriers.create_gateway(tx, isp["id"], carrier["id"], host="127.0.0.2")
+        subscriber_ids = set()
+        for n in range(count):
+            customer = await customers.create_customer(tx, isp["id"], name=f"C{n}", service_plan_id=plan["id"],
+                                                       max_subscribers=10, status="ACTIVE",
+                                                       max_concurrent_calls=100_000)
+            tenant = await tenants.create_tenant(tx, isp["id"], customer["id"], name=f"T{n}", label=f"t{n}")
+            bob = await subscribers.create_subscriber(tx, isp["id"], tenant["id"], username="bob",
+                                                      password="correct-horse-9", extension="101")
+            did = (await dids.add_dids(tx, isp["id"], f"+1555019{n:04d}"))[0]
+            await dids.allocate_did(tx, isp["id"], did["id"], tenant["id"])
+            await dids.route_did(tx, isp["id"], did["id"], bob["id"])
+            subscriber_ids.add(bob["id"])
+        return subscriber_ids
+    return await database.transact(work)
+
+
+async def run(options) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="wevoip-bench-b2bua-"))
+    folder.chmod(0o755)   # the embedded PostgreSQL runs as its own user
+    server = EmbeddedPostgres(reactor, folder / "pg")
+    relay = None
+    try:
+        await server.start()
+        await migrate(reactor, server.dsn)
+        database = Database(reactor, server.dsn, size=8)
+        await database.connect()
+        phones = await provision(database, options.customers)
+        flows = FlowTable()
+        core = SipCore(reactor, flows)
+        port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)
+        secret = b"b" * 32
+        authenticator = Authenticator(DigestAuthority(reactor, secret), Directory(database, secret),
+                                      Defence(reactor, DefencePolicy(requests_per_second=1_000_000,
+                                                                     request_burst=1_000_000)))
+
+        async def authenticate(request, flow):
+            return await authenticator.authenticate(asked_of(request, flow))
+
+        uas_port = port.getHost().port + 1
+        phone = Binding(f"sip:bob@127.0.0.1:{uas_port}", "", 1000, "reg", 1, 1e12, f"127.0.0.1:{uas_port}", "udp")
+        if options.relay:
+            relay = InProcessRelay(reactor, MediaConfig(rtp_address="127.0.0.1", rtp_port_min=47000,
+                                                        rtp_port_max=49999))
+            relay.startService()
+            await relay.ready
+        b2bua = B2BUA(reactor, core, database, node="bench", authenticate=authenticate,
+                      contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
+                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay)
+        b2bua.install()
+        result = await threads.deferToThread(
+            subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),
+                             str(options.customers), str(options.calls), str(options.concurrency),
+                             str(options.rate)],
+            capture_output=True, text=True, timeout=600)
+        if result.returncode:
+            raise SystemExit(result.stderr)
+        figures = json.loads(result.stdout)
+        await b2bua.settled()
+        figures["cdrs"] = (await database.fetch("select count(*) as n from cdrs"))[0]["n"]
+        figures["relay"] = bool(options.relay)
+        await database.close()
+        return figures
+    finally:
+        if relay is not None:
+            await relay.stopService()
+        await server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=0.0, help="new calls per second (0: no pacing)")
+    parser.add_argument("--relay", action="store_true", help="anchor media in the in-process relay")
+    parser.add_argument("--customers", type=int, default=20, help="customers (each a DID) the calls spread over")
+    options = parser.parse_args()
+    outcome = {}
+
+    def finished(figures):
+        outcome.update(figures)
+        reactor.stop()
+
+    def failed(failure):
+        outcome["error"] = failure.getTraceback()
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(run(options)).addCallbacks(finished, failed))
+    reactor.run()
+    print(json.dumps(outcome, indent=1))
+
+
+if __name__ == "__main__":
+    main()

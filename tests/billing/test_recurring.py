@@ -1,0 +1,114 @@
+import datetime
+from decimal import Decimal as D
+
+import pytest_twisted
+from twisted.internet import defer, task
+
+from tests.billing.world import NOW, authorise, build_world
+from wevoip.billing.calls import CallEnd, authorise_call, settle_call
+from wevoip.billing.recurring import BillingTimer
+from wevoip.store import customers, pricing, recurring
+from wevoip.store.calls import mark_answered
+
+DAY = 86400
+
+
+def clock_at(moment: datetime.datetime) -> task.Clock:
+    clock = task.Clock()
+    clock.advance(moment.timestamp())
+    return clock
+
+
+async def answered_call(database, world, call_id):
+    auth = await database.transact(authorise(world, call_id=call_id))
+    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+
+
+async def fees(database, world):
+    return await database.fetch("select kind, period, amount from recurring_charges where customer_id = %s"
+                                " order by period, kind", (world.customer_id,))
+
+
+@pytest_twisted.ensureDeferred
+async def test_fees_are_charged_once_per_period_across_restarts_and_nodes(database):
+    world = await build_world(database, monthly_fee="15", setup_fee="25", did_monthly_fee="1.5")
+    await database.fetch("update customers set billing_day = 20 where id = %s returning id", (world.customer_id,))
+    await database.transact(lambda tx: pricing.set_did_billing(tx, world.isp_id, world.tree.did["id"], e911=True))
+    await database.transact(lambda tx: pricing.set_plan_pricing(tx, world.isp_id, world.tree.plan["id"],
+                                                                e911_monthly_fee="2"))
+    clock = clock_at(NOW)                                  # 23 November: the period began on the 20th
+    nodes = [BillingTimer(clock, lambda: defer.succeed(database), f"node-{n}", interval_seconds=DAY) for n in range(2)]
+    for node in nodes:
+        node.startService()
+    await defer.gatherResults([node.tick() for node in nodes])
+    assert [(f["kind"], f["period"], f["amount"]) for f in await fees(database, world)] == [
+        ("did", "2026-11", D("1.5")), ("e911", "2026-11", D("2")), ("monthly", "2026-11", D("15")),
+        ("did_setup", "once", D("0")), ("e911_setup", "once", D("0")), ("setup", "once", D("25"))]
+    restarted = BillingTimer(clock, lambda: defer.succeed(database), "node-0", interval_seconds=DAY)
+    for node in nodes:
+        await node.stopService()
+    restarted.startService()
+    await restarted.tick()
+    assert len(await fees(database, world)) == 6
+    clock.advance(27 * DAY)                                # 20 December
+    await restarted.tick()
+    december = [f for f in await fees(database, world) if f["period"] == "2026-12"]
+    assert sorted(f["kind"] for f in december) == ["did", "e911", "monthly"]
+    customer = await database.transact(customers.get_customer, world.isp_id, world.customer_id)
+    assert customer["period_start"] == datetime.date(2026, 12, 20)
+    assert customer["next_billing_date"] == datetime.date(2027, 1, 20)
+    assert customer["balance"] == D("10") - D("25") - 2 * (D("15") + D("1.5") + D("2"))
+    await restarted.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_node_settles_the_calls_it_left(database):
+    world = await build_world(database)
+    await answered_call(database, world, "lost")
+    timer = BillingTimer(clock_at(NOW + datetime.timedelta(minutes=5)), lambda: defer.succeed(database), "node-a")
+    timer.startService()
+    await timer.tick()
+    await timer.stopService()
+    assert await database.fetch("select * from call_reservations") == []
+    cdr = (await database.fetch("select * from cdrs"))[0]
+    assert cdr["a_call_id"] == "lost" and cdr["disposition"] == "answered" and cdr["hangup_by"] == "system"
+
+
+def test_billing_dates_follow_the_billing_day():
+    assert recurring.first_billing_date(datetime.date(2026, 11, 23), 20) == datetime.date(2026, 11, 20)
+    assert recurring.first_billing_date(datetime.date(2026, 1, 3), 20) == datetime.date(2025, 12, 20)
+    assert recurring.next_billing_date(datetime.date(2026, 12, 20), 20) == datetime.date(2027, 1, 20)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_heartbeat_marks_this_nodes_answered_calls_alive(database):
+    world = await build_world(database)
+    await answered_call(database, world, "live")
+    clock = clock_at(NOW)
+    timer = BillingTimer(clock, lambda: defer.succeed(database), "node-a", interval_seconds=DAY,
+                         heartbeat_seconds=30)
+    timer.startService()
+    await timer.tick()
+    clock.advance(30)
+    await timer.beat()
+    row = (await database.fetch("select last_seen_at from call_reservations"))[0]
+    assert row["last_seen_at"] == NOW + datetime.timedelta(seconds=30)
+    await timer.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_free_minutes_start_again_on_the_billing_date(database):
+    world = await build_world(database, free_minutes=5)
+    await database.transact(recurring.bill_customer, world.isp_id, world.customer_id, NOW.date())
+
+    async def call(call_id, at, seconds):
+        auth = await database.transact(lambda tx: authorise_call(
+            tx, world.isp_id, customer_id=world.customer_id, destination="+12125550100", call_id=call_id,
+            node="n", indexes=world.indexes, at=at))
+        end = CallEnd(ended_at=at + datetime.timedelta(seconds=seconds), disposition="answered", answered_at=at)
+        return await database.transact(settle_call, world.isp_id, auth.reservation_id, end)
+    assert (await call("first", NOW, 240))["free_minutes"] == 4
+    assert (await call("second", NOW, 120))["free_minutes"] == 1          # one left, then money
+    december = NOW + datetime.timedelta(days=8)                          # past 1 December
+    await database.transact(recurring.bill_customer, world.isp_id, world.customer_id, december.date())
+    assert (await call("third", december, 120))["free_minutes"] == 2

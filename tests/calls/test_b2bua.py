@@ -1,0 +1,521 @@
+"""The B2BUA on the real SIP core, real digest and the real store; phones and gateways are
+SIP peers on in-memory flows, timers on a Clock."""
+
+import re
+from decimal import Decimal
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
+
+from plugins.dialplan_presets import us
+from tests.store.builders import build_tree
+from wevoip.calls.b2bua import B2BUA
+from tests.media.phones import Phone, receive, rtp
+from wevoip.calls.machine import CallTimers
+from wevoip.config import MediaConfig
+from wevoip.media.relay import InProcessRelay
+from wevoip.media.sdp import parse as parse_sdp
+from wevoip.credentials import sip_ha1s
+from wevoip.sip.auth import Authenticator
+from wevoip.sip.core import SipCore
+from wevoip.sip.defence import Defence, DefencePolicy
+from wevoip.sip.digest import DigestAuthority, digest_response
+from wevoip.sip.directory import Directory
+from wevoip.sip.flow import Flow, FlowTable
+from wevoip.sip.message import parse
+from wevoip.sip.register import asked_of
+from wevoip.sip.registrar import Binding
+from tests.billing.world import price_north_america
+from wevoip.store import calls, carriers, customers, dids, ledger, subscribers
+
+PASSWORD = "correct-horse-9"
+NODE = ("127.0.0.1", 5060)
+SDP_A = "v=0\r\no=alice 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+SDP_B = "v=0\r\no=bob 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n"
+
+
+class Wire:
+    """Everything the node sends, by destination; peers read their share."""
+
+    def __init__(self):
+        self.sent = {}
+
+    def write(self, data, remote):
+        self.sent.setdefault(tuple(remote), []).append(parse(data))
+
+
+class Peer:
+    def __init__(self, core, wire, address, user):
+        self.core, self.wire, self.address, self.user = core, wire, address, user
+        self.flow = Flow("udp", address, NODE, lambda data: wire.write(data, address))
+        self.tag = f"tag-{user}"
+        self.cseq = 0
+
+    def take(self):
+        return self.wire.sent.pop(self.address, [])
+
+    def send(self, text):
+        self.core.receive(text.encode(), self.flow)
+
+    def request(self, method, uri, *, call_id, to, from_=None, cseq=None, branch=None, body="", extra=""):
+        self.cseq = cseq or self.cseq + 1
+        host, port = self.address
+        content = "Content-Type: application/sdp\r\n" if body else ""
+        self.send(f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{port};branch={branch or 'z9hG4bK' + method + str(self.cseq) + call_id};rport\r\n"
+                  f"From: {from_ or f'<sip:{self.user}@{host}>'};tag={self.tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n"
+                  f"CSeq: {self.cseq} {method}\r\nContact: <sip:{self.user}@{host}:{port}>\r\nMax-Forwards: 70\r\n"
+                  f"{extra}{content}Content-Length: {len(body)}\r\n\r\n{body}")
+
+    def answer(self, request, status, *, body="", to_tag="callee", extra=""):
+        host, port = self.address
+        headers = "".join(f"{name}: {value}\r\n" for name in ("Via", "From", "Call-ID", "CSeq")
+                          for value in request.headers.get_all(name))
+        to = request.headers.get("To") + ("" if request.to.tag or status == 100 else f";tag={to_tag}")
+        content = "Content-Type: application/sdp\r\n" if body else ""
+        self.send(f"SIP/2.0 {status} Whatever\r\n{headers}To: {to}\r\nContact: <sip:{self.user}@{host}:{port}>\r\n"
+                  f"{extra}{content}Content-Length: {len(body)}\r\n\r\n{body}")
+
+    def in_dialog(self, method, received, *, body=""):
+        """A request in the dialog `received` (a request to this peer) made."""
+        return self.request(method, "sip:b2bua@127.0.0.1:5060", call_id=received.call_id,
+                            to=received.headers.get("From"), from_=_untag(received.headers.get("To")),
+                            body=body)
+
+
+def _untag(value):
+    return re.sub(r";tag=[^;]*", "", value)
+
+
+def _authorization(challenge, uri):
+    realm = re.search(r'realm="([^"]+)"', challenge).group(1)
+    nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)
+    algorithm = re.search(r"algorithm=([A-Z0-9-]+)", challenge).group(1)
+    ha1 = sip_ha1s("alice", realm, PASSWORD)["ha1_md5" if algorithm == "MD5" else "ha1_sha256"]
+    response = digest_response(algorithm, ha1, nonce, "INVITE", uri, "auth", "00000001", "c0ffee")
+    return (f'Proxy-Authorization: Digest username="alice", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}", algorithm={algorithm}, qop=auth, nc=00000001, cnonce="c0ffee"\r\n')
+
+
+class World:
+    def __init__(self, database, tree, bob, clock, core, wire, bindings, records, b2bua):
+        self.database, self.tree, self.bob, self.clock, self.core = database, tree, bob, clock, core
+        self.wire, self.bindings, self.records, self.b2bua = wire, bindings, records, b2bua
+        self.domain = tree.domain["name"]
+        self.alice = Peer(core, wire, ("192.0.2.1", 5060), "alice")
+
+    def gateways(self):
+        """The carrier's two gateways as the test tree has them (127.0.0.2 first, then 127.0.0.3)."""
+        return (Peer(self.core, self.wire, ("127.0.0.2", 5070), "gw1"),
+                Peer(self.core, self.wire, ("127.0.0.3", 5070), "gw2"))
+
+    def phone(self, subscriber_id, address, user):
+        peer = Peer(self.core, self.wire, address, user)
+        self.bindings.setdefault(subscriber_id, []).append(Binding(
+            f"sip:{user}@{address[0]}:{address[1]}", "", 1000, "reg", 1, 1e12, f"{address[0]}:{address[1]}", "udp"))
+        return peer
+
+    async def active(self):
+        await self.b2bua.settled()
+        return await self.database.transact(calls.count_active_calls, self.tree.isp["id"])
+
+
+@pytest_twisted.async_yield_fixture
+async def world(database):
+    yield await make_world(database)
+
+
+@pytest.fixture(scope="module")
+def relay():
+    relay = InProcessRelay(reactor, MediaConfig(rtp_address="127.0.0.1", rtp_port_min=45000, rtp_port_max=45099,
+                                                forwarder="thread"))
+    relay.startService()
+    pytest_twisted.blockon(relay.ready)
+    yield relay
+    pytest_twisted.blockon(relay.stopService())
+
+
+async def cdrs(world):
+    return await world.database.fetch("select * from cdrs order by id")
+
+
+async def make_world(database, relay=None):
+    tree = await build_tree(database, "calls.example.net")
+    isp_id = tree.isp["id"]
+
+    async def more(tx):
+        bob = await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob", password=PASSWORD,
+                                                  extension="101", e164="+15550100101")
+        await carriers.update_gateway(tx, isp_id, tree.gateway["id"], host="127.0.0.2", port=5070,
+                                      strip_digits=1, prefix="00", priority=10, source_ips=["127.0.0.2"])
+        await carriers.create_gateway(tx, isp_id, tree.carrier["id"], host="127.0.0.3", port=5070, priority=20)
+        await price_north_america(tx, isp_id, tree)
+        return bob
+    bob = await database.transact(more)
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    wire = Wire()
+    flows = FlowTable()
+    flows.add_datagram_socket(4, NODE, wire.write)
+    core = SipCore(clock, flows)
+    secret = b"s" * 32
+    authenticator = Authenticator(DigestAuthority(clock, secret), Directory(database, secret),
+                                  Defence(clock, DefencePolicy()))
+    bindings, records = {}, []
+
+    async def authenticate(request, flow):
+        return await authenticator.authenticate(asked_of(request, flow))
+
+    b2bua = B2BUA(clock, core, database, node="test-node", authenticate=authenticate,
+                  contacts=lambda subscriber_id: bindings.get(subscriber_id, []), rules=lambda isp: us.rules(),
+                  timers=CallTimers(no_answer=60, progress=2), on_record=records.append, relay=relay)
+    b2bua.install()
+    return World(database, tree, bob, clock, core, wire, bindings, records, b2bua)
+
+
+async def until(predicate, what="the condition"):
+    """Wait for work on the real reactor (the store's round trips) to show its effect."""
+    for _ in range(1000):
+        if predicate():
+            return
+        await deferLater(reactor, 0.005, lambda: None)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def dial(world, dialled, call_id="c1", body=SDP_A, extra=""):
+    """alice dials: 407 first, then the INVITE with credentials. Returns what alice got."""
+    alice = world.alice
+    uri = f"sip:{dialled}@{world.domain}"
+    to, from_ = f"<{uri}>", f"<sip:alice@{world.domain}>"
+    alice.request("INVITE", uri, call_id=call_id, to=to, from_=from_, body=body, extra=extra)
+    got = []
+    await until(lambda: got.extend(alice.take()) or any(m.status == 407 for m in got), "the 407")
+    challenge = next(m for m in got if m.status == 407)
+    alice.request("ACK", uri, call_id=call_id, to=challenge.headers.get("To"), from_=from_, cseq=alice.cseq,
+                  branch=f"z9hG4bKINVITE{alice.cseq}{call_id}")
+    auth = _authorization(challenge.headers.get("Proxy-Authenticate"), uri)
+    alice.request("INVITE", uri, call_id=call_id, to=to, from_=from_, body=body, extra=auth + extra)
+    await until(lambda: any(incoming.request.call_id == call_id for incoming in world.b2bua.sessions) or any(
+        m.status >= 200 and m.call_id == call_id for m in world.wire.sent.get(alice.address, [])),
+        "the call to be routed")
+
+
+async def ring_bob(world):
+    """alice dials bob's extension; bob's phone gets the INVITE."""
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101")
+    [invite] = bob.take()
+    return bob, invite
+
+
+def statuses(messages):
+    return [getattr(m, "status", None) or m.method for m in messages]
+
+
+@pytest_twisted.ensureDeferred
+async def test_alice_calls_bob_who_answers_and_hangs_up(world):
+    alice = world.alice
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101")
+    assert statuses(alice.take()) == [100]
+    [invite] = bob.take()
+    assert invite.method == "INVITE" and str(invite.uri) == "sip:bob@192.0.2.2:5062"
+    assert invite.call_id != "c1" and invite.body == SDP_A.encode()
+    assert invite.from_.tag and invite.from_.tag != alice.tag and invite.to.tag is None
+    assert await world.active() == 1
+    bob.answer(invite, 180)
+    [ringing] = alice.take()
+    assert ringing.status == 180 and ringing.to.tag and ringing.call_id == "c1"
+    world.clock.advance(3)
+    bob.answer(invite, 200, body=SDP_B)
+    [ok] = alice.take()
+    assert ok.status == 200 and ok.body == SDP_B.encode() and ok.to.tag == ringing.to.tag
+    assert ok.headers.get("Contact") == "<sip:b2bua@127.0.0.1:5060>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>", cseq=alice.cseq)
+    [ack] = bob.take()
+    assert ack.method == "ACK" and ack.call_id == invite.call_id and ack.cseq.number == invite.cseq.number
+    assert ack.to.tag == "callee"
+    world.clock.advance(10)
+    bob.in_dialog("BYE", invite)
+    assert statuses(bob.take()) == [200]
+    [bye] = alice.take()
+    assert bye.method == "BYE" and bye.call_id == "c1" and bye.to.tag == alice.tag
+    await until(lambda: world.records, "the record")
+    [facts] = world.records
+    record = facts.record
+    assert (record.disposition, record.status, record.hung_up_by) == ("answered", 200, "callee")
+    assert record.end_ms - record.answer_ms == 10000 and record.answer_ms - record.start_ms == 3000
+    assert (facts.direction, facts.dialled, facts.callee_e164) == ("internal", "101", "+15550100101")
+    assert facts.call_ids == ("c1", invite.call_id)
+    assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_contacts_ring_the_first_answer_wins_and_a_cancel_reaches_the_other(world):
+    alice = world.alice
+    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
+    await dial(world, "101")
+    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    assert desk_invite.call_id != mobile_invite.call_id
+    desk.answer(desk_invite, 180)
+    mobile.answer(mobile_invite, 180)
+    mobile.answer(mobile_invite, 200, body=SDP_B)
+    [cancel] = desk.take()
+    assert cancel.method == "CANCEL" and cancel.top_via.branch == desk_invite.top_via.branch
+    assert cancel.cseq.number == desk_invite.cseq.number
+    desk.answer(cancel, 200)
+    desk.answer(desk_invite, 487)
+    assert statuses(desk.take()) == ["ACK"]    # the transaction's ACK for the 487
+    assert statuses(alice.take()) == [100, 180, 180, 200]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_caller_cancels_and_the_callee_is_cancelled(world):
+    alice = world.alice
+    bob, invite = await ring_bob(world)
+    bob.answer(invite, 180)
+    alice.take()
+    alice.request("CANCEL", f"sip:101@{world.domain}", call_id="c1", to=f"<sip:101@{world.domain}>",
+                  from_=f"<sip:alice@{world.domain}>", cseq=alice.cseq, branch=f"z9hG4bKINVITE{alice.cseq}c1")
+    assert statuses(alice.take()) == [200, 487]
+    [cancel] = bob.take()
+    assert cancel.method == "CANCEL"
+    bob.answer(invite, 200, body=SDP_B)   # the 200 raced the CANCEL: ACK and BYE
+    assert statuses(bob.take()) == ["ACK", "BYE"]
+    await until(lambda: world.records, "the record")
+    assert world.records[0].record.disposition == "cancelled"
+    assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unregistered_subscriber_gets_480(world):
+    await dial(world, "101")
+    [final] = [m for m in world.alice.take() if m.status >= 200]
+    assert final.status == 480 and "no registered contact" in final.reason
+    assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_and_suspension_refuse_with_a_reason(world):
+    isp_id, customer_id = world.tree.isp["id"], world.tree.customer["id"]
+    world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await world.database.transact(customers.update_customer, isp_id, customer_id, max_concurrent_calls=1)
+    await dial(world, "101")
+    world.alice.take()
+    await dial(world, "101", call_id="c2")
+    [refusal] = [m for m in world.alice.take() if m.status >= 200]
+    assert refusal.status == 503 and "customer max_concurrent_calls of 1 reached" in refusal.reason
+    await world.database.transact(customers.set_customer_status, isp_id, customer_id, "SUSPENDED")
+    await dial(world, "101", call_id="c3")
+    [refusal] = [m for m in world.alice.take() if m.status >= 200]
+    assert (refusal.status, refusal.reason) == (403, "Forbidden: customer suspended")
+    assert await world.active() == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_outbound_goes_to_the_first_gateway_with_its_digits_and_fails_over_when_it_is_silent(world):
+    alice = world.alice
+    first, second = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    assert str(invite.uri) == "sip:0012125550100@127.0.0.2:5070"   # strip 1 digit, prefix 00
+    assert invite.headers.get("P-Asserted-Identity") == "<sip:+15550100100@127.0.0.1;user=phone>"
+    assert invite.from_.uri.user == "+15550100100"
+    world.clock.advance(2)   # no word from the first gateway: the progress timer moves on
+    [invite2] = second.take()
+    assert str(invite2.uri) == "sip:+12125550100@127.0.0.3:5070"
+    second.answer(invite2, 183, body=SDP_B)
+    second.answer(invite2, 200, body=SDP_B)
+    assert statuses(alice.take()) == [100, 183, 200]
+    first.answer(invite, 180)    # the first wakes up: CANCEL once it has spoken
+    assert statuses(first.take())[-1] == "CANCEL"
+    rows = await world.database.fetch("select direction, carrier_id from active_calls")
+    assert [(r["direction"], r["carrier_id"]) for r in rows] == [("outbound", world.tree.carrier["id"])]
+    assert await cdrs(world) == []     # a call is billed when it ends
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_outbound_call_is_settled_into_a_cdr_priced_by_the_carriers_card(world):
+    alice = world.alice
+    first, second = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 180)
+    world.clock.advance(1)
+    first.answer(invite, 200, body=SDP_B)
+    [ok] = [m for m in alice.take() if m.status == 200]
+    from_ = f"<sip:alice@{world.domain}>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    world.clock.advance(90.5)
+    first.in_dialog("BYE", invite)
+    assert statuses(first.take())[-1] == 200
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["direction"], cdr["disposition"], cdr["sip_code"], cdr["hangup_by"]) == (
+        "outbound", "answered", 200, "callee")
+    assert (cdr["a_call_id"], cdr["b_call_id"], cdr["callee_e164"], cdr["caller_e164"]) == (
+        "c1", invite.call_id, "+12125550100", "+15550100100")
+    assert (cdr["carrier_id"], cdr["gateway_id"], cdr["tenant_id"]) == (
+        world.tree.carrier["id"], world.tree.gateway["id"], world.tree.tenant["id"])
+    assert cdr["talk_ms"] == 90500 and cdr["duration_ms"] == 91500 and cdr["billable_seconds"] == 120
+    assert cdr["price"] == Decimal("0.02")     # two started minutes at 0.01
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prepaid_call_is_cut_when_its_money_is_spent(world):
+    isp_id, customer_id = world.tree.isp["id"], world.tree.customer["id"]
+    await world.database.transact(ledger.add_charge, isp_id, customer_id, amount="9.97", description="spent",
+                                  category="manual")
+    alice = world.alice
+    first, _ = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 200, body=SDP_B)
+    [ok] = [m for m in alice.take() if m.status == 200]
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>", cseq=alice.cseq)
+    world.clock.advance(179.9)
+    assert not [m for m in alice.take() if getattr(m, "method", None) == "BYE"]
+    world.clock.advance(0.1)      # three minutes is what 0.03 buys
+    assert statuses(alice.take()) == ["BYE"] and statuses(first.take())[-1] == "BYE"
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["hangup_by"], cdr["talk_ms"], cdr["price"]) == ("system", 180000, Decimal("0.03"))
+    await dial(world, "2125550100", call_id="c2")
+    [refusal] = [m for m in alice.take() if m.status >= 200]
+    assert refusal.status == 402 and refusal.reason.startswith("Payment Required: ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_gateway_failing_gives_the_best_answer(world):
+    alice = world.alice
+    first, second = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 503)
+    [invite2] = second.take()
+    second.answer(invite2, 100)
+    second.answer(invite2, 404)
+    assert statuses(alice.take())[-1] == 404
+    await until(lambda: world.records, "the record")
+    record = world.records[0].record
+    assert record.disposition == "failed" and [a.status for a in record.attempts] == [503, 404]
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["disposition"], cdr["sip_code"], cdr["hangup_by"], cdr["price"]) == ("failed", 404, "callee", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reinvite_for_hold_passes_through_and_a_stray_request_gets_481(world):
+    alice = world.alice
+    bob, invite = await ring_bob(world)
+    bob.answer(invite, 200, body=SDP_B)
+    ok = [m for m in alice.take() if m.status == 200][0]
+    from_ = f"<sip:alice@{world.domain}>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    bob.take()
+    hold = SDP_A.replace("t=0 0", "t=0 0\r\na=sendonly")
+    alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  body=hold)
+    [reinvite] = bob.take()
+    assert reinvite.method == "INVITE" and reinvite.call_id == invite.call_id and reinvite.body == hold.encode()
+    assert reinvite.cseq.number == invite.cseq.number + 1 and reinvite.to.tag == "callee"
+    bob.answer(reinvite, 200, body=SDP_B.replace("t=0 0", "t=0 0\r\na=recvonly"))
+    [ok2] = [m for m in alice.take() if m.status == 200]
+    assert b"recvonly" in ok2.body
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    [ack2] = bob.take()
+    assert ack2.method == "ACK" and ack2.cseq.number == reinvite.cseq.number
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="nope", to="<sip:x@y>;tag=zz", from_=from_)
+    assert statuses(alice.take()) == [481]
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_)
+    assert statuses(alice.take()) == [200]
+    assert statuses(bob.take()) == ["BYE"]
+    await until(lambda: world.records, "the record")
+    assert world.records[0].record.hung_up_by == "caller"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
+    isp_id = world.tree.isp["id"]
+    await world.database.transact(dids.route_did, isp_id, world.tree.did["id"], world.bob["id"])
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    carrier = Peer(world.core, world.wire, ("127.0.0.2", 5070), "carrier")
+    carrier.request("INVITE", "sip:15550199000@127.0.0.1", call_id="t1", to="<sip:15550199000@127.0.0.1>",
+                    from_="<sip:+442071234567@127.0.0.2>", body=SDP_A)
+    await until(lambda: bob.wire.sent.get(bob.address), "the INVITE to bob")
+    [invite] = bob.take()
+    assert invite.method == "INVITE" and invite.from_.uri.user == "+442071234567"
+    bob.answer(invite, 486)
+    assert statuses(carrier.take()) == [100, 486]
+    await until(lambda: world.records, "the record")
+    facts = world.records[0]
+    assert (facts.direction, facts.record.disposition, facts.carrier_id) == ("inbound", "busy", world.tree.carrier["id"])
+    assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["direction"], cdr["disposition"], cdr["did_id"], cdr["sip_code"]) == (
+        "inbound", "busy", world.tree.did["id"], 486)
+
+
+@pytest_twisted.ensureDeferred
+async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay):
+    world = await make_world(database, relay)
+    alice, free = world.alice, relay.pool.available
+    phone_a, phone_b = Phone(), Phone()
+    try:
+        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+        await dial(world, "101", body=phone_a.sdp().decode())
+        [invite] = bob.take()
+        offer = parse_sdp(invite.body)
+        to_a = offer.media[0].port
+        assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
+        bob.answer(invite, 180)
+        bob.answer(invite, 200, body=phone_b.sdp().decode())
+        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+        [ok] = [m for m in alice.take() if m.status == 200]
+        to_b = parse_sdp(ok.body).media[0].port
+        assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
+        phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+        assert receive(phone_b.rtp)[0] == rtp(1)
+        phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
+        assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
+        from_ = f"<sip:alice@{world.domain}>"
+        alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                      cseq=alice.cseq)
+        bob.take()
+        alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                      body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
+        await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
+        [hold] = bob.take()
+        held = parse_sdp(hold.body)
+        assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
+        bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
+        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
+        [held_ok] = [m for m in alice.take() if m.status == 200]
+        assert parse_sdp(held_ok.body).media[0].port == to_b
+        assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
+        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                      from_=f"<sip:alice@{world.domain}>")
+        assert statuses(bob.take())[-1] == "BYE"
+        await world.b2bua.settled()
+        assert relay.pool.available == free
+    finally:
+        phone_a.close()
+        phone_b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_offer_the_relay_cannot_read_gets_488_and_takes_nothing(database, relay):
+    world = await make_world(database, relay)
+    world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    free = relay.pool.available
+    await dial(world, "101", body="v=0\r\nthis is not sdp\r\n")
+    [final] = [m for m in world.alice.take() if m.status >= 200]
+    assert final.status == 488 and final.reason.startswith("Not Acceptable Here: ")
+    assert await world.active() == 0 and relay.pool.available == free

@@ -1,0 +1,453 @@
+"""The B2BUA call machine, path by path and race by race, on task.Clock."""
+
+import pytest
+from twisted.internet.task import Clock
+
+from wevoip.calls.machine import (
+    T1, AckLeg, Attempt, ByeA, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, PrackLeg,
+    Relay, RelayAck, Respond, RespondA, StartLeg, best, Answer)
+
+
+class Recorder:
+    def __init__(self):
+        self.actions = []
+        self.on_start = None
+
+    def perform(self, action):
+        self.actions.append(action)
+        if isinstance(action, StartLeg) and self.on_start is not None:
+            self.on_start(action)
+
+    def take(self):
+        taken, self.actions = self.actions, []
+        return taken
+
+    def ended(self):
+        return [a.record for a in self.actions if isinstance(a, Ended)]
+
+
+def make(rounds, clock=None, **options):
+    clock = clock or Clock()
+    owner = Recorder()
+    call = Call(owner, clock, rounds, **options)
+    call.start()
+    return clock, owner, call
+
+
+def answer(call, owner, leg=0):
+    call.b_invite_response(leg, 180, "180")
+    call.b_invite_response(leg, 200, "200", sdp=True)
+    call.a_ack("ACK")
+    owner.take()
+
+
+def test_a_call_rings_is_answered_and_the_caller_hangs_up():
+    clock, owner, call = make([["alice"]])
+    assert owner.take() == [StartLeg(0, "alice")]
+    clock.advance(1)
+    call.b_invite_response(0, 100, "100")
+    call.b_invite_response(0, 180, "180")
+    assert owner.take() == [RespondA(180, "", "180", False)]
+    clock.advance(4)
+    call.b_invite_response(0, 200, "200", sdp=True)
+    assert owner.take() == [RespondA(200, "", "200", True)]
+    assert call.state is CallState.ANSWERING
+    call.a_ack("ACK with answer")
+    assert owner.take() == [AckLeg(0, "ACK with answer")]
+    clock.advance(60)
+    assert call.a_bye("bye-key", "BYE")
+    actions = owner.take()
+    assert actions[0] == Respond("a", "bye-key", 200, "OK")
+    assert ByeLeg(0) in actions
+    [record] = [a.record for a in actions if isinstance(a, Ended)]
+    assert (record.start_ms, record.answer_ms, record.end_ms) == (0, 5000, 65000)
+    assert (record.disposition, record.status, record.hung_up_by) == ("answered", 200, "caller")
+    assert record.attempts == (Attempt(0, "alice", 200),)
+    assert call.state is CallState.ENDED and call.legs[0].state is LegState.ENDED
+
+
+def test_the_callee_hangs_up_and_a_crossing_bye_from_the_caller_gets_200_only():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.b_bye(0, "kb", "BYE")
+    actions = owner.take()
+    assert actions[:2] == [Respond("b", "kb", 200, "OK", leg=0), ByeA()]
+    assert [r.hung_up_by for r in (a.record for a in actions if isinstance(a, Ended))] == ["callee"]
+    assert call.a_bye("ka")
+    assert owner.take() == [Respond("a", "ka", 200, "OK")]
+
+
+def test_both_sides_hang_up_at_once():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.a_bye("ka")
+    call.b_bye(0, "kb")
+    actions = owner.take()
+    assert Respond("a", "ka", 200, "OK") in actions and ByeLeg(0) in actions
+    assert Respond("b", "kb", 200, "OK", leg=0) in actions and ByeA() not in actions
+    assert len([a for a in actions if isinstance(a, Ended)]) == 1
+
+
+def test_parallel_contacts_first_200_wins_and_the_others_are_cancelled():
+    clock, owner, call = make([["desk", "mobile", "soft"]])
+    assert owner.take() == [StartLeg(0, "desk"), StartLeg(1, "mobile"), StartLeg(2, "soft")]
+    call.b_invite_response(1, 180, "180 mobile")
+    call.b_invite_response(2, 180, "180 soft")
+    owner.take()
+    call.b_invite_response(2, 200, "200 soft", sdp=True)
+    assert owner.take() == [RespondA(200, "", "200 soft", True), CancelLeg(1)]
+    # The desk phone had not answered at all: its CANCEL waits for a provisional (§9.1).
+    assert call.legs[0].state is LegState.CANCEL_WANTED
+    call.b_invite_response(0, 100, "100")
+    assert owner.take() == [CancelLeg(0)]
+    # The mobile's 200 raced the CANCEL: it is acknowledged and hung up at once.
+    call.b_invite_response(1, 200, "200 mobile")
+    assert owner.take() == [AckLeg(1), ByeLeg(1)]
+    call.b_invite_response(0, 487, "487")
+    assert owner.take() == []
+    call.a_ack("ACK")
+    assert owner.take() == [AckLeg(2, "ACK")]
+    assert [leg.state for leg in call.legs] == [LegState.FAILED, LegState.ENDED, LegState.CONFIRMED]
+
+
+def test_a_cancel_ends_the_call_and_a_200_racing_it_is_acked_and_hung_up():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 180, "180")
+    owner.take()
+    clock.advance(3)
+    call.a_cancel()
+    actions = owner.take()
+    assert actions[:2] == [RespondA(487, "Request Terminated"), CancelLeg(0)]
+    [record] = [a.record for a in actions if isinstance(a, Ended)]
+    assert (record.disposition, record.status, record.hung_up_by, record.end_ms) == ("cancelled", 487, "caller", 3000)
+    call.b_invite_response(0, 200, "200")
+    assert owner.take() == [AckLeg(0), ByeLeg(0)]
+    assert not call.a_cancel()
+
+
+def test_a_cancel_before_any_provisional_waits_to_cancel_the_leg():
+    clock, owner, call = make([["bob"]])
+    owner.take()
+    call.a_cancel()
+    assert owner.take()[0] == RespondA(487, "Request Terminated")
+    call.b_invite_response(0, 180, "180")
+    assert owner.take() == [CancelLeg(0)]
+    call.b_invite_response(0, 487, "487")
+    assert owner.take() == [] and call.legs[0].state is LegState.FAILED
+
+
+def test_a_busy_callee_is_relayed_and_recorded_as_busy():
+    clock, owner, call = make([["bob"]])
+    owner.take()
+    call.b_invite_response(0, 486, "486 Busy Here")
+    actions = owner.take()
+    assert actions[0] == RespondA(486, "", "486 Busy Here")
+    assert (actions[1].record.disposition, actions[1].record.hung_up_by) == ("busy", "callee")
+
+
+def test_outbound_fails_over_on_timeout_408_and_5xx_and_gives_the_best_answer_at_the_end():
+    clock, owner, call = make([["gw1"], ["gw2"], ["gw3"], ["gw4"]])
+    assert owner.take() == [StartLeg(0, "gw1")]
+    call.b_timeout(0)
+    assert owner.take() == [StartLeg(1, "gw2")]
+    call.b_invite_response(1, 503, "503 gw2")
+    assert owner.take() == [StartLeg(2, "gw3")]
+    call.b_invite_response(2, 100, "100")
+    call.b_invite_response(2, 408, "408 gw3")
+    assert owner.take() == [StartLeg(3, "gw4")]
+    call.b_invite_response(3, 500, "500 gw4")
+    actions = owner.take()
+    assert actions[0] == RespondA(408, "", "408 gw3")
+    record = actions[1].record
+    assert record.disposition == "no answer" and record.status == 408
+    assert [a.status for a in record.attempts] == [408, 503, 408, 500]
+
+
+def test_a_heard_503_beats_a_timeout_the_b2bua_made_up():
+    clock, owner, call = make([["gw1"], ["gw2"]])
+    call.b_invite_response(0, 503, "503")
+    call.b_timeout(1)
+    actions = owner.take()
+    assert RespondA(503, "", "503") in actions
+    assert actions[-1].record.disposition == "failed"
+
+
+def test_every_gateway_silent_gives_408_by_the_system():
+    clock, owner, call = make([["gw1"], ["gw2"]])
+    call.b_timeout(0)
+    call.b_timeout(1)
+    actions = owner.take()
+    assert actions[-2] == RespondA(408, "Request Timeout: no answer from the called side")
+    assert actions[-1].record.hung_up_by == "system"
+
+
+def test_a_4xx_other_than_408_stops_failover():
+    clock, owner, call = make([["gw1"], ["gw2"]])
+    owner.take()
+    call.b_invite_response(0, 404, "404")
+    actions = owner.take()
+    assert not any(isinstance(a, StartLeg) for a in actions)
+    assert actions[0] == RespondA(404, "", "404")
+
+
+def test_a_silent_gateway_is_passed_over_after_the_progress_time_and_cancelled_if_it_wakes():
+    clock, owner, call = make([["gw1"], ["gw2"]], timers=CallTimers(progress=2))
+    owner.take()
+    clock.advance(1.99)
+    assert owner.take() == []
+    clock.advance(0.02)
+    assert owner.take() == [StartLeg(1, "gw2")]
+    call.b_invite_response(1, 100, "100")
+    clock.advance(10)  # gw2 made progress: its timer is off
+    assert owner.take() == []
+    call.b_invite_response(0, 180, "180 late")
+    assert owner.take() == [CancelLeg(0)]
+    call.b_invite_response(0, 200, "200 late")
+    assert owner.take() == [AckLeg(0), ByeLeg(0)]
+    call.b_invite_response(1, 200, "200 gw2")
+    assert owner.take()[0] == RespondA(200, "", "200 gw2", False)
+
+
+def test_a_reentrant_owner_sees_actions_in_order():
+    clock = Clock()
+    owner = Recorder()
+    call = Call(owner, clock, [["gw1"], ["gw2"], ["gw3"]])
+    owner.on_start = lambda action: call.b_timeout(action.leg) if action.target != "gw3" else None
+    call.start()
+    assert [a for a in owner.take() if isinstance(a, StartLeg)] == [
+        StartLeg(0, "gw1"), StartLeg(1, "gw2"), StartLeg(2, "gw3")]
+
+
+def test_a_6xx_from_one_contact_ends_the_search():
+    clock, owner, call = make([["a", "b"], ["c"]])
+    call.b_invite_response(1, 180, "180")
+    owner.take()
+    call.b_invite_response(0, 603, "603 Decline")
+    actions = owner.take()
+    assert actions[:2] == [RespondA(603, "", "603 Decline"), CancelLeg(1)]
+    assert not any(isinstance(a, StartLeg) for a in actions)
+
+
+@pytest.mark.parametrize("status, told", [(302, 480), (407, 403)])
+def test_redirects_and_challenges_are_not_passed_to_the_caller(status, told):
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, status, str(status))
+    [respond] = [a for a in owner.take() if isinstance(a, RespondA)]
+    assert respond.status == told and respond.message is None and respond.reason
+
+
+def test_nobody_answers_within_the_no_answer_time():
+    clock, owner, call = make([["a", "b"]], timers=CallTimers(no_answer=30))
+    call.b_invite_response(0, 180, "180")
+    owner.take()
+    clock.advance(30)
+    actions = owner.take()
+    assert actions[:2] == [RespondA(480, "Temporarily Unavailable: no answer"), CancelLeg(0)]
+    assert actions[-1].record.disposition == "no answer" and actions[-1].record.end_ms == 30000
+    call.b_invite_response(1, 180, "180")
+    assert owner.take() == [CancelLeg(1)]
+
+
+def test_the_no_answer_timer_stops_at_the_answer():
+    clock, owner, call = make([["a"]], timers=CallTimers(no_answer=30))
+    answer(call, owner)
+    clock.advance(100)
+    assert owner.take() == []
+
+
+def test_max_duration_ends_both_sides():
+    clock, owner, call = make([["bob"]], timers=CallTimers(max_duration=120))
+    clock.advance(2)
+    answer(call, owner)
+    clock.advance(119.9)
+    assert owner.take() == []
+    clock.advance(0.1)
+    actions = owner.take()
+    assert ByeA() in actions and ByeLeg(0) in actions
+    record = actions[[isinstance(a, Ended) for a in actions].index(True)].record
+    assert (record.end_ms - record.answer_ms, record.hung_up_by, record.reason) == (120000, "system", "maximum duration")
+
+
+def test_the_2xx_is_resent_to_the_caller_until_its_ack_and_the_call_ends_without_one():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 200, "200")
+    owner.take()
+    times = []
+    while call.state is CallState.ANSWERING:
+        clock.advance(0.25)
+        if any(isinstance(a, RespondA) for a in owner.actions):
+            times.append(clock.seconds())
+            owner.actions = [a for a in owner.actions if not isinstance(a, RespondA)]
+    assert times[:6] == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5]
+    actions = owner.take()
+    assert actions[0] == ByeA() and AckLeg(0) in actions and ByeLeg(0) in actions
+    assert clock.seconds() == 64 * T1
+    assert [a.record.reason for a in actions if isinstance(a, Ended)] == ["no ACK from the caller"]
+
+
+def test_the_ack_stops_the_2xx_resends():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 200, "200")
+    clock.advance(0.5)
+    call.a_ack("ACK")
+    owner.take()
+    clock.advance(64)
+    assert owner.take() == []
+
+
+def test_a_retransmitted_2xx_from_the_callee_is_acked_again():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 200, "200")
+    call.b_invite_response(0, 200, "200")  # before A's ACK: B waits for the ACK A sends
+    owner.take()
+    call.a_ack("ACK")
+    call.b_invite_response(0, 200, "200")
+    assert owner.take() == [AckLeg(0, "ACK"), AckLeg(0)]
+
+
+def test_a_session_is_ended_when_no_refresh_comes_and_kept_when_one_does():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 200, "200", session_expires=90)
+    call.a_ack("ACK")
+    owner.take()
+    clock.advance(50)
+    call.a_request("k1", "UPDATE", "UPDATE")
+    call.b_response(0, "k1", 200, "200", session_expires=90)
+    assert owner.take() == [Relay("b", "k1", "UPDATE", "UPDATE", 0), Respond("a", "k1", 200, "", "200")]
+    clock.advance(59.9)
+    assert owner.take() == []
+    clock.advance(0.1)   # 90 - min(32, 30) = 60 s after the refresh (RFC 4028 §10)
+    actions = owner.take()
+    assert ByeA() in actions and ByeLeg(0) in actions
+    assert [a.record.reason for a in actions if isinstance(a, Ended)] == ["session expired"]
+
+
+def test_a_reinvite_passes_through_both_ways_with_its_ack():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.a_request("hold", "INVITE", "re-INVITE sendonly", sdp=True)
+    call.b_response(0, "hold", 100, "100")
+    call.b_response(0, "hold", 200, "200 recvonly")
+    call.a_ack("ACK2")
+    assert owner.take() == [Relay("b", "hold", "INVITE", "re-INVITE sendonly", 0),
+                            Respond("a", "hold", 100, "", "100"), Respond("a", "hold", 200, "", "200 recvonly"),
+                            RelayAck("b", "hold", "ACK2", 0)]
+    call.b_request(0, "codec", "INVITE", "re-INVITE", sdp=True)
+    call.a_response("codec", 200, "200")
+    call.a_response("codec", 200, "200")   # A resends its 2xx: it reaches B again
+    call.b_ack(0, "ACK3")
+    assert owner.take() == [Relay("a", "codec", "INVITE", "re-INVITE"), Respond("b", "codec", 200, "", "200", 0),
+                            Respond("b", "codec", 200, "", "200", 0), RelayAck("a", "codec", "ACK3")]
+    call.a_request("info", "INFO", "INFO dtmf")
+    call.b_response(0, "info", 200, "200")
+    assert owner.take() == [Relay("b", "info", "INFO", "INFO dtmf", 0), Respond("a", "info", 200, "", "200")]
+
+
+def test_a_second_offer_while_one_is_in_flight_gets_491():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.a_request("a1", "INVITE", "re-INVITE", sdp=True)
+    call.b_request(0, "b1", "INVITE", "re-INVITE", sdp=True)
+    call.b_request(0, "b2", "UPDATE", "UPDATE", sdp=True)
+    call.b_request(0, "b3", "UPDATE", "UPDATE refresh")   # no offer: passes
+    assert owner.take()[1:] == [Respond("b", "b1", 491, "Request Pending", leg=0),
+                                Respond("b", "b2", 491, "Request Pending", leg=0),
+                                Relay("a", "b3", "UPDATE", "UPDATE refresh")]
+
+
+def test_a_bye_during_a_reinvite_answers_the_pending_reinvite_with_487():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.a_request("hold", "INVITE", "re-INVITE", sdp=True)
+    owner.take()
+    call.b_bye(0, "bye")
+    actions = owner.take()
+    assert Respond("a", "hold", 487, "Request Terminated") in actions and ByeA() in actions
+    assert not call.b_response(0, "hold", 487, "487")   # B's own answer to it is absorbed
+    assert call.a_request("late", "INVITE", "re-INVITE", sdp=True)
+    assert owner.take() == [Respond("a", "late", 481, "Call/Transaction Does Not Exist")]
+
+
+def test_early_media_comes_from_the_first_leg_with_sdp_and_early_requests_go_there():
+    clock, owner, call = make([["a", "b"]])
+    owner.take()
+    call.b_invite_response(1, 183, "183 b", sdp=True)
+    call.b_invite_response(0, 183, "183 a", sdp=True)
+    assert owner.take() == [RespondA(183, "", "183 b", True), RespondA(183, "", "183 a", False)]
+    call.a_request("u", "UPDATE", "UPDATE", sdp=True)
+    call.b_response(1, "u", 200, "200")
+    assert owner.take() == [Relay("b", "u", "UPDATE", "UPDATE", 1), Respond("a", "u", 200, "", "200")]
+    call.b_request(0, "i", "INFO", "INFO")
+    call.b_request(1, "j", "INFO", "INFO")
+    assert owner.take() == [Respond("b", "i", 491, "Request Pending", leg=0), Relay("a", "j", "INFO", "INFO")]
+
+
+def test_reliable_provisionals_are_relayed_one_at_a_time_and_prack_goes_to_their_leg():
+    clock, owner, call = make([["bob"]], a_100rel=True)
+    owner.take()
+    call.b_invite_response(0, 183, "183", sdp=True, reliable=True, rseq=77)
+    assert owner.take() == [RespondA(183, "", "183", True, reliable=True, rseq=1)]
+    call.b_invite_response(0, 183, "183", sdp=True, reliable=True, rseq=77)   # B resends it
+    call.b_invite_response(0, 180, "180", reliable=True, rseq=78)             # waits its turn
+    assert owner.take() == []
+    clock.advance(T1)
+    assert owner.take() == [RespondA(183, "", "183", True, reliable=True, rseq=1)]
+    call.a_request("p1", "PRACK", "PRACK", rack=1)
+    assert owner.take() == [Relay("b", "p1", "PRACK", "PRACK", 0, 77),
+                            RespondA(180, "", "180", False, reliable=True, rseq=2)]
+    call.b_response(0, "p1", 200, "200")
+    assert owner.take() == [Respond("a", "p1", 200, "", "200")]
+    call.a_request("p9", "PRACK", "PRACK", rack=9)
+    assert owner.take() == [Respond("a", "p9", 481, "Call/Transaction Does Not Exist")]
+    clock.advance(64 * T1)
+    actions = owner.take()
+    assert RespondA(500, "Server Internal Error: no PRACK for a reliable provisional") in actions
+    assert CancelLeg(0) in actions
+
+
+def test_a_caller_without_100rel_gets_plain_provisionals_and_the_b2bua_pracks_itself():
+    clock, owner, call = make([["bob"]])
+    owner.take()
+    call.b_invite_response(0, 183, "183", sdp=True, reliable=True, rseq=5)
+    assert owner.take() == [PrackLeg(0, 5), RespondA(183, "", "183", True)]
+
+
+def test_unknown_events_are_absorbed_and_reported():
+    clock, owner, call = make([["bob"]])
+    owner.take()
+    assert not call.a_ack("stray ACK")
+    assert not call.b_bye(0, "k")
+    assert owner.take() == []
+
+
+def test_a_call_needs_targets():
+    with pytest.raises(ValueError):
+        Call(Recorder(), Clock(), [])
+    with pytest.raises(ValueError):
+        Call(Recorder(), Clock(), [["a"], []])
+
+
+def test_best_prefers_6xx_then_heard_then_the_lowest_class():
+    answers = [Answer(408, None, False, 0), Answer(503, "503", True, 1), Answer(486, "486", True, 2)]
+    assert best(answers).status == 486
+    assert best(answers + [Answer(603, "603", True, 3)]).status == 603
+    assert best(answers[:2]).status == 503
+
+
+def test_lost_media_ends_an_answered_call_on_both_sides():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    assert call.media_lost("no media for 60000 ms")
+    actions = owner.take()
+    assert ByeA() in actions and ByeLeg(0) in actions
+    assert [a.record.reason for a in actions if isinstance(a, Ended)] == ["media: no media for 60000 ms"]
+
+
+def test_lost_media_while_ringing_refuses_the_call():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 180, "180")
+    owner.take()
+    call.media_lost("forwarder gone")
+    actions = owner.take()
+    assert actions[:2] == [RespondA(503, "Service Unavailable: the media relay lost the call"), CancelLeg(0)]
+    assert actions[-1].record.disposition == "failed"

@@ -1,0 +1,184 @@
+"""Digest authentication: RFC 7616's own example, nonces that expire, replays refused."""
+
+from types import SimpleNamespace
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+from twisted.internet.task import Clock
+
+from wevoip.credentials import sip_ha1s
+from wevoip.sip.digest import (Credentials, DigestAuthority, MalformedCredentials, Verdict,
+                               digest_response, parse_credentials)
+
+# RFC 7616 §3.9.1
+MUFASA = dict(username="Mufasa", realm="http-auth@example.org", password="Circle of Life",
+              method="GET", uri="/dir/index.html",
+              nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+              cnonce_md5="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+              cnonce_sha="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")
+
+
+@pytest.mark.parametrize("algorithm, column, expected", [
+    ("MD5", "ha1_md5", "8ca523f5e9506fed4657c9700eebdbec"),
+    ("SHA-256", "ha1_sha256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+])
+def test_rfc7616_example(algorithm, column, expected):
+    ha1 = sip_ha1s(MUFASA["username"], MUFASA["realm"], MUFASA["password"])[column]
+    assert digest_response(algorithm, ha1, MUFASA["nonce"], "GET", MUFASA["uri"], "auth",
+                           "00000001", MUFASA["cnonce_md5"]) == expected
+
+
+def test_rfc7616_example_header_parses():
+    header = ('Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html",'
+              ' algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",'
+              ' nc=00000001, cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth,'
+              ' response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",'
+              ' opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"')
+    credentials = parse_credentials(header)
+    assert credentials.username == "Mufasa"
+    assert credentials.algorithm == "SHA-256"
+    assert credentials.nc == "00000001"
+    assert credentials.response.startswith("7539")
+
+
+def test_quoted_values_keep_escaped_quotes_and_commas():
+    credentials = parse_credentials('Digest username="a\\"b,c", realm="r", nonce="n", uri="sip:x",'
+                                    ' response="ABC"')
+    assert credentials.username == 'a"b,c' and credentials.response == "abc"
+
+
+@pytest.mark.parametrize("header, reason", [
+    ("Basic dXNlcjpwYXNz", "Digest"),
+    ('Digest username="a", realm="r", nonce="n", uri="u"', "response"),
+    ('Digest username="abc', "unterminated"),
+    ('Digest username="a", username="b", realm="r", nonce="n", uri="u", response="x"', "repeated"),
+    ('Digest username="a", realm="r", nonce="n", uri="u", response="x", algorithm=SHA-512-256', "algorithm"),
+    ('Digest username="a", realm="r", nonce="n", uri="u", response="x", qop=auth-int', "qop"),
+    ('Digest username="a", realm="r", nonce="n", uri="u", response="x", qop=auth, nc=1', "nc"),
+    ("Digest " + "a" * 3000, "too long"),
+])
+def test_malformed_credentials_say_why(header, reason):
+    with pytest.raises(MalformedCredentials, match=reason):
+        parse_credentials(header)
+
+
+@given(st.text(max_size=300))
+def test_junk_never_raises_anything_else(text):
+    try:
+        parse_credentials("Digest " + text)
+    except MalformedCredentials:
+        pass
+
+
+REALM = "acme.kages.example.net"
+ROW = SimpleNamespace(**sip_ha1s("alice", REALM, "correct-horse-9"))
+
+
+def _answer(authority, challenge, *, algorithm="SHA-256", password="correct-horse-9", nc=1,
+            username="alice", method="REGISTER", uri=f"sip:{REALM}", realm=REALM, qop="auth"):
+    nonce = challenge.split('nonce="')[1].split('"')[0]
+    ha1 = sip_ha1s(username, realm, password)["ha1_sha256" if algorithm == "SHA-256" else "ha1_md5"]
+    nc_text = f"{nc:08x}" if qop else ""
+    cnonce = "0a4f113b" if qop else ""
+    response = digest_response(algorithm, ha1, nonce, method, uri, qop, nc_text, cnonce)
+    return Credentials(username=username, realm=realm, nonce=nonce, uri=uri, response=response,
+                       algorithm=algorithm, qop=qop, nc=nc_text, cnonce=cnonce)
+
+
+@pytest.fixture
+def authority():
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    return DigestAuthority(clock, b"s" * 32, nonce_lifetime=300, tracked_nonces=3)
+
+
+def test_challenges_offer_sha256_then_md5(authority):
+    first, second = authority.challenges(REALM)
+    assert first.startswith(f'Digest realm="{REALM}"') and "algorithm=SHA-256" in first
+    assert "algorithm=MD5" in second and 'qop="auth"' in second and "stale" not in second
+    assert all("stale=true" in c for c in authority.challenges(REALM, stale=True))
+
+
+def test_the_offer_order_is_configurable():
+    authority = DigestAuthority(Clock(), b"s" * 32, offered=("MD5",))
+    [only] = authority.challenges(REALM)
+    assert "algorithm=MD5" in only
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_right_password_passes_and_wrong_fails(authority, algorithm):
+    challenge = authority.challenges(REALM)[0]
+    assert authority.check(_answer(authority, challenge, algorithm=algorithm), "REGISTER", ROW) is Verdict.OK
+    wrong = _answer(authority, challenge, algorithm=algorithm, password="battery-staple-1", nc=2)
+    assert authority.check(wrong, "REGISTER", ROW) is Verdict.BAD
+
+
+def test_phone_without_qop_is_accepted_once_per_nonce(authority):
+    challenge = authority.challenges(REALM)[0]
+    answer = _answer(authority, challenge, algorithm="MD5", qop="")
+    assert authority.check(answer, "REGISTER", ROW) is Verdict.OK
+    assert authority.check(answer, "REGISTER", ROW) is Verdict.REPLAY
+
+
+def test_unknown_user_is_bad_even_with_a_matching_dummy(authority):
+    answer = _answer(authority, authority.challenges(REALM)[0], username="nobody")
+    assert authority.check(answer, "REGISTER", None) is Verdict.BAD
+
+
+def test_method_and_uri_are_covered(authority):
+    answer = _answer(authority, authority.challenges(REALM)[0])
+    assert authority.check(answer, "INVITE", ROW) is Verdict.BAD
+
+
+def test_nonce_expires_and_is_stale(authority):
+    challenge = authority.challenges(REALM)[0]
+    authority.clock.advance(301)
+    assert authority.check(_answer(authority, challenge), "REGISTER", ROW) is Verdict.STALE
+
+
+def test_nonce_from_another_node_with_the_same_secret_is_good(authority):
+    other = DigestAuthority(authority.clock, b"s" * 32)
+    answer = _answer(authority, other.challenges(REALM)[0])
+    assert authority.check(answer, "REGISTER", ROW) is Verdict.OK
+
+
+def test_forged_or_foreign_nonce_is_stale(authority):
+    other = DigestAuthority(authority.clock, b"t" * 32)
+    assert authority.check(_answer(authority, other.challenges(REALM)[0]), "REGISTER", ROW) is Verdict.STALE
+    forged = _answer(authority, 'nonce="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"')
+    assert authority.check(forged, "REGISTER", ROW) is Verdict.STALE
+
+
+def test_nonce_is_bound_to_its_realm(authority):
+    challenge = authority.challenges("other.example.net")[0]
+    assert authority.check(_answer(authority, challenge), "REGISTER", ROW) is Verdict.STALE
+
+
+def test_nonce_count_must_grow(authority):
+    challenge = authority.challenges(REALM)[0]
+    assert authority.check(_answer(authority, challenge, nc=1), "REGISTER", ROW) is Verdict.OK
+    assert authority.check(_answer(authority, challenge, nc=1), "REGISTER", ROW) is Verdict.REPLAY
+    assert authority.check(_answer(authority, challenge, nc=3), "REGISTER", ROW) is Verdict.OK
+    assert authority.check(_answer(authority, challenge, nc=2), "REGISTER", ROW) is Verdict.REPLAY
+
+
+def test_forgetting_a_count_never_reopens_a_replay(authority):
+    """Tracking holds 3 nonces; the first one dropped becomes stale rather than reusable."""
+    first = authority.challenges(REALM)[0]
+    assert authority.check(_answer(authority, first), "REGISTER", ROW) is Verdict.OK
+    for _ in range(3):
+        authority.clock.advance(1)
+        later = authority.challenges(REALM)[0]
+        assert authority.check(_answer(authority, later), "REGISTER", ROW) is Verdict.OK
+    assert authority.tracked() == 3
+    assert authority.check(_answer(authority, first, nc=1), "REGISTER", ROW) is Verdict.STALE
+    assert authority.check(_answer(authority, first, nc=9), "REGISTER", ROW) is Verdict.STALE
+
+
+def test_prune_drops_expired_counts(authority):
+    assert authority.check(_answer(authority, authority.challenges(REALM)[0]), "REGISTER", ROW) is Verdict.OK
+    authority.clock.advance(400)
+    assert authority.check(_answer(authority, authority.challenges(REALM)[0]), "REGISTER", ROW) is Verdict.OK
+    assert authority.prune() == 1
+    assert authority.tracked() == 1

@@ -1,0 +1,73 @@
+"""The number inventory through the API: ranges, who holds each number, routing, release."""
+
+import pytest_twisted
+
+from tests.web.flows import onboard
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_inventory_shows_holders_and_filters_by_state(api):
+    made = await onboard(api, "kages.example.net")
+    base, token = made["base"], made["token"]
+    code, page, _ = await api.call("GET", f"{base}/dids?state=routed", token)
+    assert [(d["e164"], d["tenant_name"], d["customer_name"], d["subscriber_username"]) for d in page["items"]] \
+        == [("+15550199000", "Acme HQ", "Acme", "alice")]
+    code, page, _ = await api.call("GET", f"{base}/dids?state=free&limit=100", token)
+    assert len(page["items"]) == 9 and all(d["tenant_id"] is None for d in page["items"])
+    assert [d["e164"] for d in page["items"]] == sorted(d["e164"] for d in page["items"])
+    code, error, _ = await api.call("GET", f"{base}/dids?state=lost", token)
+    assert code == 422 and error["field"] == "state"
+    code, error, _ = await api.call("GET", f"{base}/dids?tenant_id=x", token)
+    assert code == 422 and error["field"] == "tenant_id"
+
+
+@pytest_twisted.ensureDeferred
+async def test_ranges_are_bounded_checked_and_never_half_added(api):
+    made = await onboard(api, "kages.example.net")
+    base, token = made["base"], made["token"]
+    for body, field, status in [({"first": "+15550100000", "last": "+15550200000"}, "last", 422),
+                                ({"first": "15550100000"}, "first", 422),
+                                ({"first": "+15550100000", "last": "+1555010000"}, "last", 422),
+                                ({"first": "+15550199005", "last": "+15550199015"}, "first", 409)]:
+        code, error, _ = await api.call("POST", f"{base}/dids", token, json=body)
+        assert (code, error["field"]) == (status, field), error
+    code, page, _ = await api.call("GET", f"{base}/dids", token)
+    assert len(page["items"]) == 10
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_did_goes_to_a_feature_or_a_subscriber_and_comes_back_on_release(api):
+    made = await onboard(api, "kages.example.net")
+    base, token = made["base"], made["token"]
+    did = made["did"]
+    code, routed, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token,
+                                     json={"feature": "voicemail:100"})
+    assert code == 200 and routed["feature"] == "voicemail:100" and routed["subscriber_id"] is None
+    code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token,
+                                    json={"feature": "voicemail:100", "subscriber_id": made["subscriber"]["id"]})
+    assert code == 422 and error["field"] == "feature"
+    code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "Bad Name"})
+    assert code == 422 and error["field"] == "feature"
+    code, released, _ = await api.call("POST", f"{base}/dids/{did['id']}/release", token)
+    assert code == 200 and (released["tenant_id"], released["feature"], released["tenant_name"]) == (None,) * 3
+    code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "ivr:main"})
+    assert code == 422 and error["field"] == "did_id"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_customer_token_routes_its_own_numbers_only(api):
+    made = await onboard(api, "kages.example.net")
+    base, token = made["base"], made["token"]
+    code, own, _ = await api.call("POST", f"{base}/tokens", token, json={
+        "customer_id": made["customer"]["id"], "scopes": ["read", "write"]})
+    code, page, _ = await api.call("GET", f"{base}/dids", own["token"])
+    assert [d["id"] for d in page["items"]] == [made["did"]["id"]]
+    code, routed, _ = await api.call("POST", f"{base}/dids/{made['did']['id']}/route", own["token"],
+                                     json={"feature": "ivr:main"})
+    assert code == 200 and routed["feature"] == "ivr:main"
+    free = (await api.call("GET", f"{base}/dids?state=free", token))[1]["items"][0]
+    code, _, _ = await api.call("GET", f"{base}/dids/{free['id']}", own["token"])
+    assert code == 404
+    code, _, _ = await api.call("POST", f"{base}/dids/{free['id']}/allocate", own["token"],
+                                json={"tenant_id": made["tenant"]["id"]})
+    assert code == 403

@@ -1,0 +1,108 @@
+"""
+The billing timer: on every node, now and then, charge the fees of every account whose
+billing date has come, and settle the calls this node left when it last stopped; more
+often, mark this node's answered calls alive, so that a crash bills them to its last beat.
+
+Nodes may run it at once: each account is billed in its own transaction under its row lock,
+and each fee is claimed by a unique row before it is charged, so a fee is never charged
+twice. The clock is injected; "today" is the clock's UTC date.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Callable
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from wevoip.billing.calls import recover_calls
+from wevoip.store import recurring
+from wevoip.store.calls import touch_reservations
+from wevoip.store.database import Database
+
+log = Logger(namespace="wevoip.billing")
+
+
+def utc(clock) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
+
+
+class BillingTimer(Service):
+    name = "billing"
+
+    def __init__(self, clock, database_ready: Callable[[], defer.Deferred[Database]], node: str, *,
+                 interval_seconds: float = 3600.0, heartbeat_seconds: float = 30.0):
+        """`database_ready` gives the store's database once it is up (the store starts first)."""
+        self.clock = clock
+        self.database_ready = database_ready
+        self.database: Database | None = None
+        self.node = node
+        self.interval_seconds = interval_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._loop: task.LoopingCall | None = None
+        self._heartbeat: task.LoopingCall | None = None
+        self._running: defer.Deferred | None = None
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startService()
+        self._started_at = utc(self.clock)
+        self._loop = task.LoopingCall(self.tick)
+        self._loop.clock = self.clock
+        self._heartbeat = task.LoopingCall(self.beat)
+        self._heartbeat.clock = self.clock
+        ready = self.database_ready()
+        ready.addCallback(self._begin)
+        ready.addErrback(self._not_started)
+
+    def _not_started(self, failure) -> None:
+        """A store that never came up is the node's failure to report, or a stop during start."""
+        if self.running:
+            log.failure("billing cannot start", failure)
+
+    def _begin(self, database: Database) -> None:
+        self.database = database
+        if self.running:
+            self._loop.start(self.interval_seconds, now=True)
+            self._heartbeat.start(self.heartbeat_seconds, now=False).addErrback(
+                lambda failure: log.failure("call heartbeat failed", failure))
+
+    def stopService(self):  # noqa: N802 (Twisted's name)
+        super().stopService()
+        for loop in (self._loop, self._heartbeat):
+            if loop is not None and loop.running:
+                loop.stop()
+        running, self._running = self._running, None
+        return running if running is not None else defer.succeed(None)
+
+    def tick(self) -> defer.Deferred:
+        if self._running is None:
+            self._running = defer.Deferred.fromCoroutine(self.run_once())
+            self._running.addErrback(lambda failure: log.failure("billing run failed", failure))
+            self._running.addBoth(self._done)
+        return self._running
+
+    def beat(self) -> defer.Deferred:
+        """Mark this node's answered calls alive: after a crash they are billed to here."""
+        return defer.Deferred.fromCoroutine(self.database.transact(touch_reservations, self.node, utc(self.clock)))
+
+    def _done(self, result):
+        self._running = None
+        return result
+
+    async def run_once(self) -> int:
+        """Recover this node's dead calls, then bill every due account; the fees charged."""
+        recovered = await self.database.transact(recover_calls, self.node, self._started_at)
+        if recovered:
+            log.info("settled {count} calls left by this node's last run", count=len(recovered))
+        today = utc(self.clock).date()
+        charged = 0
+        billed: set[int] = set()
+        while True:
+            due = [row for row in await self.database.transact(recurring.due_customers, today) if row["id"] not in billed]
+            if not due:
+                return charged
+            for row in due:
+                billed.add(row["id"])
+                charged += len(await self.database.transact(recurring.bill_customer, row["isp_id"], row["id"], today))

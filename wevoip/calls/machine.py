@@ -1,0 +1,865 @@
+"""
+A B2BUA call as a sans-IO state machine: the caller's leg (A) and the legs it rings (B).
+
+The A leg is the caller's INVITE server transaction and the dialog it makes; each B leg is
+one client INVITE and its dialog. The call is one transition table,
+`(call state, leg state, event) -> (next call state, next leg state, actions)`, where
+the leg state is None for events of the call or of the A side. Rows read like RFC 3261
+(§9.1 CANCEL only after a provisional, §13.3.1.4 the UAS resends its 2xx until the ACK,
+§15 BYE, §16.7 choosing the best response), RFC 3262 (reliable provisionals), RFC 3311
+(UPDATE) and RFC 4028 (session timers). An event the table has no row for is absorbed and
+the event method returns False, so the adapter can answer a stray request with 481.
+
+Messages are opaque: the adapter says what an event is (a 180 with SDP, a 503, a re-INVITE
+with an offer) and passes the message along so that actions can name it ("relay this 183
+to A"). Actions go to an owner one by one, in order. Events an action causes (a leg that fails
+may start the next gateway) are handled inside it; events the owner feeds back from
+inside `perform` queue behind the one being handled. Every timer runs on the injected clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from wevoip.sip.transaction import T1, T2
+
+
+class CallState(enum.Enum):
+    CALLING = "Calling"        # A's INVITE is pending; B legs ring
+    ANSWERING = "Answering"    # a B leg answered; the 2xx went to A, whose ACK is awaited
+    CONFIRMED = "Confirmed"    # both dialogs confirmed; in-dialog requests pass through
+    ENDED = "Ended"            # over for billing; stray responses and BYEs still get answers
+
+
+class LegState(enum.Enum):
+    INVITING = "Inviting"          # INVITE sent, nothing heard
+    PROCEEDING = "Proceeding"      # a provisional came, so a CANCEL may be sent (§9.1)
+    ANSWERED = "Answered"          # a 2xx came; its ACK waits for A's (which may carry SDP)
+    CONFIRMED = "Confirmed"        # ACKed
+    CANCEL_WANTED = "Cancel wanted"  # given up before any provisional: CANCEL must wait
+    CANCELLING = "Cancelling"      # CANCEL sent; a racing 2xx gets ACK and BYE
+    FAILED = "Failed"              # a final non-2xx, or no answer at all
+    ENDED = "Ended"                # answered, then BYE from either side
+
+
+class Owner(Protocol):
+    def perform(self, action: Any) -> None: ...
+
+
+# Actions. `message` is the peer's message an action relays (None when the B2BUA speaks).
+
+@dataclass(frozen=True)
+class StartLeg:
+    leg: int
+    target: Any
+
+
+@dataclass(frozen=True)
+class CancelLeg:
+    leg: int
+
+
+@dataclass(frozen=True)
+class AckLeg:
+    """ACK for the 2xx of the leg's INVITE; `message` is A's ACK when it carries an answer."""
+
+    leg: int
+    message: Any = None
+
+
+@dataclass(frozen=True)
+class PrackLeg:
+    """The B2BUA acknowledges a reliable provisional itself (A never asked for 100rel)."""
+
+    leg: int
+    rseq: int
+
+
+@dataclass(frozen=True)
+class ByeLeg:
+    leg: int
+
+
+@dataclass(frozen=True)
+class ByeA:
+    pass
+
+
+@dataclass(frozen=True)
+class RespondA:
+    """A response to A's INVITE; `sdp` False means send it without the body."""
+
+    status: int
+    reason: str
+    message: Any = None
+    sdp: bool = False
+    reliable: bool = False
+    rseq: int | None = None
+
+
+@dataclass(frozen=True)
+class Respond:
+    """A response to an in-dialog request received on `side` ("a" or "b" with `leg`)."""
+
+    side: str
+    key: Any
+    status: int
+    reason: str
+    message: Any = None
+    leg: int | None = None
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Send a request received on one side into the other side's dialog.
+
+    `key` names the received request: its response comes back with the same key.
+    `rseq` is the RAck's number on the leg for a PRACK.
+    """
+
+    to: str
+    key: Any
+    method: str
+    message: Any
+    leg: int | None = None
+    rseq: int | None = None
+
+
+@dataclass(frozen=True)
+class RelayAck:
+    """The ACK for a relayed re-INVITE's 2xx, sent on the side the re-INVITE went to."""
+
+    to: str
+    key: Any
+    message: Any
+    leg: int | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    leg: int
+    target: Any
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """The facts a CDR is written from. Times are ms on the injected clock."""
+
+    start_ms: int
+    answer_ms: int | None
+    end_ms: int
+    disposition: str        # answered, busy, no answer, failed, cancelled
+    status: int             # the final SIP status A was given
+    hung_up_by: str         # caller, callee, system
+    reason: str
+    answered_leg: int | None
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass(frozen=True)
+class Ended:
+    record: CallRecord
+
+
+@dataclass(frozen=True)
+class CallTimers:
+    """Seconds; None turns a timer off. `progress` is how long a leg may stay silent
+    before the next gateway is tried; `max_duration` counts from the answer."""
+
+    no_answer: float | None = None
+    max_duration: float | None = None
+    progress: float | None = None
+
+
+C, L = CallState, LegState
+
+
+@dataclass(frozen=True)
+class Step:
+    call: CallState
+    leg: LegState | None = None
+    actions: tuple[str, ...] = ()
+
+
+Row = tuple[CallState, LegState | None, str]
+LIVE = (L.INVITING, L.PROCEEDING)
+SETTLING = (L.CANCEL_WANTED, L.CANCELLING)
+ALL = tuple(CallState)
+
+
+def _each(calls, legs, events, step: Callable[[CallState, LegState], Step]) -> dict[Row, Step]:
+    return {(c, l, e): step(c, l) for c in calls for l in legs for e in events}
+
+
+_HANG_UP = ("respond_ok", "hang_up_winner", "fail_pending")
+
+TABLE: dict[Row, Step] = {
+    # A's side while B legs ring.
+    (C.CALLING, None, "a_cancel"): Step(C.ENDED, None, ("respond_a_487", "give_up_legs", "end_cancelled")),
+    (C.CALLING, None, "a_bye"): Step(C.ENDED, None, ("respond_ok", "respond_a_487", "give_up_legs",
+                                                     "end_cancelled")),
+    (C.CALLING, None, "a_request"): Step(C.CALLING, None, ("relay_early_request",)),
+    (C.CALLING, None, "a_response"): Step(C.CALLING, None, ("relay_response",)),
+    (C.CALLING, None, "no_answer"): Step(C.ENDED, None, ("respond_a_no_answer", "give_up_legs",
+                                                         "end_no_answer")),
+    (C.CALLING, None, "resend_1xx"): Step(C.CALLING, None, ("resend_1xx",)),
+    (C.CALLING, None, "no_prack"): Step(C.ENDED, None, ("respond_a_no_prack", "give_up_legs",
+                                                        "end_no_prack")),
+    (C.CALLING, None, "media_lost"): Step(C.ENDED, None, ("respond_a_media_lost", "give_up_legs",
+                                                          "end_media_lost")),
+    (C.CALLING, None, "next_round"): Step(C.CALLING, None, ("start_round",)),
+    (C.CALLING, None, "exhausted"): Step(C.ENDED, None, ("respond_a_best", "end_unanswered")),
+    (C.CALLING, None, "declined"): Step(C.ENDED, None, ("respond_a_best", "give_up_legs",
+                                                        "end_unanswered")),
+
+    # B legs while they ring.
+    **_each([C.CALLING], [L.INVITING], ["trying"], lambda c, l: Step(c, L.PROCEEDING, ("stop_progress",))),
+    **_each([C.CALLING], LIVE, ["provisional"],
+            lambda c, l: Step(c, L.PROCEEDING, ("stop_progress", "relay_provisional"))),
+    **_each([C.CALLING], LIVE, ["success"], lambda c, l: Step(C.ANSWERING, L.ANSWERED, ("stop_progress", "answer"))),
+    **_each([C.CALLING], LIVE, ["failure"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
+    **_each([C.CALLING], LIVE, ["timeout"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
+    **_each([C.CALLING], LIVE, ["decline"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_declined"))),
+    (C.CALLING, L.INVITING, "no_progress"): Step(C.CALLING, L.CANCEL_WANTED, ("leg_failed",)),
+    (C.CALLING, L.PROCEEDING, "request"): Step(C.CALLING, L.PROCEEDING, ("relay_early_from_leg",)),
+    (C.CALLING, L.PROCEEDING, "response"): Step(C.CALLING, L.PROCEEDING, ("relay_response",)),
+
+    # Answered, waiting for A's ACK (§13.3.1.4).
+    (C.ANSWERING, None, "a_ack"): Step(C.CONFIRMED, None, ("stop_2xx", "confirm_winner")),
+    (C.ANSWERING, None, "resend_2xx"): Step(C.ANSWERING, None, ("resend_2xx",)),
+    (C.ANSWERING, None, "no_ack"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "end_no_ack")),
+    (C.ANSWERING, None, "a_bye"): Step(C.ENDED, None, ("stop_2xx",) + _HANG_UP + ("end_by_caller",)),
+    (C.ANSWERING, None, "a_request"): Step(C.ANSWERING, None, ("relay_to_winner",)),
+    (C.ANSWERING, None, "a_glare"): Step(C.ANSWERING, None, ("respond_491",)),
+    (C.ANSWERING, None, "a_response"): Step(C.ANSWERING, None, ("relay_response",)),
+    (C.ANSWERING, None, "max_duration"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+                                                              "fail_pending", "end_max_duration")),
+    (C.ANSWERING, None, "media_lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+                                                            "fail_pending", "end_media_lost")),
+    (C.ANSWERING, L.ANSWERED, "success"): Step(C.ANSWERING, L.ANSWERED, ()),
+    (C.ANSWERING, L.ANSWERED, "bye"): Step(C.ENDED, L.ENDED, ("stop_2xx", "respond_ok", "bye_a",
+                                                              "fail_pending", "end_by_callee")),
+    (C.ANSWERING, L.ANSWERED, "request"): Step(C.ANSWERING, L.ANSWERED, ("relay_to_a",)),
+    (C.ANSWERING, L.ANSWERED, "glare"): Step(C.ANSWERING, L.ANSWERED, ("respond_491",)),
+    (C.ANSWERING, L.ANSWERED, "response"): Step(C.ANSWERING, L.ANSWERED, ("relay_response",)),
+    (C.CONFIRMED, L.ANSWERED, "confirm"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_with_a_ack",)),
+
+    # Both dialogs up: in-dialog requests pass through; hang-ups end both sides (§15).
+    (C.CONFIRMED, None, "a_bye"): Step(C.ENDED, None, _HANG_UP + ("end_by_caller",)),
+    (C.CONFIRMED, None, "a_request"): Step(C.CONFIRMED, None, ("relay_to_winner",)),
+    (C.CONFIRMED, None, "a_glare"): Step(C.CONFIRMED, None, ("respond_491",)),
+    (C.CONFIRMED, None, "a_ack"): Step(C.CONFIRMED, None, ("relay_ack",)),
+    (C.CONFIRMED, None, "a_response"): Step(C.CONFIRMED, None, ("relay_response",)),
+    (C.CONFIRMED, None, "max_duration"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                              "end_max_duration")),
+    (C.CONFIRMED, None, "session_expired"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                                 "end_session_expired")),
+    (C.CONFIRMED, None, "media_lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                            "end_media_lost")),
+    (C.CONFIRMED, L.CONFIRMED, "success"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_again",)),
+    (C.CONFIRMED, L.CONFIRMED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok", "bye_a", "fail_pending",
+                                                               "end_by_callee")),
+    (C.CONFIRMED, L.CONFIRMED, "request"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_to_a",)),
+    (C.CONFIRMED, L.CONFIRMED, "glare"): Step(C.CONFIRMED, L.CONFIRMED, ("respond_491",)),
+    (C.CONFIRMED, L.CONFIRMED, "ack"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_ack",)),
+    (C.CONFIRMED, L.CONFIRMED, "response"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_response",)),
+
+    # Over: BYEs that crossed ours get 200, anything else in the dialogs 481.
+    (C.ENDED, None, "a_bye"): Step(C.ENDED, None, ("respond_ok",)),
+    (C.ENDED, None, "a_request"): Step(C.ENDED, None, ("respond_481",)),
+    (C.ENDED, None, "a_glare"): Step(C.ENDED, None, ("respond_481",)),
+    (C.ENDED, L.ANSWERED, "hang_up"): Step(C.ENDED, L.ENDED, ("ack_leg", "bye_leg")),
+    (C.ENDED, L.CONFIRMED, "hang_up"): Step(C.ENDED, L.ENDED, ("bye_leg",)),
+    (C.ENDED, L.ENDED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok",)),
+    (C.ENDED, L.ENDED, "success"): Step(C.ENDED, L.ENDED, ("ack_leg",)),
+    (C.ENDED, L.ENDED, "request"): Step(C.ENDED, L.ENDED, ("respond_481",)),
+    (C.ENDED, L.ENDED, "glare"): Step(C.ENDED, L.ENDED, ("respond_481",)),
+
+    # Legs given up on, in whatever state the call is: CANCEL once allowed (§9.1), and a
+    # 2xx that races the CANCEL is taken and hung up at once.
+    **_each(ALL, [L.INVITING], ["give_up"], lambda c, l: Step(c, L.CANCEL_WANTED, ("stop_progress",))),
+    **_each(ALL, [L.PROCEEDING], ["give_up"], lambda c, l: Step(c, L.CANCELLING, ("stop_progress", "cancel_leg"))),
+    **_each(ALL, [L.CANCEL_WANTED], ["trying", "provisional"], lambda c, l: Step(c, L.CANCELLING, ("cancel_leg",))),
+    **_each(ALL, SETTLING, ["success"], lambda c, l: Step(c, L.ENDED, ("ack_leg", "bye_leg"))),
+    **_each(ALL, SETTLING, ["failure", "decline", "timeout"], lambda c, l: Step(c, L.FAILED, ())),
+    **_each(ALL, [L.CANCELLING], ["trying", "provisional"], lambda c, l: Step(c, L.CANCELLING, ())),
+    **_each(ALL, SETTLING, ["request"], lambda c, l: Step(c, l, ("respond_481",))),
+}
+
+# Responses after which the next gateway is tried (issue 4: timeout, 408, 5xx and 503).
+TIMEOUT = 408
+
+
+def fails_over(status: int) -> bool:
+    return status == TIMEOUT or 500 <= status < 600
+
+
+def status_for_a(status: int) -> tuple[int, str | None]:
+    """What A is told for a leg's final response, and a reason when it is not relayed.
+
+    The B2BUA follows no redirects, and a callee's challenge is for the B2BUA, not for A.
+    """
+    if 300 <= status < 400:
+        return 480, "Temporarily Unavailable: redirect not followed"
+    if status in (401, 407):
+        return 403, "Forbidden: the called side asked for credentials"
+    return status, None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A leg's final non-2xx; `heard` is False for a timeout the B2BUA made up."""
+
+    status: int
+    message: Any
+    heard: bool
+    round: int
+
+
+def best(answers: Sequence[Answer]) -> Answer:
+    """RFC 3261 §16.7 step 6: any 6xx, else the lowest class, the first of a class winning;
+    but a response heard beats a timeout the B2BUA made up (a 503 says more than silence)."""
+    return min(answers, key=lambda a: (a.status < 600, not a.heard, a.status // 100))
+
+
+REASONS = {200: "OK", 480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+           487: "Request Terminated", 491: "Request Pending", 408: "Request Timeout",
+           500: "Server Internal Error"}
+
+
+@dataclass
+class Leg:
+    index: int
+    target: Any
+    round: int
+    state: LegState = LegState.INVITING
+    answer: Any = None          # its 2xx, kept for A's 200 and re-ACKs
+    rseqs: set[int] = field(default_factory=set)
+    progress: IDelayedCall | None = None
+
+
+@dataclass
+class Pending:
+    """A request received on one side and relayed to the other, awaiting its final answer."""
+
+    side: str
+    leg: int | None
+    method: str
+    offer: bool
+    answered: bool = False      # a 2xx to a re-INVITE came; it stays until its ACK
+
+
+@dataclass
+class Event:
+    name: str
+    leg: Leg | None = None
+    message: Any = None
+    status: int | None = None
+    key: Any = None
+    method: str | None = None
+    sdp: bool = False
+    reliable: bool = False
+    rseq: int | None = None
+    session_expires: int | None = None
+
+
+class Call:
+    """One B2BUA call. `rounds` are tried in turn (gateways); the targets of a round ring
+    at once (a subscriber's contacts). `a_100rel` is whether A's INVITE allows 100rel."""
+
+    def __init__(self, owner: Owner, clock: IReactorTime, rounds: Sequence[Sequence[Any]], *,
+                 timers: CallTimers = CallTimers(), a_100rel: bool = False):
+        if not rounds or not all(rounds):
+            raise ValueError("a call needs at least one target in every round")
+        self.owner = owner
+        self.clock = clock
+        self.rounds = [list(targets) for targets in rounds]
+        self.timers = timers
+        self.a_100rel = a_100rel
+        self.state = CallState.CALLING
+        self.legs: list[Leg] = []
+        self.winner: Leg | None = None
+        self.record: CallRecord | None = None
+        self._round = -1
+        self._answers: list[Answer] = []
+        self._attempts: dict[int, Attempt] = {}
+        self._early_leg: int | None = None
+        self._start_ms = self._now()
+        self._answer_ms: int | None = None
+        self._pending: dict[Any, Pending] = {}
+        self._reliable_out: list[tuple[Leg, int, Any, int, bool]] = []   # queued reliable 1xx
+        self._reliable_sent: dict[int, tuple[Leg, int]] = {}            # A's RSeq -> leg's
+        self._rseq = 0
+        self._unacked_rseq: int | None = None
+        self._timers: dict[str, IDelayedCall] = {}
+        self._intervals: dict[str, float] = {}
+        self._queue: list[Event] = []
+        self._busy = False
+        self._event = Event("start")
+        self._answer_a: RespondA | None = None
+        self._last_reliable: RespondA | None = None
+        self._final_status = 0
+
+    # -- events from the adapter ------------------------------------------------------
+
+    def start(self) -> None:
+        if self.timers.no_answer:
+            self._schedule("no_answer", self.timers.no_answer)
+        self._start_round()
+
+    def a_cancel(self) -> bool:
+        return self._handle(Event("a_cancel"))
+
+    def a_ack(self, message: Any = None) -> bool:
+        return self._handle(Event("a_ack", message=message))
+
+    def a_bye(self, key: Any, message: Any = None) -> bool:
+        return self._handle(Event("a_bye", message=message, key=key, method="BYE"))
+
+    def a_request(self, key: Any, method: str, message: Any = None, *, sdp: bool = False,
+                  rack: int | None = None) -> bool:
+        """Any other request in A's dialog: re-INVITE, UPDATE, PRACK (with its RAck), INFO..."""
+        name = "a_glare" if self._glare(method, sdp) else "a_request"
+        return self._handle(Event(name, message=message, key=key, method=method, sdp=sdp, rseq=rack))
+
+    def a_response(self, key: Any, status: int, message: Any = None, *,
+                   session_expires: int | None = None) -> bool:
+        """A's response to a request relayed to it (`key` as in the Relay action)."""
+        return self._handle(Event("a_response", message=message, key=key, status=status,
+                                  session_expires=session_expires))
+
+    def media_lost(self, reason: str) -> bool:
+        """The media relay saw no packets for too long, or lost the session."""
+        return self._handle(Event("media_lost", method=reason))
+
+    @property
+    def early_leg(self) -> int | None:
+        """The leg whose early media A has, if any: its SDP is the one that counts."""
+        return self._early_leg
+
+    def b_invite_response(self, leg: int, status: int, message: Any = None, *, sdp: bool = False,
+                          reliable: bool = False, rseq: int | None = None,
+                          session_expires: int | None = None) -> bool:
+        if status == 100:
+            name = "trying"
+        elif status < 200:
+            name = "provisional"
+        elif status < 300:
+            name = "success"
+        else:
+            name = "decline" if status >= 600 else "failure"
+        return self._handle(Event(name, self.legs[leg], message, status, sdp=sdp, reliable=reliable,
+                                  rseq=rseq, session_expires=session_expires))
+
+    def b_timeout(self, leg: int) -> bool:
+        """The leg's INVITE timed out (timer B) or its transport failed."""
+        return self._handle(Event("timeout", self.legs[leg], status=TIMEOUT))
+
+    def b_bye(self, leg: int, key: Any, message: Any = None) -> bool:
+        return self._handle(Event("bye", self.legs[leg], message, key=key, method="BYE"))
+
+    def b_request(self, leg: int, key: Any, method: str, message: Any = None, *, sdp: bool = False) -> bool:
+        name = "glare" if self._glare(method, sdp) else "request"
+        return self._handle(Event(name, self.legs[leg], message, key=key, method=method, sdp=sdp))
+
+    def b_ack(self, leg: int, message: Any = None) -> bool:
+        """The ACK for the 2xx of a re-INVITE B sent (relayed from A)."""
+        return self._handle(Event("ack", self.legs[leg], message))
+
+    def b_response(self, leg: int, key: Any, status: int, message: Any = None, *,
+                   session_expires: int | None = None) -> bool:
+        """The leg's response to a request relayed to it (`key` as in the Relay action)."""
+        return self._handle(Event("response", self.legs[leg], message, status, key=key,
+                                  session_expires=session_expires))
+
+    # -- the machine ------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> bool:
+        known = self._step(event, apply=False)
+        self._queue.append(event)
+        if not self._busy:
+            self._busy = True
+            try:
+                while self._queue:
+                    self._step(self._queue.pop(0), apply=True)
+            finally:
+                self._busy = False
+        return known
+
+    def _step(self, event: Event, *, apply: bool) -> bool:
+        leg_state = event.leg.state if event.leg is not None else None
+        step = TABLE.get((self.state, leg_state, event.name))
+        if step is None or not apply:
+            return step is not None
+        self.state = step.call
+        if event.leg is not None and step.leg is not None:
+            event.leg.state = step.leg
+        outer, self._event = self._event, event
+        for action in step.actions:
+            getattr(self, f"_{action}")()
+        self._event = outer
+        return True
+
+    def _fire(self, name: str, leg: Leg | None = None, message: Any = None) -> None:
+        """An event an action causes is handled at once, inside the action."""
+        self._step(Event(name, leg, message), apply=True)
+
+    def _now(self) -> int:
+        return int(round(self.clock.seconds() * 1000))
+
+    def _glare(self, method: str, sdp: bool) -> bool:
+        """A second offer while one is in flight either way is refused with 491 (§14.1)."""
+        offering = method == "INVITE" or (method == "UPDATE" and sdp)
+        return offering and any(p.offer and not p.answered for p in self._pending.values())
+
+    # -- timers ---------------------------------------------------------------------
+
+    def _schedule(self, name: str, delay: float) -> None:
+        self._cancel_timer(name)
+        self._timers[name] = self.clock.callLater(delay, self._handle, Event(name))
+
+    def _cancel_timer(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _backoff(self, name: str, give_up: str) -> None:
+        self._intervals[name] = T1
+        self._schedule(name, T1)
+        self._schedule(give_up, 64 * T1)
+
+    def _again(self, name: str, cap: float | None) -> None:
+        interval = self._intervals[name] * 2
+        self._intervals[name] = min(interval, cap) if cap else interval
+        self._schedule(name, self._intervals[name])
+
+    # -- actions: legs ----------------------------------------------------------------
+
+    def _start_round(self) -> None:
+        self._round += 1
+        for target in self.rounds[self._round]:
+            leg = Leg(len(self.legs), target, self._round)
+            self.legs.append(leg)
+            self._attempts[leg.index] = Attempt(leg.index, target)
+            if self.timers.progress:
+                leg.progress = self.clock.callLater(self.timers.progress, self._handle,
+                                                    Event("no_progress", leg))
+            self.owner.perform(StartLeg(leg.index, target))
+
+    def _stop_progress(self) -> None:
+        leg = self._event.leg
+        if leg.progress is not None and leg.progress.active():
+            leg.progress.cancel()
+        leg.progress = None
+
+    def _leg_failed(self) -> None:
+        """Wait for the round's other legs; then fail over, or give A the best answer."""
+        leg = self._event.leg
+        self._heard(leg, self._event.status or TIMEOUT, self._event.name == "failure")
+        if any(other.state in LIVE for other in self.legs if other.round == leg.round):
+            return
+        round_best = best([answer for answer in self._answers if answer.round == leg.round])
+        if fails_over(round_best.status) and self._round + 1 < len(self.rounds):
+            self._fire("next_round")
+        else:
+            self._fire("exhausted")
+
+    def _leg_declined(self) -> None:
+        self._heard(self._event.leg, self._event.status, True)
+        self._fire("declined")
+
+    def _heard(self, leg: Leg, status: int, heard: bool) -> None:
+        self._attempts[leg.index] = Attempt(leg.index, leg.target, status)
+        self._answers.append(Answer(status, self._event.message if heard else None, heard, leg.round))
+
+    def _give_up_legs(self) -> None:
+        for leg in self.legs:
+            if leg.state in LIVE:
+                self._fire("give_up", leg)
+
+    def _cancel_leg(self) -> None:
+        self.owner.perform(CancelLeg(self._event.leg.index))
+
+    def _ack_leg(self) -> None:
+        self.owner.perform(AckLeg(self._event.leg.index))
+
+    def _ack_leg_with_a_ack(self) -> None:
+        self.owner.perform(AckLeg(self._event.leg.index, self._event.message))
+
+    def _ack_leg_again(self) -> None:
+        self.owner.perform(AckLeg(self._event.leg.index))
+
+    def _bye_leg(self) -> None:
+        self.owner.perform(ByeLeg(self._event.leg.index))
+
+    def _hang_up_winner(self) -> None:
+        self._fire("hang_up", self.winner)
+
+    def _confirm_winner(self) -> None:
+        self._fire("confirm", self.winner, self._event.message)
+
+    # -- actions: A's INVITE ----------------------------------------------------------
+
+    def _relay_provisional(self) -> None:
+        """Early media comes from one leg only: the first to send SDP."""
+        event, leg = self._event, self._event.leg
+        sdp = event.sdp
+        if sdp and self._early_leg is None:
+            self._early_leg = leg.index
+        sdp = sdp and self._early_leg == leg.index
+        if event.reliable:
+            if event.rseq in leg.rseqs:
+                return
+            leg.rseqs.add(event.rseq)
+            if not self.a_100rel:
+                self.owner.perform(PrackLeg(leg.index, event.rseq))
+                self.owner.perform(RespondA(event.status, "", event.message, sdp))
+                return
+            self._reliable_out.append((leg, event.rseq, event.message, event.status, sdp))
+            if self._unacked_rseq is None:
+                self._send_reliable()
+            return
+        self.owner.perform(RespondA(event.status, "", event.message, sdp))
+
+    def _send_reliable(self) -> None:
+        """RFC 3262 §3: one unacknowledged reliable provisional at a time, resent until PRACK."""
+        leg, leg_rseq, message, status, sdp = self._reliable_out.pop(0)
+        self._rseq += 1
+        self._unacked_rseq = self._rseq
+        self._reliable_sent[self._rseq] = (leg, leg_rseq)
+        self._last_reliable = RespondA(status, "", message, sdp, reliable=True, rseq=self._rseq)
+        self.owner.perform(self._last_reliable)
+        self._backoff("resend_1xx", "no_prack")
+
+    def _resend_1xx(self) -> None:
+        self.owner.perform(self._last_reliable)
+        self._again("resend_1xx", None)
+
+    def _prack_received(self, rseq: int) -> None:
+        if rseq != self._unacked_rseq:
+            return
+        self._unacked_rseq = None
+        self._cancel_timer("resend_1xx")
+        self._cancel_timer("no_prack")
+        if self._reliable_out:
+            self._send_reliable()
+
+    def _answer(self) -> None:
+        event, leg = self._event, self._event.leg
+        self.winner = leg
+        leg.answer = event.message
+        self._attempts[leg.index] = Attempt(leg.index, leg.target, 200)
+        self._answer_ms = self._now()
+        self._cancel_timer("no_answer")
+        self._stop_reliable()
+        self._answer_a = RespondA(event.status, "", event.message, event.sdp)
+        self.owner.perform(self._answer_a)
+        self._backoff("resend_2xx", "no_ack")
+        if self.timers.max_duration:
+            self._schedule("max_duration", self.timers.max_duration)
+        self._refresh_session(event.session_expires)
+        self._give_up_legs()
+
+    def _stop_reliable(self) -> None:
+        self._reliable_out.clear()
+        self._unacked_rseq = None
+        self._cancel_timer("resend_1xx")
+        self._cancel_timer("no_prack")
+
+    def _resend_2xx(self) -> None:
+        self.owner.perform(self._answer_a)
+        self._again("resend_2xx", T2)
+
+    def _stop_2xx(self) -> None:
+        self._cancel_timer("resend_2xx")
+        self._cancel_timer("no_ack")
+
+    def _refresh_session(self, interval: int | None) -> None:
+        """RFC 4028 §10: without a refresh, BYE before the session expires."""
+        self._cancel_timer("session_expired")
+        if interval:
+            self._schedule("session_expired", interval - min(32, interval / 3))
+
+    def _respond_a_487(self) -> None:
+        self._stop_reliable()
+        self.owner.perform(RespondA(487, REASONS[487]))
+
+    def _respond_a_no_answer(self) -> None:
+        self._stop_reliable()
+        self.owner.perform(RespondA(480, "Temporarily Unavailable: no answer"))
+
+    def _respond_a_media_lost(self) -> None:
+        self._stop_reliable()
+        self.owner.perform(RespondA(503, "Service Unavailable: the media relay lost the call"))
+
+    def _respond_a_no_prack(self) -> None:
+        self._stop_reliable()
+        self.owner.perform(RespondA(500, "Server Internal Error: no PRACK for a reliable provisional"))
+
+    def _respond_a_best(self) -> None:
+        self._stop_reliable()
+        self._cancel_timer("no_answer")
+        answer = best(self._answers)
+        status = answer.status
+        relayed, reason = status_for_a(status)
+        if reason is not None:
+            self.owner.perform(RespondA(relayed, reason))
+        elif answer.heard:
+            self.owner.perform(RespondA(status, "", answer.message))
+        else:
+            self.owner.perform(RespondA(status, "Request Timeout: no answer from the called side"))
+        self._final_status = relayed
+
+    def _bye_a(self) -> None:
+        self.owner.perform(ByeA())
+
+    # -- actions: in-dialog requests --------------------------------------------------
+
+    def _respond(self, status: int, reason: str | None = None) -> None:
+        event = self._event
+        side = "a" if event.leg is None else "b"
+        self.owner.perform(Respond(side, event.key, status, reason or REASONS[status],
+                                   leg=event.leg.index if event.leg else None))
+
+    def _respond_ok(self) -> None:
+        self._respond(200)
+
+    def _respond_481(self) -> None:
+        self._respond(481)
+
+    def _respond_491(self) -> None:
+        self._respond(491)
+
+    def _relay(self, to: str, leg: Leg | None, rseq: int | None = None) -> None:
+        event = self._event
+        self._pending[event.key] = Pending("b" if to == "a" else "a",
+                                           event.leg.index if event.leg else None, event.method,
+                                           event.method == "INVITE" or (event.method == "UPDATE" and event.sdp))
+        self.owner.perform(Relay(to, event.key, event.method, event.message,
+                                 leg.index if leg else None, rseq))
+
+    def _relay_to_winner(self) -> None:
+        self._relay("b", self.winner)
+
+    def _relay_to_a(self) -> None:
+        self._relay("a", None)
+
+    def _relay_early_request(self) -> None:
+        """A PRACK goes to the leg whose provisional it acknowledges; UPDATE and INFO to the
+        leg whose early media A has."""
+        event = self._event
+        if event.method == "PRACK":
+            sent = self._reliable_sent.get(event.rseq)
+            if sent is None:
+                self._respond(481)
+                return
+            self._relay("b", sent[0], sent[1])
+            self._prack_received(event.rseq)
+            return
+        if self._early_leg is None:
+            self._respond(481)
+            return
+        self._relay("b", self.legs[self._early_leg])
+
+    def _relay_early_from_leg(self) -> None:
+        if self._event.leg.index != self._early_leg:
+            self._respond(491)
+            return
+        self._relay("a", None)
+
+    def _relay_response(self) -> None:
+        event = self._event
+        pending = self._pending.get(event.key)
+        if pending is None or pending.answered:
+            if pending is not None and 200 <= event.status < 300:
+                self._send_back(pending, event)   # a re-INVITE's 2xx again: its ACK was lost
+            return
+        self._send_back(pending, event)
+        if event.status < 200:
+            return
+        if pending.method in ("INVITE", "UPDATE") and event.status < 300 and self.state is C.CONFIRMED:
+            self._refresh_session(event.session_expires)
+        if pending.method == "INVITE" and event.status < 300:
+            pending.answered = True
+        else:
+            del self._pending[event.key]
+
+    def _send_back(self, pending: Pending, event: Event) -> None:
+        self.owner.perform(Respond(pending.side, event.key, event.status, "", event.message, pending.leg))
+
+    def _relay_ack(self) -> None:
+        """The ACK of a relayed re-INVITE's 2xx goes where the re-INVITE went."""
+        event = self._event
+        from_side = "a" if event.leg is None else "b"
+        for key, pending in list(self._pending.items()):
+            if pending.side == from_side and pending.method == "INVITE" and pending.answered:
+                del self._pending[key]
+                to = "b" if from_side == "a" else "a"
+                leg = self.winner.index if to == "b" else None
+                self.owner.perform(RelayAck(to, key, event.message, leg))
+                return
+
+    def _fail_pending(self) -> None:
+        """A request still waiting for the other side when the call ends gets 487 (§15.1.2)."""
+        for key, pending in list(self._pending.items()):
+            if not pending.answered:
+                self.owner.perform(Respond(pending.side, key, 487, REASONS[487], leg=pending.leg))
+        self._pending.clear()
+
+    # -- actions: the record ----------------------------------------------------------
+
+    def _end(self, disposition: str, status: int, hung_up_by: str, reason: str) -> None:
+        for name in list(self._timers):
+            self._cancel_timer(name)
+        for leg in self.legs:
+            if leg.progress is not None and leg.progress.active():
+                leg.progress.cancel()
+        self.record = CallRecord(self._start_ms, self._answer_ms, self._now(), disposition, status,
+                                 hung_up_by, reason, self.winner.index if self.winner else None,
+                                 tuple(self._attempts[index] for index in sorted(self._attempts)))
+        self.owner.perform(Ended(self.record))
+
+    def _end_cancelled(self) -> None:
+        self._end("cancelled", 487, "caller", "cancelled")
+
+    def _end_no_answer(self) -> None:
+        self._end("no answer", 480, "system", "no answer")
+
+    def _end_no_prack(self) -> None:
+        self._end("failed", 500, "system", "no PRACK")
+
+    def _end_unanswered(self) -> None:
+        status = self._final_status
+        disposition = {486: "busy", 600: "busy", 408: "no answer", 480: "no answer"}.get(status, "failed")
+        heard = best(self._answers).heard
+        self._end(disposition, status, "callee" if heard else "system", f"final response {status}")
+
+    def _end_answered(self, hung_up_by: str, reason: str) -> None:
+        self._end("answered", 200, hung_up_by, reason)
+
+    def _end_by_caller(self) -> None:
+        self._end_answered("caller", "caller hung up")
+
+    def _end_by_callee(self) -> None:
+        self._end_answered("callee", "callee hung up")
+
+    def _end_no_ack(self) -> None:
+        self._end_answered("system", "no ACK from the caller")
+
+    def _end_max_duration(self) -> None:
+        self._end_answered("system", "maximum duration")
+
+    def _end_media_lost(self) -> None:
+        reason = f"media: {self._event.method}"
+        if self.winner is None:
+            self._end("failed", 503, "system", reason)
+        else:
+            self._end_answered("system", reason)
+
+    def _end_session_expired(self) -> None:
+        self._end_answered("system", "session expired")

@@ -1,0 +1,96 @@
+"""
+The calls service of the node: the B2BUA on the SIP core, once the store and SIP access
+(digest and registrar) are up. Until then an INVITE gets 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from wevoip.calls.b2bua import METHODS, B2BUA, CallFacts
+from wevoip.billing.decks import DeckIndexes
+from wevoip.calls.machine import CallTimers
+from wevoip.config import Config
+from wevoip.plugins import require
+from wevoip.sip.auth import Decision
+from wevoip.sip.core import Incoming
+from wevoip.sip.register import asked_of
+from wevoip.store.calls import end_calls_of_node
+
+log = Logger(namespace="wevoip.calls")
+
+
+class CallService(Service):
+    name = "calls"
+
+    def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None):
+        self.reactor = reactor
+        self.config = config
+        self.store = store
+        self.sip = sip
+        self.access = access
+        self.relay = relay
+        self.rules = tuple(require(presets, [config.calls.dialplan_preset], "dialplan preset")[0].rules())
+        self.b2bua: B2BUA | None = None
+        for method in METHODS:
+            sip.core.register(method, self._starting)
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startService()
+        started = self.store.when_ready()
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
+        started.addErrback(self._failed)
+
+    def _failed(self, failure) -> None:
+        """A stop during start-up is no failure; anything else is."""
+        if self.running:
+            log.failure("the B2BUA could not start", failure)
+
+    async def _start(self, database) -> None:
+        """Calls this node's last run left in active_calls are dropped here; their money is
+        settled by billing's recovery (`BillingTimer`)."""
+        calls = self.config.calls
+        longest = self.config.billing.max_call_seconds
+        timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
+                            progress=calls.progress_seconds or None)
+        left = await database.transact(end_calls_of_node, self.config.node.name)
+        if left:
+            log.info("{count} calls this node left when it stopped are no longer counted", count=len(left))
+        indexes = DeckIndexes()
+        await indexes.attach(self.store.notifier)
+        self.b2bua = B2BUA(self.reactor, self.sip.core, database, node=self.config.node.name,
+                           authenticate=self._authenticate, contacts=self.access.registrar.bindings,
+                           rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
+                           relay=self.relay, indexes=indexes, max_call_ms=longest * 1000)
+        self.b2bua.install()
+
+    def _starting(self, incoming: Incoming) -> None:
+        if incoming.request.method != "ACK":
+            incoming.respond(503, "Service Unavailable: starting", headers=(("Retry-After", "5"),))
+
+    async def _authenticate(self, request, flow) -> Decision:
+        handler = self.access.handler
+        if handler is None:
+            return Decision(status=503, reason="Service Unavailable: starting", headers=[("Retry-After", "5")])
+        return await handler.authenticator.authenticate(asked_of(request, flow))
+
+    def _record(self, facts: CallFacts) -> None:
+        """Every call's facts go to the log; calls that cost money also get their CDR row
+        from billing's settlement (on-net calls have no row yet)."""
+        record = facts.record
+        log.info("CDR {call_ids} isp={isp} customer={customer} tenant={tenant} {direction} {caller} -> "
+                 "{dialled} ({e164}) {disposition} {status} by {by} start={start} answer={answer} end={end} "
+                 "carrier={carrier} gateway={gateway} attempts={attempts}", call_ids=",".join(facts.call_ids), isp=facts.isp_id,
+                 customer=facts.customer_id, tenant=facts.tenant_id, direction=facts.direction, caller=facts.caller,
+                 dialled=facts.dialled, e164=facts.callee_e164, disposition=record.disposition,
+                 status=record.status, by=record.hung_up_by, start=record.start_ms, answer=record.answer_ms,
+                 end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id,
+                 attempts=",".join(str(attempt.status) for attempt in record.attempts))
+
+    def stopService(self):  # noqa: N802 (Twisted's name)
+        super().stopService()
+        if self.b2bua is not None:
+            return self.b2bua.settled()
+        return defer.succeed(None)

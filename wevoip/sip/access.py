@@ -1,0 +1,157 @@
+"""
+SIP access for the node: who may talk to it (the gate), who they are (digest), where
+they are (the registrar), put together once the store is up.
+
+The defence and the gate exist from construction, so the transports can consult them
+from their first packet and the manhole can show the ban list at any time; a REGISTER
+that arrives before the store is ready gets 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wevoip.config import Config
+from wevoip.interfaces import ISipGate
+from wevoip.sip.auth import Authenticator
+from wevoip.sip.defence import Defence, DefencePolicy
+from wevoip.sip.digest import DigestAuthority
+from wevoip.sip.directory import Directory
+from wevoip.sip.errors import ParseError
+from wevoip.sip.keepalive import OptionsPinger
+from wevoip.sip.location import Location
+from wevoip.sip.message import Request, Response
+from wevoip.sip.register import Origin, RegisterHandler, reply
+from wevoip.sip.registrar import Registrar, RegistrarPolicy
+from wevoip.store.secrets import shared_secret
+
+log = Logger(namespace="wevoip.sip.access")
+
+HOUSEKEEPING_SECONDS = 60
+
+
+@implementer(ISipGate)
+class SipGate:
+    """The core's gate, asked before anything is dispatched (junk that did not parse too)."""
+
+    def __init__(self, defence: Defence):
+        self.defence = defence
+
+    def admit(self, message, flow) -> bool:
+        if isinstance(message, Response):
+            return self.defence.admit_response(flow.remote[0])
+        if isinstance(message, ParseError):
+            headers = message.headers
+            agent = (headers.get("User-Agent") or "") if headers is not None else ""
+            return self.defence.admit(flow.remote[0], agent)
+        return self.defence.admit(flow.remote[0], message.headers.get("User-Agent") or "")
+
+
+def defence_policy(config: Config) -> DefencePolicy:
+    s = config.sip_security
+    return DefencePolicy(
+        trusted_networks=s.trusted_networks, ban_after_failures=s.ban_after_failures,
+        ban_after_user_failures=s.ban_after_user_failures, failure_window=s.failure_window,
+        ban_seconds=s.ban_seconds, requests_per_second=s.requests_per_second,
+        request_burst=s.request_burst, drop_scanners=s.drop_scanners,
+        scanner_user_agents=s.scanner_user_agents, max_tracked=s.max_tracked, max_bans=s.max_bans)
+
+
+class SipAccess(Service):
+    name = "sip-access"
+
+    def __init__(self, reactor, config: Config, store):
+        self.reactor = reactor
+        self.config = config
+        self.store = store
+        self.defence = Defence(reactor, defence_policy(config))
+        self.gate = SipGate(self.defence)
+        r = config.registrar
+        self.registrar = Registrar(reactor, RegistrarPolicy(r.min_expires, r.max_expires,
+                                                            r.default_expires, r.max_contacts),
+                                   node=config.node.name)
+        self.digest: DigestAuthority | None = None
+        self.location: Location | None = None
+        self.handler: RegisterHandler | None = None
+        self.pinger: OptionsPinger | None = None
+        self.sip = None
+        self._housekeeping = task.LoopingCall(self._tidy)
+        self._housekeeping.clock = reactor
+        self._started: defer.Deferred | None = None
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startService()
+        self._started = self.store.when_ready()
+        self._started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start(database)))
+        self._started.addErrback(self._not_started)
+
+    def _not_started(self, failure) -> None:
+        """A store that never came up is the node's failure to report, or a stop during start."""
+        if self.running:
+            log.failure("SIP access could not start", failure)
+
+    async def _start(self, database) -> None:
+        security = self.config.sip_security
+        secret = await database.transact(shared_secret, "sip_nonce")
+        self.digest = DigestAuthority(self.reactor, secret, nonce_lifetime=security.nonce_lifetime,
+                                      tracked_nonces=security.tracked_nonces,
+                                      offered=security.digest_algorithms)
+        directory = Directory(database, secret, limit=security.max_tracked)
+        location = Location(self.reactor, database, self.registrar, self.config.node.name)
+        await directory.attach(self.store.notifier)
+        await location.attach(self.store.notifier)
+        loaded = await location.load()
+        log.info("registrar loaded {count} live bindings", count=loaded)
+        self.location = location
+        self.handler = RegisterHandler(Authenticator(self.digest, directory, self.defence),
+                                       self.registrar, location)
+        self._housekeeping.start(HOUSEKEEPING_SECONDS, now=False)
+        if self.pinger is not None:
+            self.pinger.start()
+
+    def _tidy(self) -> defer.Deferred:
+        self.digest.prune()
+        return defer.Deferred.fromCoroutine(self.location.sweep()).addErrback(
+            lambda failure: log.failure("sweeping expired registrations failed", failure))
+
+    def attach(self, sip) -> None:
+        """Serve REGISTER on the node's SIP core, and ping UDP phones through its sockets."""
+        self.sip = sip
+        sip.core.register("REGISTER", self._register)
+        interval = self.config.registrar.options_ping_interval
+        if interval:
+            self.pinger = OptionsPinger(self.reactor, self.registrar, self._send_ping, interval)
+
+    def _send_ping(self, binding, data: bytes) -> None:
+        host, _, port = binding.source.rpartition(":")
+        flow = self.sip.flows.datagram(host.strip("[]"), int(port))
+        if flow is not None:
+            flow.send(data)
+
+    async def _register(self, incoming) -> None:
+        response = await self.register(incoming.request, incoming.flow)
+        if response is None:
+            incoming.core.transactions.forget_server(incoming.transaction)
+        else:
+            incoming.send(response)
+
+    async def register(self, request: Request, flow: Origin) -> Response | None:
+        """A REGISTER's answer; None: send nothing (the source was just banned)."""
+        if self.handler is None:
+            response = reply(request, 503, "Starting")
+            response.headers.add("Retry-After", "5")
+            return response
+        return await self.handler.handle(request, flow)
+
+    def stopService(self):  # noqa: N802 (Twisted's name)
+        super().stopService()
+        if self._housekeeping.running:
+            self._housekeeping.stop()
+        if self.pinger is not None:
+            self.pinger.stop()
+        self.registrar.stop()
+        if self.location is not None:
+            self.location.stop()

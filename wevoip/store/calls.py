@@ -1,0 +1,211 @@
+"""
+Calls in the store: admission against concurrent-call limits, the money reserved for calls
+in progress, call records (CDRs), the spend they add up to, and the fraud guard's locks.
+
+Admission (`admit_call`) locks the customer, then the tenant, then the carrier (always that
+order, so two admissions cannot deadlock), counts what is active under each, and inserts
+the call into `active_calls`; a second node admitting for the same customer waits on the
+lock and counts the first. Rows a dead node left are handed back by `end_calls_of_node`.
+
+A reservation is written in the transaction that authorises the call, under the customer's
+row lock, so concurrent calls on any number of nodes see each other's holds. It names the
+node and the call, which is how a node that restarts after a crash finds its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from decimal import Decimal
+from typing import Any
+
+from wevoip.store.database import Row, Tx
+from wevoip.store.errors import Invalid, LimitReached, NotAllowed, NotFound
+from wevoip.store.rows import fetch_row, insert_row
+
+LEVELS = {"isp": "isps", "customer": "customers", "subscriber": "subscribers"}
+_SPEND_COLUMN = {"isp": "isp_id", "customer": "customer_id", "subscriber": "subscriber_id"}
+CDR_FIELDS = ("customer_id", "tenant_id", "subscriber_id", "carrier_id", "gateway_id", "did_id", "node",
+              "direction", "caller_dialled", "caller_e164", "callee_dialled", "callee_e164", "forwarded_e164",
+              "started_at", "answered_at", "ended_at", "duration_ms", "talk_ms", "billable_seconds",
+              "free_minutes", "disposition", "sip_code", "hangup_by", "a_call_id", "b_call_id", "prefix",
+              "dest_class", "price_version_id", "cost_version_id", "cost", "price")
+
+
+async def reserve(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None, node: str,
+                  call_id: str, direction: str, destination: str, amount: Decimal,
+                  max_duration_ms: int | None, free_minutes: int, rating: dict[str, Any],
+                  started_at: datetime.datetime) -> Row:
+    return await insert_row(tx, "call_reservations", {"started_at": started_at,
+        "isp_id": isp_id, "customer_id": customer_id, "subscriber_id": subscriber_id, "node": node,
+        "call_id": call_id, "direction": direction, "destination": destination, "amount": amount,
+        "max_duration_ms": max_duration_ms, "free_minutes": free_minutes, "rating": json.dumps(rating)})
+
+
+async def held(tx: Tx, isp_id: int, customer_id: int) -> tuple[Decimal, int]:
+    """Money and free minutes held by the customer's calls in progress."""
+    row = await tx.fetch_one(
+        "select coalesce(sum(amount), 0) as amount, coalesce(sum(free_minutes), 0) as free_minutes"
+        " from call_reservations where isp_id = %s and customer_id = %s", (isp_id, customer_id))
+    return row["amount"], int(row["free_minutes"])
+
+
+async def get_reservation(tx: Tx, isp_id: int, reservation_id: int, *, lock: bool = False) -> Row:
+    return await fetch_row(tx, "call_reservations", {"isp_id": isp_id, "id": reservation_id}, "reservation",
+                           lock=lock)
+
+
+async def mark_answered(tx: Tx, isp_id: int, reservation_id: int, at: datetime.datetime) -> Row:
+    row = await tx.fetch_one("update call_reservations set answered_at = %s, last_seen_at = %s"
+                             " where isp_id = %s and id = %s returning *", (at, at, isp_id, reservation_id))
+    if row is None:
+        raise NotFound("reservation")
+    return row
+
+
+async def touch_reservations(tx: Tx, node: str, at: datetime.datetime) -> int:
+    """A node's heartbeat for its calls: recovery bills a crashed call up to the last one."""
+    return await tx.execute("update call_reservations set last_seen_at = %s where node = %s"
+                            " and answered_at is not null", (at, node))
+
+
+async def release(tx: Tx, isp_id: int, reservation_id: int) -> None:
+    await tx.execute("delete from call_reservations where isp_id = %s and id = %s", (isp_id, reservation_id))
+
+
+async def left_by_node(tx: Tx, node: str, started_before: datetime.datetime) -> list[Row]:
+    """Reservations a node made before it last started: calls that died with it."""
+    return await tx.fetch("select * from call_reservations where node = %s and started_at < %s"
+                          " order by id for update skip locked", (node, started_before))
+
+
+async def free_minutes_used(tx: Tx, isp_id: int, customer_id: int, since: datetime.date | None) -> int:
+    return int(await tx.fetch_value(
+        "select coalesce(sum(free_minutes), 0) from cdrs where isp_id = %s and customer_id = %s"
+        " and (%s::date is null or started_at >= %s::date)", (isp_id, customer_id, since, since)))
+
+
+async def insert_cdr(tx: Tx, isp_id: int, values: dict[str, Any]) -> Row:
+    unknown = set(values) - set(CDR_FIELDS)
+    if unknown:
+        raise Invalid(sorted(unknown)[0], "is not a field of a call record")
+    return await insert_row(tx, "cdrs", {"isp_id": isp_id, **values})
+
+
+async def link_cdr(tx: Tx, isp_id: int, cdr_id: int, ledger_id: int) -> Row | None:
+    return await tx.fetch_one("update cdrs set ledger_id = %s where isp_id = %s and id = %s returning *",
+                              (ledger_id, isp_id, cdr_id))
+
+
+async def get_cdr(tx: Tx, isp_id: int, cdr_id: int) -> Row:
+    return await fetch_row(tx, "cdrs", {"isp_id": isp_id, "id": cdr_id}, "call record")
+
+
+async def list_cdrs(tx: Tx, isp_id: int, *, customer_id: int | None = None, subscriber_id: int | None = None,
+                    limit: int = 100, offset: int = 0) -> list[Row]:
+    return await tx.fetch(
+        "select * from cdrs where isp_id = %s and (%s::bigint is null or customer_id = %s)"
+        " and (%s::bigint is null or subscriber_id = %s) order by started_at desc, id desc limit %s offset %s",
+        (isp_id, customer_id, customer_id, subscriber_id, subscriber_id, limit, offset))
+
+
+async def spend(tx: Tx, isp_id: int, level: str, object_id: int, since: datetime.datetime) -> Decimal:
+    """What calls of an ISP, customer or subscriber were priced at since a moment, plus what
+    their calls in progress hold."""
+    column = _SPEND_COLUMN[level]
+    row = await tx.fetch_one(
+        f"select coalesce((select sum(price) from cdrs where isp_id = %s and {column} = %s"
+        f" and started_at >= %s), 0) + coalesce((select sum(amount) from call_reservations"
+        f" where isp_id = %s and {column} = %s), 0) as total",
+        (isp_id, object_id, since, isp_id, object_id))
+    return row["total"]
+
+
+async def lock_calls(tx: Tx, isp_id: int, level: str, object_id: int, reason: str) -> Row | None:
+    """Lock an ISP, customer or subscriber against new calls; None if it was locked already."""
+    table = LEVELS[level]
+    key = "id" if level == "isp" else "isp_id"
+    return await tx.fetch_one(
+        f"update {table} set calls_locked_at = now(), calls_lock_reason = %s"
+        f" where {key} = %s and id = %s and calls_locked_at is null returning *",
+        (reason[:200], isp_id, object_id))
+
+
+async def unlock_calls(tx: Tx, isp_id: int, level: str, object_id: int) -> Row:
+    table = LEVELS.get(level)
+    if table is None:
+        raise Invalid("level", f"must be one of {', '.join(LEVELS)}")
+    key = "id" if level == "isp" else "isp_id"
+    row = await tx.fetch_one(
+        f"update {table} set calls_locked_at = null, calls_lock_reason = '' where {key} = %s and id = %s"
+        " returning id, calls_locked_at, calls_lock_reason", (isp_id, object_id))
+    if row is None:
+        raise NotFound(level)
+    return row
+
+
+DIRECTIONS = ("outbound", "inbound", "internal")
+
+
+async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, call_id: str,
+                     node: str, direction: str, carrier_id: int | None = None) -> Row:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    customer = await tx.fetch_one(
+        "select status, max_concurrent_calls from customers where isp_id = %s and id = %s for update",
+        (isp_id, customer_id))
+    if customer is None:
+        raise NotFound("customer")
+    if customer["status"] == "SUSPENDED":
+        raise NotAllowed("customer suspended")
+    if customer["status"] != "ACTIVE":
+        raise NotAllowed("customer not yet activated")
+    await _check(tx, "customer_id", customer_id, customer["max_concurrent_calls"], "customer")
+    tenant = await tx.fetch_one(
+        "select max_concurrent_calls from tenants where isp_id = %s and id = %s and customer_id = %s"
+        " for update", (isp_id, tenant_id, customer_id))
+    if tenant is None:
+        raise NotFound("tenant")
+    await _check(tx, "tenant_id", tenant_id, tenant["max_concurrent_calls"], "tenant")
+    if carrier_id is not None:
+        carrier = await tx.fetch_one(
+            "select enabled, max_concurrent_calls from carriers where isp_id = %s and id = %s for update",
+            (isp_id, carrier_id))
+        if carrier is None:
+            raise NotFound("carrier")
+        if not carrier["enabled"]:
+            raise NotAllowed("carrier disabled")
+        await _check(tx, "carrier_id", carrier_id, carrier["max_concurrent_calls"], "carrier")
+    return await tx.fetch_one(
+        "insert into active_calls (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction)"
+        " values (%s, %s, %s, %s, %s, %s, %s) returning *",
+        (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction))
+
+
+async def _check(tx: Tx, column: str, value: int, limit: int | None, what: str) -> None:
+    if limit is None:
+        return
+    active = await tx.fetch_value(f"select count(*) from active_calls where {column} = %s", (value,))
+    if active >= limit:
+        raise LimitReached(f"{what} max_concurrent_calls", limit)
+
+
+async def end_call(tx: Tx, isp_id: int, active_call_id: int) -> bool:
+    """Whether the call was still counted (ending twice is harmless)."""
+    count = await tx.execute("delete from active_calls where isp_id = %s and id = %s",
+                             (isp_id, active_call_id))
+    return count == 1
+
+
+async def count_active_calls(tx: Tx, isp_id: int, *, customer_id: int | None = None,
+                             tenant_id: int | None = None, carrier_id: int | None = None) -> int:
+    return await tx.fetch_value(
+        "select count(*) from active_calls where isp_id = %s"
+        " and (%s::bigint is null or customer_id = %s) and (%s::bigint is null or tenant_id = %s)"
+        " and (%s::bigint is null or carrier_id = %s)",
+        (isp_id, customer_id, customer_id, tenant_id, tenant_id, carrier_id, carrier_id))
+
+
+async def end_calls_of_node(tx: Tx, node: str) -> list[Row]:
+    """Calls a node left when it died; the caller closes their records and then they go."""
+    return await tx.fetch("delete from active_calls where node = %s returning *", (node,))
