@@ -103,6 +103,7 @@ def test_line_feeds_alone_are_accepted_and_written_as_crlf():
 
 @pytest.mark.parametrize("text, words", [
     ("", "empty"),
+    ("m=audio 4000 RTP/AVP 0\r\n", "v=0"),
     ("v=1\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\n", "v=0"),
     ("v=0\r\ns=-\r\n", "origin"),
     ("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\n", "session name"),
