@@ -62,8 +62,9 @@ class Harness(LineReceiver):
             return {"ports": ports}
         closed = len(self.sessions) + len(self.listening) // 2
         await defer.gatherResults([session.release() for session in self.sessions])
+        numbers = [port.getHost().port for port in self.listening]
         await defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.listening])
-        self.reactor_ports[:0] = [port.getHost().port for port in self.listening]
+        self.reactor_ports[:0] = numbers
         self.sessions, self.listening = [], []
         return {"closed": closed}
 

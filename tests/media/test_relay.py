@@ -1,5 +1,7 @@
 import os
+import wave
 
+import numpy as np
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -7,6 +9,8 @@ from twisted.internet import defer, reactor, task
 from tests.media.phones import Phone, drain, receive, rtcp_receiver_report, rtp
 from wevoip.config import MediaConfig
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
+from wevoip.media.endpoint import MediaEndpoint, write_wav
+from wevoip.media.g711 import PCMU
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.sdp import SdpError, parse
 from zope.interface.verify import verifyObject
@@ -117,6 +121,9 @@ async def test_latching_follows_the_phone_behind_nat_and_refuses_a_stranger(rela
         await session.offer("b", b.sdp(port=nat.port))
         stranger.rtp.sendto(rtp(8), ("127.0.0.1", to_a))
         assert receive(nat.rtp)[0] == rtp(8), "a re-INVITE moving B unlatches B"
+        await session.offer("b", b.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0"))
+        stranger.rtp.sendto(rtp(9), ("127.0.0.1", to_a))
+        assert receive(nat.rtp, 0.1) is None and receive(b.rtp, 0.1) is None, "0.0.0.0 means hold"
         await session.release()
         foreign = sum(counts[2] for counts in session.stats.values())
         assert foreign == 1
@@ -166,7 +173,8 @@ async def test_bad_descriptions_fail_with_sdp_error_and_take_no_ports(relay, pho
     free = relay.pool.available
     session = await relay.allocate("bad", [].append)
     for sdp in (b"nonsense", a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 phone.example"),
-                a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP6 ::1")):
+                a.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP6 ::1"),
+                a.sdp("a=rtcp:4001 IN IP4 rtcp.example\r\n")):
         with pytest.raises(SdpError):
             await session.offer("a", sdp)
     with pytest.raises(ValueError):
@@ -307,3 +315,28 @@ async def test_a_thousand_calls_with_traffic_leak_no_port_and_no_descriptor(rela
         for a, b in pairs:
             a.close()
             b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tone_played_by_one_endpoint_through_the_relay_is_recorded_by_the_other(relay, tmp_path):
+    t = np.arange(3200) / 8000
+    write_wav(tmp_path / "tone.wav", (8000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2").tobytes())
+    caller = MediaEndpoint(reactor, relay.pool, "127.0.0.1")
+    callee = MediaEndpoint(reactor, relay.pool, "127.0.0.1")
+    session = await relay.allocate("tone", [].append)
+    callee_answer = callee.answer(await session.offer("a", caller.offer()))
+    caller.answered(await session.answer("b", callee_answer))
+    assert caller.codec is callee.codec is PCMU
+    recorded = callee.record(tmp_path / "heard.wav")
+    await caller.play(tmp_path / "tone.wav")
+    for _ in range(300):
+        if callee.received >= 20:
+            break
+        await task.deferLater(reactor, 0.01, lambda: None)
+    assert await callee.stop_recording() == 400
+    await recorded
+    with wave.open(str(tmp_path / "heard.wav")) as file:
+        samples = np.frombuffer(file.readframes(file.getnframes()), "<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    assert abs(np.fft.rfftfreq(len(samples), 1 / 8000)[spectrum.argmax()] - 1000) < 5
+    await defer.gatherResults([caller.close(), callee.close(), session.release()])

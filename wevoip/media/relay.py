@@ -31,6 +31,7 @@ from zope.interface import implementer
 from wevoip.config import MediaConfig
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media import forwarder
+from wevoip.media.follow import follow
 from wevoip.media.ports import PortPool
 from wevoip.media.sdp import SdpError, SessionDescription
 from wevoip.media.watchdog import Watchdog
@@ -112,6 +113,8 @@ class _Control:
             self._on_message(json.loads(data))
 
     def _gone(self) -> None:
+        if self._sock.fileno() == -1:
+            return
         self._reactor.removeReader(self)
         if self._writing:
             self._reactor.removeWriter(self)
@@ -175,7 +178,7 @@ class RelaySession:
     def release(self) -> defer.Deferred:
         if self._released is None:
             self._released = self._relay._release(self)
-        waits = [_follow(d) for d in (self._released, *self._rollbacks)]
+        waits = [follow(d) for d in (self._released, *self._rollbacks)]
         return defer.gatherResults(waits).addCallback(lambda _: None)
 
     @property
@@ -184,36 +187,32 @@ class RelaySession:
 
     def _rewrite(self, leg: str, sdp: bytes) -> bytes:
         other = _other(leg)
-        if self._released is not None:
+        relay = self._relay
+        if self._released is not None or relay._control is None:
             raise MediaUnavailable("the media session has ended")
         description = SessionDescription.parse(sdp)
-        relay = self._relay
-        addresses = [_ip(m.effective_connection.address, relay.pool.family) if m.port else None
-                     for m in description.media]
+        wanted = [_peers(media, relay.pool.family) for media in description.media]
         self._open_streams(len(description.media))
-        streams = self.streams[:len(description.media)]
-        updates = []
-        for media, stream, address in zip(description.media, streams, addresses):
+        changed = []
+        for media, stream, peers in zip(description.media, self.streams, wanted):
             if media.port == 0:
                 continue
             check = RTP_CHECK if media.is_rtp else NO_CHECK
-            peers = ((address, media.port), media.rtcp_destination())
             if stream.peers.get(leg) != peers or stream.check != check:
                 stream.check = check
                 stream.peers[leg] = peers
-                updates.append((stream, leg, peers, other))
+                changed.append(stream)
             media.port = stream.ports[other]
             if media.rtcp is not None:
                 media.set_rtcp(stream.ports[other] + 1)
         self.directions[leg] = {m.direction for m in description.media if m.port}
         description.set_connection_address(relay.advertised_address)
         description.remove_ice()
-        for stream, leg_, peers, other_ in updates:
-            rtp_check = stream.check
-            rtcp_check = RTCP_CHECK if rtp_check else NO_CHECK
-            for side, peer, check in zip(stream.sides[leg_], peers, (rtp_check, rtcp_check)):
+        for stream in changed:
+            checks = (stream.check, RTCP_CHECK if stream.check else NO_CHECK)
+            for side, peer, check in zip(stream.sides[leg], stream.peers[leg], checks):
                 relay._control.send({"op": "peer", "id": side, "check": check, "peer": peer})
-            for side, check in zip(stream.sides[other_], (rtp_check, rtcp_check)):
+            for side, check in zip(stream.sides[other], checks):
                 relay._control.send({"op": "peer", "id": side, "check": check})
         if self.answered:
             relay._watch(self)
@@ -236,11 +235,15 @@ class RelaySession:
             self._on_lost(reason)
 
 
-def _follow(deferred: defer.Deferred) -> defer.Deferred:
-    """A Deferred that fires with `deferred`'s result without consuming it."""
-    follower = defer.Deferred()
-    deferred.addBoth(lambda result: (follower.callback(None), result)[1])
-    return follower
+def _peers(media: Any, family: int) -> tuple | None:
+    """Where a stream's phone said it takes RTP and RTCP; checked before any port is taken."""
+    if media.port == 0:
+        return None
+    rtp = (_ip(media.effective_connection.address, family), media.port)
+    if ipaddress.ip_address(rtp[0]).is_unspecified:
+        return None, None  # RFC 2543 hold: send nothing until the phone speaks
+    rtcp_address, rtcp_port = media.rtcp_destination()
+    return rtp, (_ip(rtcp_address, family), rtcp_port)
 
 
 def _ip(address: str, family: int) -> str:
@@ -284,7 +287,8 @@ class InProcessRelay(Service):
         if self._control is None:
             return defer.succeed(None)
         self._control.send({"op": "stop"})
-        return defer.gatherResults([_follow(self._stopped), _follow(self._process_ended)])
+        stopped = defer.gatherResults([follow(self._stopped), follow(self._process_ended)])
+        return stopped.addCallback(lambda _: None)
 
     def _start_forwarder(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -102,7 +102,10 @@ class Codec:
 
 
 class _Section:
-    """Lines shared by the session part and each media part: attributes and c=."""
+    """
+    Lines shared by the session part and each media part: attributes and c=. Each
+    subclass says where a new c= goes (`_insert_connection`), as RFC 8866 orders lines.
+    """
 
     lines: list[Line]
 
@@ -158,9 +161,6 @@ class _Section:
                 self.lines[index] = Line("c", str(value))
                 return
         self._insert_connection(Line("c", str(value)))
-
-    def _insert_connection(self, line: Line) -> None:
-        raise NotImplementedError
 
     def _own_direction(self) -> str | None:
         for line in self.lines:
@@ -393,7 +393,9 @@ class SessionDescription(_Section):
             if line.type == "c":
                 _connection(line.value)
         for index, media in enumerate(self.media):
-            if media.port and media.effective_connection is None:
+            if not media.port:
+                continue
+            if media.effective_connection is None:
                 raise SdpError(f"m= line {index + 1} has no connection address (c=)")
             media.codecs()
             media.rtcp  # noqa: B018
