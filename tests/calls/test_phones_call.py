@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 from decimal import Decimal
 import textwrap
 from pathlib import Path
@@ -62,7 +63,7 @@ class Baresip(protocol.ProcessProtocol):
         rtp = free_port(2) // 2 * 2
         (folder / "config").write_text(textwrap.dedent(f"""\
             poll_method epoll
-            sip_listen {host}:{sip_port or free_port(2)}
+            sip_listen {host}:{sip_port or sip_ports(host)}
             audio_player aubridge,{user}
             audio_source {source}
             audio_alert aubridge,{user}
@@ -115,6 +116,25 @@ class Baresip(protocol.ProcessProtocol):
         if not self.ended.called:
             self.transport.signalProcess("TERM")
             await self.ended
+
+
+def sip_ports(host: str = "127.0.0.1") -> int:
+    """A port baresip can take: it listens on UDP and TCP there and on TLS one above."""
+    for _ in range(100):
+        port = free_port(2)
+        probes = []
+        try:
+            for kind, offset in ((socket.SOCK_STREAM, 0), (socket.SOCK_STREAM, 1), (socket.SOCK_DGRAM, 0)):
+                probe = socket.socket(socket.AF_INET, kind)
+                probes.append(probe)
+                probe.bind((host, port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise AssertionError("no free SIP port for baresip")
 
 
 def subscriber(user: str, sip_port: int) -> str:
@@ -174,7 +194,7 @@ async def _start():
     await database.connect()
     tree = await build_tree(database, NAMESPACE)
 
-    silent, answering = free_port(2), free_port(2)
+    silent, answering = free_port(2), sip_ports("127.0.0.3")
 
     async def more(tx):
         isp_id = tree.isp["id"]
@@ -240,6 +260,10 @@ async def test_two_phones_call_through_the_b2bua_hear_each_other_and_hang_up(run
     direction, disposition, status, by, gateway, attempts = running.records()[-1]
     assert (direction, disposition, status, by, gateway) == ("internal", "answered", "200", hangs_up, "None")
     assert attempts == "200"
+    cdr = await running.last_cdr()
+    assert (cdr["direction"], cdr["disposition"], cdr["hangup_by"], cdr["callee_dialled"], cdr["price"]) == (
+        "internal", "answered", hangs_up, "101", 0)
+    assert cdr["talk_ms"] >= 3000
     assert abs(await frequency(bob.recordings()[-1]) - 1000) < 50      # alice's tone reached bob
     assert abs(await frequency(alice.recordings()[-1]) - 440) < 30     # and bob's reached alice
 

@@ -103,6 +103,7 @@ class Admitted:
     max_duration_ms: int | None = None
     subscriber_id: int | None = None
     caller_e164: str | None = None
+    call_id: str = ""
 
 
 class B2BUA:
@@ -250,7 +251,7 @@ class B2BUA:
         return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
                         authorisation.reservation_id if authorisation else None,
                         authorisation.max_duration_ms if authorisation else None,
-                        caller.subscriber_id if caller else None, origin.e164 if origin else None)
+                        caller.subscriber_id if caller else None, origin.e164 if origin else None, request.call_id)
 
     async def _authorise(self, tx, request: Request, isp_id: int, customer_id: int, caller, route: Route):
         """Billing's word on a call that costs money: out through a carrier, or in to a DID.
@@ -300,17 +301,29 @@ class B2BUA:
                                   identity=identity if route.caller_id else None)])
         return rounds
 
-    def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None) -> None:
-        """Every end of a call comes here: its row in active_calls goes, its reservation is
-        settled into a CDR (in the same transaction), its ports go back. `after`: what must
-        be written first (the answer's mark)."""
+    def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None,
+                 started_at: datetime.datetime | None = None) -> None:
+        """Every end of a call comes here: its row in active_calls goes, and in the same
+        transaction its reservation is settled into a CDR and a charge (a free call, on-net
+        or to a subscriber's own number, gets its CDR at no price); its ports go back.
+        `after`: what must be written first (the answer's mark). Should the record fail,
+        the active call still goes, so limits never keep a call that ended."""
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
             if admitted.reservation_id is not None:
                 await settle_call(tx, admitted.isp_id, admitted.reservation_id, end)
+            elif started_at is not None:
+                await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+
+        def unrecorded(failure):
+            log.failure("recording a call failed; it is ended without its record", failure)
+            return defer.Deferred.fromCoroutine(
+                self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
+
         done = (after or defer.succeed(None)).addBoth(
             lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
-        done.addErrback(lambda failure: log.failure("closing a call in the store failed", failure))
+        done.addErrback(unrecorded)
+        done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
         if media is not None:
             done = defer.gatherResults([done, media.release()])
             done.addErrback(lambda failure: log.failure("releasing media failed", failure))
@@ -720,7 +733,7 @@ class Session:
                       else None, carrier_id=facts.carrier_id, gateway_id=facts.gateway_id,
                       tenant_id=admitted.tenant_id, caller_dialled=(invite.from_.uri.user or "")[:64],
                       caller_e164=admitted.caller_e164, callee_dialled=facts.dialled[:64])
-        b2bua._release(admitted, self.media, end, after=self._marked)
+        b2bua._release(admitted, self.media, end, after=self._marked, started_at=_at(record.start_ms))
         log.info("call {call_id} ended: {disposition} {status}, hung up by {by}", call_id=invite.call_id,
                  disposition=record.disposition, status=record.status, by=record.hung_up_by)
         if b2bua.on_record is not None:
@@ -729,6 +742,20 @@ class Session:
             except Exception:
                 log.failure("recording call {call_id} failed", call_id=invite.call_id)
         b2bua.reactor.callLater(LINGER, b2bua.forget, self)
+
+
+def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime, node: str) -> dict:
+    """The CDR of a call billing does not price: on-net, or in to a subscriber's own number."""
+    ended_at = max(end.ended_at, started_at)
+    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
+    return {"customer_id": admitted.customer_id, "tenant_id": admitted.tenant_id,
+            "subscriber_id": admitted.subscriber_id, "carrier_id": end.carrier_id, "node": node,
+            "direction": admitted.direction, "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,
+            "callee_dialled": end.callee_dialled, "callee_e164": getattr(admitted.route, "e164", None),
+            "started_at": started_at, "answered_at": end.answered_at, "ended_at": ended_at,
+            "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
+            "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
+            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id}
 
 
 def _at(ms: int) -> datetime.datetime:
