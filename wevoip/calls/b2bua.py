@@ -2,14 +2,17 @@
 The B2BUA: the thin layer between the SIP core and the call machine.
 
 An INVITE without a To tag is a new call: the caller is authenticated (a subscriber by
-digest, 407 first; a carrier by its source address), the call is routed, admitted against
-the concurrent-call limits in PostgreSQL, and handed to a `Call` machine whose targets are
-the subscriber's registered contacts (one round, rung at once) or the gateways (a round
-each). This module turns the machine's actions into SIP messages on the right dialog and
-flow, and SIP messages back into the machine's events. Each side is a `Dialog` (RFC 3261
-§12) indexed by (Call-ID, our tag), so requests within either dialog find their call.
+digest, 407 first; a carrier by its source address); in one transaction the call is
+routed, authorised by billing when it costs money, and admitted against the concurrent-
+call limits; its media is anchored in the relay; then a `Call` machine takes it, whose
+targets are the subscriber's registered contacts (one round, rung at once) or the gateways
+(a round each). This module turns the machine's actions into SIP messages on the right
+dialog and flow, and SIP messages back into the machine's events. Each side is a `Dialog`
+(RFC 3261 §12) indexed by (Call-ID, our tag), so requests within either dialog find
+their call.
 
-Whatever way a call ends, its row in `active_calls` goes and its record is handed on.
+Whatever way a call ends, its row in `active_calls` goes, its CDR is written (settled by
+billing, or at no price) and its media ports go back.
 """
 
 from __future__ import annotations
