@@ -342,3 +342,21 @@ async def test_a_call_from_the_carrier_to_a_did_reaches_its_subscriber(running, 
     assert (cdr["direction"], cdr["disposition"], cdr["did_id"], cdr["talk_ms"] >= 2000) == (
         "inbound", "answered", running.tree.did["id"], True)
     assert abs(await frequency(bob.recordings()[-1]) - 1000) < 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_gateway_over_tcp_gets_its_call_on_a_connection_the_node_opens(running, carrier_calls):
+    alice, bob, gateway, carrier = carrier_calls
+    isp_id = running.tree.isp["id"]
+    await running.database.transact(carriers.update_gateway, isp_id, running.gateway["id"], transport="tcp")
+    try:
+        await until(lambda: running.registered("alice"), lambda: f"alice to register:\n{alice.output}")
+        before = len(running.records())
+        await alice.command("dial", "2125550100")
+        await _answered(running, before, alice, gateway)
+        assert "Via: SIP/2.0/TCP 127.0.0.1:" in gateway.output   # the INVITE came over TCP
+        await alice.command("hangup")
+        record = await _ended(running, before)
+        assert record[:5] == ("outbound", "answered", "200", "caller", str(running.gateway["id"]))
+    finally:
+        await running.database.transact(carriers.update_gateway, isp_id, running.gateway["id"], transport="udp")

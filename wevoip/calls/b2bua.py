@@ -40,6 +40,7 @@ from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request, Response
 from wevoip.sip.transaction import T1
+from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, URI, parse_uri
 from wevoip.store import calls, dids
 from wevoip.store.errors import LimitReached, NotAllowed
@@ -356,8 +357,9 @@ class B2BUA:
     # -- flows ---------------------------------------------------------------------
 
     async def flow_to(self, target: Target) -> Flow | None:
-        """A phone's own connection or NAT pinhole; a gateway's address (resolved if a name).
-        Stream connections are not opened here: a gateway over TCP or TLS needs one up."""
+        """A phone's own connection or NAT pinhole; a gateway's address (resolved if a name),
+        over a TCP or TLS connection opened (or reused) for it, TLS checked against the
+        gateway's name. None when there is no way: the leg counts as timed out."""
         if target.flow is not None and not target.flow.closed:
             return target.flow
         host = target.host
@@ -367,6 +369,14 @@ class B2BUA:
             try:
                 host = await self.reactor.resolve(host)
             except Exception:
+                return None
+        if target.gateway is not None and target.transport in ("tcp", "tls"):
+            try:
+                return await connect(self.reactor, self.core, self.core.flows, target.transport, host, target.port,
+                                     server_name=target.host, timeout=self.timers.progress or 10.0)
+            except Exception as error:
+                log.info("no {transport} connection to gateway {host}:{port}: {error}", transport=target.transport,
+                         host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
 
