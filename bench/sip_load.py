@@ -61,7 +61,7 @@ class Registration:
                 f"User-Agent: sip-load\r\nContent-Length: 0\r\n\r\n").encode()
 
     def answer(self, challenge: bytes) -> bytes:
-        params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)).decode()
+        params = {m.group(1).decode().lower(): (m.group(2) if m.group(2) is not None else m.group(3)).decode()
                   for m in _CHALLENGE_PARAM.finditer(challenge)}
         algorithm = params.get("algorithm", "MD5")
         digest = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}[algorithm.upper()]
@@ -94,6 +94,15 @@ def _header(data: bytes, name: bytes) -> bytes:
 
 
 def worker(args, index: int, queue) -> None:
+    """Runs `run`, and reports even when it fails, so the parent never waits forever."""
+    try:
+        queue.put(run(args, index))
+    except BaseException as error:
+        queue.put({"error": repr(error)})
+        raise
+
+
+def run(args, index: int) -> dict:
     host, port = args.target.rsplit(":", 1)
     port = int(port)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -161,7 +170,7 @@ def worker(args, index: int, queue) -> None:
     result = {key: counts[key] - measured[key] for key in ("sent", "answered", "completed", "lost")}
     result["statuses"] = {k: v - measured["statuses"].get(k, 0) for k, v in counts["statuses"].items()}
     result["cpu"] = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
-    queue.put(result)
+    return result
 
 
 def _process_cpu(pid: int | None) -> float:
@@ -197,6 +206,9 @@ def main() -> None:
     server_cpu = _process_cpu(args.server_pid) - server_cpu
     for process in workers:
         process.join()
+    failed = [result["error"] for result in results if "error" in result]
+    if failed:
+        raise SystemExit(f"a worker failed: {failed[0]}")
     statuses: dict[str, int] = {}
     for result in results:
         for status, count in result["statuses"].items():

@@ -1,6 +1,7 @@
 """The drainer sends each outbox row once, and backs off from a failing receiver."""
 
 import pytest_twisted
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from tests.store.builders import build_tree
@@ -46,3 +47,33 @@ async def test_a_row_that_always_fails_is_given_up_after_max_attempts(database):
     drainer = OutboxDrainer(Clock(), database, "webhook", send, max_attempts=3)
     assert await drainer.drain() == 0
     assert calls == []
+
+
+class _SlowDrainer(OutboxDrainer):
+    """A drain that waits on `gate` the first time, standing for one that has already looked."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.drains = 0
+        self.gate = defer.Deferred()
+
+    async def drain(self) -> int:
+        self.drains += 1
+        if self.drains == 1:
+            await self.gate
+        return 0
+
+
+def test_a_wake_during_a_drain_drains_again_after_it(database):
+    """A notice that comes while a drain runs must not be lost if that drain already looked."""
+    drainer = _SlowDrainer(Clock(), database, "mail", None)
+    drainer.startService()
+    assert drainer.drains == 1
+    drainer.wake()
+    drainer.wake()
+    assert drainer.drains == 1
+    drainer.gate.callback(None)
+    assert drainer.drains == 2
+    drainer.wake()
+    assert drainer.drains == 3
+    drainer.stopService()

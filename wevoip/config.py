@@ -134,6 +134,42 @@ def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     return result
 
 
+def _flag(key: str, value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def _host(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).strip().lower()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ConfigError(key, f"{value!r} is neither an IP address nor a host name")
+    return value
+
+
+def _optional_host(key: str, value: Any, base: Path) -> str:
+    """A host name or an IP literal (IPv6 without brackets), or empty."""
+    return _host(key, value, base) if _string(key, value, base) else ""
+
+
+def _mail_address(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base)
+    if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", value):
+        raise ConfigError(key, f"{value!r} is not an e-mail address")
+    return value
+
+
+def _public_url(key: str, value: Any, base: Path) -> str:
+    value = _string(key, value, base).rstrip("/")
+    if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
+        raise ConfigError(key, f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
 def _dsn(key: str, value: Any, base: Path) -> str:
     value = _string(key, value, base)
     if value and not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
@@ -163,6 +199,7 @@ class SipConfig:
     wss: tuple[Listen, ...] = _key((), _listens)
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
+    advertise: str = _key("", _optional_host)
 
 
 def _bool(key: str, value: Any, base: Path) -> bool:
@@ -244,6 +281,12 @@ class CallsConfig:
 @dataclass(frozen=True)
 class WebConfig:
     http: tuple[Listen, ...] = _key((Listen("127.0.0.1", 8080),), _listens)
+    public_url: str = _key("", _public_url)
+    session_hours: int = _key(12, _int_between(1, 24 * 30))
+    session_idle_minutes: int = _key(120, _int_between(5, 24 * 60))
+    login_window_minutes: int = _key(15, _int_between(1, 24 * 60))
+    login_failures_per_account: int = _key(5, _int_between(1, 1000))
+    login_failures_per_source: int = _key(20, _int_between(1, 100000))
 
 
 @dataclass(frozen=True)
@@ -300,6 +343,16 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    relay_host: str = _key("127.0.0.1", _host)
+    relay_port: int = _key(25, _int_between(1, 65535))
+    starttls: bool = _key(False, _flag)
+    username: str = _key("", _string)
+    password: str = _key("", _string)
+    sender: str = _key("wevoip@localhost", _mail_address)
+
+
+@dataclass(frozen=True)
 class BillingConfig:
     recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
     max_call_seconds: int = _key(7200, _int_between(60, 86400))
@@ -318,9 +371,10 @@ class Config:
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
-    billing: BillingConfig = field(default_factory=BillingConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
 
     def with_overrides(self, *, dsn: str | None = None, data_dir: str | None = None) -> Config:
         """Apply the twistd command-line options, which win over the file."""
@@ -369,6 +423,9 @@ def _check_whole(config: Config) -> None:
                           "must lie between registrar.min_expires and registrar.max_expires")
     if config.sip_security.request_burst < config.sip_security.requests_per_second:
         raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
+    if bool(config.mail.username) != bool(config.mail.password):
+        raise ConfigError("mail.password" if config.mail.username else "mail.username",
+                          "the relay login needs both a username and a password")
     stream_ports: dict[tuple[str, int], str] = {}
     streams = [("sip.tcp", sip.tcp), ("sip.tls", sip.tls), ("sip.ws", sip.ws),
                ("sip.wss", sip.wss), ("web.http", config.web.http)]

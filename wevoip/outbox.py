@@ -40,6 +40,7 @@ class OutboxDrainer(Service):
         self.name = f"outbox-{kind}"
         self._loop: task.LoopingCall | None = None
         self._running: defer.Deferred | None = None
+        self._again = False
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
@@ -59,16 +60,21 @@ class OutboxDrainer(Service):
             self.wake()
 
     def wake(self) -> defer.Deferred:
-        """Drain now, unless a drain is already running (it will pick up the new rows)."""
-        if self._running is None:
-            self._running = defer.Deferred.fromCoroutine(self.drain())
-            self._running.addErrback(lambda failure: log.failure("draining the {kind} outbox failed",
-                                                                 failure, kind=self.kind))
-            self._running.addBoth(self._done)
+        """Drain now; during a drain, once more after it, since it may have looked already."""
+        if self._running is not None:
+            self._again = True
+            return self._running
+        self._again = False
+        self._running = defer.Deferred.fromCoroutine(self.drain())
+        self._running.addErrback(lambda failure: log.failure("draining the {kind} outbox failed",
+                                                             failure, kind=self.kind))
+        self._running.addBoth(self._done)
         return self._running
 
     def _done(self, result):
         self._running = None
+        if self._again and self.running:
+            self.wake()
         return result
 
     async def drain(self) -> int:

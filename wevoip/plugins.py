@@ -40,28 +40,23 @@ def _built_in() -> types.ModuleType:
         return package
 
 
-_BUILT_IN_PATH = "_wevoip_built_in_path"
-
-
-def plugin_package(directories: Iterable[Path] = ()) -> types.ModuleType:
-    """The plugin package, its path set to the built-in folder and exactly these folders.
-
-    The path is set anew on each call, so folders named for one discovery never leak into
-    the next (a test's, or another node's in the same process)."""
+def _search(interface, directories: Iterable[Path]) -> list[object]:
+    """The plugins in the built-in folder and `directories`; the folders are added to the
+    package's path only for this search, so one discovery's folders never leak into the
+    next (a node's, or another test's in the same process)."""
     package = _built_in()
-    if not hasattr(package, _BUILT_IN_PATH):
-        setattr(package, _BUILT_IN_PATH, list(package.__path__))
-    path = list(getattr(package, _BUILT_IN_PATH))
-    for directory in directories:
-        if directory.is_dir() and str(directory) not in path:
-            path.append(str(directory))
-    package.__path__[:] = path
-    return package
+    built_in = list(package.__path__)
+    extra = [str(directory) for directory in directories if directory.is_dir() and str(directory) not in built_in]
+    package.__path__[:] = built_in + extra
+    try:
+        return list(getPlugins(interface, package))
+    finally:
+        package.__path__[:] = built_in
 
 
 def discover(interface, directories: Iterable[Path] = ()) -> dict[str, object]:
     found: dict[str, object] = {}
-    for plugin in getPlugins(interface, plugin_package(directories)):
+    for plugin in _search(interface, directories):
         name = getattr(plugin, "name", None)
         try:
             verifyObject(interface, plugin)

@@ -8,6 +8,7 @@ database down. Twisted's MultiService would stop them all at once.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Callable, Mapping
 
@@ -23,6 +24,7 @@ from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import IDialplanPreset
 from wevoip.listeners import Listeners
+from wevoip.mail import SmtpSender
 from wevoip.media.relay import InProcessRelay
 from wevoip.netservice import StreamListenService
 from wevoip.outbox import OutboxDrainer
@@ -33,6 +35,7 @@ from wevoip.sip.service import SipService
 from wevoip.store import outbox
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
+from wevoip.web.console.housekeeping import ConsoleHousekeeping
 from wevoip.web.root import build_web_app
 from wevoip.web.service import web_service
 from wevoip.webhooks import WebhookSender
@@ -67,7 +70,7 @@ class WeVoIPService(MultiService):
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
                                  relay=self.media)
         self.calls.setServiceParent(self)
-        web_app = build_web_app(self.store, self.health,
+        web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
@@ -92,20 +95,24 @@ class WeVoIPService(MultiService):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
         started = self.store.when_ready()
-        started.addCallback(lambda database: defer.Deferred.fromCoroutine(
-            ensure_platform_admin(self.reactor, database, self.environ)))
-        started.addCallback(lambda _: defer.Deferred.fromCoroutine(self._start_webhooks()))
+        started.addCallback(lambda database: defer.Deferred.fromCoroutine(self._start_on(database)))
         started.addCallback(self._started)
         started.addErrback(self._fatal)
 
-    async def _start_webhooks(self) -> None:
-        """The webhook drainer starts once the store is ready and wakes on every outbox notice."""
-        settings = self.config.webhooks
-        sender = WebhookSender(self.reactor, self.store.database, timeout_seconds=settings.timeout_seconds)
-        drainer = OutboxDrainer(self.reactor, self.store.database, "webhook", sender.send,
-                                max_attempts=settings.max_attempts)
-        drainer.setServiceParent(self)
-        await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
+    async def _start_on(self, database) -> None:
+        """What needs the store: the first-run admin, then the outbox drainers for mail and
+        webhooks (added last, so they stop first), woken by any node's enqueue through the
+        notifier, and the sweeping of expired console sessions."""
+        await ensure_platform_admin(self.reactor, database, self.environ)
+        mail = SmtpSender(self.reactor, self.config.mail, database)
+        webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
+        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
+                        OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
+                                      max_attempts=self.config.webhooks.max_attempts)):
+            await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
+            drainer.setServiceParent(self)
+        window = datetime.timedelta(minutes=self.config.web.login_window_minutes)
+        ConsoleHousekeeping(self.reactor, database, window).setServiceParent(self)
 
     def _started(self, _) -> None:
         self.is_ready = True

@@ -29,26 +29,27 @@ wevoip_ensure_venv_module() {
 }
 
 # The phone console's JavaScript (JsSIP) comes from npm, pinned by package-lock.json, and
-# is served from node_modules; npm ci runs again only when the lock changes. As root on
-# Debian, node and npm are installed when missing; otherwise their absence is reported and
-# the node runs without the phone console's library.
+# is bundled for browsers by esbuild (also pinned) into wevoip/web/phone/build/, which the
+# server serves; npm ci and the build run again only when package.json or the lock
+# changes. As root on Debian, node and npm are installed when missing; otherwise their
+# absence is reported and the node runs without the phone console's library.
 wevoip_phone_dir=$wevoip_root/wevoip/web/phone
 
 wevoip_bootstrap_npm() {
-    local stamp=$wevoip_phone_dir/node_modules/.wevoip-installed want
-    want=$(sha256sum "$wevoip_phone_dir/package-lock.json" | cut -d' ' -f1)
+    local stamp=$wevoip_phone_dir/build/.wevoip-installed want
+    want=$(cat "$wevoip_phone_dir/package.json" "$wevoip_phone_dir/package-lock.json" | sha256sum | cut -d' ' -f1)
     [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
     if ! command -v npm >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "Installing Debian packages: nodejs npm" >&2
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null || return 1
         else
-            echo "npm is missing, so the phone console's JsSIP is not installed: install nodejs and npm." >&2
+            echo "npm is missing, so the phone console's JsSIP is not built: install nodejs and npm." >&2
             return 0
         fi
     fi
-    echo "Installing the phone console's JavaScript with npm ci in $wevoip_phone_dir" >&2
-    (cd "$wevoip_phone_dir" && npm ci --silent) || return 1
+    echo "Installing and bundling the phone console's JavaScript in $wevoip_phone_dir" >&2
+    (cd "$wevoip_phone_dir" && npm ci --silent && npm run --silent build >/dev/null) || return 1
     echo "$want" >"$stamp"
 }
 

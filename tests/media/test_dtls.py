@@ -209,3 +209,15 @@ def test_handshake_over_loopback_udp_with_a_lost_client_hello(certificates):
         server.endpoint.close()
         yield client_port.stopListening()
         yield server_port.stopListening()
+
+
+def test_retransmission_and_deadline_are_timed_on_the_injected_clock(certificates):
+    """After the ClientHello the clock holds two calls: OpenSSL's retransmission (its 1 s
+    first timeout, as it reports it) and our 30 s deadline; both go when the handshake ends."""
+    clock = Clock()
+    lone = DtlsEndpoint(clock, certificates[0], True, [certificates[1].fingerprint], Recorder())
+    lone.start()
+    waits = sorted(call.getTime() for call in clock.getDelayedCalls())
+    assert len(waits) == 2 and 0.9 <= waits[0] <= 1.0 and waits[1] == 30
+    lone.close()
+    assert clock.getDelayedCalls() == [] and lone.state is DtlsState.CLOSED

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 
+from tests.media.rfc5769 import SAMPLE_REQUEST, SHORT_TERM_PASSWORD, TRANSACTION
 from wevoip.media.webrtc import stun
 from wevoip.media.webrtc.ice import CONSENT_TIMEOUT, IceLiteAgent, new_credentials
 
@@ -176,3 +177,13 @@ def test_authenticated_checks_with_random_attributes_never_raise(attributes):
                   if kind not in (stun.MESSAGE_INTEGRITY, stun.FINGERPRINT)]
     reply = agent.receive(check(extra=attributes)[1], BROWSER)
     assert stun.parse(reply).check_fingerprint()
+
+
+def test_rfc5769_sample_request_is_authenticated_and_gets_role_conflict(clock):
+    """RFC 5769 §2.1's request, to an agent holding its credentials: it checks out, but it
+    says ICE-CONTROLLED, and a lite agent cannot be the controlling one."""
+    agent = IceLiteAgent(clock, "evtj", SHORT_TERM_PASSWORD.decode(), "h6vY")
+    reply = stun.parse(agent.receive(SAMPLE_REQUEST, BROWSER))
+    assert reply.transaction_id == TRANSACTION
+    assert stun.decode_error_code(reply.get(stun.ERROR_CODE)) == (487, "Role Conflict")
+    assert reply.check_integrity(SHORT_TERM_PASSWORD) and reply.check_fingerprint()

@@ -1,132 +1,14 @@
-"""
-WebRTC <-> plain RTP SDP, both ways and through hold, on Chromium-like and phone-like
-descriptions written for these tests (the shapes Chromium and desk phones send, not copies).
-"""
+"""WebRTC <-> plain RTP SDP, both ways and through hold, on the samples in webrtc_samples.py."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from wevoip.media.sdp import SdpError, SessionDescription
+from tests.media.webrtc_support import (BROWSER_PRINT, CHROMIUM_ANSWER, CHROMIUM_OFFER, LOCAL,
+                                        OUR_PRINT, PHONE_ANSWER, PHONE_OFFER, PLAIN, replace)
 from wevoip.media.webrtc.dtls import Fingerprint
-from wevoip.media.webrtc.translate import (
-    OriginCounter, PlainLocal, WebRtcLocal, browser_answer_to_plain, browser_offer_to_plain,
-    plain_answer_to_browser, plain_offer_to_browser)
-
-BROWSER_PRINT = ":".join(f"{b:02X}" for b in range(0x40, 0x60))
-OUR_PRINT = Fingerprint.parse("sha-256 " + ":".join(f"{b:02X}" for b in range(0xA0, 0xC0)))
-LOCAL = WebRtcLocal("203.0.113.5", 31000, "wvU1", "wevoip-ice-password-0001", OUR_PRINT)
-PLAIN = PlainLocal("198.51.100.7", 24000)
-
-CHROMIUM_OFFER = f"""v=0
-o=- 4611731400430051336 2 IN IP4 127.0.0.1
-s=-
-t=0 0
-a=group:BUNDLE 0 1
-a=extmap-allow-mixed
-a=msid-semantic: WMS 3c5d8f0e-1b7a-4e4b-9d7e-6a2f9e0c4b11
-m=audio 51234 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126
-c=IN IP4 192.0.2.10
-a=rtcp:9 IN IP4 0.0.0.0
-a=candidate:2897334103 1 udp 2122260223 192.0.2.10 51234 typ host generation 0 network-id 1
-a=candidate:1203483941 1 udp 2122129151 5e2c7a11-93d4-4b0e-a6f1-2c8d9e7b3a40.local 51235 typ host generation 0 network-id 2
-a=candidate:3911852312 1 tcp 1518280447 192.0.2.10 9 typ host tcptype active generation 0 network-id 1
-a=ice-ufrag:Xq7T
-a=ice-pwd:7Hn2pGk0sYtV9cLmQ4wZrB1e
-a=ice-options:trickle
-a=fingerprint:sha-256 {BROWSER_PRINT}
-a=setup:actpass
-a=mid:0
-a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level
-a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01
-a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid
-a=sendrecv
-a=msid:3c5d8f0e-1b7a-4e4b-9d7e-6a2f9e0c4b11 9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d
-a=rtcp-mux
-a=rtcp-rsize
-a=rtpmap:111 opus/48000/2
-a=rtcp-fb:111 transport-cc
-a=fmtp:111 minptime=10;useinbandfec=1
-a=rtpmap:63 red/48000/2
-a=fmtp:63 111/111
-a=rtpmap:9 G722/8000
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:13 CN/8000
-a=rtpmap:110 telephone-event/48000
-a=rtpmap:126 telephone-event/8000
-a=ssrc:1811539843 cname:q0x3Y2mZ8vTk1bRw
-a=ssrc:1811539843 msid:3c5d8f0e-1b7a-4e4b-9d7e-6a2f9e0c4b11 9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d
-m=video 9 UDP/TLS/RTP/SAVPF 96 97
-c=IN IP4 0.0.0.0
-a=rtcp:9 IN IP4 0.0.0.0
-a=ice-ufrag:Xq7T
-a=ice-pwd:7Hn2pGk0sYtV9cLmQ4wZrB1e
-a=fingerprint:sha-256 {BROWSER_PRINT}
-a=setup:actpass
-a=mid:1
-a=sendrecv
-a=rtcp-mux
-a=rtcp-rsize
-a=rtpmap:96 VP8/90000
-a=rtcp-fb:96 goog-remb
-a=rtpmap:97 rtx/90000
-a=fmtp:97 apt=96
-""".replace("\n", "\r\n").encode()
-
-PHONE_ANSWER = b"""v=0\r
-o=yealink 30021 30022 IN IP4 192.0.2.20\r
-s=SIP Call\r
-c=IN IP4 192.0.2.20\r
-t=0 0\r
-m=audio 40000 RTP/AVP 8 126\r
-a=rtpmap:8 PCMA/8000\r
-a=rtpmap:126 telephone-event/8000\r
-a=fmtp:126 0-15\r
-a=ptime:20\r
-a=sendrecv\r
-"""
-
-PHONE_OFFER = b"""v=0\r
-o=baresip 1917 1 IN IP4 192.0.2.20\r
-s=-\r
-c=IN IP4 192.0.2.20\r
-t=0 0\r
-m=audio 40000 RTP/AVP 9 0 8 18 101\r
-a=rtpmap:9 G722/8000\r
-a=rtpmap:0 PCMU/8000\r
-a=rtpmap:8 PCMA/8000\r
-a=rtpmap:18 G729/8000\r
-a=rtpmap:101 telephone-event/8000\r
-a=fmtp:101 0-15\r
-a=ptime:20\r
-a=sendrecv\r
-m=video 40002 RTP/AVP 96\r
-a=rtpmap:96 H264/90000\r
-"""
-
-CHROMIUM_ANSWER = f"""v=0
-o=- 8122739911020384451 2 IN IP4 127.0.0.1
-s=-
-t=0 0
-a=group:BUNDLE 0
-a=msid-semantic: WMS
-m=audio 9 UDP/TLS/RTP/SAVPF 0 101
-c=IN IP4 0.0.0.0
-a=rtcp:9 IN IP4 0.0.0.0
-a=candidate:611285409 1 udp 2122260223 192.0.2.11 60772 typ host generation 0 network-id 1
-a=ice-ufrag:aB3d
-a=ice-pwd:Zr8mT1vQx4Yp0LnK6sWc2Hj9
-a=ice-options:trickle
-a=fingerprint:sha-256 {BROWSER_PRINT}
-a=setup:active
-a=mid:0
-a=sendrecv
-a=msid:- 0d4c1f8e-77aa-4c3d-9a51-bb0e2f6c9d13
-a=rtcp-mux
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=ssrc:2630448815 cname:Yb7dQ2kW9pLx4Rz1
-""".replace("\n", "\r\n").encode()
+from wevoip.media.webrtc.translate import (OriginCounter, browser_answer_to_plain, browser_offer_to_plain,
+                                           plain_answer_to_browser, plain_offer_to_browser)
 
 WEBRTC_ONLY = ("candidate", "ice-", "fingerprint", "setup", "group", "extmap", "ssrc", "msid",
                "rtcp-fb", "rtcp-mux", "mid", "rtcp-rsize")
@@ -138,11 +20,6 @@ def attribute_names(sdp: bytes) -> set[str]:
 
 def audio_of(sdp: bytes):
     return next(m for m in SessionDescription.parse(sdp).media if m.media == "audio")
-
-
-def replace(sdp: bytes, old: str, new: str) -> bytes:
-    assert old.encode() in sdp
-    return sdp.replace(old.encode(), new.encode())
 
 
 # Browser calls phone.
@@ -358,3 +235,10 @@ def test_a_description_that_starts_with_its_media_is_refused():
     """Found by the test above: wevoip.media.sdp read lines[0] of an empty session part."""
     with pytest.raises(SdpError, match="does not start with v=0"):
         browser_offer_to_plain(b"m=audio 1 RTP/AVP 0\r\n" + CHROMIUM_OFFER, PLAIN, OriginCounter())
+
+
+def test_a_phone_answering_a_law_the_browser_lacks_is_refused():
+    pcmu_only = replace(CHROMIUM_OFFER, "111 63 9 0 8 13 110 126", "0 126")
+    _, offered = browser_offer_to_plain(pcmu_only, PLAIN, OriginCounter())
+    with pytest.raises(SdpError, match="answered PCMA, which the browser did not offer"):
+        plain_answer_to_browser(PHONE_ANSWER, offered, LOCAL, OriginCounter())

@@ -102,3 +102,4 @@ def test_a_plugin_that_breaks_its_interface_is_named(tmp_path):
         "broken = Broken()\n")
     with pytest.raises(PluginError, match="'broken' does not provide IDialplanPreset"):
         discover(IDialplanPreset, [tmp_path])
+    assert "broken" not in discover(IDialplanPreset), "a folder of an earlier discovery stays out of later ones"

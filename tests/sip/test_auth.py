@@ -145,3 +145,11 @@ async def test_malformed_credentials_get_400_and_count(world):
     decision = await authenticator.authenticate(_asked(authorization=['Digest username="alice"']))
     assert decision.status == 400 and decision.reason.startswith("Bad credentials")
     assert authenticator.defence.counters.failures == 1
+
+
+@pytest.mark.parametrize("host, expected", [("192.0.2.1", True), ("[2001:db8::1]", True), ("2001:db8::1", True),
+                                            ("acme.example.net", False), ("123.example.net", False),
+                                            ("1.2.3", False), ("", False)])
+def test_what_counts_as_a_bare_address(host, expected):
+    from wevoip.sip.auth import is_address
+    assert is_address(host) is expected

@@ -226,3 +226,33 @@ def test_client_transactions_deliver_finals_ack_failures_and_time_out(core, cloc
     clock.advance(64 * T1 + 1)
     assert failures and failures[0].check(TransactionTimeout)
     assert core.transactions.clients == {} or all(t.request.method == "INVITE" for t in core.transactions.clients.values())
+
+
+def test_our_via_names_the_advertised_host_or_the_routed_source_for_wildcard_listeners(clock):
+    sent = []
+    wildcard = Flow("udp", ("127.0.0.1", 5070), ("0.0.0.0", 5060), sent.append)
+    for advertise, expected in (("", "127.0.0.1:5060"), ("sip.example.net", "sip.example.net:5060")):
+        core = SipCore(clock, FlowTable(), advertise=advertise)
+        core.request(Request("OPTIONS", "sip:x@127.0.0.1", Headers([
+            ("From", "<sip:a@example.com>;tag=x"), ("To", "<sip:x@127.0.0.1>"), ("Call-ID", advertise or "c"),
+            ("CSeq", "1 OPTIONS")])), wildcard)
+        via = parse(sent[-1]).top_via
+        assert f"{via.host}:{via.port}" == expected and via.wants_rport
+    v6 = Flow("udp", ("::1", 5070), ("::", 5060), sent.append)
+    assert SipCore(clock, FlowTable()).sent_by(v6) == "[::1]:5060"
+
+
+def test_a_response_whose_connection_closed_goes_through_the_peers_newer_connection(core):
+    old, new, held = Peer("tcp"), Peer("tcp"), []
+    core.flows.add(old.flow)
+    core.register("MESSAGE", held.append)
+    core.receive(request_bytes("MESSAGE"), old.flow)
+    old.flow.closed = True
+    core.flows.remove(old.flow)
+    core.flows.add(new.flow)
+    held[0].respond(200)
+    assert old.sent == [] and new.statuses() == [200]
+    new.flow.closed = True
+    core.receive(request_bytes("MESSAGE", branch="z9hG4bKlost", call_id="other"), new.flow)
+    held[1].respond(200)
+    assert core.stats["responses_undeliverable"] == 1

@@ -1,5 +1,7 @@
 """Digest authentication: RFC 7616's own example, nonces that expire, replays refused."""
 
+from types import SimpleNamespace
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given
@@ -40,6 +42,12 @@ def test_rfc7616_example_header_parses():
     assert credentials.response.startswith("7539")
 
 
+def test_quoted_values_keep_escaped_quotes_and_commas():
+    credentials = parse_credentials('Digest username="a\\"b,c", realm="r", nonce="n", uri="sip:x",'
+                                    ' response="ABC"')
+    assert credentials.username == 'a"b,c' and credentials.response == "abc"
+
+
 @pytest.mark.parametrize("header, reason", [
     ("Basic dXNlcjpwYXNz", "Digest"),
     ('Digest username="a", realm="r", nonce="n", uri="u"', "response"),
@@ -64,7 +72,7 @@ def test_junk_never_raises_anything_else(text):
 
 
 REALM = "acme.kages.example.net"
-ROW = sip_ha1s("alice", REALM, "correct-horse-9")
+ROW = SimpleNamespace(**sip_ha1s("alice", REALM, "correct-horse-9"))
 
 
 def _answer(authority, challenge, *, algorithm="SHA-256", password="correct-horse-9", nc=1,

@@ -5,7 +5,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
 from tests.store.builders import build_tree
-from wevoip.sip.location import Location, _payloads
+from wevoip.sip.location import Location
 from wevoip.sip.registrar import ContactRequest, RegisterRequest, Registrar, RegistrarPolicy
 from wevoip.store import registrations
 from wevoip.store.notify import Notifier
@@ -95,6 +95,6 @@ async def test_sweep_deletes_expired_rows(database):
 
 def test_notify_payloads_are_split_under_the_limit():
     aors = [f"{i}:{i * 7}" for i in range(3000)]
-    payloads = list(_payloads("node-1", aors))
+    payloads = list(registrations.notify_payloads("node-1", aors))
     assert len(payloads) > 1 and all(len(p) < 8000 for p in payloads)
     assert [a for p in payloads for a in p.split("|")[1].split(",")] == aors

@@ -103,3 +103,26 @@ def test_the_stream_framer_holds_only_what_it_cannot_yet_frame(chunks):
         except ParseError:
             return
         assert framer.buffered <= 4096
+
+
+@given(st.lists(st.one_of(st.binary(max_size=300), mutated()), min_size=1, max_size=5))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], max_examples=200)
+def test_the_core_never_raises_on_junk_and_answers_at_most_once_per_message(messages_in):
+    from twisted.internet.task import Clock
+
+    from wevoip.sip.core import SipCore
+    from wevoip.sip.flow import Flow, FlowTable
+    from wevoip.sip.headers import parse_addresses
+
+    sent = []
+    core = SipCore(Clock(), FlowTable())
+    core.register("INVITE", lambda incoming: incoming.respond(
+        200, headers=(("Contact", str(parse_addresses(incoming.request.headers.get_all("Contact"))[:1])),)))
+    core.register("REGISTER", lambda incoming: incoming.respond(200, headers=(("X-To", str(incoming.request.uri)),)))
+    flow = Flow("udp", ("192.0.2.1", 5060), ("127.0.0.1", 5060), sent.append)
+    for data in messages_in:
+        core.receive(data, flow)
+    assert core.stats["handler_errors"] == 0
+    assert len(sent) <= 2 * len(messages_in), "at most a 100 Trying and one answer per message"
+    for data in sent:
+        assert isinstance(parse(data), Response)

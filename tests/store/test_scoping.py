@@ -13,13 +13,14 @@ import pytest_twisted
 
 from tests.store.builders import build_tree
 from tests.store.builders import BINDING
-from wevoip.store import (admins, calls, carriers, customers, dids, domains, isps, outbox, registrations,
-                          routing, secrets, subscribers, tenants)
-from wevoip.store import dialplans, ledger, ownership, pricing, ratedecks, recurring, reports, webhooks
+from wevoip.store import (admins, audit, calllog, calls, carriers, customers, dialplans, dids, domains, hostnames,
+                          isps, ledger, outbox, ownership, pricing, ratedecks, recurring, registrations, reports,
+                          routing, secrets, selfcare, subscribers, tenants, webhooks, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
-           calls, routing, ratedecks, pricing, ledger, recurring, reports, dialplans, ownership, webhooks)
+           dialplans, ownership, webhooks, webusers, audit, selfcare, hostnames, ratedecks, pricing, ledger, calls,
+           recurring, reports, calllog, routing)
 
 
 def _ids(rows):
@@ -152,6 +153,49 @@ CASES = {
                                   lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
     "routing.caller_identity": (lambda tx, a, b: routing.caller_identity(tx, b.isp["id"], a.subscriber["id"]),
                                 lambda result, a, b: result is None),
+    "calllog.search_calls": (
+        lambda tx, a, b: victim_call_then_search(tx, a, b),
+        lambda result, a, b: result == []),
+    "webusers.create_isp_admin": (
+        lambda tx, a, b: webusers.create_isp_admin(tx, b.isp["id"], email="x@b.example", full_name="X",
+                                                   password_hash="h"),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webusers.get_isp_admin": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.get_isp_admin(
+        tx, b.isp["id"], admin["id"])), NOT_FOUND),
+    "webusers.isp_admin_for_login": (
+        lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.isp_admin_for_login(
+            tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),
+    "webusers.create_customer_admin": (
+        lambda tx, a, b: webusers.create_customer_admin(tx, b.isp["id"], a.customer["id"], email="m@x.example",
+                                                        password_hash="h"), NOT_FOUND),
+    "webusers.list_customer_admins": (
+        lambda tx, a, b: victim_customer_admin_then(tx, a, lambda admin: webusers.list_customer_admins(
+            tx, b.isp["id"], a.customer["id"])), lambda result, a, b: result == []),
+    "webusers.customer_admin_for_login": (
+        lambda tx, a, b: victim_customer_admin_then(tx, a, lambda admin: webusers.customer_admin_for_login(
+            tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),
+    "audit.record": (lambda tx, a, b: audit.record(tx, b.isp["id"], actor="x", action="login"),
+                     lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "audit.list_audit": (lambda tx, a, b: victim_audit_then_list(tx, a, b),
+                         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
+    "selfcare.subscriber_settings": (
+        lambda tx, a, b: selfcare.subscriber_settings(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "selfcare.update_subscriber_settings": (
+        lambda tx, a, b: selfcare.update_subscriber_settings(tx, b.isp["id"], a.subscriber["id"],
+                                                             forward_always="+15550100999"), NOT_FOUND),
+    "selfcare.set_web_password": (
+        lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
+    "selfcare.set_web_login": (
+        lambda tx, a, b: selfcare.set_web_login(tx, b.isp["id"], a.subscriber["id"], "mallory", "h"), NOT_FOUND),
+    "selfcare.web_password_hash": (
+        lambda tx, a, b: selfcare.web_password_hash(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "hostnames.isp_brand": (lambda tx, a, b: hostnames.isp_brand(tx, b.isp["id"]),
+                            lambda result, a, b: result["id"] == b.isp["id"]),
+    "hostnames.isp_logo": (lambda tx, a, b: victim_logo_then(tx, a, b),
+                           lambda result, a, b: result is None or bytes(result["brand_logo"]) != VICTIM_LOGO),
+    "hostnames.set_isp_hostname": (
+        lambda tx, a, b: hostnames.set_isp_hostname(tx, b.isp["id"], "console.other.example"),
+        lambda result, a, b: result["id"] == b.isp["id"]),
     "outbox.list_outbox": (
         lambda tx, a, b: victim_mail_then_list(tx, a, b),
         lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
@@ -361,6 +405,46 @@ async def victim_mail_then_list(tx, a, b):
     return await outbox.list_outbox(tx, b.isp["id"])
 
 
+async def victim_call_then_search(tx, a, b):
+    cdr = await calls.insert_cdr(tx, a.isp["id"], {**CDR, "a_call_id": "search", "customer_id": a.customer["id"],
+                                                   "tenant_id": a.tenant["id"], "subscriber_id": a.subscriber["id"]})
+    assert await calllog.search_calls(tx, a.isp["id"], tenant_id=a.tenant["id"])
+    found = (await calllog.search_calls(tx, b.isp["id"], tenant_id=a.tenant["id"]) +
+             await calllog.search_calls(tx, b.isp["id"], subscriber_id=a.subscriber["id"]))
+    await tx.execute("delete from cdrs where id = %s", (cdr["id"],))
+    return found
+
+
+VICTIM_LOGO = b"\x89PNG victim's own"
+
+
+async def victim_logo_then(tx, a, b):
+    await isps.set_isp_logo(tx, a.isp["id"], VICTIM_LOGO, "image/png")
+    assert await hostnames.isp_logo(tx, a.isp["id"])
+    found = await hostnames.isp_logo(tx, b.isp["id"])
+    await tx.execute("update isps set brand_logo = null, brand_logo_type = null where id = %s", (a.isp["id"],))
+    return found
+
+
+async def victim_admin_then(tx, a, then):
+    email = f"boss{await tx.fetch_value('select count(*) from isp_admins')}@victim.example"
+    admin = await webusers.create_isp_admin(tx, a.isp["id"], email=email, full_name="Boss",
+                                            password_hash="h")
+    return await then(admin)
+
+
+async def victim_customer_admin_then(tx, a, then):
+    email = f"it{await tx.fetch_value('select count(*) from customer_admins')}@victim.example"
+    admin = await webusers.create_customer_admin(tx, a.isp["id"], a.customer["id"], email=email,
+                                                 password_hash="h")
+    return await then(admin)
+
+
+async def victim_audit_then_list(tx, a, b):
+    await audit.record(tx, a.isp["id"], actor="boss", action="customer.login_as", target="secret")
+    return await audit.list_audit(tx, b.isp["id"])
+
+
 async def number_of_both(tx, a, b):
     """One number in two ISPs' inventories: each has its own row, neither sees the other's."""
     await dids.add_dids(tx, a.isp["id"], "+15550177777")
@@ -418,7 +502,8 @@ async def snapshot(database, tree):
                                       "registrations.live_bindings", "registrations.delete_expired",
                                       "registrations.write_bindings", "registrations.live_bindings_of",
                                       "secrets.shared_secret", "subscribers.realm_for_username",
-                                      "calls.end_calls_of_node"])
+                                      "calls.end_calls_of_node",
+                                      "hostnames.isp_for_host", "selfcare.subscriber_for_login"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""
     module, name = function.split(".")

@@ -6,6 +6,7 @@ import treq
 from twisted.internet import reactor
 from twisted.web.server import Site
 
+from wevoip.config import Config
 from wevoip.store.admins import create_api_token
 from tests.dnsserver import LoopbackDNS
 from wevoip.config import DnsConfig, Listen
@@ -61,7 +62,42 @@ async def api(database, dns_server):
     async def health():
         return {"status": "ok"}
     resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
-    app = build_web_app(FakeStore(database), health, Services(discover(IDialplanPreset), resolver))
+    app = build_web_app(FakeStore(database), health, Config(), reactor,
+                        Services(discover(IDialplanPreset), resolver))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
     yield Api(f"http://127.0.0.1:{port.getHost().port}", dns_server)
     await port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def console(database, dns_server):
+    """The web app on loopback with a real SMTP relay behind the outbox: (base URL, relay, drain)."""
+    from tests.smtpserver import SmtpServer
+    from wevoip.config import MailConfig
+    from wevoip.mail import SmtpSender
+    from wevoip.outbox import OutboxDrainer
+    from twisted.internet.task import Clock
+
+    relay = SmtpServer()
+    relay.start()
+
+    async def health():
+        return {"status": "ok"}
+    resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
+    app = build_web_app(FakeStore(database), health, Config(), reactor,
+                        Services(discover(IDialplanPreset), resolver))
+    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    sender = SmtpSender(reactor, MailConfig(relay_port=relay.port.getHost().port), database)
+    drainer = OutboxDrainer(Clock(), database, "mail", sender.send)
+    yield ConsoleSite(f"http://127.0.0.1:{port.getHost().port}", relay, drainer, database, dns_server)
+    await port.stopListening()
+    await relay.stop()
+
+
+@dataclass
+class ConsoleSite:
+    base: str
+    relay: object
+    drainer: object
+    database: object
+    dns_server: object

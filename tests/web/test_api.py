@@ -1,5 +1,3 @@
-import re
-
 import pytest
 import pytest_twisted
 
@@ -142,3 +140,24 @@ async def test_the_openapi_document_lists_every_route(api):
     for route in ROUTES:
         operation = document["paths"]["/api/v1" + route.path][route.method.lower()]
         assert str(route.status) in operation["responses"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_route_with_a_body_needs_one_and_an_idempotency_key_is_never_empty(api):
+    code, error, _ = await api.call("POST", "/api/v1/isps")
+    assert code == 422 and error["field"] == "body"
+    code, error, _ = await api.call("POST", "/api/v1/isps", json={"name": "x", "namespace": "x.example.net",
+                                                                  "currency": "USD"},
+                                    headers={"Idempotency-Key": ""})
+    assert code == 400 and error["error"] == "bad_idempotency_key"
+    code, listed, _ = await api.call("GET", "/api/v1/isps")
+    assert listed["items"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_postgresql_cannot_store_is_refused_naming_the_field(api):
+    for raw, field in [(b'{"name": "a\\u0000b", "namespace": "n.example.net", "currency": "USD"}', "name"),
+                       (b'{"name": "x", "namespace": "n.example.net", "currency": "USD", '
+                        b'"brand_title": "\\ud88a"}', "brand_title")]:
+        code, error, _ = await api.call("POST", "/api/v1/isps", data=raw, headers={"Content-Type": "application/json"})
+        assert code == 422 and error["field"] == field, error

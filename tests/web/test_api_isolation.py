@@ -15,6 +15,7 @@ from psycopg2 import sql
 from tests.web.conftest import PLATFORM_TOKEN
 from tests.web.flows import onboard
 from wevoip.store.admins import SCOPES
+from wevoip.store import ratedecks
 from wevoip.web.api.routes import ROUTES
 
 

@@ -79,21 +79,27 @@ async def test_a_preset_loads_in_one_step_and_the_box_shows_what_a_number_become
     assert code == 422 and error["field"] == "preset" and "us" in error["message"]
 
     subscriber = made["subscriber"]
-    code, _, _ = await api.call("PATCH", f"{base}/subscribers/{subscriber['id']}", token,
-                                json={"country_code": "1", "area_code": "212"})
+    code, _, _ = await api.call("PATCH", f"{base}/subscribers/{subscriber['id']}", token, json={"e164": "+12125550100"})
     assert code == 200
     translate = f"{base}/dialplan/translate"
     code, result, _ = await api.call("POST", translate, token, json={"dialled": "5551234",
                                                                      "subscriber_id": subscriber["id"]})
     assert code == 200 and result["e164"] == "+12125551234", result
+    assert (result["country_code"], result["area_code"], result["caller_e164"]) == ("1", "212", "+12125550100")
     assert result["rule_id"] == loaded["items"][result["position"]]["id"]
+    code, extension, _ = await api.call("POST", f"{base}/tenants/{made['tenant']['id']}/subscribers", token,
+                                        json={"username": "bob", "password": "Sup3r-secret-00", "extension": "101"})
+    code, result, _ = await api.call("POST", translate, token, json={"dialled": "5551234",
+                                                                     "subscriber_id": extension["id"]})
+    assert result["caller_e164"] == "+12125550100", "an extension without a number dials as its pilot"
     code, result, _ = await api.call("POST", translate, token, json={
         "dialled": "5551234", "subscriber_id": subscriber["id"], "area_code": "415"})
     assert result["e164"] == "+14155551234" and result["area_code"] == "415"
     code, result, _ = await api.call("POST", translate, token, json={"dialled": "01144201234567"})
-    assert result["e164"] == "+44201234567"
+    assert result["e164"] == "+44201234567" and result["caller_e164"] is None
     code, result, _ = await api.call("POST", translate, token, json={"dialled": "12"})
     assert code == 200 and result["e164"] is None and result["rule_id"] is None
-    code, error, _ = await api.call("PATCH", f"{base}/subscribers/{subscriber['id']}", token,
-                                    json={"country_code": "01"})
+    code, error, _ = await api.call("POST", translate, token, json={"dialled": "12", "country_code": "01"})
     assert code == 422 and error["field"] == "country_code"
+    code, error, _ = await api.call("POST", translate, token, json={"dialled": "12", "subscriber_id": 99999})
+    assert code == 404

@@ -1,1 +1,4 @@
-"""Media: SDP, the RTP/RTCP relay and its port pool, and the endpoint that plays and records."""
+"""
+Media: SDP, the RTP/RTCP relay and its port pool, the endpoint that plays and records, and
+the browser side (webrtc/: ICE-lite, DTLS-SRTP, SRTP, Opus, SDP translation).
+"""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import re
 import secrets
+import socket
 from collections import Counter
 from typing import Awaitable, Callable
 
@@ -26,7 +27,7 @@ from zope.interface import implementer
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE
+from wevoip.sip.headers import MAGIC_COOKIE, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
 from wevoip.sip.transaction import ServerTransaction
 from wevoip.sip.transactions import TransactionLayer, new_branch
@@ -82,7 +83,9 @@ class Incoming:
         if response.status >= 200:
             self.final_sent = True
         if self.transaction is not None:
-            self.transaction.respond(response, response.status)
+            self.core.transactions.respond(self.transaction, response)
+            if self.final_sent:
+                self.transaction.incoming = None
         else:
             self.core.send_response(response, self.flow)
 
@@ -100,16 +103,18 @@ class Incoming:
 
 class SipCore:
     def __init__(self, clock, flows: FlowTable, *, gate=None, server: str = "WeVoIP",
-                 force_rport: bool = True):
+                 force_rport: bool = True, advertise: str = ""):
         self.clock = clock
         self.flows = flows
+        self.advertise = advertise
+        self._sources: dict[str, str] = {}
         self.gate = gate if gate is not None else AdmitAll()
         self.server = server
         self.force_rport = force_rport
         self.stats: Counter = Counter()
         self.handlers: dict[str, Handler] = {}
         self.supported: list[str] = []
-        self.transactions = TransactionLayer(clock, self.stats, self.send_response)
+        self.transactions = TransactionLayer(clock, self.stats, self.send_bytes)
         self.branch_prefix = MAGIC_COOKIE + secrets.token_hex(3) + "."
         self.on_stray_response: Callable[[Response, Flow], None] | None = None
         self._options_headers: tuple[tuple[str, str, str], ...] = ()
@@ -141,19 +146,47 @@ class SipCore:
         """Send through a client transaction; fires with the final response (or fails with
         TransactionTimeout). Provisional responses, and further 2xx to an INVITE, go to
         `on_response`. A Via with a fresh branch is added on top for `flow`."""
-        host, port = flow.local
-        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {sent_by};branch={self.new_branch()};rport")
+        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {self.sent_by(flow)};"
+                                       f"branch={self.new_branch()};rport")
         if "Max-Forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
         return self.transactions.new_client(request, flow, on_response)
 
+    def sent_by(self, flow: Flow) -> str:
+        """host:port for our Via (and Contact) on `flow`: sip.advertise, else the socket's
+        address, else (a wildcard listener) the local address routed to the peer."""
+        host, port = flow.local
+        if self.advertise:
+            host = self.advertise
+        elif host in ("0.0.0.0", "::"):
+            host = self._route_source(flow.remote[0])
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _route_source(self, remote: str) -> str:
+        """A connected UDP socket sends nothing; it only asks the kernel for the route."""
+        source = self._sources.get(remote)
+        if source is None:
+            family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.connect((remote, 9))
+                    source = probe.getsockname()[0]
+                except OSError:
+                    source = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+            if len(self._sources) > 4096:
+                self._sources.clear()
+            self._sources[remote] = source
+        return source
+
     def send_response(self, response: Response, flow: Flow) -> None:
+        self.send_bytes(serialise(response), flow)
+
+    def send_bytes(self, data: bytes, flow: Flow) -> None:
         """To where RFC 3261 §18.2.2 and RFC 3581 say: the connection the request came on
         (or a newer one from the same peer), or for UDP the source address and port."""
         if flow.closed:
             flow = self.flows.find(flow.transport, *flow.remote) or flow
-        if not flow.send(serialise(response)):
+        if not flow.send(data):
             self.stats["responses_undeliverable"] += 1
 
     # Everything from the network comes in here.
@@ -192,13 +225,26 @@ class SipCore:
         if not self.gate.admit(error, flow):
             self.stats["gated"] += 1
             return
-        headers = error.headers
-        if not error.is_request or headers is None or any(name not in headers for name in _ANSWERABLE) \
-                or headers.get("CSeq").rstrip().endswith("ACK"):
+        response = self._error_response(error)
+        if response is None:
             self.stats["dropped_malformed"] += 1
             return
-        response = Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
         flow.send(serialise(response))
+
+    @staticmethod
+    def _error_response(error: ParseError) -> Response | None:
+        """The response to a malformed request, if it has what a response must copy: a
+        Via that parses, a CSeq that parses (and is no ACK's), From, To and Call-ID."""
+        headers = error.headers
+        if not error.is_request or headers is None or not all(headers.get(name) for name in _ANSWERABLE):
+            return None
+        try:
+            parse_vias(headers.get_all("Via"))
+            if parse_cseq(headers.get("CSeq")).method == "ACK":
+                return None
+        except ParseError:
+            return None
+        return Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
 
     def _stamp_source(self, request: Request, flow: Flow) -> None:
         """RFC 3581: received= when the source differs from the Via, rport= when asked."""
@@ -272,7 +318,7 @@ class SipCore:
         """100 Trying at once (the handler may take a while), and keep the Incoming on the
         transaction for a CANCEL to find; a 2xx ACK the transaction sees goes to "ACK"."""
         transaction.incoming = incoming
-        transaction.respond(incoming.response(100), 100)
+        self.transactions.respond(transaction, incoming.response(100))
         ack_handler = self.handlers.get("ACK")
         if ack_handler is not None:
             transaction.owner.on_ack = lambda ack: self._dispatch(
@@ -287,14 +333,16 @@ class SipCore:
         transaction = self.transactions.new_server(cancel, flow)
         answer = Incoming(self, cancel, flow, transaction)
         invite = self.transactions.find_invite(cancel)
+        if invite is None:
+            answer.respond(481)
+            return
         incoming = getattr(invite, "incoming", None)
         if incoming is None:
-            answer.respond(481)
+            answer.respond(200)
             return
         answer.to_tag = incoming.to_tag
         answer.respond(200)
-        if not incoming.final_sent:
-            incoming.cancel()
+        incoming.cancel()
 
     def _dispatch(self, handler: Handler, incoming: Incoming) -> None:
         try:

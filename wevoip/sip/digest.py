@@ -2,7 +2,8 @@
 Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), without I/O.
 
 Nonces are stateless: `base64url(issued-at || salt || HMAC(secret, issued-at || salt || realm))`
-with 6 random bytes of salt, so no two challenges share a nonce (and its count). Any node
+with a 6-byte salt (a counter from a random start), so no two challenges share a nonce
+(and its count). Any node
 holding the same secret can check a nonce another node issued, and a node keeps nothing
 per challenge. The secret is one row in PostgreSQL shared by every node
 (see `wevoip/store/secrets.py`). A nonce older than its lifetime is answered with a fresh
@@ -23,6 +24,8 @@ import base64
 import enum
 import hashlib
 import hmac
+import itertools
+import re
 import secrets
 import struct
 from collections import OrderedDict
@@ -97,50 +100,38 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
+_PARAMETER = re.compile(r'[ \t,]*([A-Za-z0-9-]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^ \t,"]*))[ \t]*(?:,|$)')
+_ESCAPE = re.compile(r"\\(.)")
+
+
 def _parameters(text: str) -> dict[str, str]:
     """auth-param list of RFC 7235: token=token or token=quoted-string, comma-separated."""
     params: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] in " \t,":
-            i += 1
-        if i >= n:
-            break
-        equals = text.find("=", i)
-        if equals < 0:
-            raise MalformedCredentials("a parameter has no value")
-        name = text[i:equals].strip().lower()
-        if not name or not name.replace("-", "").isalnum():
-            raise MalformedCredentials("a parameter name is not a token")
-        i = equals + 1
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == '"':
-            i += 1
-            chars = []
-            while True:
-                if i >= n:
-                    raise MalformedCredentials("an unterminated quoted string")
-                c = text[i]
-                if c == "\\" and i + 1 < n:
-                    chars.append(text[i + 1])
-                    i += 2
-                    continue
-                if c == '"':
-                    i += 1
-                    break
-                chars.append(c)
-                i += 1
-            value = "".join(chars)
-        else:
-            end = text.find(",", i)
-            end = n if end < 0 else end
-            value = text[i:end].strip()
-            i = end
+    position, end = 0, len(text)
+    while position < end and text[position:].strip(" \t,"):
+        match = _PARAMETER.match(text, position)
+        if match is None:
+            raise MalformedCredentials(_what_is_wrong(text[position:]))
+        name, quoted, plain = match.groups()
+        name = name.lower()
         if name in params:
             raise MalformedCredentials(f"parameter {name} is repeated")
-        params[name] = value
+        if quoted is not None and "\\" in quoted:
+            quoted = _ESCAPE.sub(r"\1", quoted)
+        params[name] = quoted if quoted is not None else plain
+        position = match.end()
     return params
+
+
+def _what_is_wrong(rest: str) -> str:
+    name, equals, value = rest.lstrip(" \t,").partition("=")
+    if not equals:
+        return "a parameter has no value"
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()):
+        return "a parameter name is not a token"
+    if value.lstrip().startswith('"'):
+        return "an unterminated quoted string"
+    return "a malformed parameter value"
 
 
 def digest_response(algorithm: str, ha1: str, nonce: str, method: str, uri: str,
@@ -175,13 +166,17 @@ class DigestAuthority:
         self._floor = -1
         self._dummy_ha1 = {name: h(secrets.token_bytes(16)).hexdigest()
                            for name, h in ALGORITHMS.items()}
+        # The salt only has to make nonces unique, so it counts from a random start rather
+        # than asking the kernel for randomness on every challenge.
+        self._salts = itertools.count(int.from_bytes(secrets.token_bytes(_SALT_SIZE), "big"))
 
     def _mac(self, issued: bytes, realm: str) -> bytes:
         return hmac.new(self.secret, issued + realm.lower().encode("utf-8"),
                         hashlib.sha256).digest()[:_MAC_SIZE]
 
     def new_nonce(self, realm: str) -> str:
-        head = struct.pack(">Q", int(self.clock.seconds())) + secrets.token_bytes(_SALT_SIZE)
+        salt = (next(self._salts) % (1 << 8 * _SALT_SIZE)).to_bytes(_SALT_SIZE, "big")
+        head = struct.pack(">Q", int(self.clock.seconds())) + salt
         return base64.urlsafe_b64encode(head + self._mac(head, realm)).decode("ascii")
 
     def nonce_issued(self, nonce: str, realm: str) -> int | None:
@@ -201,10 +196,11 @@ class DigestAuthority:
         return [f"Digest realm={_quote(realm)}, nonce={_quote(nonce)}, algorithm={name}, "
                 f'qop="auth"{tail}' for name in self.offered]
 
-    def check(self, credentials: Credentials, method: str, ha1s: dict | None) -> Verdict:
-        """`ha1s` is the subscriber row (ha1_md5, ha1_sha256), or None for an unknown user."""
-        known = ha1s is not None and bool(ha1s.get(HA1_COLUMN[credentials.algorithm]))
-        ha1 = ha1s[HA1_COLUMN[credentials.algorithm]] if known else self._dummy_ha1[credentials.algorithm]
+    def check(self, credentials: Credentials, method: str, user) -> Verdict:
+        """`user` has `ha1_md5` and `ha1_sha256` (a subscriber), or is None for an unknown user."""
+        stored = getattr(user, HA1_COLUMN[credentials.algorithm], None) if user is not None else None
+        known = bool(stored)
+        ha1 = stored if known else self._dummy_ha1[credentials.algorithm]
         expected = digest_response(credentials.algorithm, ha1, credentials.nonce, method,
                                    credentials.uri, credentials.qop, credentials.nc,
                                    credentials.cnonce)

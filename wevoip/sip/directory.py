@@ -28,6 +28,18 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class SipUser:
+    """What authentication needs of a subscriber, kept small: one per phone in the cache."""
+
+    subscriber_id: int
+    isp_id: int
+    tenant_id: int
+    username: str
+    ha1_md5: str
+    ha1_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class Trunk:
     isp_id: int
     carrier_id: int
@@ -63,11 +75,14 @@ class Directory:
             return None if row is None else Tenant(row["isp_id"], row["id"], row["sip_domain"])
         return await self._cached(self._domains, domain, look_up)
 
-    async def credentials(self, domain: str, username: str) -> dict | None:
-        """The subscriber's id, ISP, tenant and both HA1s, or None for an unknown user."""
+    async def credentials(self, domain: str, username: str) -> SipUser | None:
         key = subscribers.credentials_key(username, domain)
-        return await self._cached(self._credentials, key,
-                                  lambda tx: subscribers.sip_credentials(tx, domain, username))
+
+        async def look_up(tx):
+            row = await subscribers.sip_credentials(tx, domain, username)
+            return None if row is None else SipUser(row["id"], row["isp_id"], row["tenant_id"],
+                                                    row["username"], row["ha1_md5"], row["ha1_sha256"])
+        return await self._cached(self._credentials, key, look_up)
 
     async def bare_realm(self, username: str) -> str | None:
         """The realm to challenge a phone that sent a bare IP address; see realm_for_username."""

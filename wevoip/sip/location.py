@@ -19,12 +19,10 @@ from twisted.logger import Logger
 
 from wevoip.sip.registrar import Binding, Outcome, Registrar, contact_key
 from wevoip.store import registrations
-from wevoip.store.notify import publish
 
 log = Logger(namespace="wevoip.sip.location")
 
-CHANNEL = "registrations"
-_NOTIFY_LIMIT = 7000
+CHANNEL = registrations.CHANNEL
 UTC = datetime.timezone.utc
 
 
@@ -133,13 +131,7 @@ class Location:
     async def _write(self, saves: dict) -> None:
         writes = [write for write in saves.values() if write is not None]
         deletes = [key for key, write in saves.items() if write is None]
-        aors = sorted({f"{key[0]}:{key[1]}" for key in saves})
-
-        async def work(tx):
-            await registrations.write_bindings(tx, writes, deletes)
-            for payload in _payloads(self.node, aors):
-                await publish(tx, CHANNEL, payload)
-        await self.database.transact(work)
+        await self.database.transact(registrations.write_bindings, writes, deletes, self.node)
         self.batches += 1
 
     async def sweep(self) -> int:
@@ -151,17 +143,3 @@ class Location:
         if self._scheduled is not None and self._scheduled.active():
             self._scheduled.cancel()
             self._flush()
-
-
-def _payloads(node: str, aors: list[str]):
-    """NOTIFY payloads stay under PostgreSQL's 8000 bytes, so a big batch is split."""
-    chunk: list[str] = []
-    size = len(node) + 1
-    for aor in aors:
-        if chunk and size + len(aor) + 1 > _NOTIFY_LIMIT:
-            yield f"{node}|{','.join(chunk)}"
-            chunk, size = [], len(node) + 1
-        chunk.append(aor)
-        size += len(aor) + 1
-    if chunk:
-        yield f"{node}|{','.join(chunk)}"

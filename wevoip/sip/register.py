@@ -9,6 +9,7 @@ the registrar sees it, so a bad Contact or Expires is a 400 that names the heade
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
@@ -60,8 +61,13 @@ def answer(request: Request, decision: Decision) -> Response:
     return response
 
 
+_TAG_PREFIX = secrets.token_hex(4)
+_tags = itertools.count()
+
+
 def reply(request: Request, status: int, reason: str | None = None) -> Response:
-    response = response_to(request, status, reason, to_tag=secrets.token_hex(6))
+    """To tags need only be unique (a REGISTER makes no dialog): a node prefix and a count."""
+    response = response_to(request, status, reason, to_tag=f"{_TAG_PREFIX}{next(_tags):x}")
     response.headers.add("Server", SERVER)
     return response
 

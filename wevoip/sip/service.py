@@ -27,7 +27,7 @@ class SipService(MultiService):
         self.setName("sip")
         self.reactor = reactor
         self.flows = FlowTable()
-        self.core = SipCore(reactor, self.flows, gate=gate)
+        self.core = SipCore(reactor, self.flows, gate=gate, advertise=config.sip.advertise)
         sip = config.sip
         self._tls_options = None
         if sip.tls or sip.wss:

@@ -158,6 +158,7 @@ class Transaction:
         self.state = step.next
         for action in step.actions:
             self._act(action)
+        self._pending = None
         if self.state is State.TERMINATED:
             self._terminate()
         return True

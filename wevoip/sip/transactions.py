@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from wevoip.sip.flow import Flow
+from wevoip.sip.timerwheel import TimerWheel
 from wevoip.sip.headers import MAGIC_COOKIE
 from wevoip.sip.message import Headers, Message, Request, Response, serialise
 from wevoip.sip.transaction import (
@@ -62,6 +63,9 @@ def ack_for(request: Request, response: Response) -> Request:
 
 
 class _ServerOwner:
+    """Responses reach the machine already serialised: a finished transaction keeps only
+    the bytes to repeat, not the request and response objects."""
+
     __slots__ = ("layer", "flow", "on_ack")
 
     def __init__(self, layer: TransactionLayer, flow: Flow):
@@ -69,8 +73,8 @@ class _ServerOwner:
         self.flow = flow
         self.on_ack: Callable[[Request], None] | None = None
 
-    def send(self, response: Response) -> None:
-        self.layer.send_response(response, self.flow)
+    def send(self, data: bytes) -> None:
+        self.layer.send_bytes(data, self.flow)
 
     def deliver(self, transaction: ServerTransaction, ack: Request) -> None:
         """An ACK for a 2xx reaching an Accepted INVITE transaction goes to the dialog."""
@@ -112,10 +116,11 @@ class _ClientOwner:
 
 
 class TransactionLayer:
-    def __init__(self, clock, stats: dict, send_response: Callable[[Response, Flow], None]):
+    def __init__(self, clock, stats: dict, send_bytes: Callable[[bytes, Flow], None]):
         self.clock = clock
+        self.wheel = TimerWheel(clock)
         self.stats = stats
-        self.send_response = send_response
+        self.send_bytes = send_bytes
         self.servers: dict[tuple, ServerTransaction] = {}
         self.clients: dict[tuple, ClientTransaction] = {}
         self._merged: dict[tuple, tuple] = {}
@@ -137,21 +142,31 @@ class TransactionLayer:
         return known is not None and known != server_key(request)
 
     def new_server(self, request: Request, flow: Flow) -> ServerTransaction:
-        kind = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
+        """Timer J (32 s of absorbing retransmissions) runs on the coarse wheel."""
         key = server_key(request)
-        transaction = kind(key, _ServerOwner(self, flow), self.clock, request, reliable=flow.reliable)
+        if request.method == "INVITE":
+            transaction: ServerTransaction = ServerInviteTransaction(
+                key, _ServerOwner(self, flow), self.clock, request, reliable=flow.reliable)
+        else:
+            transaction = ServerNonInviteTransaction(
+                key, _ServerOwner(self, flow), self.wheel, request, reliable=flow.reliable)
+        transaction.dialog_id = _dialog_id(request)
         self.servers[key] = transaction
-        self._merged.setdefault(_dialog_id(request), key)
+        self._merged.setdefault(transaction.dialog_id, key)
         return transaction
 
     def respond(self, transaction: ServerTransaction, response: Response) -> bool:
-        return transaction.respond(response, response.status)
+        """Send a response through its transaction; after a final one the transaction
+        keeps only its bytes (and no longer the request)."""
+        handled = transaction.respond(serialise(response), response.status)
+        if response.status >= 200:
+            transaction.request = None
+        return handled
 
     def forget_server(self, transaction: ServerTransaction) -> None:
         self.servers.pop(transaction.key, None)
-        dialog_id = _dialog_id(transaction.request)
-        if self._merged.get(dialog_id) == transaction.key:
-            del self._merged[dialog_id]
+        if self._merged.get(transaction.dialog_id) == transaction.key:
+            del self._merged[transaction.dialog_id]
 
     def new_client(self, request: Request, flow: Flow,
                    on_response: Callable[[Response], None] | None = None) -> defer.Deferred[Response]:

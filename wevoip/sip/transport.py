@@ -9,6 +9,8 @@ and is counted, and anything unexpected is logged and counted.
 
 from __future__ import annotations
 
+import socket
+
 from typing import Protocol as TypingProtocol
 
 from twisted.internet import defer, protocol, ssl
@@ -37,6 +39,9 @@ def deliver(receiver: Receiver, data: bytes, flow: Flow) -> None:
         log.failure("SIP core failed on a message from {flow!r}", flow=flow)
 
 
+RECEIVE_BUFFER = 4 << 20
+
+
 class SipDatagramProtocol(protocol.DatagramProtocol):
     def __init__(self, receiver: Receiver, flows: FlowTable):
         self.receiver = receiver
@@ -44,6 +49,9 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
         self._local: tuple[str, int] = ("", 0)
 
     def startProtocol(self) -> None:  # noqa: N802 (Twisted's name)
+        # A burst (every phone re-registering after an outage, a load test) must wait in the
+        # kernel while the reactor is busy, not be dropped; the kernel caps this at rmem_max.
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         address = self.transport.getHost()
         self._local = (address.host, address.port)
         family = 6 if ":" in address.host else 4

@@ -67,26 +67,51 @@ def _values(write: BindingWrite) -> tuple:
             record.local_address)
 
 
-async def write_bindings(tx: Tx, saves: list[BindingWrite],
-                         deletes: list[tuple[int, int, str]]) -> None:
+CHANNEL = "registrations"
+_NOTIFY_LIMIT = 7000
+
+
+async def write_bindings(tx: Tx, saves: list[BindingWrite], deletes: list[tuple[int, int, str]],
+                         node: str) -> None:
     """
-    A registrar's batch in two statements: `deletes` are (isp_id, subscriber_id, contact).
+    A registrar's batch in one statement: `deletes` are (isp_id, subscriber_id, contact).
     A key appears at most once in the whole batch (the caller keeps the last change); each
-    write carries its own ISP, and the composite foreign keys refuse a mismatched one.
+    write carries its own ISP, and the composite foreign keys refuse a mismatched one. The
+    changed AORs are published on `registrations` as `node|isp:subscriber,...` (split to
+    stay under PostgreSQL's 8000-byte payload), for the other nodes to re-read.
+
+    The commit does not wait for the disk (synchronous_commit off for this transaction
+    only): bindings are soft state that phones repeat every few minutes, so a database
+    crash may lose the last fraction of a second of them, and in exchange a REGISTER's
+    200 is not held up by an fsync.
     """
-    if deletes:
-        await tx.execute(
-            "delete from registrations r using unnest(%s::bigint[], %s::bigint[], %s::text[])"
-            " as d(isp_id, subscriber_id, contact) where r.isp_id = d.isp_id"
-            " and r.subscriber_id = d.subscriber_id and r.contact = d.contact",
-            [list(column) for column in zip(*deletes)])
-    if saves:
-        await tx.execute(
-            "insert into registrations (" + _COLUMNS + ")"
-            " select * from unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[],"
-            " %s::numeric[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[])" + _ON_CONFLICT,
-            [list(column) for column in zip(*map(_values, saves))])
+    aors = sorted({f"{w.isp_id}:{w.subscriber_id}" for w in saves} | {f"{d[0]}:{d[1]}" for d in deletes})
+    deleted = [list(column) for column in zip(*deletes)] or [[], [], []]
+    saved = [list(column) for column in zip(*map(_values, saves))] or [[]] * 15
+    await tx.execute(
+        "with gone as (delete from registrations r"
+        " using unnest(%s::bigint[], %s::bigint[], %s::text[]) as d(isp_id, subscriber_id, contact)"
+        " where r.isp_id = d.isp_id and r.subscriber_id = d.subscriber_id and r.contact = d.contact),"
+        " saved as (insert into registrations (" + _COLUMNS + ")"
+        " select * from unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[],"
+        " %s::numeric[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[])" + _ON_CONFLICT + ")"
+        " select pg_notify(%s, payload), set_config('synchronous_commit', 'off', true)"
+        " from unnest(%s::text[]) as payload",
+        [*deleted, *saved, CHANNEL, list(notify_payloads(node, aors))])
+
+
+def notify_payloads(node: str, aors: list[str]):
+    chunk: list[str] = []
+    size = len(node) + 1
+    for aor in aors:
+        if chunk and size + len(aor) + 1 > _NOTIFY_LIMIT:
+            yield f"{node}|{','.join(chunk)}"
+            chunk, size = [], len(node) + 1
+        chunk.append(aor)
+        size += len(aor) + 1
+    if chunk:
+        yield f"{node}|{','.join(chunk)}"
 
 
 async def live_bindings_of(tx: Tx, subscribers: list[tuple[int, int]]) -> list[Row]:
@@ -114,12 +139,13 @@ async def bindings_of(tx: Tx, isp_id: int, subscriber_id: int) -> list[Row]:
         " order by q desc, updated_at desc", (isp_id, subscriber_id))
 
 
-async def tenant_registrations(tx: Tx, isp_id: int, tenant_id: int) -> list[Row]:
-    """The tenant console's live registrations."""
+async def tenant_registrations(tx: Tx, isp_id: int, tenant_id: int, *, limit: int = 100,
+                               offset: int = 0) -> list[Row]:
+    """The tenant console's live registrations, a page at a time."""
     return await tx.fetch(
         "select r.*, s.username from registrations r join subscribers s on s.id = r.subscriber_id"
         " where r.isp_id = %s and r.tenant_id = %s and r.expires_at > now()"
-        " order by s.username, r.q desc", (isp_id, tenant_id))
+        " order by s.username, r.q desc, r.id limit %s offset %s", (isp_id, tenant_id, limit, offset))
 
 
 async def live_bindings(tx: Tx) -> list[Row]:

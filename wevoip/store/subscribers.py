@@ -41,20 +41,12 @@ def _extension(field: str, value: Any) -> str | None:
     return value
 
 
-def _web_username(field: str, value: Any) -> str | None:
+def checked_web_username(field: str, value: Any) -> str | None:
     if value in (None, ""):
         return None
     value = fields.text(field, value, max_length=254)
     if not (re.fullmatch(r"[^\s@]+@[^\s@]+", value) or re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value)):
         raise Invalid(field, "must be an e-mail address or a simple login name")
-    return value
-
-
-def _digits(field: str, value: Any, pattern: str, shape: str) -> str:
-    """The caller's _CC and _AC for dialplan rules; empty when unknown."""
-    value = fields.text(field, value, max_length=6, required=False)
-    if not re.fullmatch(pattern, value):
-        raise Invalid(field, f"must be {shape}")
     return value
 
 
@@ -74,8 +66,6 @@ _CHECKS = {
     "e164": lambda field, value: fields.e164(field, value, required=False),
     "is_pilot": fields.flag,
     "email": fields.email,
-    "country_code": lambda field, value: _digits(field, value, r"([1-9][0-9]{0,2})?", "1 to 3 digits, not from 0"),
-    "area_code": lambda field, value: _digits(field, value, r"[0-9]{0,6}", "up to 6 digits"),
 }
 
 
@@ -92,7 +82,7 @@ async def create_subscriber(tx: Tx, isp_id: int, tenant_id: int, *, username: st
     values = checked(details, _CHECKS, "subscriber")
     if values.get("is_pilot") and not values.get("e164"):
         raise Invalid("e164", "the pilot subscriber needs the E.164 base number")
-    web_username = _web_username("web_username", web_username)
+    web_username = checked_web_username("web_username", web_username)
     if (web_username is None) != (web_password_hash is None):
         raise Invalid("web_password", "a web login needs both a username and a password")
     ha1s = sip_ha1s(username, tenant["sip_domain"], sip_password("password", password, username))

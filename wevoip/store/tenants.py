@@ -8,7 +8,7 @@ from wevoip.store.database import Row, Tx
 from wevoip.store.domains import DOMAINS_CHANNEL, create_namespace_domain, domain_usable, get_domain
 from wevoip.store.errors import Invalid, NotFound
 from wevoip.store.notify import publish
-from wevoip.store.rows import fetch_page, insert_row, update_row
+from wevoip.store.rows import insert_row, update_row
 
 _WITH_DOMAIN = """
     select t.*, d.name as sip_domain from tenants t join domains d on d.id = t.domain_id
@@ -44,13 +44,17 @@ async def get_tenant(tx: Tx, isp_id: int, tenant_id: int) -> Row:
 
 async def list_tenants(tx: Tx, isp_id: int, customer_id: int | None = None, *,
                        limit: int = 100, offset: int = 0) -> list[Row]:
-    where = {"isp_id": isp_id} if customer_id is None else {"isp_id": isp_id, "customer_id": customer_id}
-    return await fetch_page(tx, "tenants", where, limit, offset)
+    customer = "" if customer_id is None else " and t.customer_id = %s"
+    values = (isp_id,) if customer_id is None else (isp_id, customer_id)
+    return await tx.fetch(
+        "select t.*, d.name as sip_domain from tenants t join domains d on d.id = t.domain_id"
+        f" where t.isp_id = %s{customer} order by t.id limit %s offset %s", (*values, limit, offset))
 
 
 async def rename_tenant(tx: Tx, isp_id: int, tenant_id: int, name: str) -> Row:
-    return await update_row(tx, "tenants", {"isp_id": isp_id, "id": tenant_id}, "tenant",
-                            {"name": name}, {"name": fields.text})
+    await update_row(tx, "tenants", {"isp_id": isp_id, "id": tenant_id}, "tenant", {"name": name},
+                     {"name": fields.text})
+    return await get_tenant(tx, isp_id, tenant_id)
 
 
 async def tenant_by_sip_domain(tx: Tx, domain: str) -> Row | None:

@@ -1,5 +1,5 @@
 """
-The one Klein app behind the web listeners: health, the API, and later the consoles.
+The one Klein app behind the web listeners: health, the API and the consoles.
 
 Errors that no route handled (an unknown path, a wrong method, a bug) leave as JSON, never
 as Twisted's HTML page with a traceback.
@@ -13,7 +13,9 @@ from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import HTTPException
 
+from wevoip.config import Config
 from wevoip.web.api.app import ApiApp
+from wevoip.web.console.app import ConsoleApp
 from wevoip.web.api.routes import Services
 from wevoip.web.health import add_health_route
 from wevoip.web.vendor import add_vendor_routes
@@ -21,11 +23,12 @@ from wevoip.web.vendor import add_vendor_routes
 log = Logger(namespace="wevoip.web")
 
 
-def build_web_app(store, health_report, services: Services | None = None) -> Klein:
+def build_web_app(store, health_report, config: Config, reactor, services: Services | None = None) -> Klein:
     app = Klein()
     add_health_route(app, health_report)
     ApiApp(app, store, services)
     add_vendor_routes(app)
+    ConsoleApp(app, store, config, reactor, services or Services())
 
     @app.handle_errors(Exception)
     def error(request, failure) -> bytes:

@@ -183,8 +183,12 @@ def plain_answer_to_browser(answer: bytes, offered: BrowserOffer, local: WebRtcL
     chosen = next((codec for codec in audio.codecs() if _is_g711(codec)), None)
     if chosen is None:
         raise SdpError("the other side answered without PCMU or PCMA")
-    browser_codec = _matching(offered.codecs, chosen) or _opus(offered.codecs)
-    browser_dtmf = _dtmf(offered.codecs, browser_codec.clock_rate)
+    browser_codec = _matching(offered.codecs, chosen)
+    # Transcoding renumbers the stream, so DTMF events are not carried across it.
+    browser_dtmf = _dtmf(offered.codecs, 8000) if browser_codec else None
+    browser_codec = browser_codec or _opus(offered.codecs)
+    if browser_codec is None:
+        raise SdpError(f"the other side answered {chosen.name}, which the browser did not offer")
     plain_dtmf = audio.telephone_event
     if plain_dtmf is None:
         browser_dtmf = None

@@ -38,6 +38,8 @@ def _schema_error(error: jsonschema.ValidationError) -> ApiError:
         field = re.search(r"'([^']+)'", error.message).group(1)
         return ApiError(422, "invalid", f"{field}: is required", field=field)
     field = ".".join(str(part) for part in error.absolute_path) or "body"
+    if error.validator == "pattern" and "description" in error.schema:
+        return ApiError(422, "invalid", f"{field}: {error.schema['description']}", field=field)
     return ApiError(422, "invalid", f"{field}: {error.message}", field=field)
 
 
@@ -100,6 +102,8 @@ class ApiApp:
             await database.transact(self._own_objects, principal, params)
         raw, body = read_json(request)
         if validator is not None:
+            if not raw:
+                raise ApiError(422, "invalid", "body: send a JSON object ({} when nothing changes)", field="body")
             if not isinstance(body, dict):
                 raise ApiError(422, "invalid", "body: must be a JSON object", field="body")
             error = jsonschema.exceptions.best_match(validator.iter_errors(body))
@@ -108,9 +112,9 @@ class ApiApp:
         query = {key.decode(): values[0].decode("utf-8", "replace") for key, values in request.args.items()}
         call = Call(principal, database, params, query, body if isinstance(body, dict) else {},
                     services=self.services)
-        key = (request.getHeader(b"idempotency-key") or b"").decode("utf-8", "replace")
-        if route.method == "POST" and key:
-            return await self._once(route, call, key, raw, request)
+        key = request.getHeader(b"idempotency-key")
+        if route.method == "POST" and key is not None:
+            return await self._once(route, call, key.decode("utf-8", "replace"), raw, request)
         return route.status, self._shape(route, call, await route.handler(call))
 
     @staticmethod
@@ -121,8 +125,8 @@ class ApiApp:
                 principal.check_customer(await ownership.customer_of(tx, params["isp_id"], name, value))
 
     async def _once(self, route: Route, call: Call, key: str, raw: bytes, request) -> tuple[int, object]:
-        if len(key) > 255:
-            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key is at most 255 characters")
+        if not 1 <= len(key) <= 255:
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key is 1 to 255 characters")
         fingerprint = hashlib.sha256(request.method + b" " + request.path + b"\n" + raw).digest()
         token_id = call.principal.token_id
 

@@ -12,7 +12,7 @@ from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card,
 from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import Download
-from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, obj,
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, items_of, obj,
                                    text)
 
 NULLABLE_AMOUNT = {"anyOf": [AMOUNT, {"type": "null"}]}
@@ -153,15 +153,17 @@ async def set_plan_pricing(call: Call):
 
 
 @api_route("PUT", "/isps/{isp_id}/service-plans/{plan_id}/area-rates", scope="write",
-           summary="Replace a plan's per-area rates", tag="billing", body=AREA_RATES, returns=ROW)
+           summary="Replace a plan's per-area rates", tag="billing", body=AREA_RATES, returns=items_of(ROW))
 async def set_area_rates(call: Call):
-    return await call.tx(pricing.set_area_rates, call.params["isp_id"], call.params["plan_id"], call.body["rates"])
+    return {"items": await call.tx(pricing.set_area_rates, call.params["isp_id"], call.params["plan_id"],
+                                   call.body["rates"])}
 
 
 @api_route("PUT", "/isps/{isp_id}/service-plans/{plan_id}/free-zones", scope="write",
-           summary="Replace a plan's free zones", tag="billing", body=FREE_ZONES, returns=ROW)
+           summary="Replace a plan's free zones", tag="billing", body=FREE_ZONES, returns=items_of(ROW))
 async def set_free_zones(call: Call):
-    return await call.tx(pricing.set_free_zones, call.params["isp_id"], call.params["plan_id"], call.body["zones"])
+    return {"items": await call.tx(pricing.set_free_zones, call.params["isp_id"], call.params["plan_id"],
+                                   call.body["zones"])}
 
 
 @api_route("PUT", "/isps/{isp_id}/dids/{did_id}/billing", scope="write",

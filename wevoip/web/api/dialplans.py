@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from wevoip.routing.dialplan import Caller, DialplanError, Rule, translate
-from wevoip.store import dialplans, subscribers
+from wevoip.routing.numbering import caller_of
+from wevoip.store import dialplans, routing
+from wevoip.store.errors import NotFound
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (BOOLEAN, ID, Call, api_route, items_of, nullable, obj, record, text)
+from wevoip.web.api.routes import (BOOLEAN, ID, ID_IN, Call, api_route, items_of, nullable, obj, record, shaped,
+                                   text)
 
 _PATTERN = text(200, minLength=1)
 RULE_CREATE = obj({"match": _PATTERN, "subs": _PATTERN, "replacement": _PATTERN, "description": text(200),
                    "position": {"type": "integer", "minimum": 0, "maximum": dialplans.MAX_RULES}},
                   ("match", "subs", "replacement"))
 RULE_UPDATE = obj({"match": _PATTERN, "subs": _PATTERN, "replacement": _PATTERN, "description": text(200)})
-ORDER = obj({"rule_ids": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 2**62},
+ORDER = obj({"rule_ids": {"type": "array", "items": ID_IN,
                           "maxItems": dialplans.MAX_RULES}}, ("rule_ids",))
 PRESET_LOAD = obj({"preset": text(32, minLength=1), "append": BOOLEAN}, ("preset",))
-_DIGITS = {"type": "string", "pattern": "^[0-9]{0,6}$"}
-TRANSLATE = obj({"dialled": text(32, minLength=1), "subscriber_id": {"type": "integer", "minimum": 1,
-                                                                     "maximum": 2**62},
-                 "country_code": {"type": "string", "pattern": "^([1-9][0-9]{0,2})?$"}, "area_code": _DIGITS},
-                ("dialled",))
+TRANSLATE = obj({"dialled": shaped(r"^\s*[0-9*#+]{1,32}\s*$", 40, "what a phone dials: digits, *, # and +"),
+                 "subscriber_id": ID_IN,
+                 "country_code": shaped("^([1-9][0-9]{0,2})?$", 3, "1 to 3 digits, not from 0, or empty"),
+                 "area_code": shaped("^[0-9]{0,6}$", 6, "up to 6 digits")}, ("dialled",))
 
 RULE = record({"id": ID, "isp_id": ID, "position": {"type": "integer"}, "match": {"type": "string"},
                "subs": {"type": "string"}, "replacement": {"type": "string"}, "description": {"type": "string"}})
@@ -28,6 +30,7 @@ _PRESET_RULE = record({"match": {"type": "string"}, "subs": {"type": "string"},
 PRESET = record({"name": {"type": "string"}, "country": {"type": "string"}, "description": {"type": "string"},
                  "rules": {"type": "array", "items": _PRESET_RULE}})
 TRANSLATION = record({"dialled": {"type": "string"}, "e164": nullable({"type": "string"}),
+                      "caller_e164": nullable({"type": "string"}),
                       "rule_id": nullable(ID), "position": nullable({"type": "integer"}),
                       "country_code": {"type": "string"}, "area_code": {"type": "string"}})
 
@@ -117,20 +120,24 @@ async def load_preset(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/dialplan/translate", scope="read", tag="dialplan", body=TRANSLATE,
            returns=TRANSLATION,
-           summary="What a dialled number becomes: _CC and _AC from a subscriber, or given")
+           summary="What a dialled number becomes: _CC and _AC from a subscriber's number (as calls use them),"
+                   " or given")
 async def translate_number(call: Call):
     isp_id = call.params["isp_id"]
 
     async def work(tx):
         rows = await dialplans.list_rules(tx, isp_id)
-        caller = {"country_code": "", "area_code": ""}
-        if "subscriber_id" in call.body:
-            subscriber = await subscribers.get_subscriber(tx, isp_id, call.body["subscriber_id"])
-            caller = {name: subscriber[name] for name in caller}
-        return rows, caller
-    rows, caller = await call.tx(work)
-    caller.update({name: call.body[name] for name in ("country_code", "area_code") if name in call.body})
-    found = translate(call.body["dialled"], [_rule_of(row) for row in rows], Caller(**caller))
+        if "subscriber_id" not in call.body:
+            return rows, None
+        identity = await routing.caller_identity(tx, isp_id, call.body["subscriber_id"])
+        if identity is None:
+            raise NotFound("subscriber")
+        return rows, identity["e164"]
+    rows, caller_e164 = await call.tx(work)
+    caller = caller_of(caller_e164)
+    caller = Caller(call.body.get("country_code", caller.country_code), call.body.get("area_code", caller.area_code))
+    found = translate(call.body["dialled"], [_rule_of(row) for row in rows], caller)
     index, e164 = found if found is not None else (None, None)
-    return {"dialled": call.body["dialled"], "e164": e164, "rule_id": None if index is None else rows[index]["id"],
-            "position": index, **caller}
+    return {"dialled": call.body["dialled"], "e164": e164, "caller_e164": caller_e164,
+            "rule_id": None if index is None else rows[index]["id"], "position": index,
+            "country_code": caller.country_code, "area_code": caller.area_code}

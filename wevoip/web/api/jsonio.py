@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from wevoip.web.api.errors import ApiError
 
 MAX_BODY = 1024 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,31 @@ def read_json(request) -> tuple[bytes, Any]:
     if content_type != b"application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
-        return raw, json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_json", f"the body is not JSON: {error}") from None
+    bad = _unstorable(value, ())
+    if bad is not None:
+        field = ".".join(bad) or "body"
+        raise ApiError(422, "invalid", f"{field}: holds a NUL character or half of a surrogate pair, which no text"
+                                       " field can store", field=field)
+    return raw, value
+
+
+def _unstorable(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The path of the first string PostgreSQL text cannot hold: NUL, or a lone UTF-16 surrogate."""
+    if isinstance(value, str):
+        return path if "\x00" in value or _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(index), item) for index, item in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        if _unstorable(key, ()) is not None:
+            return path
+        found = _unstorable(item, (*path, key))
+        if found is not None:
+            return found
+    return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from wevoip.resolver import LookupFailed, txt_values
 from wevoip.store import carriers, dids, domains
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
-                                   nullable, obj, record, text)
+from wevoip.web.api.routes import (BOOLEAN, DNS_LABEL, DNS_NAME, E164, ID, ID_IN, NULLABLE_ID, STAMP, Call,
+                                   api_route, items_of, nullable, obj, record, shaped, text)
 
-DOMAIN_CREATE = obj({"label": text(63), "name": text(253)})
+DOMAIN_CREATE = obj({"label": DNS_LABEL, "name": DNS_NAME})
 DOMAIN = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "kind": {"enum": ["namespace", "verified"]},
                  "verified_at": nullable(STAMP), "created_at": STAMP, "usable": BOOLEAN,
                  "txt_record": {"type": ["object", "null"], "properties": {
@@ -17,19 +17,30 @@ CARRIER_FIELDS = {"name": text(100), "enabled": BOOLEAN, "max_concurrent_calls":
                                                                                   "minimum": 0}}
 CARRIER_CREATE = obj(CARRIER_FIELDS, ("name",))
 CARRIER_UPDATE = obj(CARRIER_FIELDS)
-GATEWAY_FIELDS = {"host": text(253), "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": INTEGER, "prefix": text(16),
+GATEWAY_FIELDS = {"host": shaped(r"^\S+$", 253, "a host name or IP address"),
+                  "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": {"type": "integer", "minimum": 0,
+                                                                                 "maximum": 15},
+                  "prefix": shaped(r"^\+?[0-9]{0,15}$", 16, "digits, optionally after '+'"),
                   "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": text(49), "maxItems": 64},
-                  "priority": INTEGER, "enabled": BOOLEAN}
+                  "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "enabled": BOOLEAN}
 GATEWAY_CREATE = obj(GATEWAY_FIELDS, ("host",))
 GATEWAY_UPDATE = obj(GATEWAY_FIELDS)
-DIDS_CREATE = obj({"first": text(16), "last": text(16)}, ("first",))
+CARRIER = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "enabled": BOOLEAN,
+                  "max_concurrent_calls": nullable(ID), "created_at": STAMP})
+GATEWAY = record({"id": ID, "isp_id": ID, "carrier_id": ID, "host": {"type": "string"}, "port": ID,
+                  "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": ID, "prefix": {"type": "string"},
+                  "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": {"type": "string"}}, "priority": ID,
+                  "enabled": BOOLEAN, "created_at": STAMP})
+DIDS_CREATE = obj({"first": E164, "last": E164}, ("first",))
 DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id": nullable(ID),
               "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),
               "allocated_at": nullable(STAMP), "created_at": STAMP, "customer_name": nullable({"type": "string"}),
               "tenant_name": nullable({"type": "string"}), "subscriber_username": nullable({"type": "string"})})
-ALLOCATE = obj({"tenant_id": INTEGER}, ("tenant_id",))
-ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {"type": ["string", "null"], "maxLength": 97}})
+ALLOCATE = obj({"tenant_id": ID_IN}, ("tenant_id",))
+ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {
+    "type": ["string", "null"], "maxLength": 97, "pattern": r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9._@+-]{1,64})?$",
+    "description": "must be a feature name, optionally with ':' and its target, as 'voicemail:100'"}})
 
 
 def _domain(row) -> dict:
@@ -88,33 +99,33 @@ async def verify_domain(call: Call):
 
 
 @api_route("GET", "/isps/{isp_id}/carriers", scope="read", summary="List carriers", tag="carriers",
-           returns=ROW, listing=True)
+           returns=CARRIER, listing=True)
 async def list_carriers(call: Call):
     limit, offset = call.page()
     return await call.tx(carriers.list_carriers, call.params["isp_id"], limit=limit, offset=offset)
 
 
 @api_route("POST", "/isps/{isp_id}/carriers", scope="write", summary="Create a carrier", tag="carriers",
-           body=CARRIER_CREATE, returns=ROW, status=201)
+           body=CARRIER_CREATE, returns=CARRIER, status=201)
 async def create_carrier(call: Call):
     return await call.tx(lambda tx: carriers.create_carrier(tx, call.params["isp_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/carriers/{carrier_id}", scope="read", summary="Show a carrier",
-           tag="carriers", returns=ROW)
+           tag="carriers", returns=CARRIER)
 async def get_carrier(call: Call):
     return await call.tx(carriers.get_carrier, call.params["isp_id"], call.params["carrier_id"])
 
 
 @api_route("PATCH", "/isps/{isp_id}/carriers/{carrier_id}", scope="write", summary="Change a carrier",
-           tag="carriers", body=CARRIER_UPDATE, returns=ROW)
+           tag="carriers", body=CARRIER_UPDATE, returns=CARRIER)
 async def update_carrier(call: Call):
     return await call.tx(lambda tx: carriers.update_carrier(
         tx, call.params["isp_id"], call.params["carrier_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/carriers/{carrier_id}/gateways", scope="read", summary="List gateways",
-           tag="carriers", returns=ROW, listing=True)
+           tag="carriers", returns=GATEWAY, listing=True)
 async def list_gateways(call: Call):
     limit, offset = call.page()
     return await call.tx(carriers.list_gateways, call.params["isp_id"], call.params["carrier_id"],
@@ -123,20 +134,20 @@ async def list_gateways(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/carriers/{carrier_id}/gateways", scope="write",
            summary="Add a gateway (host, port, transport, strip/prefix digits, IP auth, priority)",
-           tag="carriers", body=GATEWAY_CREATE, returns=ROW, status=201)
+           tag="carriers", body=GATEWAY_CREATE, returns=GATEWAY, status=201)
 async def create_gateway(call: Call):
     return await call.tx(lambda tx: carriers.create_gateway(
         tx, call.params["isp_id"], call.params["carrier_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/gateways/{gateway_id}", scope="read", summary="Show a gateway",
-           tag="carriers", returns=ROW)
+           tag="carriers", returns=GATEWAY)
 async def get_gateway(call: Call):
     return await call.tx(carriers.get_gateway, call.params["isp_id"], call.params["gateway_id"])
 
 
 @api_route("PATCH", "/isps/{isp_id}/gateways/{gateway_id}", scope="write", summary="Change a gateway",
-           tag="carriers", body=GATEWAY_UPDATE, returns=ROW)
+           tag="carriers", body=GATEWAY_UPDATE, returns=GATEWAY)
 async def update_gateway(call: Call):
     return await call.tx(lambda tx: carriers.update_gateway(
         tx, call.params["isp_id"], call.params["gateway_id"], **call.body))
@@ -160,16 +171,11 @@ async def add_dids(call: Call):
     return {"items": rows}
 
 
-async def _own_did(call: Call, tx):
-    did = await dids.get_did(tx, call.params["isp_id"], call.params["did_id"])
-    call.principal.check_customer(did["customer_id"])
-    return did
-
-
 @api_route("GET", "/isps/{isp_id}/dids/{did_id}", scope="read", summary="Show a DID and who holds it",
            tag="numbers", returns=DID, customer_ok=True)
 async def get_did(call: Call):
-    return await call.tx(lambda tx: _own_did(call, tx))
+    """A customer token reaches only its own DIDs: the gate checks `did_id` (store/ownership.py)."""
+    return await call.tx(dids.get_did, call.params["isp_id"], call.params["did_id"])
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/allocate", scope="write", summary="Allocate a DID to a tenant",
@@ -183,11 +189,8 @@ async def allocate_did(call: Call):
            summary="Route an allocated DID to a subscriber of its tenant or to a feature ('voicemail:100');"
                    " neither unroutes it")
 async def route_did(call: Call):
-    async def work(tx):
-        await _own_did(call, tx)
-        return await dids.route_did(tx, call.params["isp_id"], call.params["did_id"],
-                                    call.body.get("subscriber_id"), call.body.get("feature"))
-    return await call.tx(work)
+    return await call.tx(dids.route_did, call.params["isp_id"], call.params["did_id"],
+                         call.body.get("subscriber_id"), call.body.get("feature"))
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/release", scope="write",

@@ -5,6 +5,7 @@ the request checks both need: method, path, scope, the body's JSON schema, the r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -46,7 +47,7 @@ class Call:
         value = self.query.get(name)
         if value is None:
             return None
-        if not value.isdigit() or not 1 <= int(value) <= 2**62:
+        if not re.fullmatch(r"[0-9]{1,19}", value) or not 1 <= int(value) <= 2**62:
             raise ApiError(422, "invalid", f"{name}: must be a whole number from 1", field=name)
         return int(value)
 
@@ -111,10 +112,27 @@ def text(max_length: int = 200, **extra: Any) -> dict:
     return {"type": "string", "maxLength": max_length, **extra}
 
 
-INTEGER = {"type": "integer", "minimum": 0}
+INTEGER = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
 BOOLEAN = {"type": "boolean"}
 AMOUNT = {"type": "string", "pattern": r"^-?[0-9]{1,14}(\.[0-9]{1,6})?$"}
-NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1}
+NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**62}
+ID_IN = {"type": "integer", "minimum": 1, "maximum": 2**62}
+
+
+def shaped(pattern: str, max_length: int, says: str) -> dict:
+    """A string with a pattern; `says` is how the 422 describes a right value."""
+    return {"type": "string", "pattern": pattern, "maxLength": max_length, "description": f"must be {says}"}
+
+
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+E164 = shaped(r"^\+[1-9][0-9]{1,14}$", 16, "an E.164 number: '+', country code and number, up to 15 digits")
+OPTIONAL_E164 = shaped(r"^(\+[1-9][0-9]{1,14})?$", 16, "an E.164 number, or empty")
+DNS_NAME = shaped(rf"^({_LABEL}\.)+[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.?$", 253,
+                  "a DNS name such as pbx.example.net")
+DNS_LABEL = shaped(rf"^{_LABEL}$", 63, "one DNS label: letters, digits and inner hyphens")
+COLOUR = shaped(r"^#[0-9A-Fa-f]{6}$", 7, "a colour as #rrggbb")
+CURRENCY = shaped(r"^[A-Za-z]{3}$", 3, "an ISO 4217 currency code such as USD")
+COUNTRY = shaped(r"^([A-Za-z]{2})?$", 2, "an ISO 3166 country code such as US, or empty")
 ROW = {"type": "object", "additionalProperties": True}
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from wevoip.credentials import new_secret
 from wevoip.store import admins
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import ID, STAMP, Call, api_route, nullable, obj, record, text
+from wevoip.web.api.routes import ID, ID_IN, STAMP, Call, api_route, nullable, obj, record, text
 
 _SCOPES = {"type": "array", "items": {"enum": list(admins.SCOPES)}, "maxItems": 4, "uniqueItems": True}
-TOKEN_CREATE = obj({"name": text(100), "customer_id": {"type": "integer", "minimum": 1, "maximum": 2**62},
+TOKEN_CREATE = obj({"name": text(100), "customer_id": ID_IN,
                     "scopes": _SCOPES})
 TOKEN = record({"id": ID, "isp_id": ID, "customer_id": nullable(ID), "name": {"type": "string"},
                 "scopes": {"type": "array", "items": {"type": "string"}}, "created_at": STAMP,

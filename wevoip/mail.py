@@ -1,0 +1,63 @@
+"""
+Sending the outbox's mail through the configured SMTP relay with twisted.mail.
+
+The relay does the delivery (queues, retries to the recipient's MX, DKIM); the node only
+hands each message over once, and the outbox retries while the relay is unreachable. An
+ISP's mail comes from that ISP's `smtp_sender` when it has one, else from the platform's.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from email.message import EmailMessage
+from email.policy import default as policy
+
+from twisted.mail import smtp
+
+from wevoip.config import MailConfig
+from wevoip.store.database import Database, Row
+from wevoip.store.isps import get_isp
+
+
+class MailError(Exception):
+    """A message in the outbox cannot be turned into mail (a bad address or header)."""
+
+
+def build_message(sender: str, to: str, subject: str, body: str) -> bytes:
+    message = EmailMessage(policy=policy)
+    try:
+        message["From"] = sender
+        message["To"] = to
+        message["Subject"] = subject
+    except ValueError as error:
+        raise MailError(str(error)) from None
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    message["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2] or "localhost")
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    # Bare LF: twisted.mail's client turns each into CRLF on the wire.
+    return message.as_bytes()
+
+
+class SmtpSender:
+    def __init__(self, reactor, settings: MailConfig, database: Database):
+        self.reactor = reactor
+        self.settings = settings
+        self.database = database
+
+    async def sender_for(self, isp_id: int | None) -> str:
+        if isp_id is None:
+            return self.settings.sender
+        isp = await self.database.transact(get_isp, isp_id)
+        return isp["smtp_sender"] or self.settings.sender
+
+    async def send(self, row: Row) -> None:
+        """The outbox drainer's `send` for kind "mail"; raises when the relay refuses."""
+        payload = row["payload"]
+        sender = await self.sender_for(row["isp_id"])
+        message = build_message(sender, payload["to"], payload["subject"], payload["body"])
+        settings = self.settings
+        await smtp.sendmail(
+            settings.relay_host, sender, [payload["to"]], message, port=settings.relay_port,
+            reactor=self.reactor, username=settings.username or None, password=settings.password or None,
+            requireAuthentication=bool(settings.username), requireTransportSecurity=settings.starttls)

@@ -1,0 +1,77 @@
+"""
+What a console page is made of, as data: sections that are tables or forms.
+
+Handlers describe a page with these and one template (`page.html`) draws them all, so every
+page looks alike, works without JavaScript and carries the CSRF token in every form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Field:
+    name: str
+    label: str
+    kind: str = "text"          # text, email, password, number, select, checkbox, file, color, hidden
+    value: Any = ""
+    options: list[tuple[str, str]] = field(default_factory=list)
+    required: bool = False
+    help: str = ""
+    autocomplete: str = ""
+
+
+@dataclass
+class Form:
+    action: str
+    submit: str
+    fields: list[Field] = field(default_factory=list)
+    title: str = ""
+    multipart: bool = False
+    danger: bool = False
+    method: str = "post"        # "get" for search forms, which change nothing and carry no token
+
+
+@dataclass
+class Button:
+    """A one-button form in a table row, for actions that change something (POST only)."""
+
+    label: str
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+    danger: bool = False
+
+
+@dataclass
+class Table:
+    columns: list[tuple[str, str]]
+    rows: list[dict[str, Any]]
+    title: str = ""
+    link: str = ""              # the column that links, to row["_href"]
+    buttons: str = ""           # row key holding a list of Buttons
+    empty: str = "Nothing here yet."
+    csv: str = ""               # a link to the same table as CSV
+
+
+@dataclass
+class Facts:
+    """Label/value pairs, such as the result of a check or an object's details."""
+
+    items: list[tuple[str, Any]]
+    title: str = ""
+
+
+@dataclass
+class Text:
+    text: str
+    title: str = ""
+
+
+@dataclass
+class Links:
+    """A row of links to the parts of one object, such as a tenant's pages."""
+
+    links: list[tuple[str, str]]
+    current: str = ""
