@@ -280,7 +280,7 @@ class B2BUA:
             raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
-        local_host, local_port = flow.local
+        local = self.core.sent_by(flow).rpartition(":")[0]     # our address as the peer sees it
         if isinstance(route, Local):
             caller = untagged(request.from_)
             found = []
@@ -298,7 +298,6 @@ class B2BUA:
             host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
             uri = parse_uri(f"sip:{gateway.number}@{host}:{gateway.port}")
             shown = route.caller_id or "anonymous"
-            local = f"[{local_host}]" if ":" in local_host else local_host
             identity = f"<sip:{shown}@{local};user=phone>"
             rounds.append([Target(uri, Address(uri), Address(parse_uri(f"sip:{shown}@{local}")),
                                   gateway.transport, gateway.host, gateway.port, gateway=gateway,
@@ -415,11 +414,9 @@ def _is_sdp(message: Request | Response) -> bool:
     return (message.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/sdp"
 
 
-def _contact(flow: Flow) -> str:
-    host, port = flow.local
-    host = f"[{host}]" if ":" in host else host
+def _contact(core: SipCore, flow: Flow) -> str:
     transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
-    return f"<sip:b2bua@{host}:{port}{transport}>"
+    return f"<sip:b2bua@{core.sent_by(flow)}{transport}>"
 
 
 @dataclass
@@ -444,7 +441,7 @@ class Session:
         self.admitted = admitted
         invite = incoming.request
         self.a_flow = incoming.flow
-        self.a_dialog = Dialog.as_uas(invite, incoming.to_tag, _contact(incoming.flow))
+        self.a_dialog = Dialog.as_uas(invite, incoming.to_tag, _contact(self.core, incoming.flow))
         self.legs: list[BLeg] = []
         self.keys: list[tuple[str, str]] = [(invite.call_id, incoming.to_tag)]
         self._a_sent: dict[tuple[int, int | None], Response] = {}
@@ -554,7 +551,7 @@ class Session:
     def _do_StartLeg(self, action: StartLeg) -> None:  # noqa: N802 (named for the action)
         target = action.target
         invite = self.incoming.request
-        dialog = Dialog.as_uac(new_call_id(self.a_flow.local[0]), target.from_, target.to, target.uri, "")
+        dialog = Dialog.as_uac(new_call_id(self.core.sent_by(self.a_flow).rpartition(":")[0].strip("[]")), target.from_, target.to, target.uri, "")
         leg = BLeg(target, dialog)
         self.legs.append(leg)
         key = (dialog.call_id, dialog.local_tag)
@@ -570,7 +567,7 @@ class Session:
             return
         leg = self.legs[index]
         leg.flow = flow
-        leg.dialog.contact = _contact(flow)
+        leg.dialog.contact = _contact(self.core, flow)
         headers = passed_headers(invite)
         if leg.target.identity:
             headers += (("P-Asserted-Identity", leg.target.identity),)
@@ -608,9 +605,8 @@ class Session:
         self.core.send(leg.ack, leg.flow)
 
     def _stateless(self, request: Request, flow: Flow) -> Request:
-        host, port = flow.local
-        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {sent_by};branch={self.core.new_branch()};rport")
+        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {self.core.sent_by(flow)};"
+                                       f"branch={self.core.new_branch()};rport")
         return request
 
     def _do_PrackLeg(self, action: PrackLeg) -> None:  # noqa: N802
