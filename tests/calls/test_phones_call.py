@@ -2,8 +2,10 @@
 Done-means of the B2BUA: two real SIP phones (Debian's baresip) registered to different
 subscribers of a real node (`twistd wevoip`) call each other through it; the callee
 answers; a tone each one sends arrives at the other through the media relay, its
-frequency read back from the other's recording; either side hangs up; the call's record
-says who did.
+frequency read back from the other's recording; the caller holds and resumes (re-INVITEs
+through the B2BUA and the relay); either side hangs up; the call's record says who did.
+Then the carrier side: an outbound call passes over a silent gateway to a real one (UDP,
+then TCP), and a carrier's call to a DID reaches its subscriber.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Baresip(protocol.ProcessProtocol):
         self.user = user
         self.host = host
         self.ctrl_port = free_port()
+        self.keys_port = sip_ports()
         self.output = ""
         self.ended = defer.Deferred()
         (folder / "rec").mkdir(parents=True)
@@ -76,6 +79,8 @@ class Baresip(protocol.ProcessProtocol):
             module_app menu.so
             module_app ctrl_tcp.so
             ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
+            module cons.so
+            cons_listen 127.0.0.1:{self.keys_port}
             snd_path {folder / "rec"}
             rtp_ports {rtp}-{rtp + 20}
             """))
@@ -108,6 +113,11 @@ class Baresip(protocol.ProcessProtocol):
 
         await protocol.ClientCreator(reactor, Send).connectTCP("127.0.0.1", self.ctrl_port)
         await done
+
+    def key(self, key: str) -> None:
+        """A key press on the phone (its console module): 'x' holds the call, 'X' resumes it."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(key.encode(), ("127.0.0.1", self.keys_port))
 
     def recordings(self, kind: str = "dec") -> list[Path]:
         return sorted((self.folder / "rec").glob(f"*{kind}*.wav"))
@@ -251,7 +261,20 @@ async def test_two_phones_call_through_the_b2bua_hear_each_other_and_hang_up(run
     async def both_recording():
         return alice.recordings() and bob.recordings() and "Call established" in alice.output + bob.output
     await until(both_recording, lambda: f"the call to be answered\n{alice.output}\n{bob.output}\n{running.node.output.text[-3000:]}")
-    await deferLater(reactor, 3, lambda: None)     # let the tones flow through the relay
+    await deferLater(reactor, 2, lambda: None)     # let the tones flow through the relay
+    offers = bob.output.count("INVITE sip:")
+    alice.key("x")                                 # hold: a re-INVITE with a=sendonly reaches bob
+
+    async def held():
+        return bob.output.count("INVITE sip:") > offers and "a=sendonly" in bob.output.split("INVITE sip:")[-1]
+    await until(held, lambda: f"the hold to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
+    alice.key("X")                                 # and unhold: sendrecv again
+
+    async def resumed():
+        last = bob.output.split("INVITE sip:")[-1]
+        return bob.output.count("INVITE sip:") > offers + 1 and "a=sendrecv" in last
+    await until(resumed, lambda: f"the resume to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
+    await deferLater(reactor, 2, lambda: None)
     await (alice if hangs_up == "caller" else bob).command("hangup")
 
     async def ended():
