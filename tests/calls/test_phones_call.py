@@ -100,6 +100,9 @@ class Baresip(protocol.ProcessProtocol):
         self.ended.callback(None)
 
     async def command(self, command: str, params: str = "") -> None:
+        async def ready():
+            return "baresip is ready." in self.output
+        await until(ready, lambda: f"{self.user}'s baresip to start:\n{self.output}")
         body = json.dumps({"command": command, "params": params, "token": command}).encode()
         done = defer.Deferred()
 
