@@ -137,6 +137,7 @@ def relay():
 
 
 async def cdrs(world):
+    await world.b2bua.settled()
     return await world.database.fetch("select * from cdrs order by id")
 
 
@@ -249,6 +250,13 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
     assert record.end_ms - record.answer_ms == 10000 and record.answer_ms - record.start_ms == 3000
     assert (facts.direction, facts.dialled, facts.callee_e164) == ("internal", "101", "+15550100101")
     assert facts.call_ids == ("c1", invite.call_id)
+    [cdr] = await cdrs(world)     # on-net: a record at no price
+    assert (cdr["direction"], cdr["disposition"], cdr["hangup_by"], cdr["sip_code"], cdr["price"]) == (
+        "internal", "answered", "callee", 200, 0)
+    assert (cdr["talk_ms"], cdr["duration_ms"], cdr["a_call_id"], cdr["b_call_id"]) == (
+        10000, 13000, "c1", invite.call_id)
+    assert (cdr["subscriber_id"], cdr["callee_dialled"], cdr["callee_e164"], cdr["caller_e164"]) == (
+        world.tree.subscriber["id"], "101", "+15550100101", "+15550100100")
     assert await world.active() == 0
 
 
@@ -288,6 +296,8 @@ async def test_the_caller_cancels_and_the_callee_is_cancelled(world):
     await until(lambda: world.records, "the record")
     assert world.records[0].record.disposition == "cancelled"
     assert await world.active() == 0
+    [cdr] = await cdrs(world)
+    assert (cdr["disposition"], cdr["sip_code"], cdr["hangup_by"], cdr["talk_ms"]) == ("cancelled", 487, "caller", 0)
 
 
 @pytest_twisted.ensureDeferred

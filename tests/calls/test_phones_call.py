@@ -2,8 +2,10 @@
 Done-means of the B2BUA: two real SIP phones (Debian's baresip) registered to different
 subscribers of a real node (`twistd wevoip`) call each other through it; the callee
 answers; a tone each one sends arrives at the other through the media relay, its
-frequency read back from the other's recording; either side hangs up; the call's record
-says who did.
+frequency read back from the other's recording; the caller holds and resumes (re-INVITEs
+through the B2BUA and the relay); either side hangs up; the call's record says who did.
+Then the carrier side: an outbound call passes over a silent gateway to a real one (UDP,
+then TCP), and a carrier's call to a DID reaches its subscriber.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 from decimal import Decimal
 import textwrap
 from pathlib import Path
@@ -56,13 +59,14 @@ class Baresip(protocol.ProcessProtocol):
         self.user = user
         self.host = host
         self.ctrl_port = free_port()
+        self.keys_port = sip_ports()
         self.output = ""
         self.ended = defer.Deferred()
         (folder / "rec").mkdir(parents=True)
         rtp = free_port(2) // 2 * 2
         (folder / "config").write_text(textwrap.dedent(f"""\
             poll_method epoll
-            sip_listen {host}:{sip_port or free_port(2)}
+            sip_listen {host}:{sip_port or sip_ports(host)}
             audio_player aubridge,{user}
             audio_source {source}
             audio_alert aubridge,{user}
@@ -75,6 +79,8 @@ class Baresip(protocol.ProcessProtocol):
             module_app menu.so
             module_app ctrl_tcp.so
             ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
+            module cons.so
+            cons_listen 127.0.0.1:{self.keys_port}
             snd_path {folder / "rec"}
             rtp_ports {rtp}-{rtp + 20}
             """))
@@ -94,6 +100,9 @@ class Baresip(protocol.ProcessProtocol):
         self.ended.callback(None)
 
     async def command(self, command: str, params: str = "") -> None:
+        async def ready():
+            return "baresip is ready." in self.output
+        await until(ready, lambda: f"{self.user}'s baresip to start:\n{self.output}")
         body = json.dumps({"command": command, "params": params, "token": command}).encode()
         done = defer.Deferred()
 
@@ -108,6 +117,11 @@ class Baresip(protocol.ProcessProtocol):
         await protocol.ClientCreator(reactor, Send).connectTCP("127.0.0.1", self.ctrl_port)
         await done
 
+    def key(self, key: str) -> None:
+        """A key press on the phone (its console module): 'x' holds the call, 'X' resumes it."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(key.encode(), ("127.0.0.1", self.keys_port))
+
     def recordings(self, kind: str = "dec") -> list[Path]:
         return sorted((self.folder / "rec").glob(f"*{kind}*.wav"))
 
@@ -115,6 +129,25 @@ class Baresip(protocol.ProcessProtocol):
         if not self.ended.called:
             self.transport.signalProcess("TERM")
             await self.ended
+
+
+def sip_ports(host: str = "127.0.0.1") -> int:
+    """A port baresip can take: it listens on UDP and TCP there and on TLS one above."""
+    for _ in range(100):
+        port = free_port(2)
+        probes = []
+        try:
+            for kind, offset in ((socket.SOCK_STREAM, 0), (socket.SOCK_STREAM, 1), (socket.SOCK_DGRAM, 0)):
+                probe = socket.socket(socket.AF_INET, kind)
+                probes.append(probe)
+                probe.bind((host, port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise AssertionError("no free SIP port for baresip")
 
 
 def subscriber(user: str, sip_port: int) -> str:
@@ -174,7 +207,7 @@ async def _start():
     await database.connect()
     tree = await build_tree(database, NAMESPACE)
 
-    silent, answering = free_port(2), free_port(2)
+    silent, answering = free_port(2), sip_ports("127.0.0.3")
 
     async def more(tx):
         isp_id = tree.isp["id"]
@@ -231,7 +264,20 @@ async def test_two_phones_call_through_the_b2bua_hear_each_other_and_hang_up(run
     async def both_recording():
         return alice.recordings() and bob.recordings() and "Call established" in alice.output + bob.output
     await until(both_recording, lambda: f"the call to be answered\n{alice.output}\n{bob.output}\n{running.node.output.text[-3000:]}")
-    await deferLater(reactor, 3, lambda: None)     # let the tones flow through the relay
+    await deferLater(reactor, 2, lambda: None)     # let the tones flow through the relay
+    offers = bob.output.count("INVITE sip:")
+    alice.key("x")                                 # hold: a re-INVITE with a=sendonly reaches bob
+
+    async def held():
+        return bob.output.count("INVITE sip:") > offers and "a=sendonly" in bob.output.split("INVITE sip:")[-1]
+    await until(held, lambda: f"the hold to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
+    alice.key("X")                                 # and unhold: sendrecv again
+
+    async def resumed():
+        last = bob.output.split("INVITE sip:")[-1]
+        return bob.output.count("INVITE sip:") > offers + 1 and "a=sendrecv" in last
+    await until(resumed, lambda: f"the resume to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
+    await deferLater(reactor, 2, lambda: None)
     await (alice if hangs_up == "caller" else bob).command("hangup")
 
     async def ended():
@@ -240,6 +286,10 @@ async def test_two_phones_call_through_the_b2bua_hear_each_other_and_hang_up(run
     direction, disposition, status, by, gateway, attempts = running.records()[-1]
     assert (direction, disposition, status, by, gateway) == ("internal", "answered", "200", hangs_up, "None")
     assert attempts == "200"
+    cdr = await running.last_cdr()
+    assert (cdr["direction"], cdr["disposition"], cdr["hangup_by"], cdr["callee_dialled"], cdr["price"]) == (
+        "internal", "answered", hangs_up, "101", 0)
+    assert cdr["talk_ms"] >= 3000
     assert abs(await frequency(bob.recordings()[-1]) - 1000) < 50      # alice's tone reached bob
     assert abs(await frequency(alice.recordings()[-1]) - 440) < 30     # and bob's reached alice
 
@@ -318,3 +368,21 @@ async def test_a_call_from_the_carrier_to_a_did_reaches_its_subscriber(running, 
     assert (cdr["direction"], cdr["disposition"], cdr["did_id"], cdr["talk_ms"] >= 2000) == (
         "inbound", "answered", running.tree.did["id"], True)
     assert abs(await frequency(bob.recordings()[-1]) - 1000) < 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_gateway_over_tcp_gets_its_call_on_a_connection_the_node_opens(running, carrier_calls):
+    alice, bob, gateway, carrier = carrier_calls
+    isp_id = running.tree.isp["id"]
+    await running.database.transact(carriers.update_gateway, isp_id, running.gateway["id"], transport="tcp")
+    try:
+        await until(lambda: running.registered("alice"), lambda: f"alice to register:\n{alice.output}")
+        before = len(running.records())
+        await alice.command("dial", "2125550100")
+        await _answered(running, before, alice, gateway)
+        assert "Via: SIP/2.0/TCP 127.0.0.1:" in gateway.output   # the INVITE came over TCP
+        await alice.command("hangup")
+        record = await _ended(running, before)
+        assert record[:5] == ("outbound", "answered", "200", "caller", str(running.gateway["id"]))
+    finally:
+        await running.database.transact(carriers.update_gateway, isp_id, running.gateway["id"], transport="udp")

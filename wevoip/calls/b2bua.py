@@ -2,14 +2,17 @@
 The B2BUA: the thin layer between the SIP core and the call machine.
 
 An INVITE without a To tag is a new call: the caller is authenticated (a subscriber by
-digest, 407 first; a carrier by its source address), the call is routed, admitted against
-the concurrent-call limits in PostgreSQL, and handed to a `Call` machine whose targets are
-the subscriber's registered contacts (one round, rung at once) or the gateways (a round
-each). This module turns the machine's actions into SIP messages on the right dialog and
-flow, and SIP messages back into the machine's events. Each side is a `Dialog` (RFC 3261
-§12) indexed by (Call-ID, our tag), so requests within either dialog find their call.
+digest, 407 first; a carrier by its source address); in one transaction the call is
+routed, authorised by billing when it costs money, and admitted against the concurrent-
+call limits; its media is anchored in the relay; then a `Call` machine takes it, whose
+targets are the subscriber's registered contacts (one round, rung at once) or the gateways
+(a round each). This module turns the machine's actions into SIP messages on the right
+dialog and flow, and SIP messages back into the machine's events. Each side is a `Dialog`
+(RFC 3261 §12) indexed by (Call-ID, our tag), so requests within either dialog find
+their call.
 
-Whatever way a call ends, its row in `active_calls` goes and its record is handed on.
+Whatever way a call ends, its row in `active_calls` goes, its CDR is written (settled by
+billing, or at no price) and its media ports go back.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request, Response
 from wevoip.sip.transaction import T1
+from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, URI, parse_uri
 from wevoip.store import calls, dids
 from wevoip.store.errors import LimitReached, NotAllowed
@@ -103,6 +107,7 @@ class Admitted:
     max_duration_ms: int | None = None
     subscriber_id: int | None = None
     caller_e164: str | None = None
+    call_id: str = ""
 
 
 class B2BUA:
@@ -250,7 +255,7 @@ class B2BUA:
         return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
                         authorisation.reservation_id if authorisation else None,
                         authorisation.max_duration_ms if authorisation else None,
-                        caller.subscriber_id if caller else None, origin.e164 if origin else None)
+                        caller.subscriber_id if caller else None, origin.e164 if origin else None, request.call_id)
 
     async def _authorise(self, tx, request: Request, isp_id: int, customer_id: int, caller, route: Route):
         """Billing's word on a call that costs money: out through a carrier, or in to a DID.
@@ -275,7 +280,7 @@ class B2BUA:
             raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
-        local_host, local_port = flow.local
+        local = self.core.sent_by(flow).rpartition(":")[0]     # our address as the peer sees it
         if isinstance(route, Local):
             caller = untagged(request.from_)
             found = []
@@ -293,24 +298,35 @@ class B2BUA:
             host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
             uri = parse_uri(f"sip:{gateway.number}@{host}:{gateway.port}")
             shown = route.caller_id or "anonymous"
-            local = f"[{local_host}]" if ":" in local_host else local_host
             identity = f"<sip:{shown}@{local};user=phone>"
             rounds.append([Target(uri, Address(uri), Address(parse_uri(f"sip:{shown}@{local}")),
                                   gateway.transport, gateway.host, gateway.port, gateway=gateway,
                                   identity=identity if route.caller_id else None)])
         return rounds
 
-    def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None) -> None:
-        """Every end of a call comes here: its row in active_calls goes, its reservation is
-        settled into a CDR (in the same transaction), its ports go back. `after`: what must
-        be written first (the answer's mark)."""
+    def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None,
+                 started_at: datetime.datetime | None = None) -> None:
+        """Every end of a call comes here: its row in active_calls goes, and in the same
+        transaction its reservation is settled into a CDR and a charge (a free call, on-net
+        or to a subscriber's own number, gets its CDR at no price); its ports go back.
+        `after`: what must be written first (the answer's mark). Should the record fail,
+        the active call still goes, so limits never keep a call that ended."""
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
             if admitted.reservation_id is not None:
                 await settle_call(tx, admitted.isp_id, admitted.reservation_id, end)
+            elif started_at is not None:
+                await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+
+        def unrecorded(failure):
+            log.failure("recording a call failed; it is ended without its record", failure)
+            return defer.Deferred.fromCoroutine(
+                self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
+
         done = (after or defer.succeed(None)).addBoth(
             lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
-        done.addErrback(lambda failure: log.failure("closing a call in the store failed", failure))
+        done.addErrback(unrecorded)
+        done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
         if media is not None:
             done = defer.gatherResults([done, media.release()])
             done.addErrback(lambda failure: log.failure("releasing media failed", failure))
@@ -340,8 +356,9 @@ class B2BUA:
     # -- flows ---------------------------------------------------------------------
 
     async def flow_to(self, target: Target) -> Flow | None:
-        """A phone's own connection or NAT pinhole; a gateway's address (resolved if a name).
-        Stream connections are not opened here: a gateway over TCP or TLS needs one up."""
+        """A phone's own connection or NAT pinhole; a gateway's address (resolved if a name),
+        over a TCP or TLS connection opened (or reused) for it, TLS checked against the
+        gateway's name. None when there is no way: the leg counts as timed out."""
         if target.flow is not None and not target.flow.closed:
             return target.flow
         host = target.host
@@ -351,6 +368,14 @@ class B2BUA:
             try:
                 host = await self.reactor.resolve(host)
             except Exception:
+                return None
+        if target.gateway is not None and target.transport in ("tcp", "tls"):
+            try:
+                return await connect(self.reactor, self.core, self.core.flows, target.transport, host, target.port,
+                                     server_name=target.host, timeout=self.timers.progress or 10.0)
+            except Exception as error:
+                log.info("no {transport} connection to gateway {host}:{port}: {error}", transport=target.transport,
+                         host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
 
@@ -389,11 +414,9 @@ def _is_sdp(message: Request | Response) -> bool:
     return (message.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/sdp"
 
 
-def _contact(flow: Flow) -> str:
-    host, port = flow.local
-    host = f"[{host}]" if ":" in host else host
+def _contact(core: SipCore, flow: Flow) -> str:
     transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
-    return f"<sip:b2bua@{host}:{port}{transport}>"
+    return f"<sip:b2bua@{core.sent_by(flow)}{transport}>"
 
 
 @dataclass
@@ -418,7 +441,7 @@ class Session:
         self.admitted = admitted
         invite = incoming.request
         self.a_flow = incoming.flow
-        self.a_dialog = Dialog.as_uas(invite, incoming.to_tag, _contact(incoming.flow))
+        self.a_dialog = Dialog.as_uas(invite, incoming.to_tag, _contact(self.core, incoming.flow))
         self.legs: list[BLeg] = []
         self.keys: list[tuple[str, str]] = [(invite.call_id, incoming.to_tag)]
         self._a_sent: dict[tuple[int, int | None], Response] = {}
@@ -528,7 +551,7 @@ class Session:
     def _do_StartLeg(self, action: StartLeg) -> None:  # noqa: N802 (named for the action)
         target = action.target
         invite = self.incoming.request
-        dialog = Dialog.as_uac(new_call_id(self.a_flow.local[0]), target.from_, target.to, target.uri, "")
+        dialog = Dialog.as_uac(new_call_id(self.core.sent_by(self.a_flow).rpartition(":")[0].strip("[]")), target.from_, target.to, target.uri, "")
         leg = BLeg(target, dialog)
         self.legs.append(leg)
         key = (dialog.call_id, dialog.local_tag)
@@ -544,7 +567,7 @@ class Session:
             return
         leg = self.legs[index]
         leg.flow = flow
-        leg.dialog.contact = _contact(flow)
+        leg.dialog.contact = _contact(self.core, flow)
         headers = passed_headers(invite)
         if leg.target.identity:
             headers += (("P-Asserted-Identity", leg.target.identity),)
@@ -582,9 +605,8 @@ class Session:
         self.core.send(leg.ack, leg.flow)
 
     def _stateless(self, request: Request, flow: Flow) -> Request:
-        host, port = flow.local
-        sent_by = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {sent_by};branch={self.core.new_branch()};rport")
+        request.headers.prepend("Via", f"SIP/2.0/{flow.via_transport} {self.core.sent_by(flow)};"
+                                       f"branch={self.core.new_branch()};rport")
         return request
 
     def _do_PrackLeg(self, action: PrackLeg) -> None:  # noqa: N802
@@ -720,7 +742,7 @@ class Session:
                       else None, carrier_id=facts.carrier_id, gateway_id=facts.gateway_id,
                       tenant_id=admitted.tenant_id, caller_dialled=(invite.from_.uri.user or "")[:64],
                       caller_e164=admitted.caller_e164, callee_dialled=facts.dialled[:64])
-        b2bua._release(admitted, self.media, end, after=self._marked)
+        b2bua._release(admitted, self.media, end, after=self._marked, started_at=_at(record.start_ms))
         log.info("call {call_id} ended: {disposition} {status}, hung up by {by}", call_id=invite.call_id,
                  disposition=record.disposition, status=record.status, by=record.hung_up_by)
         if b2bua.on_record is not None:
@@ -729,6 +751,20 @@ class Session:
             except Exception:
                 log.failure("recording call {call_id} failed", call_id=invite.call_id)
         b2bua.reactor.callLater(LINGER, b2bua.forget, self)
+
+
+def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime, node: str) -> dict:
+    """The CDR of a call billing does not price: on-net, or in to a subscriber's own number."""
+    ended_at = max(end.ended_at, started_at)
+    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
+    return {"customer_id": admitted.customer_id, "tenant_id": admitted.tenant_id,
+            "subscriber_id": admitted.subscriber_id, "carrier_id": end.carrier_id, "node": node,
+            "direction": admitted.direction, "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,
+            "callee_dialled": end.callee_dialled, "callee_e164": getattr(admitted.route, "e164", None),
+            "started_at": started_at, "answered_at": end.answered_at, "ended_at": ended_at,
+            "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
+            "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
+            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id}
 
 
 def _at(ms: int) -> datetime.datetime:
