@@ -47,6 +47,11 @@ SIMULATE = obj({"customer_id": INTEGER, "destination": text(16), "duration_ms": 
                 "did_id": NULLABLE_ID, "forward_to": text(16)}, ("customer_id", "destination", "duration_ms"))
 
 
+_REPORT_SPAN = datetime.timedelta(days=3661)
+_EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc) + _REPORT_SPAN
+_LATEST = datetime.datetime.max.replace(tzinfo=datetime.timezone.utc) - _REPORT_SPAN
+
+
 def _moment(field: str, value: str) -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -54,6 +59,15 @@ def _moment(field: str, value: str) -> datetime.datetime:
         raise ApiError(422, "invalid", f"{field}: must be an ISO 8601 date and time", field=field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
+    # In UTC (PostgreSQL refuses offsets beyond 15:59), and far enough from the years 1 and
+    # 9999 that a report's period around it cannot overflow.
+    try:
+        moment = moment.astimezone(datetime.timezone.utc)
+        in_range = _EARLIEST <= moment <= _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ApiError(422, "invalid", f"{field}: is too far in the past or future", field=field)
     return moment
 
 
@@ -77,11 +91,14 @@ async def create_deck(call: Call):
 
 
 @api_route("GET", "/isps/{isp_id}/rate-decks/{deck_id}/versions", scope="read",
-           summary="A deck's versions, drafts and published", tag="billing", returns=ROW)
+           summary="A deck's versions, drafts and published", tag="billing", returns=ROW, listing=True)
 async def list_versions(call: Call):
+    limit, offset = call.page()
+
     async def work(tx):
         await ratedecks.get_deck(tx, call.params["isp_id"], call.params["deck_id"])
-        return await ratedecks.list_versions(tx, call.params["isp_id"], call.params["deck_id"])
+        return await ratedecks.list_versions(tx, call.params["isp_id"], call.params["deck_id"], limit=limit,
+                                             offset=offset)
     return await call.tx(work)
 
 
@@ -272,6 +289,10 @@ def _output(call: Call, name: str, rows: list[dict]):
     return Download("text/csv; charset=utf-8", f"{name}.csv", out.getvalue().encode())
 
 
+REPORT_QUERY = (("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}),
+                ("format", {"enum": ["json", "csv"]}))
+
+
 def _report(path: str, summary: str, function, name: str, **fixed):
     async def handler(call: Call):
         period = _period(call)
@@ -281,7 +302,7 @@ def _report(path: str, summary: str, function, name: str, **fixed):
     handler.__name__ = f"report_{name}"
     api_route("GET", f"/isps/{{isp_id}}/reports/{path}", scope="read",
               summary=f"{summary}; ?since= and ?until= (ISO 8601, default the last 30 days), ?format=csv",
-              tag="reports", returns=ROW)(handler)
+              tag="reports", returns=items_of(ROW), query=REPORT_QUERY, downloads=("text/csv",))(handler)
 
 
 _report("calls", "Calls with cost, price and profit: total for the ISP", reports.calls_report, "calls")
