@@ -29,6 +29,7 @@ from twisted.internet import defer, task  # noqa: E402
 from twisted.web import resource, server  # noqa: E402
 from twisted.web.client import Agent, HTTPConnectionPool  # noqa: E402
 
+from wevoip.config import Config  # noqa: E402
 from wevoip.interfaces import IDialplanPreset  # noqa: E402
 from wevoip.outbox import OutboxDrainer  # noqa: E402
 from wevoip.plugins import discover  # noqa: E402
@@ -106,7 +107,7 @@ async def run(reactor, args) -> None:
             await dialplans.replace_rules(tx, isp["id"], rules)
             return isp["id"]
         isp_id = await database.transact(setup)
-        app = build_web_app(_Store(database), lambda: {"status": "ok"}, Services(presets))
+        app = build_web_app(_Store(database), lambda: {"status": "ok"}, Config(), reactor, Services(presets))
         port = reactor.listenTCP(0, server.Site(app.resource()), interface="127.0.0.1")
         base = f"http://127.0.0.1:{port.getHost().port}/api/v1/isps/{isp_id}"
         headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,5 +1,7 @@
+import re
 from dataclasses import dataclass
 
+import jsonschema
 import pytest
 import pytest_twisted
 import treq
@@ -13,7 +15,8 @@ from wevoip.config import DnsConfig, Listen
 from wevoip.interfaces import IDialplanPreset
 from wevoip.plugins import discover
 from wevoip.resolver import make_resolver
-from wevoip.web.api.routes import Services
+from wevoip.web.api.openapi import openapi_document
+from wevoip.web.api.routes import ROUTES, Services
 from wevoip.web.root import build_web_app
 
 PLATFORM_TOKEN = "p" * 40
@@ -44,7 +47,31 @@ class Api:
         if text:
             import json as jsonlib
             body = jsonlib.loads(text)
+        conforms(method, path, response.code, body)
         return response.code, body, response
+
+
+_DOCUMENT = openapi_document(ROUTES)
+_OPERATIONS = [(re.compile("^" + re.sub(r"\\{\w+\\}", "[0-9]+", re.escape(template)) + "$"), template)
+               for template in _DOCUMENT["paths"]]
+
+
+def conforms(method: str, path: str, status: int, body) -> None:
+    """Every JSON answer any API test receives matches what /api/openapi.json promises for it."""
+    path = path.split("?")[0]
+    if body is None or not path.startswith("/api/v1/"):
+        return
+    templates = [template for pattern, template in _OPERATIONS if pattern.match(path)]
+    operation = next((_DOCUMENT["paths"][t][method.lower()] for t in templates
+                      if method.lower() in _DOCUMENT["paths"][t]), None)
+    if operation is None:
+        return
+    answer = operation["responses"].get(str(status))
+    assert answer is not None, f"{method} {path} answered {status}, which the document does not list"
+    schema = answer["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft202012Validator({**schema, "components": _DOCUMENT["components"]})
+    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    assert error is None, f"{method} {path} {status}: {error.message} at {list(error.absolute_path)}"
 
 
 @pytest.fixture(scope="module")

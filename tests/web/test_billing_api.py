@@ -36,7 +36,7 @@ async def test_a_bad_upload_is_422_with_every_bad_line_and_writes_nothing(api):
     assert code == 422 and error["field"] == "csv"
     assert [(line["line"], line["field"]) for line in error["lines"]] == [(3, "prefix"), (4, "per_minute")]
     code, versions, _ = await api.call("GET", f"{made['base']}/rate-decks/{deck['id']}/versions", made["token"])
-    assert len(versions) == 1
+    assert len(versions["items"]) == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -103,3 +103,14 @@ async def test_a_big_deck_arrives_in_parts_into_one_draft(api):
     code, error, _ = await api.call("POST", f"{base}/rate-deck-versions/{draft['id']}/rows", t,
                                     json={"csv": "prefix,cost\n50,0.03\n"})
     assert code == 422 and error["field"] == "version_id"
+
+
+@pytest_twisted.ensureDeferred
+async def test_report_periods_with_odd_offsets_or_edge_years_are_utc_or_refused(api):
+    """Schemathesis found a 500: PostgreSQL refuses a +17:34 offset, and year 1 overflows."""
+    made = await onboard(api, "kages.example.net")
+    base = f"{made['base']}/reports/calls"
+    code, report, _ = await api.call("GET", f"{base}?until=2116-12-10T00%3A21%3A42%2B17%3A34", made["token"])
+    assert code == 200 and report["items"] is not None
+    code, error, _ = await api.call("GET", f"{base}?until=0001-01-02T00%3A00%3A00Z", made["token"])
+    assert code == 422 and error["field"] == "until"

@@ -21,7 +21,12 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 
 @pytest_twisted.ensureDeferred
 async def test_schemathesis_finds_nothing_wrong(api, tmp_path):
-    await onboard(api, "kages.example.net")
+    made = await onboard(api, "kages.example.net")
+    code, deck, _ = await api.call("POST", f"{made['base']}/rate-decks", made["token"], json={
+        "name": "Carrier card", "kind": "carrier", "carrier_id": made["carrier"]["id"]})
+    code, draft, _ = await api.call("POST", f"{made['base']}/rate-decks/{deck['id']}/drafts", made["token"],
+                                    json={"csv": "prefix,description,cost,increment\n1,North America,0.009,6/6\n"})
+    assert code == 201, draft
     argv = ["-m", "schemathesis.cli", "run", f"{api.base}/api/openapi.json", "--checks", ",".join(CHECKS),
             "--header", f"Authorization: Bearer {PLATFORM_TOKEN}", "--max-examples", "6", "--seed", "5",
             "--phases", "examples,coverage,fuzzing", "--workers", "1", "--generation-database", "none",

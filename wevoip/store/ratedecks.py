@@ -98,9 +98,9 @@ async def get_version(tx: Tx, isp_id: int, version_id: int) -> Row:
     return await fetch_row(tx, "rate_deck_versions", {"isp_id": isp_id, "id": version_id}, "rate deck version")
 
 
-async def list_versions(tx: Tx, isp_id: int, deck_id: int) -> list[Row]:
+async def list_versions(tx: Tx, isp_id: int, deck_id: int, *, limit: int = 100, offset: int = 0) -> list[Row]:
     return await tx.fetch("select * from rate_deck_versions where isp_id = %s and deck_id = %s"
-                          " order by id desc", (isp_id, deck_id))
+                          " order by id desc limit %s offset %s", (isp_id, deck_id, limit, offset))
 
 
 async def publish_version(tx: Tx, isp_id: int, version_id: int, effective_at: datetime.datetime) -> Row:

@@ -12,8 +12,8 @@ from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card,
 from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import Download
-from wevoip.web.api.routes import (AMOUNT, BOOLEAN, INTEGER, NULLABLE_ID, ROW, Call, api_route, items_of, obj,
-                                   text)
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
+                                   nullable, obj, record, text)
 
 NULLABLE_AMOUNT = {"anyOf": [AMOUNT, {"type": "null"}]}
 CLASSES = {"type": "array", "items": {"enum": list(ratedecks.CLASSES)}, "maxItems": 4}
@@ -47,6 +47,29 @@ SIMULATE = obj({"customer_id": INTEGER, "destination": text(16), "duration_ms": 
                 "did_id": NULLABLE_ID, "forward_to": text(16)}, ("customer_id", "destination", "duration_ms"))
 
 
+_TEXT = {"type": "string"}
+DECK = record({"id": ID, "isp_id": ID, "name": _TEXT, "kind": {"enum": ["carrier", "customer"]},
+               "carrier_id": nullable(ID), "created_at": STAMP})
+VERSION = record({"id": ID, "isp_id": ID, "deck_id": ID, "status": _TEXT, "effective_at": nullable(STAMP),
+                  "published_at": nullable(STAMP), "row_count": ID, "note": _TEXT, "created_at": STAMP})
+RATE = record({"prefix": _TEXT, "description": _TEXT, "per_minute": AMOUNT, "connection_fee": AMOUNT,
+               "increment_first": ID, "increment_step": ID, "dest_class": _TEXT})
+PLAN_PRICED = record({"id": ID, "isp_id": ID, "name": _TEXT, **{fee: AMOUNT for fee in pricing.FEES},
+                      "rate_deck_id": nullable(ID), "service_deck": BOOLEAN, "pulse": nullable(ID),
+                      "free_minutes": ID, "allowed_classes": {"type": "array", "items": _TEXT}})
+LEDGER_ENTRY = record({"id": ID, "isp_id": ID, "customer_id": ID, "kind": _TEXT, "amount": AMOUNT,
+                       "balance_after": AMOUNT, "description": _TEXT, "category": _TEXT, "cdr_id": nullable(ID),
+                       "created_at": STAMP})
+SIMULATION = record({"destination": _TEXT, "direction": _TEXT, "prefix": _TEXT, "description": _TEXT,
+                     "dest_class": _TEXT, "per_minute": AMOUNT, "connection_fee": AMOUNT, "increment": _TEXT,
+                     "carrier_id": nullable(ID), "carriers": {"type": "array", "items": ID}, "billable_seconds": ID,
+                     "free_minutes": ID, "price": AMOUNT, "cost": AMOUNT, "profit": AMOUNT})
+
+_REPORT_SPAN = datetime.timedelta(days=3661)
+_EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc) + _REPORT_SPAN
+_LATEST = datetime.datetime.max.replace(tzinfo=datetime.timezone.utc) - _REPORT_SPAN
+
+
 def _moment(field: str, value: str) -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -54,6 +77,15 @@ def _moment(field: str, value: str) -> datetime.datetime:
         raise ApiError(422, "invalid", f"{field}: must be an ISO 8601 date and time", field=field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
+    # In UTC (PostgreSQL refuses offsets beyond 15:59), and far enough from the years 1 and
+    # 9999 that a report's period around it cannot overflow.
+    try:
+        moment = moment.astimezone(datetime.timezone.utc)
+        in_range = _EARLIEST <= moment <= _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ApiError(422, "invalid", f"{field}: is too far in the past or future", field=field)
     return moment
 
 
@@ -64,31 +96,34 @@ def _now() -> datetime.datetime:
 # Rate decks
 
 @api_route("GET", "/isps/{isp_id}/rate-decks", scope="read", summary="List rate decks (carrier and customer cards)",
-           tag="billing", returns=ROW, listing=True)
+           tag="billing", returns=DECK, listing=True)
 async def list_decks(call: Call):
     limit, offset = call.page()
     return await call.tx(ratedecks.list_decks, call.params["isp_id"], limit=limit, offset=offset)
 
 
 @api_route("POST", "/isps/{isp_id}/rate-decks", scope="write", summary="Create a carrier or customer card",
-           tag="billing", body=DECK_CREATE, returns=ROW, status=201)
+           tag="billing", body=DECK_CREATE, returns=DECK, status=201)
 async def create_deck(call: Call):
     return await call.tx(lambda tx: ratedecks.create_deck(tx, call.params["isp_id"], **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/rate-decks/{deck_id}/versions", scope="read",
-           summary="A deck's versions, drafts and published", tag="billing", returns=ROW)
+           summary="A deck's versions, drafts and published", tag="billing", returns=VERSION, listing=True)
 async def list_versions(call: Call):
+    limit, offset = call.page()
+
     async def work(tx):
         await ratedecks.get_deck(tx, call.params["isp_id"], call.params["deck_id"])
-        return await ratedecks.list_versions(tx, call.params["isp_id"], call.params["deck_id"])
+        return await ratedecks.list_versions(tx, call.params["isp_id"], call.params["deck_id"], limit=limit,
+                                             offset=offset)
     return await call.tx(work)
 
 
 @api_route("POST", "/isps/{isp_id}/rate-decks/{deck_id}/drafts", scope="write",
            summary="Upload a CSV as a new draft (prefix, description, cost or per_minute, connection_fee, "
                    "increment, class); any bad line refuses it whole, each named by number",
-           tag="billing", body=DRAFT, returns=ROW, status=201)
+           tag="billing", body=DRAFT, returns=VERSION, status=201)
 async def upload(call: Call):
     try:
         return await call.tx(upload_draft, call.params["isp_id"], call.params["deck_id"], call.body["csv"],
@@ -99,7 +134,7 @@ async def upload(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/rate-deck-versions/{version_id}/rows", scope="write",
            summary="Add the next part of a big CSV upload to a draft (bodies are at most 1 MB)", tag="billing",
-           body=DRAFT_PART, returns=ROW)
+           body=DRAFT_PART, returns=VERSION)
 async def upload_part(call: Call):
     try:
         return await call.tx(upload_more, call.params["isp_id"], call.params["version_id"], call.body["csv"])
@@ -124,14 +159,14 @@ async def set_profit_rules(call: Call):
 
 
 @api_route("POST", "/isps/{isp_id}/rate-deck-versions/{version_id}/publish", scope="write",
-           summary="Publish a draft, in force from effective_at", tag="billing", body=PUBLISH, returns=ROW)
+           summary="Publish a draft, in force from effective_at", tag="billing", body=PUBLISH, returns=VERSION)
 async def publish(call: Call):
     moment = _moment("effective_at", call.body["effective_at"])
     return await call.tx(ratedecks.publish_version, call.params["isp_id"], call.params["version_id"], moment)
 
 
 @api_route("GET", "/isps/{isp_id}/rate-deck-versions/{version_id}/rates", scope="read",
-           summary="The rows of a deck version", tag="billing", returns=ROW, listing=True)
+           summary="The rows of a deck version", tag="billing", returns=RATE, listing=True)
 async def version_rates(call: Call):
     limit, offset = call.page()
 
@@ -146,7 +181,7 @@ async def version_rates(call: Call):
 
 @api_route("PUT", "/isps/{isp_id}/service-plans/{plan_id}/pricing", scope="write",
            summary="Set a plan's fees, customer card and service deck (markup, pulse, free minutes, classes)",
-           tag="billing", body=PLAN_PRICING, returns=ROW)
+           tag="billing", body=PLAN_PRICING, returns=PLAN_PRICED)
 async def set_plan_pricing(call: Call):
     return await call.tx(lambda tx: pricing.set_plan_pricing(tx, call.params["isp_id"], call.params["plan_id"],
                                                              **call.body))
@@ -189,21 +224,21 @@ async def set_customer_billing(call: Call):
 
 
 @api_route("POST", "/isps/{isp_id}/customers/{customer_id}/payments", scope="write",
-           summary="addPayment: credit the account (a ledger row)", tag="billing", body=MONEY, returns=ROW, status=201)
+           summary="addPayment: credit the account (a ledger row)", tag="billing", body=MONEY, returns=LEDGER_ENTRY, status=201)
 async def add_payment(call: Call):
     return await call.tx(lambda tx: ledger.add_payment(tx, call.params["isp_id"], call.params["customer_id"],
                                                        **call.body))
 
 
 @api_route("POST", "/isps/{isp_id}/customers/{customer_id}/charges", scope="write",
-           summary="addCharge: debit the account (a ledger row)", tag="billing", body=MONEY, returns=ROW, status=201)
+           summary="addCharge: debit the account (a ledger row)", tag="billing", body=MONEY, returns=LEDGER_ENTRY, status=201)
 async def add_charge(call: Call):
     return await call.tx(lambda tx: ledger.add_charge(tx, call.params["isp_id"], call.params["customer_id"],
                                                       **call.body))
 
 
 @api_route("GET", "/isps/{isp_id}/customers/{customer_id}/ledger", scope="read",
-           summary="The account's payments and charges", tag="billing", returns=ROW, listing=True, customer_ok=True)
+           summary="The account's payments and charges", tag="billing", returns=LEDGER_ENTRY, listing=True, customer_ok=True)
 async def list_ledger(call: Call):
     call.principal.check_customer(call.params["customer_id"])
     limit, offset = call.page()
@@ -225,7 +260,7 @@ async def unlock_subscriber(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/simulate", scope="read",
            summary="Price a call to a destination for a duration exactly as the real call is charged",
-           tag="billing", body=SIMULATE, returns=ROW, customer_ok=True)
+           tag="billing", body=SIMULATE, returns=SIMULATION, customer_ok=True)
 async def simulate(call: Call):
     body = dict(call.body)
     call.principal.check_customer(body["customer_id"])
@@ -272,6 +307,10 @@ def _output(call: Call, name: str, rows: list[dict]):
     return Download("text/csv; charset=utf-8", f"{name}.csv", out.getvalue().encode())
 
 
+REPORT_QUERY = (("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}),
+                ("format", {"enum": ["json", "csv"]}))
+
+
 def _report(path: str, summary: str, function, name: str, **fixed):
     async def handler(call: Call):
         period = _period(call)
@@ -281,7 +320,7 @@ def _report(path: str, summary: str, function, name: str, **fixed):
     handler.__name__ = f"report_{name}"
     api_route("GET", f"/isps/{{isp_id}}/reports/{path}", scope="read",
               summary=f"{summary}; ?since= and ?until= (ISO 8601, default the last 30 days), ?format=csv",
-              tag="reports", returns=ROW)(handler)
+              tag="reports", returns=items_of(ROW), query=REPORT_QUERY, downloads=("text/csv",))(handler)
 
 
 _report("calls", "Calls with cost, price and profit: total for the ISP", reports.calls_report, "calls")

@@ -36,7 +36,8 @@ def _operation(route: Route) -> dict:
                                  "limit": {"type": "integer"}, "offset": {"type": "integer"},
                                  "next_offset": {"type": ["integer", "null"]}}}
     ok = {"description": "done"} if route.status == 204 else {
-        "description": "done", "content": {"application/json": {"schema": result}}}
+        "description": "done", "content": {"application/json": {"schema": result},
+                                           **{media: {"schema": {"type": "string"}} for media in route.downloads}}}
     operation = {
         "operationId": route.handler.__name__, "summary": route.summary, "tags": [route.tag],
         "parameters": parameters,

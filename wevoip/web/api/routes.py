@@ -86,6 +86,8 @@ class Route:
     customer_ok: bool = False
     # Query parameters besides limit/offset: a name is an id filter; (name, schema) anything else.
     query: tuple[str | tuple[str, dict], ...] = field(default=())
+    # Media types besides JSON the route may answer with (a report as CSV, with ?format=csv).
+    downloads: tuple[str, ...] = field(default=())
 
     @property
     def path_params(self) -> list[str]:
