@@ -174,8 +174,11 @@ async def test_a_spend_cap_locks_the_account_and_mails_customer_and_isp(database
     assert caught.value.reason == "locked" and "daily spend cap" in caught.value.message
     customer = (await database.fetch("select * from customers where id = %s", (world.customer_id,)))[0]
     assert customer["calls_locked_at"] is not None
-    mail = await database.fetch("select payload from outbox where dedupe_key like 'calls-locked:%%'")
+    mail = await database.fetch("select payload from outbox where kind = 'mail' and dedupe_key like 'calls-locked:%%'")
     assert sorted(row["payload"]["to"] for row in mail) == ["ops@billing.example.net", "payer@acme.example"]
+    hooks = await database.fetch("select payload from outbox where kind = 'webhook' and dedupe_key like 'calls-locked:%%'")
+    assert [(hook["payload"]["event"], hook["payload"]["data"]["customer_id"]) for hook in hooks] == \
+        [("account.locked", world.customer_id)]
 
 
 @pytest_twisted.ensureDeferred

@@ -66,6 +66,9 @@ async def test_hard_suspends_at_zero_and_soft_goes_negative(database):
     await move("payment", "5")
     row = await move("charge", "5")
     assert row["balance"] == 0 and row["status"] == "SUSPENDED" and row["balance_suspended"]
+    hooks = await database.fetch("select payload from outbox where isp_id = %s and kind = 'webhook'", (isp_id,))
+    assert [(hook["payload"]["event"], hook["payload"]["data"]["customer_id"]) for hook in hooks] == \
+        [("account.locked", customer_id)]
     row = await move("payment", "1")
     assert row["status"] == "ACTIVE" and not row["balance_suspended"]
     await database.transact(lambda tx: customers.update_customer(tx, isp_id, customer_id, balance_management="SOFT"))
@@ -102,7 +105,8 @@ async def test_the_low_balance_mail_goes_once_per_crossing(database):
     async def move(kind, amount):
         await database.transact(lambda tx: ledger.post(tx, isp_id, customer_id, kind=kind, amount=amount,
                                                        description=kind))
-        return await database.fetch("select payload, dedupe_key from outbox where isp_id = %s order by id", (isp_id,))
+        return await database.fetch("select payload, dedupe_key from outbox where isp_id = %s and kind = 'mail'"
+                                    " order by id", (isp_id,))
     assert await move("charge", "5") == []
     mail = await move("charge", "6")                      # 9 < 10: the first crossing
     assert len(mail) == 1 and mail[0]["payload"] == {
@@ -112,3 +116,7 @@ async def test_the_low_balance_mail_goes_once_per_crossing(database):
     assert len(await move("payment", "10")) == 1          # back above: re-armed, nothing sent
     mail = await move("charge", "9")                      # 18 - 9: the second crossing
     assert [m["dedupe_key"] for m in mail] == [f"low-balance:{customer_id}:1", f"low-balance:{customer_id}:2"]
+    hooks = await database.fetch("select payload from outbox where isp_id = %s and kind = 'webhook' order by id",
+                                 (isp_id,))
+    assert [(hook["payload"]["event"], hook["payload"]["data"]["balance"]) for hook in hooks] == \
+        [("balance.low", "9.000000"), ("balance.low", "9.000000")]

@@ -4,7 +4,7 @@ import pytest
 import pytest_twisted
 
 from tests.store.builders import build_tree
-from wevoip.store import outbox
+from wevoip.store import customers, outbox
 
 
 @pytest_twisted.ensureDeferred
@@ -35,3 +35,17 @@ async def test_a_rolled_back_change_announces_nothing(database):
     with pytest.raises(RuntimeError):
         await database.transact(failing)
     assert await database.transact(outbox.list_outbox, tree.isp["id"]) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_customer_waiting_for_activation_is_announced_to_the_isp(database):
+    tree = await build_tree(database, "signup.example.net")
+
+    async def sign_up(tx):
+        waiting = await customers.create_customer(tx, tree.isp["id"], name="Newco", email="boss@newco.example")
+        await customers.create_customer(tx, tree.isp["id"], name="Oldco", status="ACTIVE")
+        return waiting
+    waiting = await database.transact(sign_up)
+    rows = [row for row in await database.transact(outbox.list_outbox, tree.isp["id"]) if row["kind"] == "webhook"]
+    assert [(row["payload"]["event"], row["payload"]["data"]) for row in rows] == [
+        ("signup.waiting", {"customer_id": waiting["id"], "name": "Newco", "email": "boss@newco.example"})]

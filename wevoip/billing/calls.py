@@ -22,7 +22,7 @@ from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.pricing import PlanRules, charge, longest_call, rate_from_json, rate_to_json
 from wevoip.billing.rating import Rate, RateDeck, least_cost
 from wevoip.store import calls as store_calls
-from wevoip.store import customers, ledger, pricing, ratedecks
+from wevoip.store import customers, ledger, pricing, ratedecks, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid, NotFound
 from wevoip.store.isps import get_isp
@@ -209,6 +209,7 @@ async def _lock(tx: Tx, isp: Row, customer: Row, level: str, object_id: int, rea
     if locked is None:
         return
     key = f"calls-locked:{level}:{object_id}:{locked['calls_locked_at'].timestamp():.6f}"
+    await webhooks.account_locked(tx, isp["id"], customer_id=customer["id"], reason=reason, dedupe_key=key)
     subject = "Calls locked by the fraud guard"
     body = f"New calls are refused until the account is unlocked: {reason}."
     for to in dict.fromkeys(filter(None, (customer["email"] if level != "isp" else "", isp["contact_email"]))):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from wevoip.store import fields
+from wevoip.store import fields, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.rows import checked, fetch_page, fetch_row, insert_row, update_row
 
@@ -42,7 +42,11 @@ async def create_customer(tx: Tx, isp_id: int, *, name: str, **details: Any) -> 
     values = checked({"name": name, **details}, _CHECKS, "customer")
     if values.get("service_plan_id") is not None:
         await get_service_plan(tx, isp_id, values["service_plan_id"])
-    return await insert_row(tx, "customers", {"isp_id": isp_id, **values})
+    customer = await insert_row(tx, "customers", {"isp_id": isp_id, **values})
+    if customer["status"] == "WAIT":
+        await webhooks.signup_waiting(tx, isp_id, customer_id=customer["id"], name=customer["name"],
+                                      email=customer["email"])
+    return customer
 
 
 async def get_customer(tx: Tx, isp_id: int, customer_id: int, *, lock: bool = False) -> Row:

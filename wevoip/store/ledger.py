@@ -19,6 +19,7 @@ from wevoip.store.customers import get_customer
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.isps import get_isp
+from wevoip.store import webhooks
 from wevoip.store.outbox import enqueue_mail
 from wevoip.store.rows import fetch_page, update_row
 
@@ -46,6 +47,8 @@ async def _after_balance_change(tx: Tx, isp_id: int, customer: Row) -> Row:
     if customer["balance_management"] == "HARD":
         if available(customer) <= 0 and customer["status"] == "ACTIVE":
             changes.update(status="SUSPENDED", balance_suspended=True)
+            await webhooks.account_locked(tx, isp_id, customer_id=customer["id"],
+                                          reason="the balance is used up (HARD balance management)")
         elif available(customer) > 0 and customer["balance_suspended"]:
             changes.update(status="ACTIVE", balance_suspended=False)
     threshold = customer["low_balance_threshold"]
@@ -54,6 +57,10 @@ async def _after_balance_change(tx: Tx, isp_id: int, customer: Row) -> Row:
         if below and not customer["low_balance_below"]:
             changes.update(low_balance_below=True, low_balance_crossings=customer["low_balance_crossings"] + 1)
             await _low_balance_mail(tx, isp_id, customer, changes["low_balance_crossings"])
+            isp = await get_isp(tx, isp_id)
+            await webhooks.balance_low(tx, isp_id, customer_id=customer["id"], balance=customer["balance"],
+                                       threshold=threshold, currency=isp["currency"],
+                                       dedupe_key=f"low-balance:{customer['id']}:{changes['low_balance_crossings']}")
         elif not below and customer["low_balance_below"]:
             changes.update(low_balance_below=False)
     if not changes:
