@@ -10,6 +10,7 @@ then TCP), and a carrier's call to a DID reaches its subscriber.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shutil
@@ -25,11 +26,11 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.node import Node, free_port, node_for_module
-from tests.billing.world import price_north_america
+from tests.billing.world import price_north_america, publish_csv
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
 from wevoip.routing.dialplan import denormalise
-from wevoip.store import carriers, dids, registrations, subscribers
+from wevoip.store import carriers, customers, dids, ledger, registrations, subscribers
 from wevoip.store.database import Database
 
 pytestmark = pytest.mark.slow
@@ -230,10 +231,11 @@ def running():
     yield from node_for_module(_start)
 
 
-def tones(folder: Path) -> None:
+def tones(folder: Path, seconds: int = 30) -> None:
+    """baresip hangs up when its audio file ends: make them last longer than the call."""
     for hertz in (1000, 440):
         pytest_twisted.blockon(getProcessOutputAndValue("/usr/bin/sox", [
-            "-n", "-r", "8000", "-c", "1", "-b", "16", str(folder / f"{hertz}.wav"), "synth", "30", "sine",
+            "-n", "-r", "8000", "-c", "1", "-b", "16", str(folder / f"{hertz}.wav"), "synth", str(seconds), "sine",
             str(hertz)]))
 
 
@@ -322,10 +324,10 @@ async def _answered(running, before, *phones):
     await until(established, lambda: "the call to be answered\n" + "\n".join(p.output for p in phones))
 
 
-async def _ended(running, before):
+async def _ended(running, before, timeout=20.0):
     async def ended():
         return len(running.records()) > before and not await running.active_calls()
-    await until(ended, lambda: f"the call to end\n{running.node.output.text[-3000:]}")
+    await until(ended, lambda: f"the call to end\n{running.node.output.text[-3000:]}", timeout)
     return running.records()[-1]
 
 
@@ -386,3 +388,54 @@ async def test_a_gateway_over_tcp_gets_its_call_on_a_connection_the_node_opens(r
         assert record[:5] == ("outbound", "answered", "200", "caller", str(running.gateway["id"]))
     finally:
         await running.database.transact(carriers.update_gateway, isp_id, running.gateway["id"], transport="udp")
+
+
+@pytest.fixture
+def chicago_call(running, tmp_path):
+    """alice's phone and the carrier's gateway on 127.0.0.3 answering the digits of a Chicago number."""
+    tones(tmp_path, seconds=120)
+    digits = denormalise("+13125550100", 1, "00")
+    yield (Baresip(tmp_path / "alice", "alice", subscriber("alice", running.port),
+                   source=f"aufile,{tmp_path / '1000.wav'}"),
+           Baresip(tmp_path / "gateway", digits, f"<sip:{digits}@127.0.0.3>;regint=0;answermode=auto;audio_codecs=PCMU",
+                   source=f"aufile,{tmp_path / '440.wav'}", host="127.0.0.3", sip_port=running.gateway_port))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prepaid_call_through_a_real_carrier_is_cut_when_the_money_runs_out(running, chicago_call):
+    """Issue 6's end to end: credit for one minute at 0.60 a minute billed per second (1/1);
+    the call is cut within one increment of the 60th second, and the CDR and the ledger agree."""
+    isp_id, customer_id = running.tree.isp["id"], running.tree.customer["id"]
+    alice, gateway = chicago_call
+
+    async def one_minute_of_credit(tx):
+        deck = await tx.fetch_one("select id from rate_decks where isp_id = %s and carrier_id = %s",
+                                  (isp_id, running.tree.carrier["id"]))
+        await publish_csv(tx, isp_id, deck["id"], "prefix,description,cost,connection_fee,increment\n"
+                                                  "1,North America,0.0100,0,60/60\n"
+                                                  "1312,Chicago,0.6000,0,1/1\n",
+                          at=datetime.datetime.now(datetime.timezone.utc))
+        customer = await customers.get_customer(tx, isp_id, customer_id)
+        await ledger.add_charge(tx, isp_id, customer_id, amount=customer["balance"] - Decimal("0.60"),
+                                description="leave one minute of credit")
+    await running.database.transact(one_minute_of_credit)
+    for phone in (alice, gateway):
+        phone.start()
+    try:
+        await until(lambda: running.registered("alice"), lambda: f"alice to register:\n{alice.output}")
+        before = len(running.records())
+        await alice.command("dial", "3125550100")
+        await _answered(running, before, alice, gateway)
+        record = await _ended(running, before, timeout=90.0)
+    finally:
+        for phone in (alice, gateway):
+            await phone.stop()
+        await running.database.transact(ledger.add_payment, isp_id, customer_id, amount="10.00",
+                                        description="top up for the next tests")
+    assert record[:4] == ("outbound", "answered", "200", "system")
+    cdr = await running.last_cdr()
+    assert 59_000 <= cdr["talk_ms"] <= 61_000, cdr["talk_ms"]       # within one 1-second increment
+    assert cdr["price"] == Decimal("0.60") and cdr["callee_e164"] == "+13125550100"
+    [charge] = await running.database.fetch("select * from ledger where cdr_id = %s", (cdr["id"],))
+    assert (charge["kind"], -charge["amount"]) == ("charge", cdr["price"])      # charges are negative amounts
+    assert charge["balance_after"] == 0
