@@ -6,18 +6,23 @@ import textwrap
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from plugins.call_applications import Announcement, Echo
-from tests.calls.test_b2bua import SDP_A, Peer, cdrs, dial, make_world, statuses, until
+from tests.calls.test_b2bua import SDP_A, Peer, _authorization, cdrs, dial, make_world, statuses, until
 from tests.media.phones import Phone, rtp
 from wevoip.calls.applications import Applications
-from wevoip.interfaces import ICallApplication, ICallHandle
+from wevoip.calls.service import CallService
+from wevoip.config import ConfigError, parse_config
+from wevoip.interfaces import ICallApplication, ICallHandle, IDialplanPreset
 from wevoip.media.endpoint import MediaEndpoint
 from wevoip.media.ports import PortPool
 from wevoip.media.sdp import parse as parse_sdp
 from wevoip.plugins import PluginError, discover, require
+from wevoip.sip.core import SipCore
+from wevoip.sip.flow import FlowTable
 from wevoip.sip.transaction import T1
 from wevoip.store import dids
 from zope.interface.verify import verifyObject
@@ -293,3 +298,53 @@ async def test_the_announcement_plays_its_file_then_hangs_up(database, pool):
         assert world.records[0].record.hung_up_by == "callee"
     finally:
         phone.close()
+
+
+def _call_service(tmp_path, text):
+
+    class Sip:
+        core = SipCore(Clock(), FlowTable())
+    config = parse_config(text, tmp_path)
+    return CallService(Clock(), config, None, Sip(), None, discover(IDialplanPreset),
+                       applications=discover(ICallApplication))
+
+
+def test_a_configured_application_that_is_not_found_stops_start_up_by_name(tmp_path):
+    service = _call_service(tmp_path, "")
+    assert set(service.applications.found) == {"echo", "announcement"} and service.applications.code("*43") == "echo"
+    with pytest.raises(PluginError, match="call application plugin 'voicemail' is enabled but was not found"):
+        _call_service(tmp_path, '[calls]\napplications = ["echo", "voicemail"]\n')
+    with pytest.raises(PluginError, match="feature code '\\*44' names 'announcement', which calls.applications"):
+        _call_service(tmp_path, '[calls]\napplications = ["echo"]\nfeature_codes = { "*44" = "announcement" }\n')
+
+
+def test_feature_codes_are_checked_in_the_configuration(tmp_path):
+    with pytest.raises(ConfigError, match="calls.feature_codes.43"):
+        parse_config('[calls]\nfeature_codes = { "43" = "echo" }\n', tmp_path)
+    with pytest.raises(ConfigError, match="calls.applications\\[0\\]"):
+        parse_config('[calls]\napplications = ["bad name"]\n', tmp_path)
+
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_cancelled_while_it_is_routed_is_not_answered(database, pool):
+    free = pool.available
+    application = Recorder()
+    world = await world_with(database, pool, application, codes={"*43": "recorder"})
+    alice = world.alice
+    uri = f"sip:*43@{world.domain}"
+    to, from_ = f"<{uri}>", f"<sip:alice@{world.domain}>"
+    alice.request("INVITE", uri, call_id="c1", to=to, from_=from_, body=SDP_A)
+    got = []
+    await until(lambda: got.extend(alice.take()) or any(m.status == 407 for m in got), "the 407")
+    challenge = next(m for m in got if m.status == 407)
+    alice.request("ACK", uri, call_id="c1", to=challenge.headers.get("To"), from_=from_, cseq=alice.cseq,
+                  branch=f"z9hG4bKINVITE{alice.cseq}c1")
+    alice.request("INVITE", uri, call_id="c1", to=to, from_=from_, body=SDP_A,
+                  extra=_authorization(challenge.headers.get("Proxy-Authenticate"), uri))
+    alice.request("CANCEL", uri, call_id="c1", to=to, from_=from_, cseq=alice.cseq,
+                  branch=f"z9hG4bKINVITE{alice.cseq}c1")     # while the INVITE is routed
+    await until(lambda: world.records, "the record")
+    assert sorted(m.status for m in alice.take()) == [100, 200, 487]     # 200 for the CANCEL
+    assert world.records[0].record.disposition == "cancelled" and not application.calls
+    assert await world.active() == 0 and pool.available == free

@@ -126,6 +126,9 @@ class AppCall:
 
     def start(self) -> None:
         request = self.incoming.request
+        if self.incoming.final_sent:       # cancelled while it was routed
+            self._end("caller", 487, "cancelled", "cancelled")
+            return
         try:
             if request.body and _is_sdp(request):
                 body = self.endpoint.answer(request.body)
@@ -255,9 +258,12 @@ class AppCall:
         log.info("call {call_id} to the {name} application ended: {reason}, hung up by {by}",
                  call_id=invite.call_id, name=self.application.name, reason=reason, by=by)
         if b2bua.on_record is not None:
-            b2bua.on_record(CallFacts(record, admitted.isp_id, admitted.customer_id, admitted.tenant_id,
-                                      admitted.direction, str(invite.from_.uri), invite.uri.user or "",
-                                      admitted.route.e164, admitted.carrier_id, None, (invite.call_id,)))
+            try:
+                b2bua.on_record(CallFacts(record, admitted.isp_id, admitted.customer_id, admitted.tenant_id,
+                                          admitted.direction, str(invite.from_.uri), invite.uri.user or "",
+                                          admitted.route.e164, admitted.carrier_id, None, (invite.call_id,)))
+            except Exception:
+                log.failure("recording call {call_id} failed", call_id=invite.call_id)
         if self.answer_ms is not None:
             self.handle.ended.callback(by)
         b2bua.reactor.callLater(LINGER, b2bua.forget, self)
