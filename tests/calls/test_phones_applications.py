@@ -15,11 +15,11 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
-from tests.calls.test_phones_call import DOMAIN, NAMESPACE, PASSWORD, Baresip, frequency, subscriber, until
+from tests.calls.test_phones_call import DOMAIN, NAMESPACE, Baresip, Running, frequency, subscriber, until
 from tests.node import Node, node_for_module
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
-from wevoip.store import dids, registrations, subscribers
+from wevoip.store import dids
 from wevoip.store.database import Database
 
 pytestmark = pytest.mark.slow
@@ -52,21 +52,8 @@ def extra(plugins: str) -> str:
     """)
 
 
-class Running:
-    def __init__(self, node, health, database, tree, folder):
-        self.node, self.health, self.database, self.tree, self.folder = node, health, database, tree, folder
-        self.port = Node.sip_port(health, "udp")
-
-    async def registered(self, username):
-        row = await self.database.transact(subscribers.sip_credentials, DOMAIN, username)
-        rows = await self.database.transact(registrations.bindings_of, row["isp_id"], row["id"])
-        return [r for r in rows if r["source"].startswith("127.0.0.1:")]
-
-    async def cdrs(self):
-        return await self.database.fetch("select * from cdrs order by id")
-
-    async def active_calls(self):
-        return await self.database.fetch("select * from active_calls")
+async def cdrs(running):
+    return await running.database.fetch("select * from cdrs order by id")
 
 
 async def _start():
@@ -114,14 +101,14 @@ def alice(running, tmp_path):
 
 async def _ended(running, count):
     async def ended():
-        return len(await running.cdrs()) >= count and not await running.active_calls()
+        return len(await cdrs(running)) >= count and not await running.active_calls()
     await until(ended, lambda: f"the call to end\n{running.node.output.text[-3000:]}")
-    return (await running.cdrs())[count - 1]
+    return (await cdrs(running))[count - 1]
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_phone_calling_a_did_routed_to_the_echo_test_hears_its_own_tone(running, alice):
-    count = len(await running.cdrs())
+    count = len(await cdrs(running))
     await alice.command("dial", f"sip:{ECHO_DID}@{DOMAIN}")
 
     async def established():
@@ -138,7 +125,7 @@ async def test_a_phone_calling_a_did_routed_to_the_echo_test_hears_its_own_tone(
 
 @pytest_twisted.ensureDeferred
 async def test_a_phone_calling_an_announcement_hears_the_file_and_is_hung_up_on(running, alice):
-    count = len(await running.cdrs())
+    count = len(await cdrs(running))
     await alice.command("dial", f"sip:{WELCOME_DID}@{DOMAIN}")
     cdr = await _ended(running, count + 1)        # the application hangs up after 3 s: BYE to alice
     assert (cdr["disposition"], cdr["hangup_by"], cdr["callee_e164"]) == ("answered", "callee", WELCOME_DID)
