@@ -642,7 +642,7 @@ class Session:
         key = (action.status, action.rseq)
         again = self._a_sent.get(key) if action.status >= 200 or action.reliable else None
         if again is not None:
-            self.incoming.transaction.respond(again, again.status)
+            self.core.transactions.respond(self.incoming.transaction, again)
             return
         message = action.message
         reason = action.reason or (message.reason if message is not None else None)
@@ -678,7 +678,7 @@ class Session:
         reason = action.reason or (message.reason if message is not None else None)
         response = incoming.response(action.status, reason, headers=headers, body=body)
         if incoming.final_sent and 200 <= action.status < 300 and incoming.transaction is not None:
-            incoming.transaction.respond(response, response.status)   # a re-INVITE's 2xx again
+            self.core.transactions.respond(incoming.transaction, response)   # a re-INVITE's 2xx again
             return
         incoming.send(response)
 
