@@ -1,7 +1,7 @@
 """
 Call applications end to end: a real baresip registered to a real node (`twistd wevoip`)
-calls a DID routed to the echo test and hears its own tone back (its frequency read from
-the phone's recording); a DID routed to an operator's announcement (a module dropped into
+calls a DID routed to the echo test (and the echo test's feature code, *43) and hears its
+own tone back (its frequency read from the phone's recording); a DID routed to an operator's announcement (a module dropped into
 the configured plugins folder, playing the operator's WAV) plays the file and hangs up.
 """
 
@@ -106,10 +106,11 @@ async def _ended(running, count):
     return (await cdrs(running))[count - 1]
 
 
+@pytest.mark.parametrize("dialled", [ECHO_DID, "*43"])
 @pytest_twisted.ensureDeferred
-async def test_a_phone_calling_a_did_routed_to_the_echo_test_hears_its_own_tone(running, alice):
+async def test_a_phone_calling_a_did_routed_to_the_echo_test_or_its_code_hears_its_own_tone(running, alice, dialled):
     count = len(await cdrs(running))
-    await alice.command("dial", f"sip:{ECHO_DID}@{DOMAIN}")
+    await alice.command("dial", f"sip:{dialled}@{DOMAIN}")
 
     async def established():
         return alice.recordings() and "Call established" in alice.output
@@ -119,7 +120,8 @@ async def test_a_phone_calling_a_did_routed_to_the_echo_test_hears_its_own_tone(
     cdr = await _ended(running, count + 1)
     assert (cdr["direction"], cdr["disposition"], cdr["hangup_by"], cdr["sip_code"]) == (
         "internal", "answered", "caller", 200)
-    assert (cdr["callee_e164"], cdr["carrier_id"], cdr["talk_ms"] >= 2000) == (ECHO_DID, None, True)
+    assert (cdr["callee_dialled"], cdr["carrier_id"], cdr["talk_ms"] >= 2000) == (dialled, None, True)
+    assert cdr["callee_e164"] == (ECHO_DID if dialled == ECHO_DID else None)
     assert abs(await frequency(alice.recordings()[-1]) - 1000) < 50     # alice heard her own tone
 
 
