@@ -1,8 +1,9 @@
 """
 Call applications end to end: a real baresip registered to a real node (`twistd wevoip`)
 calls a DID routed to the echo test (and the echo test's feature code, *43) and hears its
-own tone back (its frequency read from the phone's recording); a DID routed to an operator's announcement (a module dropped into
-the configured plugins folder, playing the operator's WAV) plays the file and hangs up.
+own tone back (its frequency read from the phone's recording); a DID routed to an
+operator's announcement (a module dropped into the configured plugins folder, playing the
+operator's WAV) plays the file and hangs up.
 """
 
 from __future__ import annotations
