@@ -271,11 +271,32 @@ class SipSecurityConfig:
     max_bans: int = _key(100_000, _int_between(10, 10_000_000))
 
 
+def _names(key: str, value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected an array of names, got {_type_name(value)}")
+    return tuple(_name(f"{key}[{i}]", item, base) for i, item in enumerate(value))
+
+
+def _feature_codes(key: str, value: Any, base: Path) -> tuple[tuple[str, str], ...]:
+    """A table of code = application; a code starts with '*' or '#', so it never shadows
+    an extension or a number."""
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"expected a table of code = application, got {_type_name(value)}")
+    codes = []
+    for code, name in value.items():
+        if not re.fullmatch(r"[*#][0-9*#]{1,15}", code):
+            raise ConfigError(f"{key}.{code}", "a feature code is '*' or '#' and up to 15 digits, '*' or '#'")
+        codes.append((code, _name(f"{key}.{code}", name, base)))
+    return tuple(codes)
+
+
 @dataclass(frozen=True)
 class CallsConfig:
     no_answer_seconds: int = _key(120, _int_between(1, 3600))
     progress_seconds: int = _key(5, _int_between(0, 60))
     dialplan_preset: str = _key("us", _name)
+    applications: tuple[str, ...] = _key(("echo", "announcement"), _names)
+    feature_codes: tuple[tuple[str, str], ...] = _key((("*43", "echo"),), _feature_codes)
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,44 @@ class IMediaSession(Interface):
 
     def release():
         """End the session; the Deferred fires once every port is free again. Idempotent."""
+
+
+class ICallApplication(Interface):
+    """A feature a call can be handed to (the echo test, an announcement, later IVR and
+    voicemail): the server answers the call itself and the application drives its media
+    through an `ICallHandle`. It never sees the store, the SIP core or the node."""
+
+    name = Attribute("Short unique name, as a DID's feature names it ('echo'; 'voicemail' for 'voicemail:100').")
+    description = Attribute("One line for the consoles' list of features.")
+
+    def answer(call):
+        """Serve an answered call (an `ICallHandle`); may return a Deferred. The call goes on
+        until the caller or `call.hang_up()` ends it; a failure here hangs up."""
+
+
+class ICallHandle(Interface):
+    """The narrow handle an `ICallApplication` gets for one call: its media and its end."""
+
+    argument = Attribute("What follows ':' in the DID's feature ('100' for 'voicemail:100'), or ''.")
+    caller = Attribute("The caller's SIP URI, as a string.")
+    called = Attribute("The number called (E.164), or the feature code dialled.")
+    clock = Attribute("The reactor's clock (IReactorTime), for the application's own timers.")
+    ended = Attribute("A Deferred firing with who hung up ('caller', 'callee' or 'system') when the call ends.")
+
+    def play(path):
+        """Play an 8 kHz mono 16-bit WAV file; the Deferred fires when it has all been sent."""
+
+    def record(path, max_ms=None):
+        """Record what the caller sends into a WAV; fires with the milliseconds once stopped."""
+
+    def stop_recording():
+        """Stop a recording started with `record` and write it."""
+
+    def collect_digits(count=None, terminator="#", timeout_ms=5000):
+        """DTMF (RFC 4733 or SIP INFO) typed so far and from now on; fires with the digits."""
+
+    def echo(on=True):
+        """Send back what the caller sends (the echo test)."""
+
+    def hang_up():
+        """End the call: BYE to the caller. Idempotent; nothing else works afterwards."""

@@ -22,7 +22,7 @@ from wevoip.billing.recurring import BillingTimer
 from wevoip.calls.service import CallService
 from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
-from wevoip.interfaces import IDialplanPreset
+from wevoip.interfaces import ICallApplication, IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.mail import SmtpSender
 from wevoip.media.relay import InProcessRelay
@@ -67,8 +67,9 @@ class WeVoIPService(MultiService):
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.media = InProcessRelay(reactor, config.media)
         self.media.setServiceParent(self)
+        self.call_applications = discover(ICallApplication, config.plugins.directories)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
-                                 relay=self.media)
+                                 relay=self.media, applications=self.call_applications)
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns)))

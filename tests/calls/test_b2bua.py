@@ -27,6 +27,7 @@ from wevoip.sip.flow import Flow, FlowTable
 from wevoip.sip.message import parse
 from wevoip.sip.register import asked_of
 from wevoip.sip.registrar import Binding
+from wevoip.sip.transaction import T1
 from tests.billing.world import price_north_america
 from wevoip.store import calls, carriers, customers, dids, ledger, subscribers
 
@@ -529,3 +530,13 @@ async def test_an_offer_the_relay_cannot_read_gets_488_and_takes_nothing(databas
     [final] = [m for m in world.alice.take() if m.status >= 200]
     assert final.status == 488 and final.reason.startswith("Not Acceptable Here: ")
     assert await world.active() == 0 and relay.pool.available == free
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_2xx_is_resent_to_the_caller_until_its_ack(world):
+    bob, invite = await ring_bob(world)
+    bob.answer(invite, 200, body=SDP_B)
+    assert statuses(world.alice.take()) == [100, 200]
+    world.clock.advance(T1)
+    [again] = world.alice.take()
+    assert again.status == 200 and again.body == SDP_B.encode()

@@ -115,13 +115,15 @@ class B2BUA:
     the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules; `relay` an
     `IMediaRelay` to anchor media through (None passes SDP end to end). Calls that cost
     money (out through a carrier, in to a DID) are authorised and settled by billing, with
-    `indexes` (the node's rate decks) and `max_call_ms` (the longest call)."""
+    `indexes` (the node's rate decks) and `max_call_ms` (the longest call). A call routed
+    to a feature goes to `applications` once admitted."""
 
     def __init__(self, reactor, core: SipCore, database, *, node: str,
                  authenticate: Callable[[Request, Flow], Awaitable[Any]],
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
-                 relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000):
+                 relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
+                 applications=None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -134,6 +136,7 @@ class B2BUA:
         self.relay = relay
         self.indexes = indexes if indexes is not None else DeckIndexes()
         self.max_call_ms = max_call_ms
+        self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -181,6 +184,9 @@ class B2BUA:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
             incoming.respond(500, "Server Internal Error: routing failed")
             return
+        if isinstance(admitted.route, Feature):
+            self.applications.take(self, incoming, admitted)
+            return
         media, offer = None, request.body
         if self.relay is not None:
             try:
@@ -222,15 +228,17 @@ class B2BUA:
         origin = None
         if caller is not None:
             origin = await origin_of(tx, caller.isp_id, caller.subscriber_id)
-            route = await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id))
+            code = self.applications.code(dialled) if self.applications is not None else None
+            route = Feature(origin.isp_id, origin.customer_id, origin.tenant_id, code, None) if code else \
+                await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id))
             payer = (origin.isp_id, origin.customer_id, origin.tenant_id)
         else:
             isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
         if isinstance(route, Refusal):
             raise Refused(route)
-        if isinstance(route, Feature):
-            raise Refused(Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}' yet"))
+        if isinstance(route, Feature) and (self.applications is None or not self.applications.serves(route.feature)):
+            raise Refused(Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}'"))
         isp_id, customer_id, tenant_id = payer
         authorisation = await self._authorise(tx, request, isp_id, customer_id, caller, route)
         if authorisation is not None and isinstance(route, Outbound):
@@ -238,8 +246,8 @@ class B2BUA:
                                                 carrier_order=authorisation.carriers)
             if isinstance(route, Refusal):
                 raise Refused(route)
-        targets = self._targets(request, route, flow)
-        if not targets:
+        targets = [] if isinstance(route, Feature) else self._targets(request, route, flow)
+        if not targets and not isinstance(route, Feature):
             raise Refused(Refusal(480, "Temporarily Unavailable: the called subscriber has no registered contact"))
         direction = "outbound" if isinstance(route, Outbound) else "internal" if caller else "inbound"
         carrier_id = route.gateways[0].carrier_id if isinstance(route, Outbound) else \
@@ -634,7 +642,7 @@ class Session:
         key = (action.status, action.rseq)
         again = self._a_sent.get(key) if action.status >= 200 or action.reliable else None
         if again is not None:
-            self.incoming.transaction.respond(again, again.status)
+            self.core.transactions.respond(self.incoming.transaction, again)
             return
         message = action.message
         reason = action.reason or (message.reason if message is not None else None)
@@ -670,7 +678,7 @@ class Session:
         reason = action.reason or (message.reason if message is not None else None)
         response = incoming.response(action.status, reason, headers=headers, body=body)
         if incoming.final_sent and 200 <= action.status < 300 and incoming.transaction is not None:
-            incoming.transaction.respond(response, response.status)   # a re-INVITE's 2xx again
+            self.core.transactions.respond(incoming.transaction, response)   # a re-INVITE's 2xx again
             return
         incoming.send(response)
 

@@ -1,6 +1,7 @@
 """
 The calls service of the node: the B2BUA on the SIP core, once the store and SIP access
-(digest and registrar) are up. Until then an INVITE gets 503 with Retry-After.
+(digest and registrar) are up. Until then an INVITE gets 503 with Retry-After. The call
+applications the configuration enables are required here, so a missing one stops start-up.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from wevoip.calls.applications import Applications
 from wevoip.calls.b2bua import METHODS, B2BUA, CallFacts
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.machine import CallTimers
 from wevoip.config import Config
-from wevoip.plugins import require
+from wevoip.media.endpoint import MediaEndpoint
+from wevoip.plugins import PluginError, require
 from wevoip.sip.auth import Decision
 from wevoip.sip.core import Incoming
 from wevoip.sip.register import asked_of
@@ -25,7 +28,8 @@ log = Logger(namespace="wevoip.calls")
 class CallService(Service):
     name = "calls"
 
-    def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None):
+    def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None,
+                 applications: dict | None = None):
         self.reactor = reactor
         self.config = config
         self.store = store
@@ -33,6 +37,12 @@ class CallService(Service):
         self.access = access
         self.relay = relay
         self.rules = tuple(require(presets, [config.calls.dialplan_preset], "dialplan preset")[0].rules())
+        enabled = require(applications or {}, config.calls.applications, "call application")
+        for code, name in config.calls.feature_codes:
+            if name not in config.calls.applications:
+                raise PluginError(f"feature code {code!r} names {name!r}, which calls.applications does not enable")
+        self.applications = Applications({application.name: application for application in enabled},
+                                         self._endpoint, dict(config.calls.feature_codes))
         self.b2bua: B2BUA | None = None
         for method in METHODS:
             sip.core.register(method, self._starting)
@@ -63,8 +73,14 @@ class CallService(Service):
         self.b2bua = B2BUA(self.reactor, self.sip.core, database, node=self.config.node.name,
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
-                           relay=self.relay, indexes=indexes, max_call_ms=longest * 1000)
+                           relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
+                           applications=self.applications)
         self.b2bua.install()
+
+    def _endpoint(self) -> MediaEndpoint:
+        """The server's own end of an application's call, on ports from the relay's pool."""
+        media = self.config.media
+        return MediaEndpoint(self.reactor, self.relay.pool, media.advertised_address or media.rtp_address)
 
     def _starting(self, incoming: Incoming) -> None:
         if incoming.request.method != "ACK":

@@ -58,7 +58,7 @@ class Feature:
     customer_id: int
     tenant_id: int
     feature: str
-    e164: str
+    e164: str | None    # None for a feature code dialled
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Gateway:
 class Outbound:
     """Try each gateway in turn; `caller_id` is the E.164 identity to present."""
 
-    e164: str
+    e164: str | None    # None for a feature code dialled
     gateways: tuple[Gateway, ...]
     caller_id: str | None
 
