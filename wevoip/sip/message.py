@@ -50,6 +50,7 @@ _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _MANDATORY_KEYS = frozenset(name.lower() for name in _MANDATORY)
 
 T = TypeVar("T")
+_ABSENT = object()
 
 
 def canonical(name: str) -> str:
@@ -180,9 +181,13 @@ class _Message:
     headers: Headers
     body: bytes
 
+    # These are read many times per message (transaction keys, dialog ids, auth): the
+    # cache is looked at directly, so a hit costs one dict look-up, not a `parsed` call.
+
     @property
     def via(self) -> list[Via]:
-        return self.headers.parsed("via", _parse_via_list)
+        value = self.headers._cache.get("via")
+        return value if value is not None else self.headers.parsed("via", _parse_via_list)
 
     @property
     def top_via(self) -> Via:
@@ -190,19 +195,25 @@ class _Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.parsed("cseq", _parse_cseq)
+        value = self.headers._cache.get("cseq")
+        return value if value is not None else self.headers.parsed("cseq", _parse_cseq)
 
     @property
     def from_(self) -> Address:
-        return self.headers.parsed("from", _parse_from)
+        value = self.headers._cache.get("from")
+        return value if value is not None else self.headers.parsed("from", _parse_from)
 
     @property
     def to(self) -> Address:
-        return self.headers.parsed("to", _parse_to)
+        value = self.headers._cache.get("to")
+        return value if value is not None else self.headers.parsed("to", _parse_to)
 
     @property
     def call_id(self) -> str:
-        return self.headers.get("call-id") or ""
+        for key, _, value in self.headers._items:
+            if key == "call-id":
+                return value
+        return ""
 
     def __bytes__(self) -> bytes:
         return serialise(self)
@@ -251,7 +262,11 @@ class Request(_Message):
 
     @property
     def max_forwards(self) -> int | None:
+        value = self.headers._cache.get("max-forwards", _ABSENT)
+        if value is not _ABSENT:
+            return value
         if "max-forwards" not in self.headers:
+            self.headers._cache["max-forwards"] = None
             return None
         return self.headers.parsed("max-forwards", _parse_max_forwards)
 
