@@ -171,8 +171,8 @@ class DigestAuthority:
         self._salts = itertools.count(int.from_bytes(secrets.token_bytes(_SALT_SIZE), "big"))
 
     def _mac(self, issued: bytes, realm: str) -> bytes:
-        return hmac.new(self.secret, issued + realm.lower().encode("utf-8"),
-                        hashlib.sha256).digest()[:_MAC_SIZE]
+        """hmac.digest is OpenSSL's one-shot HMAC: no Python HMAC object per nonce."""
+        return hmac.digest(self.secret, issued + realm.lower().encode("utf-8"), "sha256")[:_MAC_SIZE]
 
     def new_nonce(self, realm: str) -> str:
         salt = (next(self._salts) % (1 << 8 * _SALT_SIZE)).to_bytes(_SALT_SIZE, "big")
