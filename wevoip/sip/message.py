@@ -323,7 +323,7 @@ def _split(data: bytes) -> tuple[list[str], bytes]:
     lines = text.split("\n")
     if len(lines) > MAX_HEADER_COUNT + 1:
         raise ParseError("Too many headers")
-    if max(map(len, lines)) > MAX_LINE_BYTES:
+    if len(text) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
         raise ParseError("Header line too long")
     if "\n " in text or "\n\t" in text:
         lines = _unfold(lines)
@@ -359,23 +359,32 @@ def _start(line: str) -> tuple[str, str, str]:
     return parts[0], parts[1], ""
 
 
+# Every spelling of a known header name, as written, in lower case and in full: the
+# (lookup key, full name) pair of a `Headers` item, found with one dict look-up.
+_ITEM_NAMES = {spelling: (full.lower(), full) for lower, full in _CANONICAL.items()
+               for spelling in (lower, full)}
+
+
 def _headers(lines: list[str]) -> Headers:
     headers = Headers()
     items = headers._items
-    cached = _CANONICAL
+    known = _ITEM_NAMES
+    nul = any("\x00" in line for line in lines)
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError("Malformed header line")
-        name = name.rstrip()
-        full = cached.get(name.lower())
-        if full is None:
-            if not _TOKEN.fullmatch(name):
-                raise ParseError("Malformed header name")
-            full = name
-        if "\x00" in value:
+        names = known.get(name)
+        if names is None:
+            name = name.rstrip()
+            names = known.get(name.lower())
+            if names is None:
+                if not _TOKEN.fullmatch(name):
+                    raise ParseError("Malformed header name")
+                names = (name.lower(), name)
+        if nul and "\x00" in value:
             raise ParseError("NUL in header value")
-        items.append((full.lower(), full, value.strip()))
+        items.append((names[0], names[1], value.strip()))
     return headers
 
 
