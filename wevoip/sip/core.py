@@ -27,11 +27,12 @@ from zope.interface import implementer
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE, parse_cseq, parse_vias
+from wevoip.sip.headers import MAGIC_COOKIE, Via, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
 from wevoip.sip.tags import random_hex
 from wevoip.sip.transaction import ServerTransaction
 from wevoip.sip.transactions import TransactionLayer, new_branch, server_key
+from wevoip.sip.uri import with_param
 
 log = Logger(namespace="wevoip.sip.core")
 
@@ -251,13 +252,13 @@ class SipCore:
         """RFC 3581: received= when the source differs from the Via, rport= when asked."""
         via = request.top_via
         host, port = flow.remote
-        stamped = via
-        if via.host_bare.lower() != host or via.wants_rport:
-            stamped = stamped.with_param("received", host)
-        if via.wants_rport:
-            stamped = stamped.with_param("rport", str(port))
-        if stamped is not via:
-            request.set_top_via(stamped)
+        wants_rport = via.wants_rport
+        if not wants_rport and via.host_bare.lower() == host:
+            return
+        params = with_param(via.params, "received", host)
+        if wants_rport:
+            params = with_param(params, "rport", str(port))
+        request.set_top_via(Via(via.transport, via.host, via.port, params))
 
     def _reply_flow(self, request: Request, flow: Flow) -> Flow:
         """For UDP without rport and without force_rport, the Via's port (RFC 3261 §18.2.2)."""
