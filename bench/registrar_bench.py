@@ -16,7 +16,8 @@ store, then:
    `bindings` is the cost of a live binding, including everything a registration leaves
    behind (index, expiry heap, credentials cache entry, nonce count).
 2. throughput: runs bench/sip_load.py `register` for each --load-processes value and
-   prints its JSON report (registrations/s, generator and server CPU).
+   prints its JSON report (registrations/s, generator and server CPU); then `options` for
+   each --options-processes value (none by default).
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--window", type=int, default=200, help="registrations in flight per generator process")
+    parser.add_argument("--options-processes", type=int, nargs="*", default=[],
+                        help="also run sip_load.py options (400 in flight per process) with each value")
     parser.add_argument("--keep", action="store_true", help="keep the node's folder")
     parser.add_argument("--profile", action="store_true", help="run the node under cProfile (node.prof)")
     parser.add_argument("--settle", type=float, default=40.0,
@@ -211,14 +214,17 @@ def main() -> None:
         print(json.dumps({"bindings": registered, "rss_before_kib": before, "rss_after_kib": after,
                           "bytes_per_binding": round((after - before) * 1024 / max(registered, 1)),
                           "sequential_window_100_per_second": round(registered / took, 1)}, indent=2))
+        def load(mode: str, processes: int, window: int, *extra: str) -> None:
+            print(subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "sip_load.py"), mode, "--target", f"127.0.0.1:{sip_port}",
+                 "--processes", str(processes), "--window", str(window), "--duration", str(args.duration),
+                 "--server-pid", str(node.pid), *extra],
+                capture_output=True, text=True, check=True).stdout)
         for processes in args.load_processes:
-            report = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "sip_load.py"), "register", "--target",
-                 f"127.0.0.1:{sip_port}", "--processes", str(processes), "--window", str(args.window),
-                 "--username", "bench{n}", "--users", str(args.bindings), "--password", PASSWORD,
-                 "--domain", DOMAIN, "--duration", str(args.duration), "--server-pid", str(node.pid)],
-                capture_output=True, text=True, check=True)
-            print(report.stdout)
+            load("register", processes, args.window, "--username", "bench{n}", "--users", str(args.bindings),
+                 "--password", PASSWORD, "--domain", DOMAIN)
+        for processes in args.options_processes:
+            load("options", processes, 400)
     finally:
         node.terminate()
         node.wait(timeout=60)

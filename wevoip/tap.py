@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -43,10 +44,29 @@ def _exit_failed(reactor):
     return on_fatal
 
 
+# See tune_gc.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """A busy SIP node keeps about a million container objects alive (every finished
+    transaction waits out timer J for 32 s, every binding stays), and with CPython's
+    default thresholds each full collection walks all of them: measured, about a fifth of
+    the REGISTER path's CPU. Freezing what exists once the node is built (modules, config,
+    the service tree) takes it out of every collection for good, and larger thresholds
+    let the short-lived objects of a request die by reference count before a collection
+    ever walks them. Cyclic garbage is still collected, just in larger, rarer batches."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def makeService(options: Options) -> WeVoIPService:  # noqa: N802 (Twisted's name)
     from twisted.internet import reactor
 
     try:
-        return WeVoIPService(reactor, options["wevoip_config"], on_fatal=_exit_failed(reactor))
+        service = WeVoIPService(reactor, options["wevoip_config"], on_fatal=_exit_failed(reactor))
     except PluginError as error:
         raise SystemExit(f"plugin error: {error}") from None
+    reactor.callWhenRunning(tune_gc)
+    return service

@@ -51,3 +51,20 @@ def test_cseq():
     for bad in ["INVITE", "1", "x INVITE", "2147483648 INVITE", "1 INVITE extra"]:
         with pytest.raises(ParseError, match="Malformed CSeq header"):
             parse_cseq(bad)
+
+
+@pytest.mark.parametrize("value, parts", [
+    ("<sip:a@b;lr>", ["<sip:a@b;lr>"]),
+    ("  <sip:a@b>;expires=60 ", ["<sip:a@b>;expires=60"]),
+    ("<sip:a@b>>", ["<sip:a@b>>"]),
+    ("<sip:a@b>, <sip:c@d>", ["<sip:a@b>", "<sip:c@d>"]),
+    ('"x, y" <sip:a@b>', ['"x, y" <sip:a@b>']),
+])
+def test_split_commas_one_or_many_name_addrs(value, parts):
+    assert split_commas(value) == parts
+
+
+@pytest.mark.parametrize("value", ["<sip:a@b", "<sip:a@b>;x=<y", '"open <sip:a@b>'])
+def test_split_commas_reports_unbalanced_brackets(value):
+    with pytest.raises(ParseError, match="Unbalanced"):
+        split_commas(value)

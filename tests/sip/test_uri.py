@@ -97,3 +97,19 @@ def test_with_param_replaces_in_place_or_appends():
     assert address.with_param("TAG", "2").params == (("tag", "2"), ("x", None))
     assert address.with_param("q", "0.5").params[-1] == ("q", "0.5")
     assert quote('a"b\\c') == r'"a\"b\\c"' and unquote(quote('a"b\\c')) == 'a"b\\c'
+
+
+def test_parsed_uris_are_kept_bounded_and_malformed_ones_fail_every_time():
+    from wevoip.sip import uri as uri_module
+    first = uri_module.parse_uri("sip:kept@example.com;transport=udp")
+    assert uri_module.parse_uri("sip:kept@example.com;transport=udp") is first
+    for attempt in range(2):
+        with pytest.raises(ParseError, match="Malformed URI host"):
+            uri_module.parse_uri("sip:kept@")
+    for n in range(uri_module.PARSED_LIMIT + 10):
+        uri_module.parse_uri(f"sip:user{n}@example.com")
+    assert len(uri_module._PARSED) <= uri_module.PARSED_LIMIT
+    assert uri_module.parse_uri("sip:kept@example.com;transport=udp") == first
+    long_text = "sip:" + "a" * uri_module.PARSED_TEXT_LIMIT + "@example.com"
+    assert uri_module.parse_uri(long_text).user == "a" * uri_module.PARSED_TEXT_LIMIT
+    assert long_text not in uri_module._PARSED

@@ -27,10 +27,12 @@ from zope.interface import implementer
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE, parse_cseq, parse_vias
+from wevoip.sip.headers import MAGIC_COOKIE, Via, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
+from wevoip.sip.tags import random_hex
 from wevoip.sip.transaction import ServerTransaction
-from wevoip.sip.transactions import TransactionLayer, new_branch
+from wevoip.sip.transactions import TransactionLayer, new_branch, server_key
+from wevoip.sip.uri import with_param
 
 log = Logger(namespace="wevoip.sip.core")
 
@@ -56,7 +58,7 @@ class Incoming:
         self.request = request
         self.flow = flow
         self.transaction = transaction
-        self.to_tag = secrets.token_hex(5)
+        self.to_tag = random_hex(5)
         self.final_sent = False
         self.cancelled = False
         self._on_cancel: list[Callable[[], None]] = []
@@ -244,19 +246,19 @@ class SipCore:
                 return None
         except ParseError:
             return None
-        return Response(error.status, error.reason, response_headers(headers, error.status, secrets.token_hex(5)))
+        return Response(error.status, error.reason, response_headers(headers, error.status, random_hex(5)))
 
     def _stamp_source(self, request: Request, flow: Flow) -> None:
         """RFC 3581: received= when the source differs from the Via, rport= when asked."""
         via = request.top_via
         host, port = flow.remote
-        stamped = via
-        if via.host_bare.lower() != host or via.wants_rport:
-            stamped = stamped.with_param("received", host)
-        if via.wants_rport:
-            stamped = stamped.with_param("rport", str(port))
-        if stamped is not via:
-            request.set_top_via(stamped)
+        wants_rport = via.wants_rport
+        if not wants_rport and via.host_bare.lower() == host:
+            return
+        params = with_param(via.params, "received", host)
+        if wants_rport:
+            params = with_param(params, "rport", str(port))
+        request.set_top_via(Via(via.transport, via.host, via.port, params))
 
     def _reply_flow(self, request: Request, flow: Flow) -> Flow:
         """For UDP without rport and without force_rport, the Via's port (RFC 3261 §18.2.2)."""
@@ -271,7 +273,7 @@ class SipCore:
         """The hot path of keep-alive pings and monitoring: stateless (RFC 3261 §8.2.7), as
         a retransmitted OPTIONS can safely be answered again."""
         self.stats["options"] += 1
-        headers = response_headers(request.headers, 200, secrets.token_hex(5))
+        headers = response_headers(request.headers, 200, random_hex(5))
         headers._items.extend(self._options_headers)
         self._reply_flow(request, flow).send(serialise(Response(200, "OK", headers)))
 
@@ -282,7 +284,8 @@ class SipCore:
 
     def _request(self, request: Request, flow: Flow) -> None:
         layer = self.transactions
-        existing = layer.find_server(request)
+        key = server_key(request)
+        existing = layer.servers.get(key)
         if request.method == "ACK":
             if existing is not None:
                 existing.handle("ack", request)
@@ -297,11 +300,11 @@ class SipCore:
         if request.method == "CANCEL":
             self._cancel(request, reply_flow)
             return
-        transaction = layer.new_server(request, reply_flow)
+        transaction = layer.new_server(request, reply_flow, key)
         incoming = Incoming(self, request, reply_flow, transaction)
         if request.max_forwards == 0 and request.method != "OPTIONS":
             incoming.respond(483)
-        elif self._looped(request):
+        elif self._looped(request, transaction):
             incoming.respond(482)
         elif request.method == "OPTIONS":
             incoming.respond(200, headers=tuple((name, value) for _, name, value in self._options_headers))
@@ -324,9 +327,9 @@ class SipCore:
             transaction.owner.on_ack = lambda ack: self._dispatch(
                 ack_handler, Incoming(self, ack, incoming.flow, None))
 
-    def _looped(self, request: Request) -> bool:
+    def _looped(self, request: Request, transaction: ServerTransaction) -> bool:
         prefix = self.branch_prefix
-        return self.transactions.merged(request) or any(
+        return self.transactions.merged(request, transaction) or any(
             (via.branch or "").startswith(prefix) for via in request.via)
 
     def _cancel(self, cancel: Request, flow: Flow) -> None:

@@ -102,13 +102,14 @@ def _is_hex(text: str) -> bool:
 
 _PARAMETER = re.compile(r'[ \t,]*([A-Za-z0-9-]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^ \t,"]*))[ \t]*(?:,|$)')
 _ESCAPE = re.compile(r"\\(.)")
+_SEPARATORS_TO_END = re.compile(r"[ \t,]*\Z")
 
 
 def _parameters(text: str) -> dict[str, str]:
     """auth-param list of RFC 7235: token=token or token=quoted-string, comma-separated."""
     params: dict[str, str] = {}
     position, end = 0, len(text)
-    while position < end and text[position:].strip(" \t,"):
+    while position < end and not _SEPARATORS_TO_END.match(text, position):
         match = _PARAMETER.match(text, position)
         if match is None:
             raise MalformedCredentials(_what_is_wrong(text[position:]))
@@ -171,8 +172,8 @@ class DigestAuthority:
         self._salts = itertools.count(int.from_bytes(secrets.token_bytes(_SALT_SIZE), "big"))
 
     def _mac(self, issued: bytes, realm: str) -> bytes:
-        return hmac.new(self.secret, issued + realm.lower().encode("utf-8"),
-                        hashlib.sha256).digest()[:_MAC_SIZE]
+        """hmac.digest is OpenSSL's one-shot HMAC: no Python HMAC object per nonce."""
+        return hmac.digest(self.secret, issued + realm.lower().encode("utf-8"), "sha256")[:_MAC_SIZE]
 
     def new_nonce(self, realm: str) -> str:
         salt = (next(self._salts) % (1 << 8 * _SALT_SIZE)).to_bytes(_SALT_SIZE, "big")

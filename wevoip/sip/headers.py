@@ -22,8 +22,14 @@ _DIGITS = re.compile(r"\s*(\d{1,10})\s*")
 
 def split_commas(value: str) -> list[str]:
     """Split a list header at the commas that are outside quotes and <>; parts stripped."""
-    if '"' not in value and "<" not in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
+    if '"' not in value:
+        if "<" not in value:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if "," not in value:  # one name-addr, the usual Contact: only the <> need checking
+            if value.rfind("<") > value.rfind(">"):
+                raise ParseError("Unbalanced quotes or <> in header")
+            value = value.strip()
+            return [value] if value else []
     parts, start, quoted, angled, escaped = [], 0, False, False, False
     for index, char in enumerate(value):
         if escaped:

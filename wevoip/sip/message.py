@@ -50,6 +50,7 @@ _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _MANDATORY_KEYS = frozenset(name.lower() for name in _MANDATORY)
 
 T = TypeVar("T")
+_ABSENT = object()
 
 
 def canonical(name: str) -> str:
@@ -180,9 +181,13 @@ class _Message:
     headers: Headers
     body: bytes
 
+    # These are read many times per message (transaction keys, dialog ids, auth): the
+    # cache is looked at directly, so a hit costs one dict look-up, not a `parsed` call.
+
     @property
     def via(self) -> list[Via]:
-        return self.headers.parsed("via", _parse_via_list)
+        value = self.headers._cache.get("via")
+        return value if value is not None else self.headers.parsed("via", _parse_via_list)
 
     @property
     def top_via(self) -> Via:
@@ -190,19 +195,25 @@ class _Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self.headers.parsed("cseq", _parse_cseq)
+        value = self.headers._cache.get("cseq")
+        return value if value is not None else self.headers.parsed("cseq", _parse_cseq)
 
     @property
     def from_(self) -> Address:
-        return self.headers.parsed("from", _parse_from)
+        value = self.headers._cache.get("from")
+        return value if value is not None else self.headers.parsed("from", _parse_from)
 
     @property
     def to(self) -> Address:
-        return self.headers.parsed("to", _parse_to)
+        value = self.headers._cache.get("to")
+        return value if value is not None else self.headers.parsed("to", _parse_to)
 
     @property
     def call_id(self) -> str:
-        return self.headers.get("call-id") or ""
+        for key, _, value in self.headers._items:
+            if key == "call-id":
+                return value
+        return ""
 
     def __bytes__(self) -> bytes:
         return serialise(self)
@@ -251,7 +262,11 @@ class Request(_Message):
 
     @property
     def max_forwards(self) -> int | None:
+        value = self.headers._cache.get("max-forwards", _ABSENT)
+        if value is not _ABSENT:
+            return value
         if "max-forwards" not in self.headers:
+            self.headers._cache["max-forwards"] = None
             return None
         return self.headers.parsed("max-forwards", _parse_max_forwards)
 
@@ -308,7 +323,7 @@ def _split(data: bytes) -> tuple[list[str], bytes]:
     lines = text.split("\n")
     if len(lines) > MAX_HEADER_COUNT + 1:
         raise ParseError("Too many headers")
-    if max(map(len, lines)) > MAX_LINE_BYTES:
+    if len(text) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
         raise ParseError("Header line too long")
     if "\n " in text or "\n\t" in text:
         lines = _unfold(lines)
@@ -344,23 +359,32 @@ def _start(line: str) -> tuple[str, str, str]:
     return parts[0], parts[1], ""
 
 
+# Every spelling of a known header name, as written, in lower case and in full: the
+# (lookup key, full name) pair of a `Headers` item, found with one dict look-up.
+_ITEM_NAMES = {spelling: (full.lower(), full) for lower, full in _CANONICAL.items()
+               for spelling in (lower, full)}
+
+
 def _headers(lines: list[str]) -> Headers:
     headers = Headers()
     items = headers._items
-    cached = _CANONICAL
+    known = _ITEM_NAMES
+    nul = any("\x00" in line for line in lines)
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError("Malformed header line")
-        name = name.rstrip()
-        full = cached.get(name.lower())
-        if full is None:
-            if not _TOKEN.fullmatch(name):
-                raise ParseError("Malformed header name")
-            full = name
-        if "\x00" in value:
+        names = known.get(name)
+        if names is None:
+            name = name.rstrip()
+            names = known.get(name.lower())
+            if names is None:
+                if not _TOKEN.fullmatch(name):
+                    raise ParseError("Malformed header name")
+                names = (name.lower(), name)
+        if nul and "\x00" in value:
             raise ParseError("NUL in header value")
-        items.append((full.lower(), full, value.strip()))
+        items.append((names[0], names[1], value.strip()))
     return headers
 
 

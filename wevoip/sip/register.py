@@ -9,8 +9,6 @@ the registrar sees it, so a bad Contact or Expires is a 400 that names the heade
 
 from __future__ import annotations
 
-import itertools
-import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
@@ -22,6 +20,7 @@ from wevoip.sip.headers import parse_addresses, parse_count
 from wevoip.sip.location import Location
 from wevoip.sip.message import Request, Response, response_to
 from wevoip.sip.registrar import ContactRequest, RegisterRequest, Registrar, contact_value
+from wevoip.sip.tags import random_hex
 
 log = Logger(namespace="wevoip.sip.register")
 
@@ -61,13 +60,8 @@ def answer(request: Request, decision: Decision) -> Response:
     return response
 
 
-_TAG_PREFIX = secrets.token_hex(4)
-_tags = itertools.count()
-
-
 def reply(request: Request, status: int, reason: str | None = None) -> Response:
-    """To tags need only be unique (a REGISTER makes no dialog): a node prefix and a count."""
-    response = response_to(request, status, reason, to_tag=f"{_TAG_PREFIX}{next(_tags):x}")
+    response = response_to(request, status, reason, to_tag=random_hex(5))
     response.headers.add("Server", SERVER)
     return response
 

@@ -127,6 +127,13 @@ SERVER_NON_INVITE: Table = {
 }
 
 
+DURATIONS = {"A": T1, "B": 64 * T1, "D": 32.0, "M": 64 * T1, "E": T1, "F": 64 * T1, "K": T4,
+             "G": T1, "H": 64 * T1, "I": T4, "L": 64 * T1, "J": 64 * T1}
+# Timers that only repeat or wait out retransmissions over UDP are zero (not run) on
+# reliable transports.
+RELIABLE_DURATIONS = {**DURATIONS, **{timer: 0.0 for timer in "ADEKGIJ"}}
+
+
 def response_event(status: int) -> str:
     if status < 200:
         return "provisional"
@@ -172,16 +179,8 @@ class Transaction:
         verb, _, timer = action.partition("_")
         {"start": self._start, "restart": self._restart, "stop": self._stop}[verb](timer)
 
-    def _durations(self) -> dict[str, float]:
-        """Timers that only repeat over UDP are zero (not run) on reliable transports."""
-        unreliable = 0.0 if self.reliable else 1.0
-        return {"A": T1 * unreliable, "B": 64 * T1, "D": 32.0 * unreliable, "M": 64 * T1,
-                "E": T1 * unreliable, "F": 64 * T1, "K": T4 * unreliable,
-                "G": T1 * unreliable, "H": 64 * T1, "I": T4 * unreliable, "L": 64 * T1,
-                "J": 64 * T1 * unreliable}
-
     def _start(self, timer: str) -> None:
-        duration = self._durations()[timer]
+        duration = (RELIABLE_DURATIONS if self.reliable else DURATIONS)[timer]
         if timer in "AEG" and not duration:
             return
         self._intervals[timer] = duration

@@ -12,13 +12,13 @@ here, as the RFC puts it in the transaction.
 
 from __future__ import annotations
 
-import secrets
 from typing import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from wevoip.sip.flow import Flow
+from wevoip.sip.tags import random_hex
 from wevoip.sip.timerwheel import TimerWheel
 from wevoip.sip.headers import MAGIC_COOKIE
 from wevoip.sip.message import Headers, Message, Request, Response, serialise
@@ -34,7 +34,7 @@ class TransactionTimeout(Exception):
 
 
 def new_branch(prefix: str = MAGIC_COOKIE) -> str:
-    return prefix + secrets.token_hex(8)
+    return prefix + random_hex(8)
 
 
 def server_key(request: Request) -> tuple:
@@ -125,25 +125,29 @@ class TransactionLayer:
         self.clients: dict[tuple, ClientTransaction] = {}
         self._merged: dict[tuple, tuple] = {}
 
-    def find_server(self, request: Request) -> ServerTransaction | None:
-        return self.servers.get(server_key(request))
-
     def find_invite(self, cancel: Request) -> ServerTransaction | None:
         """The INVITE transaction a CANCEL names (same branch and sent-by, RFC 3261 §9.2)."""
         key = server_key(cancel)
         return self.servers.get(key[:-1] + ("INVITE",))
 
-    def merged(self, request: Request) -> bool:
+    def merged(self, request: Request, transaction: ServerTransaction | None = None) -> bool:
         """RFC 3261 §8.2.2.2: a tagless request whose From tag, Call-ID and CSeq match a live
-        transaction it does not belong to arrived twice by different paths (a loop or a fork)."""
+        transaction it does not belong to arrived twice by different paths (a loop or a fork).
+        `transaction`, the request's own, saves working its keys out again."""
         if request.to.tag is not None:
             return False
-        known = self._merged.get(_dialog_id(request))
-        return known is not None and known != server_key(request)
+        if transaction is None:
+            dialog_id, key = _dialog_id(request), server_key(request)
+        else:
+            dialog_id, key = transaction.dialog_id, transaction.key
+        known = self._merged.get(dialog_id)
+        return known is not None and known != key
 
-    def new_server(self, request: Request, flow: Flow) -> ServerTransaction:
-        """Timer J (32 s of absorbing retransmissions) runs on the coarse wheel."""
-        key = server_key(request)
+    def new_server(self, request: Request, flow: Flow, key: tuple | None = None) -> ServerTransaction:
+        """Timer J (32 s of absorbing retransmissions) runs on the coarse wheel. `key` is
+        the request's `server_key`, when the caller has it already."""
+        if key is None:
+            key = server_key(request)
         if request.method == "INVITE":
             transaction: ServerTransaction = ServerInviteTransaction(
                 key, _ServerOwner(self, flow), self.clock, request, reliable=flow.reliable)

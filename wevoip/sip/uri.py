@@ -123,7 +123,27 @@ class URI:
         return replace(self, params=with_param(self.params, name, value))
 
 
+# A request names the same URI several times (a REGISTER's From and To, the Request-URI
+# domain every phone of a tenant uses, a phone's Contact each time it refreshes); URIs are
+# immutable, so the parsed value of a short text is kept, the oldest dropped first. Only
+# what parsed is kept, so a malformed URI is reported every time.
+_PARSED: dict[str, URI] = {}
+PARSED_LIMIT = 1024
+PARSED_TEXT_LIMIT = 256
+
+
 def parse_uri(text: str) -> URI:
+    uri = _PARSED.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(text) <= PARSED_TEXT_LIMIT:
+            if len(_PARSED) >= PARSED_LIMIT:
+                del _PARSED[next(iter(_PARSED))]
+            _PARSED[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> URI:
     scheme, colon, rest = text.strip().partition(":")
     scheme = scheme.lower()
     if not colon or not rest:
