@@ -71,3 +71,17 @@ async def test_the_first_statement_opens_the_transaction_whatever_its_form(datab
     async def nothing(tx):
         return "no statement at all"
     assert await database.transact(nothing) == "no statement at all"
+
+
+@pytest_twisted.ensureDeferred
+async def test_work_alone_is_one_statement_and_its_own_transaction(database):
+    await database.transact(lambda tx: tx.execute("create table t (x int)"))
+    assert await database.alone(lambda tx: tx.execute("insert into t values (1), (2)")) == 2
+    assert await database.fetch("select count(*) as n from t") == [{"n": 2}]
+
+    async def two(tx):
+        await tx.execute("insert into t values (3)")
+        await tx.execute("insert into t values (4)")
+    with pytest.raises(StoreError, match="one statement"):
+        await database.alone(two)
+    assert await database.fetch("select max(x) as top from t") == [{"top": 3}]   # the first was its own

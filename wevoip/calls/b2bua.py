@@ -339,7 +339,7 @@ class B2BUA:
         """Billing bills a call the node never ended up to its last heartbeat, from here."""
         if admitted.reservation_id is None:
             return defer.succeed(None)
-        done = defer.Deferred.fromCoroutine(self.database.transact(
+        done = defer.Deferred.fromCoroutine(self.database.alone(
             calls.mark_answered, admitted.isp_id, admitted.reservation_id, self._now()))
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 

@@ -47,12 +47,17 @@ class Tx:
     BEGIN is not a round trip of its own: it travels in front of the transaction's first
     statement (one simple query, so PostgreSQL runs both before it answers)."""
 
-    def __init__(self, cursor: txpostgres.Cursor):
+    def __init__(self, cursor: txpostgres.Cursor, *, alone: bool = False):
         self._cursor = cursor
         self.begun = False
+        self._alone = alone     # one statement, its own transaction: no BEGIN, no COMMIT
 
     async def _run(self, sql: str | psycopg2.sql.Composable, params: Any) -> None:
-        if not self.begun:
+        if self._alone:
+            if self.begun:
+                raise StoreError("work run by Database.alone sends one statement only")
+            self.begun = True
+        elif not self.begun:
             self.begun = True
             sql = (psycopg2.sql.SQL("begin; ") + sql) if isinstance(sql, psycopg2.sql.Composable) \
                 else "begin; " + sql
@@ -79,9 +84,11 @@ class _Connection(txpostgres.Connection):
     """txpostgres's transaction, less two round trips: BEGIN rides on the first statement
     (`Tx`), and work that sent no statement sends no COMMIT either."""
 
-    def _runInteraction(self, interaction, *args, **kwargs):  # noqa: N802 (txpostgres's name)
-        tx = Tx(self.cursor())
+    def _runInteraction(self, interaction, *args, alone=False, **kwargs):  # noqa: N802 (txpostgres's name)
+        tx = Tx(self.cursor(), alone=alone)
         done = defer.maybeDeferred(interaction, tx, *args, **kwargs)
+        if alone:
+            return done
 
         def commit(result):
             if not tx.begun:
@@ -162,14 +169,15 @@ class Database:
             self._pool.close()
             self._pool = None
 
-    async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, _alone: bool = False,
+                       **kwargs: Any) -> T:
         """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back."""
         if self._pool is None or self._closing:
             raise StoreError("the store is not running")
         self._in_flight += 1
         try:
             return await self._pool.runInteraction(
-                lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)))
+                lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
         except psycopg2.IntegrityError as error:
             raise error_for_constraint(error) from None
         finally:
@@ -178,6 +186,11 @@ class Database:
                 waiters, self._idle = self._idle, []
                 for waiter in waiters:
                     waiter.callback(None)
+
+    async def alone(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run work of exactly one statement, which PostgreSQL makes its own transaction: one
+        round trip instead of a transaction's two (a second statement raises StoreError)."""
+        return await self.transact(work, *args, _alone=True, **kwargs)
 
     async def fetch(self, sql: str, params: Any = None) -> list[Row]:
         return await self.transact(lambda tx: tx.fetch(sql, params))
