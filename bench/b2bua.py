@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import defer, reactor, threads  # noqa: E402
 
+from wevoip.billing.decks import DeckIndexes  # noqa: E402
 from wevoip.calls.b2bua import B2BUA  # noqa: E402
 from wevoip.calls.machine import CallTimers  # noqa: E402
 from wevoip.config import MediaConfig  # noqa: E402
@@ -46,6 +47,7 @@ from wevoip.store.database import Database  # noqa: E402
 from wevoip.store.embedded import EmbeddedPostgres  # noqa: E402
 from wevoip.store.isps import create_isp  # noqa: E402
 from wevoip.store.migrate import migrate  # noqa: E402
+from wevoip.store.notify import Notifier  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -86,6 +88,10 @@ async def run(options) -> dict:
         database = Database(reactor, server.dsn, size=8)
         await database.connect()
         phones = await provision(database, options.customers)
+        notifier = Notifier(reactor, server.dsn)      # as on a node: the caches are kept fresh
+        await notifier.start()
+        indexes = DeckIndexes()
+        await indexes.attach(notifier)
         flows = FlowTable()
         core = SipCore(reactor, flows)
         port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)
@@ -106,7 +112,7 @@ async def run(options) -> dict:
             await relay.ready
         b2bua = B2BUA(reactor, core, database, node="bench", authenticate=authenticate,
                       contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
-                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay)
+                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes)
         b2bua.install()
         result = await threads.deferToThread(
             subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),
@@ -120,6 +126,7 @@ async def run(options) -> dict:
         figures["cdrs"] = (await database.fetch("select count(*) as n from cdrs"))[0]["n"]
         figures["relay"] = bool(options.relay)
         await database.close()
+        notifier.stop()
         return figures
     finally:
         if relay is not None:

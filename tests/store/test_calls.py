@@ -5,9 +5,9 @@ import pytest_twisted
 from twisted.internet import defer
 
 from tests.store.builders import build_tree
-from wevoip.store import calls, customers
+from wevoip.store import calls, carriers, customers
 from wevoip.store.database import Database
-from wevoip.store.errors import LimitReached, NotAllowed
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
 
 def _admit(tree, call_id, node="n1", carrier=False):
@@ -84,3 +84,16 @@ async def test_a_dead_nodes_calls_are_handed_back_for_closing(database):
     left = await database.transact(calls.end_calls_of_node, "dead")
     assert [row["call_id"] for row in left] == ["x"]
     assert await database.transact(calls.count_active_calls, tree.isp["id"]) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_disabled_carrier_and_a_tenant_of_another_customer_are_refused(database):
+    tree = await build_tree(database, "disabled.example.net")
+    await database.transact(carriers.update_carrier, tree.isp["id"], tree.carrier["id"], enabled=False)
+    with pytest.raises(NotAllowed, match="carrier disabled"):
+        await database.transact(_admit(tree, "a", carrier=True))
+    with pytest.raises(NotFound, match="tenant"):
+        await database.transact(lambda tx: calls.admit_call(
+            tx, tree.isp["id"], customer_id=tree.customer["id"], tenant_id=-1, call_id="b", node="n1",
+            direction="internal"))
+    assert await database.transact(calls.count_active_calls, tree.isp["id"]) == 0

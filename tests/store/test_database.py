@@ -1,3 +1,5 @@
+import psycopg2.errors
+import psycopg2.sql
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
@@ -49,3 +51,37 @@ async def test_a_wrong_dsn_is_a_clear_error():
     database = Database(reactor, "host=/nonexistent dbname=nothing user=nobody", size=1)
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
         await database.connect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_first_statement_opens_the_transaction_whatever_its_form(database):
+    """BEGIN rides on the first statement, plain or composed; a first statement that fails
+    rolls back and leaves the connection to the next transaction."""
+    async def both(tx):
+        first = await tx.fetch_value(psycopg2.sql.SQL("select {}").format(psycopg2.sql.SQL("now()")))
+        await tx.execute("select pg_sleep(0.01)")
+        return first, await tx.fetch_value("select now()")
+    first, second = await database.transact(both)
+    assert first == second        # now() is the transaction's start: one transaction
+    for _ in range(database.size + 1):     # every pooled connection takes a failing first statement
+        with pytest.raises(psycopg2.errors.UndefinedTable):
+            await database.transact(lambda tx: tx.fetch("select * from no_such_table"))
+    assert await database.fetch("select 1 as one") == [{"one": 1}]
+
+    async def nothing(tx):
+        return "no statement at all"
+    assert await database.transact(nothing) == "no statement at all"
+
+
+@pytest_twisted.ensureDeferred
+async def test_work_alone_is_one_statement_and_its_own_transaction(database):
+    await database.transact(lambda tx: tx.execute("create table t (x int)"))
+    assert await database.alone(lambda tx: tx.execute("insert into t values (1), (2)")) == 2
+    assert await database.fetch("select count(*) as n from t") == [{"n": 2}]
+
+    async def two(tx):
+        await tx.execute("insert into t values (3)")
+        await tx.execute("insert into t values (4)")
+    with pytest.raises(StoreError, match="one statement"):
+        await database.alone(two)
+    assert await database.fetch("select max(x) as top from t") == [{"top": 3}]   # the first was its own

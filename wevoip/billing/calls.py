@@ -25,7 +25,6 @@ from wevoip.store import calls as store_calls
 from wevoip.store import customers, ledger, pricing, ratedecks, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid, NotFound
-from wevoip.store.isps import get_isp
 from wevoip.store.outbox import enqueue_mail
 from wevoip.store.subscribers import get_subscriber
 
@@ -96,14 +95,16 @@ class _Account:
     rules: PlanRules
 
 
-async def _account(tx: Tx, isp_id: int, customer_id: int, *, lock: bool = False) -> _Account:
+async def _account(tx: Tx, isp_id: int, customer_id: int, *, lock: bool = False,
+                   indexes: DeckIndexes | None = None) -> _Account:
+    """The customer row is always read (and locked: its balance is the money); the ISP and
+    the plan come from the node's cache when `indexes` is attached to the notifier."""
+    indexes = indexes if indexes is not None else DeckIndexes()
     customer = await customers.get_customer(tx, isp_id, customer_id, lock=lock)
-    isp = await get_isp(tx, isp_id)
+    isp = await indexes.isp(tx, isp_id)
     if customer["service_plan_id"] is None:
         return _Account(isp, customer, None, PlanRules())
-    plan = await customers.get_service_plan(tx, isp_id, customer["service_plan_id"])
-    rules = PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan["id"]),
-                                await pricing.free_zones(tx, isp_id, plan["id"]))
+    plan, rules = await indexes.plan(tx, isp_id, customer["service_plan_id"])
     return _Account(isp, customer, plan, rules)
 
 
@@ -146,7 +147,7 @@ async def quote_call(tx: Tx, isp_id: int, customer_id: int, destination: str, *,
                      indexes: DeckIndexes, direction: str = "outbound", did_id: int | None = None,
                      forward_to: str | None = None) -> Quote:
     """How a call would be priced and routed; raises CallRefused when it cannot be made."""
-    return await _quote(tx, await _account(tx, isp_id, customer_id), destination, at=at, indexes=indexes,
+    return await _quote(tx, await _account(tx, isp_id, customer_id, indexes=indexes), destination, at=at, indexes=indexes,
                         direction=direction, did_id=did_id, forward_to=forward_to)
 
 
@@ -235,7 +236,7 @@ async def authorise_call(tx: Tx, isp_id: int, *, customer_id: int, destination: 
     """Rate the call, check the account, and for a HARD account hold the money of the
     longest call it may make (at most `max_call_ms`, so that one call does not hold all of
     a balance its other calls could use)."""
-    account = await _account(tx, isp_id, customer_id, lock=True)
+    account = await _account(tx, isp_id, customer_id, lock=True, indexes=indexes)
     isp, customer = account.isp, account.customer
     subscriber = None
     if subscriber_id is not None:
@@ -284,7 +285,7 @@ async def simulate_call(tx: Tx, isp_id: int, customer_id: int, destination: str,
     """What a call of `duration_ms` made now would be charged, by the settling code."""
     if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or not 0 <= duration_ms <= 86_400_000:
         raise Invalid("duration_ms", "must be whole milliseconds from 0 to a day")
-    account = await _account(tx, isp_id, customer_id)
+    account = await _account(tx, isp_id, customer_id, indexes=indexes)
     quote = await _quote(tx, account, destination, at=at, indexes=indexes, direction=direction, did_id=did_id,
                          forward_to=forward_to)
     rated = rate_call(quote, duration_ms, await _free_left(tx, isp_id, account.customer, account.rules), None)
@@ -316,12 +317,12 @@ class CallEnd:
     callee_dialled: str = ""
 
 
-async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd) -> Row:
+async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd, *,
+                      indexes: DeckIndexes | None = None) -> Row:
     """The call's record, priced by its reservation's quote, and its charge; the hold goes."""
-    reservation = await store_calls.get_reservation(tx, isp_id, reservation_id, lock=True)
-    account = await _account(tx, isp_id, reservation["customer_id"], lock=True)
+    reservation = await store_calls.take_reservation(tx, isp_id, reservation_id)
+    account = await _account(tx, isp_id, reservation["customer_id"], lock=True, indexes=indexes)
     customer = account.customer
-    await store_calls.release(tx, isp_id, reservation_id)
     quote = Quote.from_json(reservation["rating"])
     talk_ms = 0
     if end.answered_at is not None and end.disposition == "answered":

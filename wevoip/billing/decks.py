@@ -16,9 +16,10 @@ import io
 from collections import OrderedDict
 from decimal import Decimal
 
+from wevoip.billing.pricing import PlanRules
 from wevoip.billing.rating import Increment, ProfitRule, Rate, RateDeck, RatingError, build_customer_deck
-from wevoip.store import ratedecks
-from wevoip.store.database import Tx
+from wevoip.store import customers, pricing, ratedecks
+from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.fields import money
 from wevoip.store.isps import get_isp
@@ -121,9 +122,38 @@ class DeckIndexes:
         self.in_force = InvalidatedCache(ratedecks.CHANNEL)
         self.max_versions = max_versions
         self._indexes: OrderedDict[int, tuple[int, RateDeck]] = OrderedDict()
+        self.rules = InvalidatedCache(pricing.RULES_CHANNEL, limit=10_000)
+        self._attached = False
 
     async def attach(self, notifier: Notifier) -> None:
         await self.in_force.attach(notifier)
+        await self.rules.attach(notifier)
+        self._attached = True
+
+    async def isp(self, tx: Tx, isp_id: int) -> Row:
+        """The ISP's row (pricing mode, spend caps, call lock), kept once the cache is attached:
+        migration 0075's trigger publishes every change of `isps`. Callers must not change it."""
+        key = f"isp:{isp_id}"
+        row = self.rules.get(key)
+        if row is None:
+            read_at = self.rules.generation
+            row = await get_isp(tx, isp_id)
+            if self._attached:
+                self.rules.put(key, row, read_at=read_at)
+        return row
+
+    async def plan(self, tx: Tx, isp_id: int, plan_id: int) -> tuple[Row, PlanRules]:
+        """A service plan and its pricing rules (area rates, free zones), kept like `isp`."""
+        key = f"plan:{plan_id}"
+        cached = self.rules.get(key)
+        if cached is None or cached[0]["isp_id"] != isp_id:
+            read_at = self.rules.generation
+            plan = await customers.get_service_plan(tx, isp_id, plan_id)
+            cached = (plan, PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan_id),
+                                                await pricing.free_zones(tx, isp_id, plan_id)))
+            if self._attached:
+                self.rules.put(key, cached, read_at=read_at)
+        return cached
 
     async def version_at(self, tx: Tx, isp_id: int, deck_id: int, at: datetime.datetime) -> int | None:
         """Entries remember their ISP, so another ISP's id finds nothing, cached or not."""

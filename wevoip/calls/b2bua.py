@@ -42,7 +42,7 @@ from wevoip.sip.message import Request, Response
 from wevoip.sip.transaction import T1
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, URI, parse_uri
-from wevoip.store import calls, dids
+from wevoip.store import calls
 from wevoip.store.errors import LimitReached, NotAllowed
 
 log = Logger(namespace="wevoip.calls")
@@ -272,10 +272,9 @@ class B2BUA:
         if isinstance(route, Outbound):
             direction = "outbound"
         elif caller is None:
-            held = [row for row in await dids.did_by_number(tx, route.e164) if row["isp_id"] == isp_id]
-            if not held:
+            if route.did_id is None:
                 return None
-            direction, did_id = "inbound", held[0]["id"]
+            direction, did_id = "inbound", route.did_id
         else:
             return None
         try:
@@ -322,7 +321,7 @@ class B2BUA:
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
             if admitted.reservation_id is not None:
-                await settle_call(tx, admitted.isp_id, admitted.reservation_id, end)
+                await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
             elif started_at is not None:
                 await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
 
@@ -348,7 +347,7 @@ class B2BUA:
         """Billing bills a call the node never ended up to its last heartbeat, from here."""
         if admitted.reservation_id is None:
             return defer.succeed(None)
-        done = defer.Deferred.fromCoroutine(self.database.transact(
+        done = defer.Deferred.fromCoroutine(self.database.alone(
             calls.mark_answered, admitted.isp_id, admitted.reservation_id, self._now()))
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 

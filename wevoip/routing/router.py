@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 from wevoip.routing.dialplan import Rule, denormalise, normalise
@@ -48,6 +48,8 @@ class Local:
     tenant_id: int
     subscriber_id: int
     e164: str | None
+    # The DID the call came to, when it came to one: billing's inbound minutes are its.
+    did_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ async def _on_net(tx: Tx, isp_id: int, e164: str) -> Route | None:
     if held is None:
         return None
     if held["subscriber_id"] is not None:
-        return Local(isp_id, held["customer_id"], held["tenant_id"], held["subscriber_id"], e164)
+        return Local(isp_id, held["customer_id"], held["tenant_id"], held["subscriber_id"], e164,
+                     held["id"] if held["via"] == "did" else None)
     feature = held.get("feature")
     if feature:
         return Feature(isp_id, held["customer_id"], held["tenant_id"], feature, e164)

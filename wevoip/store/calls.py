@@ -50,11 +50,6 @@ async def held(tx: Tx, isp_id: int, customer_id: int) -> tuple[Decimal, int]:
     return row["amount"], int(row["free_minutes"])
 
 
-async def get_reservation(tx: Tx, isp_id: int, reservation_id: int, *, lock: bool = False) -> Row:
-    return await fetch_row(tx, "call_reservations", {"isp_id": isp_id, "id": reservation_id}, "reservation",
-                           lock=lock)
-
-
 async def mark_answered(tx: Tx, isp_id: int, reservation_id: int, at: datetime.datetime) -> Row:
     row = await tx.fetch_one("update call_reservations set answered_at = %s, last_seen_at = %s"
                              " where isp_id = %s and id = %s returning *", (at, at, isp_id, reservation_id))
@@ -69,8 +64,14 @@ async def touch_reservations(tx: Tx, node: str, at: datetime.datetime) -> int:
                             " and answered_at is not null", (at, node))
 
 
-async def release(tx: Tx, isp_id: int, reservation_id: int) -> None:
-    await tx.execute("delete from call_reservations where isp_id = %s and id = %s", (isp_id, reservation_id))
+async def take_reservation(tx: Tx, isp_id: int, reservation_id: int) -> Row:
+    """Read and release a reservation in one statement (the row stays locked until commit,
+    so two settlements of one call cannot both find it)."""
+    row = await tx.fetch_one("delete from call_reservations where isp_id = %s and id = %s returning *",
+                             (isp_id, reservation_id))
+    if row is None:
+        raise NotFound("reservation")
+    return row
 
 
 async def left_by_node(tx: Tx, node: str, started_before: datetime.datetime) -> list[Row]:
@@ -149,45 +150,26 @@ DIRECTIONS = ("outbound", "inbound", "internal")
 
 async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, call_id: str,
                      node: str, direction: str, carrier_id: int | None = None) -> Row:
+    """One round trip: the `admit_call` function (migration 0075) locks and counts in the
+    order the module says and inserts, or names what refused the call."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
-    customer = await tx.fetch_one(
-        "select status, max_concurrent_calls from customers where isp_id = %s and id = %s for update",
-        (isp_id, customer_id))
-    if customer is None:
-        raise NotFound("customer")
-    if customer["status"] == "SUSPENDED":
-        raise NotAllowed("customer suspended")
-    if customer["status"] != "ACTIVE":
-        raise NotAllowed("customer not yet activated")
-    await _check(tx, "customer_id", customer_id, customer["max_concurrent_calls"], "customer")
-    tenant = await tx.fetch_one(
-        "select max_concurrent_calls from tenants where isp_id = %s and id = %s and customer_id = %s"
-        " for update", (isp_id, tenant_id, customer_id))
-    if tenant is None:
-        raise NotFound("tenant")
-    await _check(tx, "tenant_id", tenant_id, tenant["max_concurrent_calls"], "tenant")
-    if carrier_id is not None:
-        carrier = await tx.fetch_one(
-            "select enabled, max_concurrent_calls from carriers where isp_id = %s and id = %s for update",
-            (isp_id, carrier_id))
-        if carrier is None:
-            raise NotFound("carrier")
-        if not carrier["enabled"]:
-            raise NotAllowed("carrier disabled")
-        await _check(tx, "carrier_id", carrier_id, carrier["max_concurrent_calls"], "carrier")
-    return await tx.fetch_one(
-        "insert into active_calls (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction)"
-        " values (%s, %s, %s, %s, %s, %s, %s) returning *",
-        (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction))
+    row = await tx.fetch_one("select * from admit_call(%s, %s, %s, %s, %s, %s, %s)",
+                             (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction))
+    refusal = row["refusal"]
+    if refusal is not None:
+        what, _, why = refusal.partition(" ")
+        if why == "missing":
+            raise NotFound(what)
+        if why == "limit":
+            raise LimitReached(f"{what} max_concurrent_calls", row["limit_value"])
+        raise NotAllowed(_REFUSALS.get(refusal, "customer not yet activated"))
+    return {"id": row["active_id"], "isp_id": isp_id, "customer_id": customer_id, "tenant_id": tenant_id,
+            "carrier_id": carrier_id, "call_id": call_id, "node": node, "direction": direction,
+            "started_at": row["started_at"]}
 
 
-async def _check(tx: Tx, column: str, value: int, limit: int | None, what: str) -> None:
-    if limit is None:
-        return
-    active = await tx.fetch_value(f"select count(*) from active_calls where {column} = %s", (value,))
-    if active >= limit:
-        raise LimitReached(f"{what} max_concurrent_calls", limit)
+_REFUSALS = {"customer SUSPENDED": "customer suspended", "carrier disabled": "carrier disabled"}
 
 
 async def end_call(tx: Tx, isp_id: int, active_call_id: int) -> bool:

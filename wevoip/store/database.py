@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
+import psycopg2.sql
 from twisted.internet import defer
 from twisted.logger import Logger
 from txpostgres import txpostgres
@@ -41,17 +42,33 @@ Row = dict[str, Any]
 
 
 class Tx:
-    """One open transaction: rows come back as dicts keyed by column name."""
+    """One open transaction: rows come back as dicts keyed by column name.
 
-    def __init__(self, cursor: txpostgres.Cursor):
+    BEGIN is not a round trip of its own: it travels in front of the transaction's first
+    statement (one simple query, so PostgreSQL runs both before it answers)."""
+
+    def __init__(self, cursor: txpostgres.Cursor, *, alone: bool = False):
         self._cursor = cursor
+        self.begun = False
+        self._alone = alone     # one statement, its own transaction: no BEGIN, no COMMIT
+
+    async def _run(self, sql: str | psycopg2.sql.Composable, params: Any) -> None:
+        if self._alone:
+            if self.begun:
+                raise StoreError("work run by Database.alone sends one statement only")
+            self.begun = True
+        elif not self.begun:
+            self.begun = True
+            sql = (psycopg2.sql.SQL("begin; ") + sql) if isinstance(sql, psycopg2.sql.Composable) \
+                else "begin; " + sql
+        await self._cursor.execute(sql, params)
 
     async def execute(self, sql: str, params: Any = None) -> int:
-        await self._cursor.execute(sql, params)
+        await self._run(sql, params)
         return self._cursor.rowcount
 
     async def fetch(self, sql: str, params: Any = None) -> list[Row]:
-        await self._cursor.execute(sql, params)
+        await self._run(sql, params)
         return [dict(row) for row in self._cursor.fetchall()]
 
     async def fetch_one(self, sql: str, params: Any = None) -> Row | None:
@@ -63,11 +80,42 @@ class Tx:
         return None if row is None else next(iter(row.values()))
 
 
+class _Connection(txpostgres.Connection):
+    """txpostgres's transaction, less two round trips: BEGIN rides on the first statement
+    (`Tx`), and work that sent no statement sends no COMMIT either."""
+
+    def _runInteraction(self, interaction, *args, alone=False, **kwargs):  # noqa: N802 (txpostgres's name)
+        tx = Tx(self.cursor(), alone=alone)
+        done = defer.maybeDeferred(interaction, tx, *args, **kwargs)
+        if alone:
+            return done
+
+        def commit(result):
+            if not tx.begun:
+                return result
+            return tx._cursor.execute("commit").addCallback(lambda _: result)
+
+        def roll_back(failure):
+            if not tx.begun:
+                return failure
+            rolled = defer.maybeDeferred(tx._cursor.execute, "rollback")
+
+            def panic(rollback_failure):
+                log.failure("rolling back a transaction failed", rollback_failure)
+                return defer.fail(txpostgres.RollbackFailed(self, failure))
+
+            return rolled.addCallbacks(lambda _: failure, panic)
+
+        return done.addCallback(commit).addErrback(roll_back)
+
+
 _SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000"
 
 
 class _Pool(txpostgres.ConnectionPool):
     """txpostgres's pool with the reactor passed in rather than imported."""
+
+    connectionFactory = _Connection  # noqa: N815 (txpostgres's name)
 
     def __init__(self, reactor, dsn: str, size: int):
         self.reactor = reactor
@@ -121,14 +169,15 @@ class Database:
             self._pool.close()
             self._pool = None
 
-    async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, _alone: bool = False,
+                       **kwargs: Any) -> T:
         """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back."""
         if self._pool is None or self._closing:
             raise StoreError("the store is not running")
         self._in_flight += 1
         try:
             return await self._pool.runInteraction(
-                lambda cursor: defer.Deferred.fromCoroutine(work(Tx(cursor), *args, **kwargs)))
+                lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
         except psycopg2.IntegrityError as error:
             raise error_for_constraint(error) from None
         finally:
@@ -137,6 +186,11 @@ class Database:
                 waiters, self._idle = self._idle, []
                 for waiter in waiters:
                     waiter.callback(None)
+
+    async def alone(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run work of exactly one statement, which PostgreSQL makes its own transaction: one
+        round trip instead of a transaction's two (a second statement raises StoreError)."""
+        return await self.transact(work, *args, _alone=True, **kwargs)
 
     async def fetch(self, sql: str, params: Any = None) -> list[Row]:
         return await self.transact(lambda tx: tx.fetch(sql, params))

@@ -67,7 +67,8 @@ class Notifier:
 
 class InvalidatedCache:
     """
-    A dict whose keys are dropped when any node publishes them on `channel`. With a
+    A dict whose keys are dropped when any node publishes them on `channel` (or a trigger
+    does, for tables any code may write). With a
     `limit`, the oldest entry goes when it is full: caches that answer the network (the
     SIP stack's look-ups of domains and users) must not grow with what strangers ask.
     """
@@ -75,12 +76,14 @@ class InvalidatedCache:
     def __init__(self, channel: str, limit: int | None = None):
         self.channel = _checked(channel)
         self.limit = limit
+        self.generation = 0
         self._items: dict[str, Any] = {}
 
     async def attach(self, notifier: Notifier) -> None:
         await notifier.subscribe(self.channel, self._forget)
 
     def _forget(self, key: str) -> None:
+        self.generation += 1
         if key == EVERYTHING:
             self._items.clear()
         else:
@@ -89,7 +92,11 @@ class InvalidatedCache:
     def get(self, key: str, default: Any = None) -> Any:
         return self._items.get(key, default)
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, value: Any, *, read_at: int | None = None) -> None:
+        """`read_at`: the generation when the value was read; if a notification came since,
+        the value may be older than it, and is not kept."""
+        if read_at is not None and read_at != self.generation:
+            return
         self._items[key] = value
         if self.limit is not None and len(self._items) > self.limit:
             del self._items[next(iter(self._items))]

@@ -18,6 +18,10 @@ from wevoip.store.errors import Invalid
 from wevoip.store.ratedecks import CLASSES, get_deck
 from wevoip.store.rows import update_row
 
+# Migration 0075's trigger publishes `isp:<id>` and `plan:<id>` here on every change of an
+# ISP, a service plan, its area rates or free zones, whoever writes them.
+RULES_CHANNEL = "pricing_rules"
+
 FEES = ("monthly_fee", "setup_fee", "markup_fixed", "markup_percent", "did_setup_fee", "did_monthly_fee",
          "did_per_minute", "e911_setup_fee", "e911_monthly_fee", "fax_setup_fee", "fax_monthly_fee",
          "fax_per_page")
