@@ -259,6 +259,11 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
     assert (cdr["subscriber_id"], cdr["callee_dialled"], cdr["callee_e164"], cdr["caller_e164"]) == (
         world.tree.subscriber["id"], "101", "+15550100101", "+15550100100")
     assert await world.active() == 0
+    [hook] = await world.database.fetch("select payload from outbox where kind = 'webhook' and isp_id = %s",
+                                        (world.tree.isp["id"],))
+    data = hook["payload"]["data"]
+    assert (hook["payload"]["event"], data["call_id"], data["caller"], data["callee"], data["duration_ms"],
+            data["end_reason"]) == ("call.ended", "c1", "+15550100100", "+15550100101", 13000, "answered")
 
 
 @pytest_twisted.ensureDeferred

@@ -42,7 +42,7 @@ from wevoip.sip.message import Request, Response
 from wevoip.sip.transaction import T1
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, URI, parse_uri
-from wevoip.store import calls
+from wevoip.store import calls, webhooks
 from wevoip.store.errors import LimitReached, NotAllowed
 
 log = Logger(namespace="wevoip.calls")
@@ -321,9 +321,12 @@ class B2BUA:
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
             if admitted.reservation_id is not None:
-                await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
+                cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
             elif started_at is not None:
-                await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+            else:
+                return
+            await announce_end(tx, admitted.isp_id, cdr)
 
         def unrecorded(failure):
             log.failure("recording a call failed; it is ended without its record", failure)
@@ -758,6 +761,16 @@ class Session:
             except Exception:
                 log.failure("recording call {call_id} failed", call_id=invite.call_id)
         b2bua.reactor.callLater(LINGER, b2bua.forget, self)
+
+
+async def announce_end(tx, isp_id: int, cdr: dict) -> None:
+    """The ISP's `call.ended` webhook, from the record just written, in its transaction."""
+    await webhooks.call_ended(
+        tx, isp_id, call_id=cdr["a_call_id"], customer_id=cdr["customer_id"], tenant_id=cdr["tenant_id"],
+        caller=cdr["caller_e164"] or cdr["caller_dialled"] or "", callee=cdr["callee_e164"] or cdr["callee_dialled"] or "",
+        direction=cdr["direction"], started_at=cdr["started_at"], answered_at=cdr["answered_at"],
+        ended_at=cdr["ended_at"], duration_ms=cdr["duration_ms"], end_reason=cdr["disposition"],
+        charge=cdr["price"])
 
 
 def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime, node: str) -> dict:
