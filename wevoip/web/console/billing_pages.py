@@ -78,20 +78,22 @@ async def account_page(ctx: Ctx):
     return await account_form(ctx)
 
 
+async def _move_money(ctx: Ctx, post):
+    """addPayment or addCharge: the API's store call, the ledger row with the balance."""
+    customer_id = ctx.params["customer_id"]
+    await ctx.tx(lambda tx: post(tx, ctx.isp_id, customer_id, amount=ctx.value("amount"),
+                                 description=ctx.value("description")))
+    return Redirect(f"/isp/customers/{customer_id}/billing")
+
+
 @page("/isp/customers/<int:customer_id>/payments", roles=ISP, method="POST", form_of=account_form)
 async def add_payment(ctx: Ctx):
-    customer_id = ctx.params["customer_id"]
-    await ctx.tx(lambda tx: ledger.add_payment(tx, ctx.isp_id, customer_id, amount=ctx.value("amount"),
-                                               description=ctx.value("description")))
-    return Redirect(f"/isp/customers/{customer_id}/billing")
+    return await _move_money(ctx, ledger.add_payment)
 
 
 @page("/isp/customers/<int:customer_id>/charges", roles=ISP, method="POST", form_of=account_form)
 async def add_charge(ctx: Ctx):
-    customer_id = ctx.params["customer_id"]
-    await ctx.tx(lambda tx: ledger.add_charge(tx, ctx.isp_id, customer_id, amount=ctx.value("amount"),
-                                              description=ctx.value("description")))
-    return Redirect(f"/isp/customers/{customer_id}/billing")
+    return await _move_money(ctx, ledger.add_charge)
 
 
 @page("/isp/customers/<int:customer_id>/unlock", roles=ISP, method="POST")
