@@ -148,5 +148,7 @@ async def test_reports_show_calls_and_money_with_csv_and_a_chart_of_the_days(con
     assert page.code == 422 and "Until must not be before since" in page.error
     page = await isp.get("/isp/reports?since=2020-01-01&until=2026-03-01")
     assert page.code == 422 and "Since must be at most 366 days" in page.error
+    page = await isp.get("/isp/reports?until=9999-12-31")
+    assert page.code == 422 and "Until must be a date from 1970 to 9000" in page.error
     download = await isp.request("GET", "/isp/reports/financial.csv?since=someday")
     assert download.code == 422

@@ -39,7 +39,8 @@ async def test_every_console_page_refuses_another_isps_people(console):
                                            carrier_id=tree.carrier["id"])
         return deck, await upload_draft(tx, tree.isp["id"], deck["id"], "prefix,cost\n1,0.01\n")
     deck, version = await console.database.transact(rate_deck)
-    ids = {"deck_id": deck["id"], "version_id": version["id"], "customer_id": tree.customer["id"], "carrier_id": tree.carrier["id"], "tenant_id": tree.tenant["id"],
+    ids = {"deck_id": deck["id"], "version_id": version["id"], "customer_id": tree.customer["id"],
+           "carrier_id": tree.carrier["id"], "tenant_id": tree.tenant["id"],
            "subscriber_id": tree.subscriber["id"], "did_id": tree.did["id"], "domain_id": tree.domain["id"],
            "rule_id": tree.rule["id"]}
     before = await _snapshot(console.database, tree.isp["id"])

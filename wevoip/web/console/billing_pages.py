@@ -253,11 +253,11 @@ async def deck_publish(ctx: Ctx):
 def _moment(text: str) -> datetime.datetime:
     try:
         moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
         raise FormError("effective_at", "must be a date and time such as 2026-12-01T00:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
 
 
 @page("/isp/rate-deck-versions/<int:version_id>", roles=ISP)

@@ -39,16 +39,24 @@ def _day(name: str, text: str, default: datetime.date) -> datetime.date:
     if not text:
         return default
     try:
-        return datetime.date.fromisoformat(text)
+        day = datetime.date.fromisoformat(text)
     except ValueError:
         raise PeriodError(name, "must be a date such as 2026-11-01") from None
+    if not 1970 <= day.year <= 9000:
+        raise PeriodError(name, "must be a date from 1970 to 9000")
+    return day
+
+
+def period_default() -> tuple[datetime.date, datetime.date]:
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    return today - datetime.timedelta(days=DEFAULT_DAYS - 1), today
 
 
 def period(ctx: Ctx) -> tuple[datetime.date, datetime.date]:
     """The first and the last day asked for with ?since= and ?until= (default the last 30 days)."""
-    today = datetime.datetime.now(datetime.timezone.utc).date()
+    default_first, today = period_default()
     last = _day("until", ctx.query("until"), today)
-    first = _day("since", ctx.query("since"), last - datetime.timedelta(days=DEFAULT_DAYS - 1))
+    first = _day("since", ctx.query("since"), last - (today - default_first))
     if last < first:
         raise PeriodError("until", "must not be before since")
     if (last - first).days >= MAX_DAYS:
@@ -86,7 +94,8 @@ async def reports_page(ctx: Ctx):
     return ctx.render(
         "Reports",
         Form("/isp/reports", "Show", [
-            Field("since", "From", "date", first.isoformat()), Field("until", "To (inclusive)", "date", last.isoformat())],
+            Field("since", "From", "date", first.isoformat()),
+            Field("until", "To (inclusive)", "date", last.isoformat())],
             method="get"),
         Figure(daily_chart(found["daily"], currency), title="Minutes and revenue per day"),
         Facts([("Calls", f"{total['calls']} ({total['answered']} answered)"), ("Minutes", total["minutes"]),
@@ -104,11 +113,6 @@ async def reports_page(ctx: Ctx):
         Table([("day", "Day"), ("minutes", "Minutes"), ("revenue", "Revenue"), ("cost", "Cost")],
               [row for row in found["daily"] if row["minutes"] or row["revenue"]], title="Days with calls",
               empty="No calls in this period.", csv=f"/isp/reports/daily.csv{query}"))
-
-
-def period_default() -> tuple[datetime.date, datetime.date]:
-    today = datetime.datetime.now(datetime.timezone.utc).date()
-    return today - datetime.timedelta(days=DEFAULT_DAYS - 1), today
 
 
 def _csv_page(name: str):
