@@ -33,7 +33,8 @@ async def test_payments_and_charges_write_the_ledger_and_a_locked_account_is_unl
     page = await isp.post(f"/isp/customers/{customer_id}/charges",
                           {"kind": "charge", "amount": "1,5", "description": "Typo"})
     assert page.code == 422 and "Amount must be a decimal amount" in page.error
-    assert 'name="amount" id="f-amount" value="1,5"' in page.text
+    assert 'name="amount" id="f-charge-amount" value="1,5"' in page.text
+    assert 'name="amount" id="f-payment-amount" value=""' in page.text
     page = await isp.post(f"/isp/customers/{customer_id}/payments",
                           {"kind": "payment", "amount": "0", "description": "Nothing"})
     assert page.code == 422 and "Amount must be more than 0" in page.error

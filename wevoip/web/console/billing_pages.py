@@ -37,7 +37,7 @@ def _money_form(ctx: Ctx, action: str, submit: str, title: str, kind: str) -> Fo
         Field("amount", "Amount", value=ctx.value("amount") if mine else "", required=True,
               help=f"In {ctx.brand['currency']}, such as 20.00."),
         Field("description", "Description", value=ctx.value("description") if mine else "", required=True,
-              help="Shown on the customer's ledger.")], title=title)
+              help="Shown on the customer's ledger.")], title=title, ids=f"{kind}-")
 
 
 async def account_form(ctx: Ctx):

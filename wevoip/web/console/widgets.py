@@ -32,6 +32,7 @@ class Form:
     multipart: bool = False
     danger: bool = False
     method: str = "post"        # "get" for search forms, which change nothing and carry no token
+    ids: str = ""               # a prefix for the inputs' ids, when two forms on a page share field names
 
 
 @dataclass
