@@ -164,8 +164,16 @@ def _isp_console(walk: Walk) -> None:
                 expect="+16175550109")
     walk.go("/isp/domains", "domains")
     walk.go("/isp/branding", "branding")
+    walk.go("/isp/rate-decks", "rate-decks")
+    walk.go("/isp/reports", "reports")
+    assert page.locator("figure svg.chart rect.bar.minutes").count() == 30
     walk.go("/isp/customers", "customers-list")
     page.get_by_role("link", name="Acme Corp").click()
+    page.wait_for_load_state()
+    page.get_by_role("link", name="Billing", exact=True).click()
+    page.wait_for_load_state()
+    walk.shot("customer-billing")
+    page.get_by_role("link", name="Customer", exact=True).click()
     page.wait_for_load_state()
     with page.expect_navigation():
         page.get_by_role("button", name="Log in as this customer").click()

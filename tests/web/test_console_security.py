@@ -10,6 +10,8 @@ import pytest_twisted
 
 from tests.web.browser import Browser
 from tests.web.consolepeople import PASSWORD, log_in, people_of
+from wevoip.billing.decks import upload_draft
+from wevoip.store import ratedecks
 from wevoip.store.customers import set_customer_status
 from wevoip.web.console.routes import PAGES
 
@@ -20,7 +22,8 @@ def _concrete(path: str, ids: dict) -> str:
 
 async def _snapshot(database, isp_id):
     tables = ["customers", "tenants", "subscribers", "domains", "carriers", "gateways", "service_plans", "dids",
-              "dialplan_rules", "customer_admins", "isp_admins", "subscriber_settings"]
+              "dialplan_rules", "customer_admins", "isp_admins", "subscriber_settings", "ledger", "rate_decks",
+              "rate_deck_versions", "rates"]
     return {table: await database.fetch(f"select * from {table} where isp_id = %s order by 1, 2", (isp_id,))
             for table in tables}
 
@@ -30,7 +33,14 @@ async def test_every_console_page_refuses_another_isps_people(console):
     victim = await people_of(console, "victim.example.net")
     other = await people_of(console, "other.example.net")
     tree = victim.tree
-    ids = {"customer_id": tree.customer["id"], "carrier_id": tree.carrier["id"], "tenant_id": tree.tenant["id"],
+
+    async def rate_deck(tx):
+        deck = await ratedecks.create_deck(tx, tree.isp["id"], name="Card", kind="carrier",
+                                           carrier_id=tree.carrier["id"])
+        return deck, await upload_draft(tx, tree.isp["id"], deck["id"], "prefix,cost\n1,0.01\n")
+    deck, version = await console.database.transact(rate_deck)
+    ids = {"deck_id": deck["id"], "version_id": version["id"], "customer_id": tree.customer["id"],
+           "carrier_id": tree.carrier["id"], "tenant_id": tree.tenant["id"],
            "subscriber_id": tree.subscriber["id"], "did_id": tree.did["id"], "domain_id": tree.domain["id"],
            "rule_id": tree.rule["id"]}
     before = await _snapshot(console.database, tree.isp["id"])

@@ -3,14 +3,13 @@ simulation, CDRs and reports (JSON, or CSV with ?format=csv)."""
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 
 from wevoip.billing.calls import CallRefused, simulate_call
 from wevoip.billing.decks import DeckIndexes, RateCsvError, build_customer_card, upload_draft, upload_more
 from wevoip.store import calls, ledger, pricing, ratedecks, reports
 from wevoip.web.api.errors import ApiError
+from wevoip.web.csvrows import rows_csv
 from wevoip.web.api.jsonio import Download
 from wevoip.web.api.routes import (AMOUNT, BOOLEAN, ID, INTEGER, NULLABLE_ID, ROW, STAMP, Call, api_route, items_of,
                                    nullable, obj, record, text)
@@ -299,12 +298,7 @@ def _output(call: Call, name: str, rows: list[dict]):
         return {"items": rows}
     if form != "csv":
         raise ApiError(422, "invalid", "format: must be json or csv", field="format")
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
-    return Download("text/csv; charset=utf-8", f"{name}.csv", out.getvalue().encode())
+    return Download("text/csv; charset=utf-8", f"{name}.csv", rows_csv(rows))
 
 
 REPORT_QUERY = (("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}),

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from wevoip.store import calllog
 from wevoip.store.errors import Invalid
 from wevoip.web.console.context import Ctx, Download
+from wevoip.web.csvrows import cell
 from wevoip.web.console.widgets import Field, Form, Table
 
 _FILTERS = ("since", "until", "number", "direction", "disposition")
@@ -76,18 +77,10 @@ def sections(ctx: Ctx, rows: list[dict], action: str) -> list:
         Table(COLUMNS, rows, empty="No calls match.", csv=f"{action}.csv" + (f"?{query}" if query else ""))]
 
 
-def _cell(value) -> str:
-    """Text a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not text.lstrip("+-").replace(".", "").isdigit():
-        return "'" + text
-    return text
-
-
 def as_csv(rows: list[dict], filename: str) -> Download:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([label for _, label in COLUMNS])
     for row in rows:
-        writer.writerow([_cell(row[key]) for key, _ in COLUMNS])
+        writer.writerow([cell(row[key]) for key, _ in COLUMNS])
     return Download("text/csv; charset=utf-8", filename, out.getvalue().encode("utf-8"))

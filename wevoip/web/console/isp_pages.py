@@ -12,7 +12,7 @@ from wevoip.store.webusers import get_isp_admin
 from wevoip.web.console.context import Ctx, Redirect
 from wevoip.web.console.routes import page
 from wevoip.web.console.signup import check_new_password
-from wevoip.web.console.widgets import Button, Facts, Field, Form, Table, Text
+from wevoip.web.console.widgets import Button, Facts, Field, Form, Links, Table, Text
 
 ISP = ("isp",)
 
@@ -151,6 +151,11 @@ async def customers_create(ctx: Ctx):
     return Redirect(f"/isp/customers/{row['id']}")
 
 
+def customer_tabs(customer_id: int) -> Links:
+    base = f"/isp/customers/{customer_id}"
+    return Links([(base, "Customer"), (f"{base}/billing", "Billing")])
+
+
 async def customer_form(ctx: Ctx):
     customer_id = ctx.params["customer_id"]
 
@@ -163,7 +168,7 @@ async def customer_form(ctx: Ctx):
     plan = next((p["name"] for p in plans if p["id"] == customer["service_plan_id"]), "")
     customer["_buttons"] = _status_buttons(customer) + [
         Button("Log in as this customer", f"/isp/customers/{customer_id}/login-as")]
-    return ctx.render(customer["name"], Facts([
+    return ctx.render(customer["name"], customer_tabs(customer_id), Facts([
         ("Status", customer["status"]), ("Service plan", plan), ("Max subscribers", customer["max_subscribers"]),
         ("Max concurrent calls", customer["max_concurrent_calls"]), ("Billing", customer["billing_mode"]),
         ("Balance management", customer["balance_management"]),

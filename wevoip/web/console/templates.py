@@ -21,6 +21,7 @@ NAVIGATION = {
     "platform": [("/platform", "ISPs")],
     "isp": [("/isp", "Dashboard"), ("/isp/plans", "Service plans"), ("/isp/customers", "Customers"),
             ("/isp/carriers", "Carriers"), ("/isp/dialplan", "Dialplan"), ("/isp/numbers", "Numbers"),
+            ("/isp/rate-decks", "Rate decks"), ("/isp/reports", "Reports"),
             ("/isp/domains", "Domains"), ("/isp/branding", "Branding"), ("/isp/audit", "Audit trail")],
     "customer": [("/tenants", "Tenants")],
     "subscriber": [("/me", "My line"), ("/me/calls", "Calls"), ("/me/forwarding", "Call forwarding"),

@@ -15,7 +15,7 @@ from typing import Any
 class Field:
     name: str
     label: str
-    kind: str = "text"          # text, email, password, number, select, checkbox, file, color, hidden
+    kind: str = "text"          # text, email, password, number, date, select, checkbox, file, color, hidden, textarea
     value: Any = ""
     options: list[tuple[str, str]] = field(default_factory=list)
     required: bool = False
@@ -32,6 +32,7 @@ class Form:
     multipart: bool = False
     danger: bool = False
     method: str = "post"        # "get" for search forms, which change nothing and carry no token
+    ids: str = ""               # a prefix for the inputs' ids, when two forms on a page share field names
 
 
 @dataclass
@@ -77,3 +78,11 @@ class Links:
 
     links: list[tuple[str, str]]
     current: str = ""
+
+
+@dataclass
+class Figure:
+    """A picture drawn on the server (an SVG chart), already escaped markup."""
+
+    svg: Any
+    title: str = ""
