@@ -13,9 +13,9 @@ import json
 
 from wevoip.store import subscribers, tenants
 from wevoip.web.console import calllist
-from wevoip.web.console.context import Ctx, Message
+from wevoip.web.console.context import Ctx
 from wevoip.web.console.routes import page
-from wevoip.web.console.widgets import Phone
+from wevoip.web.console.widgets import Phone, Text
 
 SUBSCRIBER = ("subscriber",)
 
@@ -34,7 +34,8 @@ def _websocket(ctx: Ctx) -> tuple[str, int] | None:
 async def phone_page(ctx: Ctx):
     websocket = _websocket(ctx)
     if websocket is None:
-        return Message(503, "No phone service", "This server takes no SIP over WebSocket; ask your provider.")
+        return ctx.render("Phone", Text("This server takes no SIP over WebSocket, so the phone in the browser "
+                                        "is off; ask your provider."))
 
     async def load(tx):
         subscriber = await subscribers.get_subscriber(tx, ctx.isp_id, ctx.session["subscriber_id"])
@@ -59,6 +60,10 @@ async def phone_media(ctx: Ctx):
     found = gateway.leg_stats(ufrag) if (gateway is not None and ufrag) else None
     ctx.request.setHeader(b"Content-Type", b"application/json")
     ctx.request.setHeader(b"Cache-Control", b"no-store")
+    if not ufrag:
+        ctx.status = 422
+        return json.dumps({"error": "invalid", "message": "ufrag (the ICE ufrag from the call's SDP) is required"
+                           }).encode()
     if found is None:
         ctx.status = 404
         return json.dumps({"error": "not_found", "message": "no call in progress with that ICE ufrag"}).encode()
