@@ -26,6 +26,7 @@ from wevoip.interfaces import ICallApplication, IDialplanPreset
 from wevoip.listeners import Listeners
 from wevoip.mail import SmtpSender
 from wevoip.media.relay import InProcessRelay
+from wevoip.media.webrtc.gateway import WebRtcGateway
 from wevoip.netservice import StreamListenService
 from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
@@ -68,15 +69,18 @@ class WeVoIPService(MultiService):
         self.media = InProcessRelay(reactor, config.media)
         self.media.setServiceParent(self)
         self.call_applications = discover(ICallApplication, config.plugins.directories)
+        self.gateway = WebRtcGateway(reactor, self.media)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
-                                 relay=self.media, applications=self.call_applications)
+                                 relay=self.gateway, ports=self.media.pool,
+                                 applications=self.call_applications)
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
-                                Services(self.dialplan_presets, make_resolver(reactor, config.dns)))
+                                Services(self.dialplan_presets, make_resolver(reactor, config.dns),
+                                         self.listeners, self.gateway))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
-                          "media": self.media,
+                          "media": self.media, "gateway": self.gateway,
                           "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
         manhole_service = self._manhole()
         if manhole_service is not None:

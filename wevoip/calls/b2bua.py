@@ -436,6 +436,7 @@ class BLeg:
     invite: Request | None = None
     flow: Flow | None = None
     ack: Request | None = None
+    offer: bytes | None = None      # the offer in WebRTC's terms, for a browser
 
 
 class Session:
@@ -568,8 +569,23 @@ class Session:
         self.keys.append(key)
         self.b2bua.dialogs[key] = (self, action.leg)
         d = defer.Deferred.fromCoroutine(self.b2bua.flow_to(target))
+        d.addCallback(lambda flow: defer.Deferred.fromCoroutine(self._browser_offer(flow, action.leg)))
         d.addCallback(self._send_invite, action.leg, invite)
         d.addErrback(self._leg_failed, action.leg)
+
+    async def _browser_offer(self, flow: Flow | None, index: int) -> Flow | None:
+        """A phone on a WebSocket is a browser: the relay gives it the offer in WebRTC's terms
+        (`offer_to_browser`, when the relay bridges WebRTC). One it cannot bridge fails the leg."""
+        to_browser = getattr(self.media, "offer_to_browser", None)
+        if flow is None or flow.transport not in ("ws", "wss") or to_browser is None or not self.offer:
+            return flow
+        try:
+            self.legs[index].offer = await to_browser("b", self.offer)
+        except (SdpError, MediaUnavailable) as error:
+            log.info("no offer for browser leg {leg} of {call_id}: {error}", leg=index,
+                     call_id=self.incoming.request.call_id, error=error)
+            return None
+        return flow
 
     def _send_invite(self, flow: Flow | None, index: int, invite: Request) -> None:
         if flow is None:
@@ -581,7 +597,7 @@ class Session:
         headers = passed_headers(invite)
         if leg.target.identity:
             headers += (("P-Asserted-Identity", leg.target.identity),)
-        request = leg.dialog.invite(body=self.offer, headers=headers)
+        request = leg.dialog.invite(body=self.offer if leg.offer is None else leg.offer, headers=headers)
         forwards = invite.max_forwards
         request.headers.set("Max-Forwards", str(max(0, (70 if forwards is None else forwards) - 1)))
         leg.invite = request

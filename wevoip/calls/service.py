@@ -29,13 +29,16 @@ class CallService(Service):
     name = "calls"
 
     def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None,
-                 applications: dict | None = None):
+                 ports=None, applications: dict | None = None):
+        """`relay` anchors calls' media (an IMediaRelay); `ports` is the port pool the
+        server's own media endpoints (call applications) take their ports from."""
         self.reactor = reactor
         self.config = config
         self.store = store
         self.sip = sip
         self.access = access
         self.relay = relay
+        self.ports = ports
         self.rules = tuple(require(presets, [config.calls.dialplan_preset], "dialplan preset")[0].rules())
         enabled = require(applications or {}, config.calls.applications, "call application")
         for code, name in config.calls.feature_codes:
@@ -80,7 +83,7 @@ class CallService(Service):
     def _endpoint(self) -> MediaEndpoint:
         """The server's own end of an application's call, on ports from the relay's pool."""
         media = self.config.media
-        return MediaEndpoint(self.reactor, self.relay.pool, media.advertised_address or media.rtp_address)
+        return MediaEndpoint(self.reactor, self.ports, media.advertised_address or media.rtp_address)
 
     def _starting(self, incoming: Incoming) -> None:
         if incoming.request.method != "ACK":

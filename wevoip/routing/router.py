@@ -61,6 +61,8 @@ class Feature:
     tenant_id: int
     feature: str
     e164: str | None    # None for a feature code dialled
+    # The DID the call came to, when it came to one: billing's inbound minutes are its.
+    did_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ async def _on_net(tx: Tx, isp_id: int, e164: str) -> Route | None:
                      held["id"] if held["via"] == "did" else None)
     feature = held.get("feature")
     if feature:
-        return Feature(isp_id, held["customer_id"], held["tenant_id"], feature, e164)
+        return Feature(isp_id, held["customer_id"], held["tenant_id"], feature, e164, held["id"])
     return Refusal(480, "Temporarily Unavailable: the number is not routed to anyone")
 
 

@@ -20,6 +20,8 @@ class Services:
 
     dialplan_presets: Mapping[str, Any] = field(default_factory=dict)
     resolver: Any = None
+    listeners: Any = None     # the node's bound sockets: the phone page's WebSocket port
+    gateway: Any = None       # the WebRTC gateway: media state of browser calls in progress
 
 
 @dataclass

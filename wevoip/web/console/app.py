@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from wevoip.store.errors import Invalid, LimitReached, NotFound
 from wevoip.store.hostnames import isp_brand, isp_for_host
 from wevoip.web.console import (  # noqa: F401 (importing them fills the route table)
-    billing_pages, branding, customer_pages, dialplan_pages, isp_pages, login, network_pages, platform_pages,
-    report_pages, selfcare_pages, signup)
+    billing_pages, branding, customer_pages, dialplan_pages, isp_pages, login, network_pages, phone_pages,
+    platform_pages, report_pages, selfcare_pages, signup)
 from wevoip.web.console.context import DEFAULT_BRAND, Asset, Ctx, Download, FormError, Message, Redirect
 from wevoip.web.console.routes import LOGIN_PATHS, PAGES, Page
 from wevoip.web.console.sessions import Sessions

@@ -14,7 +14,8 @@ from wevoip.web.console.context import Asset, Ctx, Message
 from wevoip.web.console.routes import page
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-_FILES = {"console.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+_FILES = {"console.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml",
+          "phone.js": "text/javascript; charset=utf-8"}
 
 
 @page("/static/<name>", roles=None)

@@ -120,5 +120,6 @@ class Ctx:
     def source(self) -> str:
         return self.request.getClientAddress().host
 
-    def render(self, title: str, *sections, heading: str | None = None, narrow: bool = False) -> bytes:
-        return self.console.templates.page(self, title, sections, heading=heading, narrow=narrow)
+    def render(self, title: str, *sections, heading: str | None = None, narrow: bool = False,
+               connect: str = "") -> bytes:
+        return self.console.templates.page(self, title, sections, heading=heading, narrow=narrow, connect=connect)

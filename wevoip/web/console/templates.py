@@ -24,14 +24,17 @@ NAVIGATION = {
             ("/isp/rate-decks", "Rate decks"), ("/isp/reports", "Reports"),
             ("/isp/domains", "Domains"), ("/isp/branding", "Branding"), ("/isp/audit", "Audit trail")],
     "customer": [("/tenants", "Tenants")],
-    "subscriber": [("/me", "My line"), ("/me/calls", "Calls"), ("/me/forwarding", "Call forwarding"),
+    "subscriber": [("/me", "My line"), ("/phone", "Phone"), ("/me/calls", "Calls"), ("/me/forwarding", "Call forwarding"),
                    ("/me/voicemail", "Voicemail"), ("/me/password", "Password")],
 }
 
 
-def security_headers(request, nonce: str) -> None:
+def security_headers(request, nonce: str, connect: str = "") -> None:
+    """`connect`: the one WebSocket a page with a script (the phone) may open; only such a
+    page may run script, and only this server's files (no inline script, no eval)."""
+    script = f"script-src 'self'; connect-src {connect}; media-src 'self' blob:; " if connect else ""
     request.setHeader(b"Content-Security-Policy", (
-        f"default-src 'none'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
+        f"default-src 'none'; {script}style-src 'self' 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
         f"frame-ancestors 'none'; base-uri 'none'").encode())
     request.setHeader(b"X-Content-Type-Options", b"nosniff")
     request.setHeader(b"Referrer-Policy", b"same-origin")
@@ -45,9 +48,10 @@ class Templates:
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(Form=widgets.Form, Table=widgets.Table, Facts=widgets.Facts, Text=widgets.Text)
 
-    def page(self, ctx, title: str, sections, *, heading: str | None = None, narrow: bool = False) -> bytes:
+    def page(self, ctx, title: str, sections, *, heading: str | None = None, narrow: bool = False,
+             connect: str = "") -> bytes:
         nonce = secrets.token_urlsafe(16)
-        security_headers(ctx.request, nonce)
+        security_headers(ctx.request, nonce, connect)
         ctx.request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         role = ctx.role
         session = ctx.session or {}

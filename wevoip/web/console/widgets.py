@@ -86,3 +86,15 @@ class Figure:
 
     svg: Any
     title: str = ""
+
+
+@dataclass
+class Phone:
+    """The phone console: its script registers `uri` over the WebSocket at `ws_scheme` and
+    `ws_port` on the page's own host name, with the SIP password the subscriber types."""
+
+    uri: str
+    display_name: str
+    ws_scheme: str
+    ws_port: int
+    title: str = ""

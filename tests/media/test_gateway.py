@@ -1,0 +1,141 @@
+"""
+The WebRTC gateway behind IMediaRelay, on the real relay (thread forwarder) and real ports:
+descriptions cross in both directions and for hold, the browser leg's plain side is wired
+to the relay, and every port comes back on every path. The media itself (ICE, DTLS, SRTP
+with a real browser) is tested in test_chromium_leg.py and, through SIP, in
+tests/web/test_phone_console.py.
+"""
+
+from dataclasses import replace as replaced
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, task
+from zope.interface.verify import verifyObject
+
+from tests.media.phones import Phone, receive, rtp
+from tests.media.test_relay import CONFIG
+from tests.media.webrtc_support import CHROMIUM_ANSWER, CHROMIUM_OFFER, replace
+from wevoip.interfaces import IMediaRelay, IMediaSession
+from wevoip.media.relay import InProcessRelay
+from wevoip.media.sdp import SdpError, parse
+from wevoip.media.webrtc.gateway import WebRtcGateway, is_webrtc
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    relay = InProcessRelay(reactor, replaced(CONFIG, forwarder="thread", rtp_port_min=45000, rtp_port_max=45999),
+                           clock=task.Clock())
+    relay.startService()
+    pytest_twisted.blockon(relay.ready)
+    released = []
+    gateway = WebRtcGateway(reactor, relay, on_released=released.append)
+    gateway.released = released
+    yield gateway
+    pytest_twisted.blockon(relay.stopService())
+
+
+@pytest.fixture
+def phone():
+    made = Phone()
+    yield made
+    made.close()
+
+
+def chromium_offer(direction="sendrecv"):
+    return replace(CHROMIUM_OFFER, "a=sendrecv", f"a={direction}")
+
+
+async def until(predicate, seconds=3.0):
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError("condition not reached")
+
+
+@pytest_twisted.ensureDeferred
+async def test_browser_calls_phone_holds_resumes_and_every_port_comes_back(gateway, phone):
+    verifyObject(IMediaRelay, gateway)
+    pool = gateway.relay.pool
+    free = pool.available
+    session = await gateway.allocate("browser-to-phone", [].append)
+    verifyObject(IMediaSession, session)
+    to_phone = parse(await session.offer("a", chromium_offer()))
+    audio = to_phone.media[0]
+    assert audio.proto == "RTP/AVP" and not is_webrtc(to_phone.serialise())
+    assert [c.name for c in audio.codecs()] == ["PCMU", "PCMA", "telephone-event"]
+    to_browser = parse(await session.answer("b", phone.sdp()))
+    assert is_webrtc(to_browser.serialise())
+    browser_audio = to_browser.media[0]
+    assert browser_audio.port == session.browsers["a"].local.port
+    assert "ice-lite" in to_browser.serialise().decode() and "a=setup:active" in to_browser.serialise().decode()
+    assert [c.name for c in browser_audio.codecs()] == ["PCMU", "telephone-event"]
+
+    # The browser leg's plain side talks to the relay: browser -> phone, phone -> browser leg.
+    browser = session.browsers["a"]
+    browser.rtp_from_browser(rtp(5))
+    data, _ = receive(phone.rtp)
+    assert data == rtp(5)
+    phone.rtp.sendto(rtp(6), ("127.0.0.1", audio.port))
+    await until(lambda: browser.rtp.received == 1)
+    assert browser.leg.dropped.not_keyed == 1      # no DTLS yet: nothing is sent to the browser
+
+    # The browser holds (re-offer sendonly), then resumes; our DTLS role is kept.
+    held = parse(await session.offer("a", chromium_offer("sendonly")))
+    assert held.media[0].direction == "sendonly"
+    answer = (await session.answer("b", phone.sdp("a=recvonly\r\n"))).decode()
+    assert "a=recvonly" in answer and "a=setup:active" in answer
+    await session.offer("a", chromium_offer())
+    assert "a=setup:active" in (await session.answer("b", phone.sdp())).decode()
+
+    stats = session.stats()["a"]
+    assert stats["ice"]["selected"] is None and stats["plain"] == {"sent": 1, "received": 1}
+    assert not session.one_way()
+    await session.release()
+    assert pool.available == free and "browser-to-phone" not in gateway.sessions
+    assert gateway.released[-1] is session
+
+
+@pytest_twisted.ensureDeferred
+async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_leg(gateway, phone):
+    pool = gateway.relay.pool
+    free = pool.available
+    session = await gateway.allocate("phone-to-browser", [].append)
+    to_b = await session.offer("a", phone.sdp())
+    assert not is_webrtc(to_b)
+    offer = (await session.offer_to_browser("b", to_b)).decode()
+    assert "UDP/TLS/RTP/SAVPF" in offer and "a=setup:actpass" in offer and "a=ice-lite" in offer
+    to_phone = parse(await session.answer("b", CHROMIUM_ANSWER))
+    assert to_phone.media[0].proto == "RTP/AVP" and session.browsers["b"].configured
+    # The phone holds: the browser is re-offered in WebRTC terms with the role it has.
+    reoffer = (await session.offer("a", phone.sdp("a=sendonly\r\n"))).decode()
+    assert "a=sendonly" in reoffer and "a=setup:passive" in reoffer
+    await session.answer("b", replace(CHROMIUM_ANSWER, "a=sendrecv", "a=recvonly"))
+    await session.release()
+    await session.release()
+    assert pool.available == free
+
+    forked = await gateway.allocate("phone-forks", [].append)
+    to_b = await forked.offer("a", phone.sdp())
+    await forked.offer_to_browser("b", to_b)
+    assert pool.available < free
+    other = Phone()
+    try:
+        answer = parse(await forked.answer("b", other.sdp()))
+        assert answer.media[0].proto == "RTP/AVP" and "b" not in forked.browsers
+    finally:
+        other.close()
+    await forked.release()
+    assert pool.available == free
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_offer_that_cannot_be_bridged_is_an_sdp_error_and_takes_nothing(gateway):
+    pool = gateway.relay.pool
+    free = pool.available
+    session = await gateway.allocate("bad", [].append)
+    with pytest.raises(SdpError):
+        await session.offer("a", replace(CHROMIUM_OFFER, "a=rtcp-mux\r\n", ""))
+    await session.release()
+    assert pool.available == free

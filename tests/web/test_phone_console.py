@@ -1,0 +1,237 @@
+"""
+Done-means of the phone console and the WebRTC gateway: a real node (SIP on every
+transport), Debian's headless Chromium driven by Playwright with a fake microphone playing
+a 440 Hz tone, and a SIP phone played by baresip (playing 1000 Hz).
+
+    browser calls phone: the page logs in, registers over WSS, dials the phone; the phone's
+                         recording holds the tone; the phone hangs up; the page says ended.
+    phone calls browser: the page rings and answers; the gateway's media state is on the page.
+    browser calls browser: two pages (two subscribers) call each other.
+
+Any error in a page's console fails the test; the phone page is screenshotted into
+test-artifacts/screenshots/. One node and one Chromium serve the whole module; Playwright's
+sync API runs on a worker thread of its own, so the reactor stays free for the node's
+children.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, threads
+from twisted.internet.task import deferLater
+from twisted.python.threadpool import ThreadPool
+
+from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Baresip, frequency, subscriber, until
+from tests.node import ROOT, Node, node_for_module
+from tests.pg import reachable_tmpdir
+from tests.store.builders import build_tree
+from wevoip.credentials import hash_password
+from wevoip.store import subscribers
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+WEB_PASSWORD = "phone-console-web-1"
+BROWSERS = {"ann": "110", "cat": "111"}      # subscribers on the phone console, and their extensions
+
+
+class Console:
+    """The Chromium of the module and one tab per subscriber, all on one worker thread."""
+
+    def __init__(self, base: str, tone: str):
+        self.base, self.tone = base, tone
+        self.pool = ThreadPool(1, 1, "playwright")
+        self.pool.start()
+        self.errors: list[str] = []
+        self.pages = {}
+
+    def run(self, function, *args):
+        return threads.deferToThreadPool(reactor, self.pool, function, *args)
+
+    def launch(self) -> None:
+        from playwright.sync_api import sync_playwright
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={self.tone}", "--allow-loopback-in-peer-connection",
+            "--ignore-certificate-errors"])
+
+    def login(self, user: str) -> None:
+        context = self.browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("console", lambda message: message.type == "error" and self.errors.append(
+            f"{user} {page.url}: {message.text}"))
+        page.on("pageerror", lambda error: self.errors.append(f"{user} {page.url}: {error}"))
+        page.goto(self.base + "/login/subscriber")
+        page.fill('[name="domain"]', DOMAIN)
+        page.fill('[name="username"]', user)
+        page.fill('[name="password"]', WEB_PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Log in", exact=True).click()
+        response = page.goto(self.base + "/phone")
+        assert response.status == 200, page.content()[:2000]
+        page.fill("#sip-password", PASSWORD)
+        page.click("#connect")
+        page.locator("#registration").filter(has_text=re.compile("^registered$")).wait_for()
+        self.pages[user] = page
+
+    def text(self, user: str, selector: str) -> str:
+        return self.pages[user].text_content(selector)
+
+    def click(self, user: str, selector: str) -> None:
+        self.pages[user].click(selector)
+
+    def dial(self, user: str, number: str) -> None:
+        self.pages[user].fill("#number", number)
+        self.pages[user].click("#call")
+
+    def shot(self, user: str, name: str) -> None:
+        self.pages[user].screenshot(path=str(SHOTS / f"phone-{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+
+class Running:
+    def __init__(self, node, database, folder, console, phone):
+        self.node, self.database, self.folder, self.console, self.phone = node, database, folder, console, phone
+
+    async def page_says(self, user: str, selector: str, wanted: str, timeout: float = 20.0) -> str:
+        async def says():
+            text = await self.console.run(self.console.text, user, selector)
+            return text if wanted in text else None
+        return await until(says, lambda: f"{user}'s {selector} to say {wanted!r}\n{self.node.output.text[-3000:]}",
+                           timeout)
+
+    async def active_calls(self):
+        return await self.database.fetch("select * from active_calls")
+
+
+async def _start():
+    folder = reachable_tmpdir("wevoip-test-phone-")
+    node = Node(folder, sip=True)
+    node.config_path.write_text(node.config_path.read_text()
+                                + EXTRA.replace("46000", "46400").replace("46199", "46599"))
+    health = await node.start_ready()
+    from wevoip.store.database import Database
+    database = Database(reactor, node.dsn, size=2)
+    await database.connect()
+    tree = await build_tree(database, NAMESPACE)
+    web_hash = await hash_password(reactor, WEB_PASSWORD)
+
+    async def more(tx):
+        isp_id, tenant_id = tree.isp["id"], tree.tenant["id"]
+        await subscribers.create_subscriber(tx, isp_id, tenant_id, username="bob", password=PASSWORD,
+                                            extension="101", e164="+15550100101")
+        for user, extension in BROWSERS.items():
+            await subscribers.create_subscriber(tx, isp_id, tenant_id, username=user, password=PASSWORD,
+                                                extension=extension, web_username=user, web_password_hash=web_hash)
+    await database.transact(more)
+    for hertz in (440, 1000):
+        subprocess.run(["sox", "-n", "-r", "48000" if hertz == 440 else "8000", "-c", "1", "-b", "16",
+                        str(folder / f"{hertz}.wav"), "synth", "60", "sine", str(hertz), "vol", "0.5"], check=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    console = Console(f"http://127.0.0.1:{node.web_port}", str(folder / "440.wav"))
+    await console.run(console.launch)
+    for user in BROWSERS:
+        await console.run(console.login, user)
+    phone = Baresip(folder / "bob", "bob", subscriber("bob", Node.sip_port(health, "udp")),
+                    source=f"aufile,{folder / '1000.wav'}")
+    phone.start()
+    return Running(node, database, folder, console, phone)
+
+
+@pytest.fixture(scope="module")
+def running():
+    made = node_for_module(_start)
+    state = next(made)
+    yield state
+    pytest_twisted.blockon(defer.ensureDeferred(state.phone.stop()))
+    pytest_twisted.blockon(state.console.run(state.console.close))
+    state.console.pool.stop()
+    next(made, None)
+    assert state.console.errors == []
+
+
+async def _registered(running):
+    rows = await running.database.fetch(
+        "select b.* from registrations b join subscribers s on s.id = b.subscriber_id where s.username = 'bob'")
+    return rows
+
+
+async def _idle(running):
+    await until(lambda: _no_calls(running), "the call to end everywhere")
+
+
+async def _no_calls(running):
+    return not await running.active_calls()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_browser_calls_a_phone_which_hears_the_tone_and_hangs_up(running):
+    console, phone = running.console, running.phone
+    await until(lambda: _registered(running), lambda: f"bob to register:\n{phone.output}")
+    recordings = len(phone.recordings())
+    await console.run(console.dial, "ann", "101")
+    await running.page_says("ann", "#call-state", "in call")
+    await deferLater(reactor, 3, lambda: None)      # the tone flows for a while
+    await running.page_says("ann", "#media-dtls", "connected")
+    await console.run(console.shot, "ann", "in-call")
+    sent = int(await console.run(console.text, "ann", "#media-sent"))
+    received = int(await console.run(console.text, "ann", "#media-received"))
+    assert sent > 50 and received > 50, (sent, received)
+    await phone.command("hangup")
+    await running.page_says("ann", "#call-state", "ended")
+    await console.run(console.shot, "ann", "ended")
+    await _idle(running)
+    assert len(phone.recordings()) > recordings
+    assert abs(await frequency(phone.recordings()[-1]) - 440) < 30       # the browser's tone reached the phone
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_phone_calls_the_browser_which_answers(running):
+    console, phone = running.console, running.phone
+    await until(lambda: _registered(running), lambda: f"bob to register:\n{phone.output}")
+    await phone.command("dial", f"sip:110@{DOMAIN}")
+    await running.page_says("ann", "#call-state", "incoming call")
+    await console.run(console.shot, "ann", "ringing")
+    await console.run(console.click, "ann", "#answer")
+    await running.page_says("ann", "#call-state", "in call")
+    await running.page_says("ann", "#media-srtp", "AES")
+    await deferLater(reactor, 2, lambda: None)
+    await console.run(console.click, "ann", "#hold")
+    await running.page_says("ann", "#call-state", "on hold")
+    await console.run(console.click, "ann", "#hold")
+    await running.page_says("ann", "#call-state", "in call")
+    await console.run(console.click, "ann", "#hangup")
+    await running.page_says("ann", "#call-state", "ended")
+    await _idle(running)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_browsers_call_each_other(running):
+    console = running.console
+    await console.run(console.dial, "ann", BROWSERS["cat"])
+    await running.page_says("cat", "#call-state", "incoming call")
+    await console.run(console.click, "cat", "#answer")
+    await running.page_says("ann", "#call-state", "in call")
+    await running.page_says("cat", "#call-state", "in call")
+
+    async def both_ways():
+        counts = [int(await console.run(console.text, user, selector)) for user in BROWSERS
+                  for selector in ("#media-sent", "#media-received")]
+        return all(count > 50 for count in counts)
+    await until(both_ways, "media both ways on both pages")
+    await console.run(console.shot, "cat", "browser-to-browser")
+    await console.run(console.click, "cat", "#hangup")
+    await running.page_says("ann", "#call-state", "ended")
+    await _idle(running)

@@ -1,0 +1,286 @@
+"""
+The WebRTC gateway in the call path: an `IMediaRelay` wrapping the plain relay.
+
+The B2BUA anchors every call in a relay and never learns that one side is a browser. This
+relay passes plain descriptions to the wrapped one (`InProcessRelay`) untouched; a leg that
+speaks WebRTC (its offer or answer is DTLS-SRTP, or the B2BUA asked for an offer for a
+browser with `offer_to_browser`) is terminated here in a `BrowserLeg` (ICE-lite, DTLS-SRTP,
+Opus when the browser has no G.711) on a port of its own, and the leg's plain side is a
+second port pair in the reactor that talks RTP with the wrapped relay's port facing that
+leg, as a phone would. So the plain relay latches, watches for silence and counts exactly
+as for two phones, and a call between two browsers is two gateways back to back.
+
+    browser offers:   browser_offer_to_plain -> relay.offer   ... relay.answer -> plain_answer_to_browser
+    browser answers:  relay.offer -> plain_offer_to_browser   ... browser_answer_to_plain -> relay.answer
+
+Ports of both kinds come from the relay's pool and go back when the session is released,
+whatever way the call ends; a browser leg offered to a fork that a phone answered is
+released at that answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from zope.interface import implementer
+
+from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
+from wevoip.media.relay import InProcessRelay, RelaySession
+from wevoip.media.sdp import SessionDescription
+from wevoip.media.webrtc.dtls import Certificate
+from wevoip.media.webrtc.ice import new_credentials
+from wevoip.media.webrtc.leg import BrowserLeg, BrowserLegProtocol
+from wevoip.media.webrtc.translate import (WEBRTC_PROTOS, BrowserOffer, OriginCounter, PlainLocal, PlainOffer,
+                                           WebRtcLocal, browser_answer_to_plain, browser_offer_to_plain,
+                                           plain_answer_to_browser, plain_offer_to_browser)
+
+LEGS = ("a", "b")
+
+
+def is_webrtc(sdp: bytes) -> bool:
+    """A description whose first audio stream is DTLS-SRTP: a browser's."""
+    description = SessionDescription.parse(sdp)
+    audio = next((m for m in description.media if m.media == "audio"), None)
+    return audio is not None and audio.proto.upper() in WEBRTC_PROTOS
+
+
+def _other(leg: str) -> str:
+    if leg not in LEGS:
+        raise ValueError(f"a leg is 'a' or 'b', not {leg!r}")
+    return "b" if leg == "a" else "a"
+
+
+class _PlainPort(DatagramProtocol):
+    """The browser leg's plain side: RTP (or RTCP) to and from the relay's port facing it."""
+
+    def __init__(self, deliver: Callable[[bytes], None]):
+        self.deliver = deliver
+        self.destination: tuple[str, int] | None = None
+        self.received = self.sent = 0
+
+    def datagramReceived(self, data: bytes, address) -> None:  # noqa: N802 (Twisted's name)
+        if (address[0], address[1]) == self.destination:
+            self.received += 1
+            self.deliver(data)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and self.destination is not None:
+            self.sent += 1
+            self.transport.write(data, self.destination)
+
+
+class _Browser:
+    """One browser leg: its ICE/DTLS port, its plain port pair, and the offer in flight."""
+
+    def __init__(self, gateway: WebRtcGateway):
+        self.gateway = gateway
+        pool = gateway.relay.pool
+        self._taken: list[tuple[int, Any, Any]] = []
+        self._ports: list[Any] = []
+        try:
+            self._taken.append(pool.take())
+            self._taken.append(pool.take())
+        except MediaUnavailable:
+            self.close()
+            raise
+        (browser_port, browser_rtp, _), (plain_port, plain_rtp, plain_rtcp) = self._taken
+        ufrag, pwd = new_credentials()
+        self.rtp = _PlainPort(lambda packet: self.leg.rtp_to_browser(packet))
+        self.rtcp = _PlainPort(lambda packet: self.leg.rtcp_to_browser(packet))
+        self.protocol = BrowserLegProtocol(
+            lambda send: BrowserLeg(gateway.clock, gateway.certificate, ufrag, pwd, self, send))
+        reactor, family = gateway.reactor, pool.family
+        for sock, protocol in ((browser_rtp, self.protocol), (plain_rtp, self.rtp), (plain_rtcp, self.rtcp)):
+            sock.setblocking(False)
+            self._ports.append(reactor.adoptDatagramPort(sock.fileno(), family, protocol))
+        self.local = WebRtcLocal(gateway.relay.advertised_address, browser_port, ufrag, pwd,
+                                 gateway.certificate.fingerprint)
+        self.plain = PlainLocal(pool.address, plain_port)
+        self.origin_plain, self.origin_browser = OriginCounter(), OriginCounter()
+        self.pending: BrowserOffer | PlainOffer | None = None
+        self.configured = False
+
+    @property
+    def leg(self) -> BrowserLeg:
+        return self.protocol.leg
+
+    @property
+    def dtls_client(self) -> bool | None:
+        dtls = self.leg.dtls
+        return dtls.is_client if (dtls is not None and self.configured) else None
+
+    def point_at(self, relay_port: int) -> None:
+        """The relay's pair facing this leg is where its plain side sends."""
+        address = self.gateway.relay.pool.address
+        self.rtp.destination, self.rtcp.destination = (address, relay_port), (address, relay_port + 1)
+
+    # The leg's PlainSide.
+
+    def rtp_from_browser(self, packet: bytes) -> None:
+        self.rtp.write(packet)
+
+    def rtcp_from_browser(self, packet: bytes) -> None:
+        self.rtcp.write(packet)
+
+    def configure(self, answered) -> None:
+        self.leg.configure(answered.transport, answered.dtls_client, answered.plan)
+        self.configured = True
+        self.pending = None
+
+    def stats(self) -> dict:
+        stats = self.leg.stats()
+        stats["plain"] = {"sent": self.rtp.sent, "received": self.rtp.received}
+        stats["port"] = self.local.port
+        return stats
+
+    def close(self) -> defer.Deferred:
+        """Stop the reactor's ports and give every pair back to the pool."""
+        stopped = [defer.maybeDeferred(port.stopListening) for port in self._ports]
+        self._ports = []
+        taken, self._taken = self._taken, []
+
+        def give_back(_):
+            for port, rtp, rtcp in taken:
+                rtp.close()
+                rtcp.close()
+                self.gateway.relay.pool.give_back(port)
+        return defer.gatherResults(stopped).addCallback(give_back)
+
+
+@implementer(IMediaSession)
+class GatewaySession:
+    def __init__(self, gateway: WebRtcGateway, inner: RelaySession):
+        self.gateway = gateway
+        self.inner = inner
+        self.call_id = inner.call_id
+        self.browsers: dict[str, _Browser] = {}
+        self.last_stats: dict[str, dict] = {}
+        self._closing: list[defer.Deferred] = []
+        self._released = False
+
+    def offer(self, leg: str, sdp: bytes) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self._offer(leg, sdp))
+
+    def answer(self, leg: str, sdp: bytes) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self._answer(leg, sdp))
+
+    def offer_to_browser(self, leg: str, sdp: bytes) -> defer.Deferred:
+        """The offer `leg` is to get (as the relay rewrote it), for a browser: in WebRTC's terms."""
+        return defer.maybeDeferred(self._to_browser_offer, leg, sdp)
+
+    async def _offer(self, leg: str, sdp: bytes) -> bytes:
+        other = _other(leg)
+        browser = self.browsers.get(leg)
+        if browser is not None or is_webrtc(sdp):
+            browser = browser or self._browser(leg)
+            sdp, browser.pending = browser_offer_to_plain(sdp, browser.plain, browser.origin_plain)
+        rewritten = await self.inner.offer(leg, sdp)
+        self._point(leg)
+        if other in self.browsers:
+            return self._to_browser_offer(other, rewritten)
+        return rewritten
+
+    async def _answer(self, leg: str, sdp: bytes) -> bytes:
+        other = _other(leg)
+        browser = self.browsers.get(leg)
+        if isinstance(getattr(browser, "pending", None), PlainOffer):
+            if is_webrtc(sdp):
+                answered = browser_answer_to_plain(sdp, browser.pending, browser.plain, browser.origin_plain)
+                browser.configure(answered)
+                sdp = answered.sdp
+            else:    # a phone's fork answered the offer a browser was also given
+                self._drop(leg)
+        rewritten = await self.inner.answer(leg, sdp)
+        self._point(leg)
+        browser = self.browsers.get(other)
+        if browser is not None and isinstance(browser.pending, BrowserOffer):
+            answered = plain_answer_to_browser(rewritten, browser.pending, browser.local, browser.origin_browser,
+                                               browser.dtls_client)
+            browser.configure(answered)
+            return answered.sdp
+        return rewritten
+
+    def _to_browser_offer(self, leg: str, sdp: bytes) -> bytes:
+        browser = self.browsers.get(leg) or self._browser(leg)
+        browser_sdp, browser.pending = plain_offer_to_browser(sdp, browser.local, browser.origin_browser,
+                                                              browser.dtls_client)
+        return browser_sdp
+
+    def _browser(self, leg: str) -> _Browser:
+        if self._released:
+            raise MediaUnavailable("the media session has ended")
+        browser = self.browsers[leg] = _Browser(self.gateway)
+        self._point(leg)
+        return browser
+
+    def _point(self, leg: str) -> None:
+        browser = self.browsers.get(leg)
+        if browser is not None and self.inner.streams:
+            browser.point_at(self.inner.streams[0].ports[leg])
+
+    def _drop(self, leg: str) -> None:
+        browser = self.browsers.pop(leg)
+        self._closing.append(browser.close())
+
+    def stats(self) -> dict[str, dict]:
+        """Per browser leg: ICE, DTLS and SRTP state, counters both ways (kept after release)."""
+        for leg, browser in self.browsers.items():
+            self.last_stats[leg] = browser.stats()
+        return dict(self.last_stats)
+
+    def one_way(self) -> bool:
+        """Media reached a browser leg but none came back from it, or the reverse."""
+        for stats in self.stats().values():
+            srtp = stats["srtp"]
+            sent = (srtp["sent"] or {}).get("packets", 0)
+            received = (srtp["received"] or {}).get("packets", 0)
+            if bool(sent) != bool(received):
+                return True
+        return False
+
+    def release(self) -> defer.Deferred:
+        if not self._released:
+            self._released = True
+            self.stats()
+            for leg in list(self.browsers):
+                self._drop(leg)
+            self.gateway._released(self)
+        return defer.gatherResults([self.inner.release(), *self._closing]).addCallback(lambda _: None)
+
+
+@implementer(IMediaRelay)
+class WebRtcGateway:
+    """Wraps the node's plain relay; `sessions` are the calls in progress, for the consoles."""
+
+    def __init__(self, reactor: Any, relay: InProcessRelay, certificate: Certificate | None = None,
+                 clock: Any = None, on_released: Callable[[GatewaySession], None] | None = None):
+        self.reactor = reactor
+        self.clock = clock or reactor
+        self.relay = relay
+        self.certificate = certificate or Certificate.generate()
+        self.sessions: dict[str, GatewaySession] = {}
+        self.on_released = on_released
+
+    def allocate(self, call_id: str, on_lost: Callable[[str], None]) -> defer.Deferred:
+        def wrap(inner):
+            session = GatewaySession(self, inner)
+            self.sessions[call_id] = session
+            return session
+        return self.relay.allocate(call_id, on_lost).addCallback(wrap)
+
+    def leg_stats(self, ufrag: str) -> dict | None:
+        """The stats of the browser leg whose ICE ufrag (ours, in its SDP) this is, with its call."""
+        for session in self.sessions.values():
+            for leg, browser in session.browsers.items():
+                if browser.local.ice_ufrag == ufrag:
+                    return {"call_id": session.call_id, "leg": leg, "one_way": session.one_way(),
+                            **browser.stats()}
+        return None
+
+    def _released(self, session: GatewaySession) -> None:
+        if self.sessions.get(session.call_id) is session:
+            del self.sessions[session.call_id]
+        if self.on_released is not None and session.last_stats:
+            self.on_released(session)
