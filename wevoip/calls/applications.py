@@ -13,7 +13,6 @@ the active call goes and the CDR is written (answered, no carrier) by the B2BUA'
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -21,7 +20,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wevoip.billing.calls import CallEnd
-from wevoip.calls.b2bua import LINGER, CallFacts, _at, _contact, _is_sdp
+from wevoip.calls.facts import CallFacts, utc_at
+from wevoip.calls.messages import contact_for, is_sdp
+from wevoip.calls.session import LINGER
 from wevoip.calls.dialog import Dialog
 from wevoip.calls.machine import CallRecord
 from wevoip.interfaces import ICallHandle
@@ -106,7 +107,7 @@ class AppCall:
         self.application = application
         self.endpoint = endpoint
         self.clock = b2bua.reactor
-        self.dialog = Dialog.as_uas(incoming.request, incoming.to_tag, _contact(b2bua.core, incoming.flow))
+        self.dialog = Dialog.as_uas(incoming.request, incoming.to_tag, contact_for(b2bua.core, incoming.flow))
         self.keys = [(incoming.request.call_id, incoming.to_tag)]
         self.handle = Handle(self, argument)
         self.start_ms = self._ms()
@@ -130,7 +131,7 @@ class AppCall:
             self._end("caller", 487, "cancelled", "cancelled")
             return
         try:
-            if request.body and _is_sdp(request):
+            if request.body and is_sdp(request):
                 body = self.endpoint.answer(request.body)
             else:
                 self.late_offer, body = True, self.endpoint.offer()
@@ -249,12 +250,12 @@ class AppCall:
         b2bua, admitted, invite = self.b2bua, self.admitted, self.incoming.request
         end_ms = self._ms()
         record = CallRecord(self.start_ms, self.answer_ms, end_ms, disposition, status, by, reason, None, ())
-        end = CallEnd(ended_at=_at(end_ms), disposition=disposition,
-                      answered_at=_at(self.answer_ms) if self.answer_ms is not None else None,
+        end = CallEnd(ended_at=utc_at(end_ms), disposition=disposition,
+                      answered_at=utc_at(self.answer_ms) if self.answer_ms is not None else None,
                       sip_code=status, hangup_by=by, tenant_id=admitted.tenant_id,
                       caller_dialled=(invite.from_.uri.user or "")[:64], caller_e164=admitted.caller_e164,
                       callee_dialled=(invite.uri.user or "")[:64], carrier_id=admitted.carrier_id)
-        b2bua._release(admitted, _Ports(self.endpoint), end, after=self._marked, started_at=_at(self.start_ms))
+        b2bua._release(admitted, _Ports(self.endpoint), end, after=self._marked, started_at=utc_at(self.start_ms))
         log.info("call {call_id} to the {name} application ended: {reason}, hung up by {by}",
                  call_id=invite.call_id, name=self.application.name, reason=reason, by=by)
         if b2bua.on_record is not None:

@@ -11,7 +11,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from wevoip.calls.applications import Applications
-from wevoip.calls.b2bua import METHODS, B2BUA, CallFacts
+from wevoip.calls.b2bua import METHODS, B2BUA
+from wevoip.calls.facts import CallFacts
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.machine import CallTimers
 from wevoip.config import Config

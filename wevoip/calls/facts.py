@@ -1,0 +1,68 @@
+"""
+What a call's set-up decided and what its record is written from, shared by the set-up
+(`b2bua`), the per-call adapter (`session`) and the calls the server answers
+(`applications`) without any of them importing another.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from wevoip.calls.machine import CallRecord
+from wevoip.routing.router import Gateway, Route
+from wevoip.sip.flow import Flow
+from wevoip.sip.uri import Address, URI
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a B leg goes: its Request-URI, To and From, and the way there."""
+
+    uri: URI
+    to: Address
+    from_: Address
+    transport: str
+    host: str
+    port: int
+    flow: Flow | None = None        # a registered phone's own connection
+    gateway: Gateway | None = None
+    identity: str | None = None     # P-Asserted-Identity for a carrier
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """A call's record with who it belongs to: what a CDR is written from."""
+
+    record: CallRecord
+    isp_id: int
+    customer_id: int
+    tenant_id: int
+    direction: str
+    caller: str
+    dialled: str
+    callee_e164: str | None
+    carrier_id: int | None
+    gateway_id: int | None
+    call_ids: tuple[str, ...]
+
+
+@dataclass
+class Admitted:
+    route: Route
+    isp_id: int
+    customer_id: int
+    tenant_id: int
+    direction: str
+    active_id: int
+    carrier_id: int | None = None
+    targets: list[list[Target]] = field(default_factory=list)
+    reservation_id: int | None = None
+    max_duration_ms: int | None = None
+    subscriber_id: int | None = None
+    caller_e164: str | None = None
+    call_id: str = ""
+
+
+def utc_at(ms: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
