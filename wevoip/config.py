@@ -326,6 +326,7 @@ class MediaConfig:
     hold_timeout_ms: int = _key(3_600_000, _int_between(1_000, 86_400_000))
     relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
     forwarder: str = _key("process", _choice("process", "thread"))
+    webrtc_consent_timeout_ms: int = _key(30_000, _int_between(1_000, 300_000))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:

@@ -6,6 +6,7 @@ with a real browser) is tested in test_chromium_leg.py and, through SIP, in
 tests/web/test_phone_console.py.
 """
 
+import socket
 from dataclasses import replace as replaced
 
 import pytest
@@ -14,11 +15,13 @@ from twisted.internet import reactor, task
 from zope.interface.verify import verifyObject
 
 from tests.media.phones import Phone, receive, rtp
+from tests.media.test_ice import check
 from tests.media.test_relay import CONFIG
 from tests.media.webrtc_support import CHROMIUM_ANSWER, CHROMIUM_OFFER, replace
-from wevoip.interfaces import IMediaRelay, IMediaSession
+from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.sdp import SdpError, parse
+from wevoip.media.webrtc import stun
 from wevoip.media.webrtc.gateway import WebRtcGateway, is_webrtc
 
 
@@ -128,6 +131,101 @@ async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_
         other.close()
     await forked.release()
     assert pool.available == free
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_browser_forks_get_a_leg_each_and_the_loser_is_released_at_the_answer(gateway, phone):
+    pool = gateway.relay.pool
+    free = pool.available
+    session = await gateway.allocate("phone-forks-to-two-tabs", [].append)
+    to_b = await session.offer("a", phone.sdp())
+    anchored = pool.available
+    offers = [(await session.offer_to_browser("b", to_b, fork=index)).decode() for index in (0, 1)]
+    first, second = session.forks[0], session.forks[1]
+    assert pool.available == anchored - 4
+    assert first.local.port != second.local.port and first.local.ice_ufrag != second.local.ice_ufrag
+    assert first.local.ice_pwd != second.local.ice_pwd and first.local.fingerprint == second.local.fingerprint
+    for offer, browser in zip(offers, (first, second)):
+        assert f"a=ice-ufrag:{browser.local.ice_ufrag}" in offer and f" {browser.local.port} " in offer
+    assert "b" not in session.browsers      # ringing: no fork is the call's yet
+
+    session.fork_answers(1, final=True)
+    to_phone = parse(await session.answer("b", CHROMIUM_ANSWER))
+    assert session.browsers["b"] is second and second.configured and session.forks == {}
+    await until(lambda: pool.available == anchored - 2)     # the first tab's leg went at the answer
+    assert first._ports == []
+    # The phone's media reaches the second tab's leg, and what it sends reaches the phone.
+    phone.rtp.sendto(rtp(7), ("127.0.0.1", to_phone.media[0].port))
+    await until(lambda: second.rtp.received == 1)
+    assert first.rtp.received == 0
+    second.rtp_from_browser(rtp(8))
+    assert receive(phone.rtp)[0] == rtp(8)
+    await session.release()
+    assert pool.available == free
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_phone_fork_winning_releases_every_browser_fork_and_early_answers_do_not(gateway, phone):
+    pool = gateway.relay.pool
+    free = pool.available
+    session = await gateway.allocate("phone-beats-two-tabs", [].append)
+    to_b = await session.offer("a", phone.sdp())
+    for index in (0, 2):
+        await session.offer_to_browser("b", to_b, fork=index)
+    anchored = pool.available
+    session.fork_answers(2, final=False)    # a tab's early media: it is B for now, nothing is released
+    assert session.browsers["b"] is session.forks[2] and pool.available == anchored
+    session.fork_answers(1, final=False)    # then a phone's
+    assert "b" not in session.browsers and len(session.forks) == 2
+    other = Phone()
+    try:
+        session.fork_answers(1, final=True)
+        answer = parse(await session.answer("b", other.sdp()))
+        assert answer.media[0].proto == "RTP/AVP" and session.forks == {} and "b" not in session.browsers
+    finally:
+        other.close()
+    await until(lambda: pool.available == anchored + 4)
+    await session.release()
+    assert pool.available == free
+
+    ringing = await gateway.allocate("released-while-ringing", [].append)
+    to_b = await ringing.offer("a", phone.sdp())
+    for index in (0, 1):
+        await ringing.offer_to_browser("b", to_b, fork=index)
+    await ringing.release()
+    assert pool.available == free
+    with pytest.raises(MediaUnavailable):
+        await ringing.offer_to_browser("b", to_b, fork=2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_that_stops_checking_loses_the_call_once(gateway, phone):
+    clock = task.Clock()
+    timed = WebRtcGateway(reactor, gateway.relay, gateway.certificate, clock=clock, consent_timeout=5)
+    lost = []
+    session = await timed.allocate("tab-closed", lost.append)
+    await session.offer("a", chromium_offer())
+    await session.answer("b", phone.sdp())
+    browser = session.browsers["a"]
+    tab = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tab.bind(("127.0.0.1", 0))
+    try:
+        _, data = check(username=f"{browser.local.ice_ufrag}:Xq7T", password=browser.local.ice_pwd,
+                              nominate=True)
+        tab.sendto(data, ("127.0.0.1", browser.local.port))
+        await until(lambda: browser.leg.ice.counters.answered == 1)
+        reply, _ = receive(tab)
+        assert stun.parse(reply).cls == stun.SUCCESS
+    finally:
+        tab.close()
+    clock.advance(4.9)
+    assert lost == []
+    clock.advance(0.1)
+    assert lost == ["ICE consent of the browser on leg a expired"]
+    clock.advance(60)
+    assert lost == ["ICE consent of the browser on leg a expired"]
+    await session.release()
+    assert clock.getDelayedCalls() == []
 
 
 @pytest_twisted.ensureDeferred
