@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
@@ -44,6 +45,8 @@ from wevoip.media.webrtc.translate import (WEBRTC_PROTOS, BrowserOffer, OriginCo
                                            plain_answer_to_browser, plain_offer_to_browser)
 
 LEGS = ("a", "b")
+
+log = Logger(namespace="wevoip.media.webrtc")
 
 
 def is_webrtc(sdp: bytes) -> bool:
@@ -262,7 +265,9 @@ class GatewaySession:
         if leg is None or self._released or self._lost:
             return
         self._lost = True
-        self.on_lost(f"ICE consent of the browser on leg {leg} expired")
+        reason = f"ICE consent of the browser on leg {leg} expired"
+        log.info("call {call_id}: {reason}", call_id=self.call_id, reason=reason)
+        self.on_lost(reason)
 
     def _point(self, leg: str) -> None:
         browser = self.browsers.get(leg)
