@@ -26,11 +26,11 @@ import select
 import socket
 import struct
 import time
-from pathlib import Path
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.protocol import DatagramProtocol
 
+from bench.relay import PACKET_INTERVAL, PAYLOAD, SLOTS, cpu_seconds, phone as plain_socket
 from tests.media.webrtc_support import BROWSER_ADDRESS, BROWSER_PRINT, CHROMIUM_OFFER, FarBrowser
 from wevoip.config import MediaConfig
 from wevoip.media.relay import InProcessRelay
@@ -39,11 +39,8 @@ from wevoip.media.webrtc.dtls import Certificate
 from wevoip.media.webrtc.gateway import WebRtcGateway
 from wevoip.media.webrtc.srtp import SrtpSession
 
-PACKET_INTERVAL = 0.020
-SLOTS = 4                  # each 20 ms is cut in four, a quarter of the calls sending in each
 CONSENT_INTERVAL = 2.5     # how often Chromium checks a working pair
 DRAIN = 1.0                # seconds to keep receiving after the last packet
-PAYLOAD = b"\xd5" * 160
 HEADER = struct.Struct("!BBHII")
 
 
@@ -65,14 +62,6 @@ class Wire:
 
     def datagram_received(self, data, source):
         self.port.write(data, self.destination)
-
-
-def plain_socket():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    return sock
 
 
 class Call:
@@ -168,8 +157,7 @@ def cpu(pid=None):
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    return cpu_seconds(pid)
 
 
 async def step(gateway, relay, count, seconds, senders):

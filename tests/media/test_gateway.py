@@ -101,14 +101,15 @@ async def test_browser_calls_phone_holds_resumes_and_every_port_comes_back(gatew
 
 
 @pytest_twisted.ensureDeferred
-async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_leg(gateway, phone):
+async def test_phone_calls_browser_and_a_plain_answer_on_a_websocket_drops_the_browser_leg(gateway, phone):
     pool = gateway.relay.pool
     free = pool.available
     session = await gateway.allocate("phone-to-browser", [].append)
     to_b = await session.offer("a", phone.sdp())
     assert not is_webrtc(to_b)
-    offer = (await session.offer_to_browser("b", to_b)).decode()
+    offer = (await session.offer_to_browser("b", to_b, fork=0)).decode()
     assert "UDP/TLS/RTP/SAVPF" in offer and "a=setup:actpass" in offer and "a=ice-lite" in offer
+    session.fork_answers(0, final=True)
     to_phone = parse(await session.answer("b", CHROMIUM_ANSWER))
     assert to_phone.media[0].proto == "RTP/AVP" and session.browsers["b"].configured
     # The phone holds: the browser is re-offered in WebRTC terms with the role it has.
@@ -119,28 +120,39 @@ async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_
     await session.release()
     assert pool.available == free
 
-    forked = await gateway.allocate("phone-forks", [].append)
-    to_b = await forked.offer("a", phone.sdp())
-    await forked.offer_to_browser("b", to_b)
+    # A SIP phone registered over a WebSocket answers in plain RTP: no browser after all.
+    plain = await gateway.allocate("sip-phone-on-a-websocket", [].append)
+    to_b = await plain.offer("a", phone.sdp())
+    await plain.offer_to_browser("b", to_b, fork=0)
     assert pool.available < free
     other = Phone()
     try:
-        answer = parse(await forked.answer("b", other.sdp()))
-        assert answer.media[0].proto == "RTP/AVP" and "b" not in forked.browsers
+        plain.fork_answers(0, final=False)      # its 183 with SDP
+        answer = parse(await plain.answer("b", other.sdp()))
+        assert answer.media[0].proto == "RTP/AVP" and "b" not in plain.browsers and plain.forks == {}
     finally:
         other.close()
-    await forked.release()
+    with pytest.raises(ValueError):
+        await plain.offer_to_browser("a", to_b, fork=1)
+    await plain.release()
     assert pool.available == free
+
+
+async def ringing(gateway, phone, call_id, forks):
+    """A phone's call anchored and offered to browser forks: the session, the pool's free
+    pairs once anchored, and each fork's offer."""
+    session = await gateway.allocate(call_id, [].append)
+    to_b = await session.offer("a", phone.sdp())
+    anchored = gateway.relay.pool.available
+    offers = [(await session.offer_to_browser("b", to_b, fork=index)).decode() for index in forks]
+    return session, anchored, offers
 
 
 @pytest_twisted.ensureDeferred
 async def test_two_browser_forks_get_a_leg_each_and_the_loser_is_released_at_the_answer(gateway, phone):
     pool = gateway.relay.pool
     free = pool.available
-    session = await gateway.allocate("phone-forks-to-two-tabs", [].append)
-    to_b = await session.offer("a", phone.sdp())
-    anchored = pool.available
-    offers = [(await session.offer_to_browser("b", to_b, fork=index)).decode() for index in (0, 1)]
+    session, anchored, offers = await ringing(gateway, phone, "phone-forks-to-two-tabs", (0, 1))
     first, second = session.forks[0], session.forks[1]
     assert pool.available == anchored - 4
     assert first.local.port != second.local.port and first.local.ice_ufrag != second.local.ice_ufrag
@@ -168,13 +180,9 @@ async def test_two_browser_forks_get_a_leg_each_and_the_loser_is_released_at_the
 async def test_a_phone_fork_winning_releases_every_browser_fork_and_early_answers_do_not(gateway, phone):
     pool = gateway.relay.pool
     free = pool.available
-    session = await gateway.allocate("phone-beats-two-tabs", [].append)
-    to_b = await session.offer("a", phone.sdp())
-    for index in (0, 2):
-        await session.offer_to_browser("b", to_b, fork=index)
-    anchored = pool.available
+    session, anchored, _ = await ringing(gateway, phone, "phone-beats-two-tabs", (0, 2))
     session.fork_answers(2, final=False)    # a tab's early media: it is B for now, nothing is released
-    assert session.browsers["b"] is session.forks[2] and pool.available == anchored
+    assert session.browsers["b"] is session.forks[2] and pool.available == anchored - 4
     session.fork_answers(1, final=False)    # then a phone's
     assert "b" not in session.browsers and len(session.forks) == 2
     other = Phone()
@@ -184,18 +192,15 @@ async def test_a_phone_fork_winning_releases_every_browser_fork_and_early_answer
         assert answer.media[0].proto == "RTP/AVP" and session.forks == {} and "b" not in session.browsers
     finally:
         other.close()
-    await until(lambda: pool.available == anchored + 4)
+    await until(lambda: pool.available == anchored)
     await session.release()
     assert pool.available == free
 
-    ringing = await gateway.allocate("released-while-ringing", [].append)
-    to_b = await ringing.offer("a", phone.sdp())
-    for index in (0, 1):
-        await ringing.offer_to_browser("b", to_b, fork=index)
-    await ringing.release()
+    released, _, _ = await ringing(gateway, phone, "released-while-ringing", (0, 1))
+    await released.release()
     assert pool.available == free
     with pytest.raises(MediaUnavailable):
-        await ringing.offer_to_browser("b", to_b, fork=2)
+        await released.offer_to_browser("b", phone.sdp(), fork=2)
 
 
 @pytest_twisted.ensureDeferred

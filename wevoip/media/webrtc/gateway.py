@@ -180,11 +180,11 @@ class GatewaySession:
     def answer(self, leg: str, sdp: bytes) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._answer(leg, sdp))
 
-    def offer_to_browser(self, leg: str, sdp: bytes, fork: int | None = None) -> defer.Deferred:
-        """The offer `leg` is to get (as the relay rewrote it), for a browser: in WebRTC's terms.
-        `fork` names one of the B legs ringing at once; each gets a browser leg of its own."""
-        if fork is None:
-            return defer.maybeDeferred(self._to_browser_offer, leg, sdp)
+    def offer_to_browser(self, leg: str, sdp: bytes, fork: int) -> defer.Deferred:
+        """The offer B fork `fork` is to get (as the relay rewrote it), for a browser: in
+        WebRTC's terms, on a browser leg of the fork's own (several may ring at once)."""
+        if leg != "b":
+            return defer.fail(ValueError(f"only B legs fork, not {leg!r}"))
         return defer.maybeDeferred(self._to_fork_offer, fork, sdp)
 
     def fork_answers(self, fork: int, final: bool) -> None:
@@ -210,7 +210,7 @@ class GatewaySession:
         rewritten = await self.inner.offer(leg, sdp)
         self._point(leg)
         if other in self.browsers:
-            return self._to_browser_offer(other, rewritten)
+            return self._offer_for(self.browsers[other], rewritten)
         return rewritten
 
     async def _answer(self, leg: str, sdp: bytes) -> bytes:
@@ -221,7 +221,7 @@ class GatewaySession:
                 answered = browser_answer_to_plain(sdp, browser.pending, browser.plain, browser.origin_plain)
                 browser.configure(answered)
                 sdp = answered.sdp
-            else:    # a phone's fork answered the offer a browser was also given
+            else:    # not a browser after all (a SIP phone on a WebSocket): plain RTP to the relay
                 self._drop(leg)
         rewritten = await self.inner.answer(leg, sdp)
         self._point(leg)
@@ -232,9 +232,6 @@ class GatewaySession:
             browser.configure(answered)
             return answered.sdp
         return rewritten
-
-    def _to_browser_offer(self, leg: str, sdp: bytes) -> bytes:
-        return self._offer_for(self.browsers.get(leg) or self._browser(leg), sdp)
 
     def _to_fork_offer(self, fork: int, sdp: bytes) -> bytes:
         browser = self.forks.get(fork)
@@ -280,6 +277,7 @@ class GatewaySession:
 
     def _drop(self, leg: str) -> None:
         browser = self.browsers.pop(leg)
+        self.forks = {index: fork for index, fork in self.forks.items() if fork is not browser}
         self._closing.append(browser.close())
 
     def stats(self) -> dict[str, dict]:
