@@ -3,7 +3,7 @@ Two real nodes on one database: bob's baresip registers over TCP (then TLS) to n
 over UDP to node B. alice calls bob: node B has no connection to bob, so its INVITE goes to
 node A with a flow token in its Route, and node A forwards it over bob's connection
 (sip/edge.py). bob answers, each tone is read back from the other's recording, and either
-side's BYE passes through node A the other way.
+side's BYE (and alice's hold and resume) pass through node A.
 """
 
 from __future__ import annotations
@@ -122,6 +122,17 @@ async def test_a_phone_on_another_nodes_connection_is_called_through_that_node(n
     assert f"Via: SIP/2.0/{transport.upper()} 127.0.0.1:{nodes.port_a[transport]}" in invite   # over bob's connection
     assert "Record-Route: <sip:wvf1." in invite                         # node A stays on the path
     await deferLater(reactor, 2, lambda: None)     # let the tones flow through node B's relay
+    offers = bob.output.count("INVITE sip:")
+    alice.key("x")                                 # hold: node B's re-INVITE reaches bob through node A
+
+    async def held():
+        return bob.output.count("INVITE sip:") > offers and "a=sendonly" in bob.output.split("INVITE sip:")[-1]
+    await until(held, lambda: f"the hold to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
+    alice.key("X")
+
+    async def resumed():
+        return bob.output.count("INVITE sip:") > offers + 1 and "a=sendrecv" in bob.output.split("INVITE sip:")[-1]
+    await until(resumed, lambda: f"the resume to reach bob\n{alice.output[-3000:]}\n{bob.output[-3000:]}")
     await (alice if hangs_up == "caller" else bob).command("hangup")
 
     async def ended():
