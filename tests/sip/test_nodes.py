@@ -1,10 +1,17 @@
 """The nodes table as each node sees it: a node that announces itself (or moves) is known to
-the others as soon as its notification arrives."""
+the others as soon as its notification arrives; and the address a node announces."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 
+from wevoip.config import parse_config
+from wevoip.sip.access import SipAccess
+from wevoip.sip.flow import FlowTable
 from wevoip.sip.nodes import Nodes
 from wevoip.store.notify import Notifier
 
@@ -36,3 +43,23 @@ async def test_a_node_announcing_itself_is_known_to_the_others(database, dsn):
         assert node_b.hosts() == {"::1", "127.0.0.2"}
     finally:
         notifier.stop()
+
+
+def access_with(text: str, udp: tuple[str, int] | None) -> SipAccess:
+    access = SipAccess(Clock(), parse_config(text, Path(".")), None)
+    flows = FlowTable()
+    if udp is not None:
+        flows.add_datagram_socket(4, udp, lambda data, address: None)
+    access.sip = SimpleNamespace(flows=flows)
+    return access
+
+
+@pytest.mark.parametrize("text, udp, address", [
+    ("[sip]\nnode_address = '10.0.0.5:5080'\n", ("0.0.0.0", 5060), ("10.0.0.5", 5080)),
+    ("", ("192.0.2.3", 5062), ("192.0.2.3", 5062)),
+    ("[sip]\nadvertise = '198.51.100.7'\n", ("0.0.0.0", 5060), ("198.51.100.7", 5060)),
+    ("[sip]\nadvertise = 'sip.example.net'\n", ("0.0.0.0", 5060), ("127.0.0.1", 5060)),
+    ("", None, None),
+])
+def test_the_address_a_node_announces(text, udp, address):
+    assert access_with(text, udp).node_address() == address

@@ -9,8 +9,6 @@ that arrives before the store is ready gets 503 with Retry-After.
 
 from __future__ import annotations
 
-import ipaddress
-
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -18,7 +16,7 @@ from zope.interface import implementer
 
 from wevoip.config import Config
 from wevoip.interfaces import ISipGate
-from wevoip.sip.auth import Authenticator
+from wevoip.sip.auth import Authenticator, is_address
 from wevoip.sip.defence import Defence, DefencePolicy
 from wevoip.sip.digest import DigestAuthority
 from wevoip.sip.directory import Directory
@@ -35,14 +33,6 @@ from wevoip.store.secrets import shared_secret
 log = Logger(namespace="wevoip.sip.access")
 
 HOUSEKEEPING_SECONDS = 60
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 @implementer(ISipGate)
@@ -155,7 +145,7 @@ class SipAccess(Service):
             host, port = local
             if host in ("0.0.0.0", "::"):
                 advertise = self.config.sip.advertise
-                host = advertise if is_ip(advertise) else "127.0.0.1" if family == 4 else "::1"
+                host = advertise if is_address(advertise) else "127.0.0.1" if family == 4 else "::1"
             return host, port
         return None
 

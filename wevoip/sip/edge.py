@@ -193,7 +193,7 @@ class EdgeProxy:
     def request(self, request: Request, flow: Flow) -> bool:
         """True when the request was the edge's (forwarded or refused)."""
         route = request.headers.get("Route")
-        if route is None or PREFIX not in route or not self.secret:
+        if route is None or PREFIX not in route or not self.secret or self.address is None:
             return False
         decision = decide(self.secret, self.node, request, flow.key, self.hosts())
         if decision is None:
