@@ -2,7 +2,8 @@
 The SIP core: where every message from every transport arrives, and what the rest of the
 system plugs into.
 
-bytes -> `parse` -> the gate -> RFC 3581 received/rport on the top Via -> the transaction
+bytes -> `parse` -> the gate -> RFC 3581 received/rport on the top Via -> the edge proxy
+between nodes (a request naming one of this node's flow tokens, sip/edge.py) -> the transaction
 layer (retransmissions and ACKs for non-2xx stop there) -> Max-Forwards (483) and loop
 (482) checks -> the handler registered for the method, or the core's own answers: OPTIONS
 (200 with Allow, Accept, Supported), CANCEL, 405 for a method it knows but nobody serves,
