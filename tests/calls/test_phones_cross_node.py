@@ -9,7 +9,6 @@ side's BYE (and alice's hold and resume) pass through node A.
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import pytest
 import pytest_twisted
