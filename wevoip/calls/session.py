@@ -174,6 +174,8 @@ class Session:
         target = action.target
         invite = self.incoming.request
         dialog = Dialog.as_uac(new_call_id(self.core.sent_by(self.a_flow).rpartition(":")[0].strip("[]")), target.from_, target.to, target.uri, "")
+        if target.route:
+            dialog.route_set = [target.route]
         leg = BLeg(target, dialog)
         self.legs.append(leg)
         key = (dialog.call_id, dialog.local_tag)
@@ -189,7 +191,8 @@ class Session:
         (`offer_to_browser`, when the relay bridges WebRTC), a browser leg for each fork. One it
         cannot bridge fails the leg."""
         to_browser = getattr(self.media, "offer_to_browser", None)
-        if flow is None or flow.transport not in ("ws", "wss") or to_browser is None or not self.offer:
+        if flow is None or self.legs[index].target.transport not in ("ws", "wss") or to_browser is None \
+                or not self.offer:
             return flow
         try:
             self.legs[index].offer = await to_browser("b", self.offer, fork=index)
