@@ -211,6 +211,15 @@ async def ring_bob(world):
     return bob, invite
 
 
+async def ring_two(world, body=SDP_A):
+    """alice dials bob, who has a desk phone and a mobile; both get an INVITE."""
+    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
+    await dial(world, "101", body=body)
+    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    return desk, desk_invite, mobile, mobile_invite
+
+
 def statuses(messages):
     return [getattr(m, "status", None) or m.method for m in messages]
 
@@ -269,10 +278,7 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
 @pytest_twisted.ensureDeferred
 async def test_two_contacts_ring_the_first_answer_wins_and_a_cancel_reaches_the_other(world):
     alice = world.alice
-    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
-    await dial(world, "101")
-    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world)
     assert desk_invite.call_id != mobile_invite.call_id
     desk.answer(desk_invite, 180)
     mobile.answer(mobile_invite, 180)
@@ -673,10 +679,7 @@ async def test_a_caller_that_refreshes_is_answered_by_the_b2bua_and_its_refreshe
 @pytest_twisted.ensureDeferred
 async def test_without_a_relay_the_caller_is_reinvited_with_the_answering_forks_media(world):
     alice = world.alice
-    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
-    await dial(world, "101")
-    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world)
     desk.answer(desk_invite, 183, body=SDP_B)
     mobile.answer(mobile_invite, 200, body=SDP_B2)
     got = alice.take()
@@ -701,10 +704,7 @@ async def test_with_a_relay_the_answering_fork_is_anchored_and_the_caller_needs_
     alice, free = world.alice, relay.pool.available
     phone_a, phone_desk, phone_mobile = Phone(), Phone(), Phone()
     try:
-        desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-        mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
-        await dial(world, "101", body=phone_a.sdp().decode())
-        [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+        desk, desk_invite, mobile, mobile_invite = await ring_two(world, phone_a.sdp().decode())
         desk.answer(desk_invite, 183, body=phone_desk.sdp().decode())
         await until(lambda: any(m.status == 183 for m in world.wire.sent.get(alice.address, [])), "the 183")
         mobile.answer(mobile_invite, 200, body=phone_mobile.sdp().decode())
