@@ -465,6 +465,18 @@ def test_our_refresh_answered_422_goes_again_with_the_interval_asked():
     assert owner.take() == [Refresh("b", ("own", 3), "UPDATE", 0)] and call.session("b").interval == 180
 
 
+def test_a_relayed_request_answered_422_raises_that_sides_interval_and_tells_the_requester():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    owner.take()
+    call.a_request("k", "INVITE", "re-INVITE", sdp=True, timer=PHONE)
+    call.b_response(0, "k", 422, "422", timer=Timer(min_se=400))
+    assert owner.take() == [Relay("b", "k", "INVITE", "re-INVITE", 0),
+                            Respond("a", "k", 422, "", "422", min_se=400)]
+    assert call.session("b").interval == 400 and call.session("a").interval == 90
+
+
 # Early media from one fork, the answer from another (RFC 3261 §13.2.1, RFC 3960 §3).
 
 def test_a_is_told_the_answering_legs_media_by_reinvite_after_its_ack():

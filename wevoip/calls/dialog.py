@@ -82,7 +82,7 @@ class Dialog:
         return self._build("INVITE", self.invite_cseq, body, headers)
 
     def next_invite(self) -> None:
-        """The INVITE goes again (after a 422, RFC 4028 §7.4): a new CSeq, and no dialog yet."""
+        """The INVITE goes again (after a 422, RFC 4028 §7.3): a new CSeq, and no dialog yet."""
         self.local_cseq += 1
         self.invite_cseq = self.local_cseq
         self.remote_tag = None

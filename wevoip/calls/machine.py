@@ -64,7 +64,7 @@ class StartLeg:
 
 @dataclass(frozen=True)
 class RetryLeg:
-    """The leg's INVITE got 422 (RFC 4028 §7.4): send it again asking for `session_expires`."""
+    """The leg's INVITE got 422 (RFC 4028 §7.3): send it again asking for `session_expires`."""
 
     leg: int
     session_expires: int
@@ -283,7 +283,7 @@ TABLE: dict[Row, Step] = {
     **_each([C.CALLING], LIVE, ["failure"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
     **_each([C.CALLING], LIVE, ["timeout"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
     **_each([C.CALLING], LIVE, ["decline"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_declined"))),
-    # RFC 4028 §7.4: a 422 names the leg's Min-SE; the INVITE goes again asking for that.
+    # RFC 4028 §7.3: a 422 names the leg's Min-SE; the INVITE goes again asking for that.
     **_each([C.CALLING], LIVE, ["interval_too_small"], lambda c, l: Step(c, L.INVITING, ("stop_progress",
                                                                                          "retry_leg"))),
     (C.CALLING, L.INVITING, "no_progress"): Step(C.CALLING, L.CANCEL_WANTED, ("leg_failed",)),
@@ -431,7 +431,8 @@ class Leg:
 
 @dataclass
 class Pending:
-    """A request received on one side and relayed to the other, awaiting its final answer."""
+    """A request received on one side and relayed to the other, or one of the B2BUA's own,
+    awaiting its final answer."""
 
     side: str                   # where its response goes: "a", "b", or "own" (the B2BUA's)
     leg: int | None
@@ -617,7 +618,7 @@ class Call:
 
     def _kind(self, method: str, sdp: bool, timer: Timer | None) -> str:
         """A second offer while one is in flight either way is refused with 491 (§14.1); a
-        session interval below our Min-SE with 422 (RFC 4028 §8.1); an UPDATE without a
+        session interval below our Min-SE with 422 (RFC 4028 §9); an UPDATE without a
         body is a session refresh of its own dialog only (RFC 4028 §10), not the other's."""
         offering = method == "INVITE" or (method == "UPDATE" and sdp)
         if offering and any(p.offer and not p.answered for p in self._pending.values()):
@@ -628,7 +629,7 @@ class Call:
         return "update" if method == "UPDATE" and not sdp else "request"
 
     def _may_retry(self, leg: Leg, timer: Timer | None) -> bool:
-        """A 422 is worth a second INVITE when it asks for more than we asked (§7.4), once."""
+        """A 422 is worth a second INVITE when it asks for more than we asked (§7.3)."""
         return self.state is C.CALLING and leg.state in LIVE and timer is not None \
             and timer.min_se is not None and timer.min_se > (leg.interval or 0)
 
@@ -885,7 +886,7 @@ class Call:
 
     def _own_response(self, pending: Pending, event: Event) -> None:
         """The answer to a request of ours: a 2xx refreshes that side (a re-INVITE's is
-        ACKed, again when resent); a 422 raises the interval and tries again (§7.4); 408 or
+        ACKed, again when resent); a 422 raises the interval and tries again (§7.3); 408 or
         481 say the dialog is gone (RFC 3261 §12.2.1.2), which ends the call."""
         status, side = event.status, pending.to
         if status < 200:
@@ -1021,7 +1022,13 @@ class Call:
             known = self.sessions.get(pending.to)     # both dialogs saw the session refreshed
             self._from_request(pending.side, pending.timer)
             self._from_response(pending.to, event.timer, known.interval if known else None)
-        self._send_back(pending, event)
+        asked = event.timer.min_se if event.status == 422 and event.timer is not None else None
+        if asked is not None and pending.to in self.sessions:
+            # The far side wants a longer session (§7.3): our next request there asks for it,
+            # and the requester, told the same Min-SE, may try again.
+            known = self.sessions[pending.to]
+            self.sessions[pending.to] = replace(known, interval=max(known.interval, asked))
+        self._send_back(pending, event, asked)
         if event.status < 200:
             return
         if pending.method == "INVITE" and event.status < 300:
@@ -1029,8 +1036,8 @@ class Call:
         else:
             del self._pending[event.key]
 
-    def _send_back(self, pending: Pending, event: Event) -> None:
-        self.owner.perform(Respond(pending.side, event.key, event.status, "", event.message, pending.leg))
+    def _send_back(self, pending: Pending, event: Event, min_se: int | None = None) -> None:
+        self.owner.perform(Respond(pending.side, event.key, event.status, "", event.message, pending.leg, min_se))
 
     def _relay_ack(self) -> None:
         """The ACK of a relayed re-INVITE's 2xx goes where the re-INVITE went."""

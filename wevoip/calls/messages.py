@@ -58,7 +58,7 @@ def timer_headers(session: SessionTimer | None, *, request: bool, min_se: int) -
 
 
 def too_brief(request: Request, min_se: int) -> bool:
-    """An INVITE or UPDATE asking for a session interval below our Min-SE (RFC 4028 §8.1)."""
+    """An INVITE or UPDATE asking for a session interval below our Min-SE (RFC 4028 §9)."""
     timer = session_timer(request)
     return timer is not None and timer.interval is not None and timer.interval < min_se
 
