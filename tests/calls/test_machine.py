@@ -362,6 +362,19 @@ def test_the_b2bua_refreshes_a_side_without_timers_by_reinvite_and_one_that_left
     assert call.state is CallState.CONFIRMED
 
 
+def test_a_caller_that_supports_timers_but_asks_none_is_made_the_refresher():
+    clock, owner, call = make([["bob"]], a_timer=Timer(supported=True, update=True),
+                              timers=CallTimers(session_expires=600))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(600, "uas", supported=True))
+    assert call.session("a") == SessionTimer(600, False, True, True)
+    call.a_ack("ACK")
+    owner.take()
+    clock.advance(567.9)
+    assert owner.take() == []       # both peers refresh: the B2BUA sends nothing
+    clock.advance(0.1)
+    assert reasons(owner.take()) == ["session expired on side a"]
+
+
 def test_a_leg_without_timer_support_is_refreshed_at_the_interval_asked_for():
     clock, owner, call = make([["bob"]], a_timer=Timer(1800, supported=True), timers=CallTimers(session_expires=600))
     assert owner.take() == [StartLeg(0, "bob", 1800)]    # A's interval goes on to B

@@ -824,15 +824,15 @@ class Call:
     def _from_request(self, side: str, asked: Timer | None) -> None:
         """A request from `side` succeeded, its answer ours (we are its UAS, §9): its
         interval, or ours when it names none. The peer refreshes when it supports timers (it
-        says so now or said so before) and did not leave it to us; one without 'timer' cannot,
-        so the B2BUA does."""
+        says so now or said so before) and did not name us (refresher=uas); one without
+        'timer' cannot, so the B2BUA does."""
         asked = asked or Timer()
         known = self.sessions.get(side)
         supported = asked.supported or (known is not None and known.supported)
         if asked.interval:
             interval, ours = asked.interval, not supported or asked.refresher == "uas"
         else:
-            interval, ours = known.interval if known else self._offered_interval(), True
+            interval, ours = known.interval if known else self._offered_interval(), not supported
         self._run(side, interval, ours, asked, known)
 
     def _from_response(self, side: str, got: Timer | None, asked: int | None) -> None:
