@@ -598,6 +598,25 @@ def test_reliable_provisionals_are_relayed_one_at_a_time_and_prack_goes_to_their
     assert CancelLeg(0) in actions
 
 
+def test_a_prack_that_crosses_the_2xx_still_reaches_its_leg_or_is_answered_here():
+    clock, owner, call = make([["desk", "mobile"]], a_100rel=True)
+    owner.take()
+    call.b_invite_response(0, 183, "183 desk", sdp=True, reliable=True, rseq=7)
+    call.a_request("p1", "PRACK", "PRACK", rack=1)
+    call.b_invite_response(1, 180, "180 mobile", reliable=True, rseq=40)
+    owner.take()
+    call.b_invite_response(1, 200, "200 mobile", sdp=True)
+    owner.take()
+    call.a_request("p2", "PRACK", "PRACK", rack=2)      # for the mobile's 180, after its 2xx
+    call.a_ack("ACK")
+    call.a_request("p9", "PRACK", "PRACK", rack=9)
+    assert owner.take() == [Relay("b", "p2", "PRACK", "PRACK", 1, 40), AckLeg(1, "ACK"),
+                            Respond("a", "p9", 481, "Call/Transaction Does Not Exist")]
+    call.b_response(1, "p2", 200, "200")
+    call.a_request("p3", "PRACK", "PRACK", rack=1)      # the desk's 183 again: the desk was cancelled
+    assert owner.take() == [Respond("a", "p2", 200, "", "200"), Respond("a", "p3", 200, "OK")]
+
+
 def test_a_caller_without_100rel_gets_plain_provisionals_and_the_b2bua_pracks_itself():
     clock, owner, call = make([["bob"]])
     owner.take()

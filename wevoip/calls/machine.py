@@ -980,22 +980,35 @@ class Call:
                                  leg.index if leg else None, rseq))
 
     def _relay_to_winner(self) -> None:
+        if self._event.method == "PRACK":     # A's PRACK crossed the 2xx
+            self._relay_prack()
+            return
         self._relay("b", self.winner)
 
     def _relay_to_a(self) -> None:
         self._relay("a", None)
 
+    def _relay_prack(self) -> None:
+        """A's PRACK goes to the leg whose provisional it acknowledges, with that leg's RSeq;
+        one for a leg given up on since (another fork answered) is answered here, as the
+        reliable provisional A acknowledges was ours (RFC 3262 §3)."""
+        event = self._event
+        sent = self._reliable_sent.get(event.rseq)
+        if sent is None:
+            self._respond(481)
+            return
+        leg, rseq = sent
+        if leg.state in LIVE + (L.ANSWERED, L.CONFIRMED):
+            self._relay("b", leg, rseq)
+        else:
+            self._respond(200)
+        self._prack_received(event.rseq)
+
     def _relay_early_request(self) -> None:
         """A PRACK goes to the leg whose provisional it acknowledges; UPDATE and INFO to the
         leg whose early media A has."""
-        event = self._event
-        if event.method == "PRACK":
-            sent = self._reliable_sent.get(event.rseq)
-            if sent is None:
-                self._respond(481)
-                return
-            self._relay("b", sent[0], sent[1])
-            self._prack_received(event.rseq)
+        if self._event.method == "PRACK":
+            self._relay_prack()
             return
         if self._early_leg is None:
             self._respond(481)
