@@ -489,7 +489,7 @@ async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
 async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay):
     world = await make_world(database, relay)
     alice, free = world.alice, relay.pool.available
-    phone_a, phone_b = Phone(), Phone()
+    phone_a, phone_b, stray = Phone(), Phone(), Phone()
     try:
         bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
         await dial(world, "101", body=phone_a.sdp().decode())
@@ -517,6 +517,12 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
         [hold] = bob.take()
         held = parse_sdp(hold.body)
         assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
+        bob.in_dialog("INVITE", invite, body=stray.sdp().decode())   # crosses alice's offer: 491
+        await until(lambda: world.wire.sent.get(bob.address), "the 491")
+        assert statuses(bob.take()) == [100, 491]
+        phone_a.rtp.sendto(rtp(3), ("127.0.0.1", to_b))
+        assert receive(phone_b.rtp)[0] == rtp(3)      # the refused offer did not move bob's media
+        assert receive(stray.rtp, timeout=0.2) is None
         bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
         await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
         [held_ok] = [m for m in alice.take() if m.status == 200]
@@ -528,8 +534,8 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
         await world.b2bua.settled()
         assert relay.pool.available == free
     finally:
-        phone_a.close()
-        phone_b.close()
+        for phone in (phone_a, phone_b, stray):
+            phone.close()
 
 
 @pytest_twisted.ensureDeferred

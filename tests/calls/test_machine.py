@@ -490,6 +490,20 @@ def test_a_relayed_request_answered_422_raises_that_sides_interval_and_tells_the
     assert call.session("b").interval == 400 and call.session("a").interval == 90
 
 
+def test_only_requests_that_go_on_to_the_other_side_are_said_to_pass_the_relay():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    assert call.relays(None, "INVITE", True, PHONE) and call.relays(0, "INVITE", True, None)
+    assert not call.relays(None, "INVITE", True, Timer(30))     # 422
+    assert not call.relays(0, "UPDATE", False, None)            # a refresh, answered here
+    call.a_request("hold", "INVITE", "re-INVITE", sdp=True)
+    assert not call.relays(0, "INVITE", True, None)             # 491
+    assert call.relays(0, "INFO", True, None)
+    call.a_bye("bye")
+    assert not call.relays(None, "INVITE", True, None)          # 481
+
+
 # Early media from one fork, the answer from another (RFC 3261 §13.2.1, RFC 3960 §3).
 
 def test_a_is_told_the_answering_legs_media_by_reinvite_after_its_ack():

@@ -577,6 +577,15 @@ class Call:
         Refresh action)."""
         return self._handle(Event("response", self.legs[leg], message, status, key=key, timer=timer))
 
+    def relays(self, leg: int | None, method: str, sdp: bool, timer: Timer | None) -> bool:
+        """Whether a request from A (`leg` None) or a leg would go on to the other side as it
+        stands, so that its SDP should pass the media relay first; one refused (491, 422,
+        481) or answered here must leave the relay as it is."""
+        name = self._kind(method, sdp, timer)
+        row = (self.state, None, "a_" + name) if leg is None else (self.state, self.legs[leg].state, name)
+        step = TABLE.get(row)
+        return step is not None and any(action.startswith("relay") for action in step.actions)
+
     def session(self, side: str) -> SessionTimer | None:
         """The session timer negotiated on "a" or "b", for the headers of what goes there."""
         return self.sessions.get(side)

@@ -91,8 +91,14 @@ class Session:
             dialog.refresh_target(request)
         side = "a" if leg is None else "b"
         kind = "answer" if request.method == "ACK" else "offer"
-        self._in_order(lambda: self._anchor(side, request, kind, incoming).addCallback(
-            lambda anchored: self._received(incoming, leg) if anchored else None))
+
+        def anchored() -> defer.Deferred | None:
+            if kind == "offer" and not self.call.relays(leg, request.method, bool(request.body),
+                                                        session_timer(request)):
+                return self._received(incoming, leg)    # refused or answered here: the relay is not told
+            return self._anchor(side, request, kind, incoming).addCallback(
+                lambda passed: self._received(incoming, leg) if passed else None)
+        self._in_order(anchored)
 
     def _received(self, incoming: Incoming, leg: int | None) -> None:
         request = incoming.request
