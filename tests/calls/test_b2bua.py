@@ -12,7 +12,7 @@ from twisted.internet.task import Clock, deferLater
 from plugins.dialplan_presets import us
 from tests.store.builders import build_tree
 from wevoip.calls.b2bua import B2BUA
-from tests.media.phones import Phone, receive, rtp
+from tests.media.phones import phones, receive, rtp  # noqa: F401 (a fixture)
 from wevoip.calls.machine import CallTimers
 from wevoip.config import MediaConfig
 from wevoip.media.relay import InProcessRelay
@@ -486,56 +486,52 @@ async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
 
 
 @pytest_twisted.ensureDeferred
-async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay):
+async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay, phones):
     world = await make_world(database, relay)
     alice, free = world.alice, relay.pool.available
-    phone_a, phone_b, stray = Phone(), Phone(), Phone()
-    try:
-        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-        await dial(world, "101", body=phone_a.sdp().decode())
-        [invite] = bob.take()
-        offer = parse_sdp(invite.body)
-        to_a = offer.media[0].port
-        assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
-        bob.answer(invite, 180)
-        bob.answer(invite, 200, body=phone_b.sdp().decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
-        [ok] = [m for m in alice.take() if m.status == 200]
-        to_b = parse_sdp(ok.body).media[0].port
-        assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
-        phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
-        assert receive(phone_b.rtp)[0] == rtp(1)
-        phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
-        assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
-        from_ = f"<sip:alice@{world.domain}>"
-        alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
-                      cseq=alice.cseq)
-        bob.take()
-        alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
-                      body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
-        await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
-        [hold] = bob.take()
-        held = parse_sdp(hold.body)
-        assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
-        bob.in_dialog("INVITE", invite, body=stray.sdp().decode())   # crosses alice's offer: 491
-        await until(lambda: world.wire.sent.get(bob.address), "the 491")
-        assert statuses(bob.take()) == [100, 491]
-        phone_a.rtp.sendto(rtp(3), ("127.0.0.1", to_b))
-        assert receive(phone_b.rtp)[0] == rtp(3)      # the refused offer did not move bob's media
-        assert receive(stray.rtp, timeout=0.2) is None
-        bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
-        [held_ok] = [m for m in alice.take() if m.status == 200]
-        assert parse_sdp(held_ok.body).media[0].port == to_b
-        assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
-        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
-                      from_=f"<sip:alice@{world.domain}>")
-        assert statuses(bob.take())[-1] == "BYE"
-        await world.b2bua.settled()
-        assert relay.pool.available == free
-    finally:
-        for phone in (phone_a, phone_b, stray):
-            phone.close()
+    phone_a, phone_b, stray = phones
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", body=phone_a.sdp().decode())
+    [invite] = bob.take()
+    offer = parse_sdp(invite.body)
+    to_a = offer.media[0].port
+    assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
+    bob.answer(invite, 180)
+    bob.answer(invite, 200, body=phone_b.sdp().decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    to_b = parse_sdp(ok.body).media[0].port
+    assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
+    phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+    assert receive(phone_b.rtp)[0] == rtp(1)
+    phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
+    assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
+    from_ = f"<sip:alice@{world.domain}>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    bob.take()
+    alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
+    await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
+    [hold] = bob.take()
+    held = parse_sdp(hold.body)
+    assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
+    bob.in_dialog("INVITE", invite, body=stray.sdp().decode())   # crosses alice's offer: 491
+    await until(lambda: world.wire.sent.get(bob.address), "the 491")
+    assert statuses(bob.take()) == [100, 491]
+    phone_a.rtp.sendto(rtp(3), ("127.0.0.1", to_b))
+    assert receive(phone_b.rtp)[0] == rtp(3)      # the refused offer did not move bob's media
+    assert receive(stray.rtp, timeout=0.2) is None
+    bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
+    [held_ok] = [m for m in alice.take() if m.status == 200]
+    assert parse_sdp(held_ok.body).media[0].port == to_b
+    assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>")
+    assert statuses(bob.take())[-1] == "BYE"
+    await world.b2bua.settled()
+    assert relay.pool.available == free
 
 
 @pytest_twisted.ensureDeferred
@@ -705,30 +701,26 @@ async def test_without_a_relay_the_caller_is_reinvited_with_the_answering_forks_
 
 
 @pytest_twisted.ensureDeferred
-async def test_with_a_relay_the_answering_fork_is_anchored_and_the_caller_needs_nothing(database, relay):
+async def test_with_a_relay_the_answering_fork_is_anchored_and_the_caller_needs_nothing(database, relay, phones):
     world = await make_world(database, relay)
     alice, free = world.alice, relay.pool.available
-    phone_a, phone_desk, phone_mobile = Phone(), Phone(), Phone()
-    try:
-        desk, desk_invite, mobile, mobile_invite = await ring_two(world, phone_a.sdp().decode())
-        desk.answer(desk_invite, 183, body=phone_desk.sdp().decode())
-        await until(lambda: any(m.status == 183 for m in world.wire.sent.get(alice.address, [])), "the 183")
-        mobile.answer(mobile_invite, 200, body=phone_mobile.sdp().decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
-        got = alice.take()
-        early, ok = [m for m in got if m.status == 183][0], [m for m in got if m.status == 200][0]
-        to_b = parse_sdp(ok.body).media[0].port
-        assert parse_sdp(early.body).media[0].port == to_b
-        phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
-        assert receive(phone_mobile.rtp)[0] == rtp(1)      # the relay follows the answering fork
-        assert receive(phone_desk.rtp, timeout=0.2) is None
-        ack_ok(world, ok)
-        await until(lambda: world.wire.sent.get(mobile.address), "the ACK")
-        assert alice.take() == []       # the same description: no re-INVITE
-        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
-                      from_=f"<sip:alice@{world.domain}>")
-        await world.b2bua.settled()
-        assert relay.pool.available == free
-    finally:
-        for phone in (phone_a, phone_desk, phone_mobile):
-            phone.close()
+    phone_a, phone_desk, phone_mobile = phones
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world, phone_a.sdp().decode())
+    desk.answer(desk_invite, 183, body=phone_desk.sdp().decode())
+    await until(lambda: any(m.status == 183 for m in world.wire.sent.get(alice.address, [])), "the 183")
+    mobile.answer(mobile_invite, 200, body=phone_mobile.sdp().decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+    got = alice.take()
+    early, ok = [m for m in got if m.status == 183][0], [m for m in got if m.status == 200][0]
+    to_b = parse_sdp(ok.body).media[0].port
+    assert parse_sdp(early.body).media[0].port == to_b
+    phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+    assert receive(phone_mobile.rtp)[0] == rtp(1)      # the relay follows the answering fork
+    assert receive(phone_desk.rtp, timeout=0.2) is None
+    ack_ok(world, ok)
+    await until(lambda: world.wire.sent.get(mobile.address), "the ACK")
+    assert alice.take() == []       # the same description: no re-INVITE
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>")
+    await world.b2bua.settled()
+    assert relay.pool.available == free
