@@ -13,9 +13,11 @@ from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request, Response
 
 
-def _seconds(text: str) -> int | None:
+def _number(text: str) -> int | None:
+    """A positive 31-bit number as RFC 3261 and 4028 write them (ASCII digits only: '²' is
+    a digit to Python but not to int())."""
     text = text.strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 2 ** 31 else None
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 31 else None
 
 
 def _tokens(message: Request | Response, *names: str) -> list[str]:
@@ -33,12 +35,12 @@ def session_timer(message: Request | Response | None) -> Timer | None:
     value = message.headers.get("Session-Expires")
     if value:
         head, *params = value.split(";")
-        interval = _seconds(head)
+        interval = _number(head)
         for param in params:
             name, _, given = param.partition("=")
             if name.strip().lower() == "refresher" and given.strip().lower() in ("uac", "uas"):
                 refresher = given.strip().lower()
-    min_se = _seconds((message.headers.get("Min-SE") or "").split(";")[0])
+    min_se = _number((message.headers.get("Min-SE") or "").split(";")[0])
     return Timer(interval, refresher, min_se, "timer" in _tokens(message, "Supported", "Require"),
                  "update" in _tokens(message, "Allow"))
 
@@ -73,12 +75,16 @@ def same_session(early: bytes, final: bytes) -> bool:
 
 def rack_of(request: Request) -> int | None:
     parts = (request.headers.get("RAck") or "").split()
-    return int(parts[0]) if parts and parts[0].isdigit() else None
+    return _number(parts[0]) if parts else None
 
 
 def is_reliable(response: Response) -> bool:
     require = ",".join(response.headers.get_all("Require")).lower()
-    return "100rel" in require and 100 < response.status < 200 and (response.headers.get("RSeq") or "").isdigit()
+    return "100rel" in require and 100 < response.status < 200 and rseq_of(response) is not None
+
+
+def rseq_of(response: Response) -> int | None:
+    return _number(response.headers.get("RSeq") or "")
 
 
 def supports_100rel(request: Request) -> bool:

@@ -19,7 +19,7 @@ from wevoip.calls.dialog import Dialog, new_call_id, passed_headers
 from wevoip.calls.facts import Admitted, CallFacts, Target, utc_at
 from wevoip.calls.machine import AckLeg, ByeA, ByeLeg, Call, CancelLeg, Ended, PrackLeg, Refresh, Relay, RelayAck, \
     Respond, RespondA, RetryLeg, StartLeg
-from wevoip.calls.messages import contact_for, is_reliable, is_sdp, media_refusal, rack_of, same_session, \
+from wevoip.calls.messages import contact_for, is_reliable, is_sdp, media_refusal, rack_of, rseq_of, same_session, \
     session_timer, supports_100rel, timer_headers
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
@@ -164,13 +164,12 @@ class Session:
         return self._anchor("b", response, kind).addCallback(lambda _: self._b_invite_event(leg, response))
 
     def _b_invite_event(self, leg: int, response: Response) -> None:
-        rseq = response.headers.get("RSeq")
         reliable = is_reliable(response)
         early = self.a_dialog.sdp
         new_media = 200 <= response.status < 300 and bool(self.offer) and bool(early) \
             and not same_session(early, response.body)
         self.call.b_invite_response(leg, response.status, response, sdp=bool(response.body), reliable=reliable,
-                                    rseq=int(rseq) if reliable else None, timer=session_timer(response),
+                                    rseq=rseq_of(response) if reliable else None, timer=session_timer(response),
                                     new_media=new_media)
 
     # -- actions out ---------------------------------------------------------------
