@@ -306,6 +306,8 @@ class CallsConfig:
     dialplan_preset: str = _key("us", _name)
     applications: tuple[str, ...] = _key(("echo", "announcement"), _names)
     feature_codes: tuple[tuple[str, str], ...] = _key((("*43", "echo"),), _feature_codes)
+    session_expires_seconds: int = _key(1800, _int_between(0, 86400))
+    min_se_seconds: int = _key(90, _int_between(90, 86400))
 
 
 @dataclass(frozen=True)
@@ -452,6 +454,9 @@ def _check_whole(config: Config) -> None:
     if not registrar.min_expires <= registrar.default_expires <= registrar.max_expires:
         raise ConfigError("registrar.default_expires",
                           "must lie between registrar.min_expires and registrar.max_expires")
+    calls = config.calls
+    if calls.session_expires_seconds and calls.session_expires_seconds < calls.min_se_seconds:
+        raise ConfigError("calls.session_expires_seconds", "must be 0 or at least calls.min_se_seconds")
     if config.sip_security.request_burst < config.sip_security.requests_per_second:
         raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
     if bool(config.mail.username) != bool(config.mail.password):

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock, deferLater
 from plugins.dialplan_presets import us
 from tests.store.builders import build_tree
 from wevoip.calls.b2bua import B2BUA
-from tests.media.phones import Phone, receive, rtp
+from tests.media.phones import phones, receive, rtp  # noqa: F401 (a fixture)
 from wevoip.calls.machine import CallTimers
 from wevoip.config import MediaConfig
 from wevoip.media.relay import InProcessRelay
@@ -144,7 +144,7 @@ async def cdrs(world):
     return await world.database.fetch("select * from cdrs order by id")
 
 
-async def make_world(database, relay=None):
+async def make_world(database, relay=None, timers=CallTimers(no_answer=60, progress=2)):
     tree = await build_tree(database, "calls.example.net")
     isp_id = tree.isp["id"]
 
@@ -173,7 +173,7 @@ async def make_world(database, relay=None):
 
     b2bua = B2BUA(clock, core, database, node="test-node", authenticate=authenticate,
                   contacts=lambda subscriber_id: bindings.get(subscriber_id, []), rules=lambda isp: us.rules(),
-                  timers=CallTimers(no_answer=60, progress=2), on_record=records.append, relay=relay)
+                  timers=timers, on_record=records.append, relay=relay)
     b2bua.install()
     return World(database, tree, bob, clock, core, wire, bindings, records, b2bua)
 
@@ -211,6 +211,15 @@ async def ring_bob(world):
     await dial(world, "101")
     [invite] = bob.take()
     return bob, invite
+
+
+async def ring_two(world, body=SDP_A):
+    """alice dials bob, who has a desk phone and a mobile; both get an INVITE."""
+    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
+    await dial(world, "101", body=body)
+    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    return desk, desk_invite, mobile, mobile_invite
 
 
 def statuses(messages):
@@ -271,10 +280,7 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
 @pytest_twisted.ensureDeferred
 async def test_two_contacts_ring_the_first_answer_wins_and_a_cancel_reaches_the_other(world):
     alice = world.alice
-    desk = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-    mobile = world.phone(world.bob["id"], ("192.0.2.3", 5064), "bob")
-    await dial(world, "101")
-    [desk_invite], [mobile_invite] = desk.take(), mobile.take()
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world)
     assert desk_invite.call_id != mobile_invite.call_id
     desk.answer(desk_invite, 180)
     mobile.answer(mobile_invite, 180)
@@ -482,50 +488,52 @@ async def test_a_carrier_call_to_a_did_rings_its_subscriber(world):
 
 
 @pytest_twisted.ensureDeferred
-async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay):
+async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, relay, phones):
     world = await make_world(database, relay)
     alice, free = world.alice, relay.pool.available
-    phone_a, phone_b = Phone(), Phone()
-    try:
-        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-        await dial(world, "101", body=phone_a.sdp().decode())
-        [invite] = bob.take()
-        offer = parse_sdp(invite.body)
-        to_a = offer.media[0].port
-        assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
-        bob.answer(invite, 180)
-        bob.answer(invite, 200, body=phone_b.sdp().decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
-        [ok] = [m for m in alice.take() if m.status == 200]
-        to_b = parse_sdp(ok.body).media[0].port
-        assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
-        phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
-        assert receive(phone_b.rtp)[0] == rtp(1)
-        phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
-        assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
-        from_ = f"<sip:alice@{world.domain}>"
-        alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
-                      cseq=alice.cseq)
-        bob.take()
-        alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
-                      body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
-        await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
-        [hold] = bob.take()
-        held = parse_sdp(hold.body)
-        assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
-        bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
-        [held_ok] = [m for m in alice.take() if m.status == 200]
-        assert parse_sdp(held_ok.body).media[0].port == to_b
-        assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
-        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
-                      from_=f"<sip:alice@{world.domain}>")
-        assert statuses(bob.take())[-1] == "BYE"
-        await world.b2bua.settled()
-        assert relay.pool.available == free
-    finally:
-        phone_a.close()
-        phone_b.close()
+    phone_a, phone_b, stray = phones
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", body=phone_a.sdp().decode())
+    [invite] = bob.take()
+    offer = parse_sdp(invite.body)
+    to_a = offer.media[0].port
+    assert offer.connection.address == "127.0.0.1" and to_a != phone_a.port
+    bob.answer(invite, 180)
+    bob.answer(invite, 200, body=phone_b.sdp().decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    to_b = parse_sdp(ok.body).media[0].port
+    assert to_b not in (to_a, phone_b.port) and relay.pool.available < free
+    phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+    assert receive(phone_b.rtp)[0] == rtp(1)
+    phone_b.rtp.sendto(rtp(2, ssrc=7), ("127.0.0.1", to_a))
+    assert receive(phone_a.rtp)[0] == rtp(2, ssrc=7)
+    from_ = f"<sip:alice@{world.domain}>"
+    alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  cseq=alice.cseq)
+    bob.take()
+    alice.request("INVITE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"), from_=from_,
+                  body=phone_a.sdp("a=sendonly\r\n").decode())          # hold
+    await until(lambda: world.wire.sent.get(bob.address), "the re-INVITE")
+    [hold] = bob.take()
+    held = parse_sdp(hold.body)
+    assert held.media[0].port == to_a and held.media[0].direction == "sendonly"
+    bob.in_dialog("INVITE", invite, body=stray.sdp().decode())   # crosses alice's offer: 491
+    await until(lambda: world.wire.sent.get(bob.address), "the 491")
+    assert statuses(bob.take()) == [100, 491]
+    phone_a.rtp.sendto(rtp(3), ("127.0.0.1", to_b))
+    assert receive(phone_b.rtp)[0] == rtp(3)      # the refused offer did not move bob's media
+    assert receive(stray.rtp, timeout=0.2) is None
+    bob.answer(hold, 200, body=phone_b.sdp("a=recvonly\r\n").decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the hold's 200")
+    [held_ok] = [m for m in alice.take() if m.status == 200]
+    assert parse_sdp(held_ok.body).media[0].port == to_b
+    assert parse_sdp(held_ok.body).media[0].direction == "recvonly"
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>")
+    assert statuses(bob.take())[-1] == "BYE"
+    await world.b2bua.settled()
+    assert relay.pool.available == free
 
 
 @pytest_twisted.ensureDeferred
@@ -579,3 +587,172 @@ async def test_a_phone_connected_to_another_node_is_called_through_that_node(wor
         assert request.headers.get_all("Route") == [f"<sip:{route.uri.user}@127.0.0.9:5060;lr>",
                                                     f"<sip:{route.uri.user}@192.0.2.99:5061;transport=tcp;lr>"]
     assert (ack.method, bye.method) == ("ACK", "BYE")
+# Session timers (RFC 4028) and the B2BUA's own requests.
+
+SDP_B2 = SDP_B.replace("192.0.2.2", "192.0.2.3").replace("5000", "5002")
+TIMERS = CallTimers(no_answer=60, progress=2, session_expires=120)
+
+
+def ack_ok(world, ok):
+    world.alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                        from_=f"<sip:alice@{world.domain}>", cseq=world.alice.cseq)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_b2bua_refreshes_both_sides_itself_and_their_200s_keep_the_call(database):
+    world = await make_world(database, timers=TIMERS)
+    alice = world.alice
+    bob, invite = await ring_bob(world)
+    assert invite.headers.get("Session-Expires") == "120" and invite.headers.get("Min-SE") == "90"
+    assert "timer" in ",".join(invite.headers.get_all("Supported"))
+    bob.answer(invite, 200, body=SDP_B, extra="Session-Expires: 120;refresher=uac\r\nRequire: timer\r\n"
+                                              "Allow: INVITE, ACK, BYE, UPDATE\r\n")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    # alice asked for no timer: the B2BUA refreshes her side, and does not require 'timer' of her.
+    assert ok.headers.get("Session-Expires") == "120;refresher=uas"
+    assert "timer" not in ",".join(ok.headers.get_all("Require"))
+    ack_ok(world, ok)
+    bob.take()
+    for round_ in range(2):
+        world.clock.advance(60)
+        [update] = bob.take()
+        assert (update.method, update.body, update.call_id) == ("UPDATE", b"", invite.call_id)
+        assert update.headers.get("Session-Expires") == "120;refresher=uac"
+        [reinvite] = alice.take()      # alice did not say she takes UPDATE: a re-INVITE, same SDP
+        assert (reinvite.method, reinvite.call_id, reinvite.body) == ("INVITE", "c1", SDP_B.encode())
+        assert reinvite.headers.get("Session-Expires") == "120;refresher=uac"
+        bob.answer(update, 200, extra="Session-Expires: 120;refresher=uac\r\nRequire: timer\r\n")
+        alice.answer(reinvite, 200, body=SDP_A)
+        [ack] = alice.take()
+        assert ack.method == "ACK" and ack.cseq.number == reinvite.cseq.number
+        assert bob.take() == []     # neither refresh bothered the other side
+    world.clock.advance(59)         # 139 s after the answer, well past the first expiry (80 s)
+    assert world.records == [] and world.b2bua.sessions
+    world.clock.advance(1)
+    [update] = bob.take()
+    [reinvite] = alice.take()
+    bob.answer(update, 481)          # bob's dialog is gone: the call ends on both sides
+    assert statuses(alice.take()) == ["BYE"]
+    await until(lambda: world.records, "the record")
+    assert world.records[0].record.reason == "side b gone: 481 to a refresh"
+    assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_without_any_refresh_is_ended_when_its_session_expires(database):
+    world = await make_world(database)
+    alice = world.alice
+    bob, invite = await ring_bob(world)
+    bob.answer(invite, 200, body=SDP_B, extra="Session-Expires: 90;refresher=uas\r\nRequire: timer\r\n")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    assert ok.headers.get("Session-Expires") is None    # alice asked none, and this node asks none itself
+    ack_ok(world, ok)
+    bob.take()
+    world.clock.advance(59.9)
+    assert bob.take() == [] and alice.take() == []
+    world.clock.advance(0.1)
+    assert statuses(alice.take()) == ["BYE"] and statuses(bob.take()) == ["BYE"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invite_asking_for_less_than_min_se_gets_422(database):
+    world = await make_world(database, timers=TIMERS)
+    world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", extra="Session-Expires: 30\r\nSupported: timer\r\n")
+    [final] = [m for m in world.alice.take() if m.status >= 200]
+    assert (final.status, final.reason, final.headers.get("Min-SE")) == (422, "Session Interval Too Small", "90")
+    assert await world.active() == 0 and world.b2bua.sessions == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_leg_answering_422_is_invited_again_for_its_min_se(database):
+    world = await make_world(database, timers=TIMERS)
+    alice = world.alice
+    bob, invite = await ring_bob(world)
+    bob.answer(invite, 422, extra="Min-SE: 300\r\n")
+    [again] = [m for m in bob.take() if m.method == "INVITE"]
+    assert again.call_id == invite.call_id and again.cseq.number == invite.cseq.number + 1
+    assert again.to.tag is None and again.headers.get("Session-Expires") == "300"
+    bob.answer(again, 200, body=SDP_B, extra="Session-Expires: 300;refresher=uas\r\nRequire: timer\r\n")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    assert ok.headers.get("Session-Expires") == "120;refresher=uas"   # alice's side keeps its own
+    ack_ok(world, ok)
+    [ack2] = bob.take()
+    assert ack2.method == "ACK" and ack2.cseq.number == again.cseq.number
+    world.clock.advance(60)
+    assert statuses(alice.take()) == ["INVITE"] and bob.take() == []   # B refreshes its own side
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caller_that_refreshes_is_answered_by_the_b2bua_and_its_refreshes_stay_on_its_side(database):
+    world = await make_world(database, timers=TIMERS)
+    alice = world.alice
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", extra="Session-Expires: 150;refresher=uac\r\nSupported: timer\r\n")
+    [invite] = bob.take()
+    assert invite.headers.get("Session-Expires") == "150"
+    bob.answer(invite, 200, body=SDP_B, extra="Session-Expires: 150;refresher=uas\r\nRequire: timer\r\n")
+    [ok] = [m for m in alice.take() if m.status == 200]
+    assert ok.headers.get("Session-Expires") == "150;refresher=uac" and ok.headers.get("Require") == "timer"
+    ack_ok(world, ok)
+    bob.take()
+    world.clock.advance(70)
+    alice.request("UPDATE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>", extra="Session-Expires: 150;refresher=uac\r\n")
+    [refreshed] = alice.take()
+    assert refreshed.status == 200 and refreshed.headers.get("Session-Expires") == "150;refresher=uac"
+    assert bob.take() == []
+    alice.request("UPDATE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>", extra="Session-Expires: 60\r\n")
+    [refused] = alice.take()
+    assert (refused.status, refused.headers.get("Min-SE")) == (422, "90")
+
+
+# Early media from one fork, the answer from another (RFC 3261 §13.2.1, RFC 3960 §3).
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_relay_the_caller_is_reinvited_with_the_answering_forks_media(world):
+    alice = world.alice
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world)
+    desk.answer(desk_invite, 183, body=SDP_B)
+    mobile.answer(mobile_invite, 200, body=SDP_B2)
+    got = alice.take()
+    assert statuses(got) == [100, 183, 200] and got[1].body == SDP_B.encode() and got[2].body == SDP_B2.encode()
+    ack_ok(world, got[2])
+    [reinvite] = alice.take()       # alice took the 183's SDP as the answer: she is told the mobile's
+    assert (reinvite.method, reinvite.call_id, reinvite.body) == ("INVITE", "c1", SDP_B2.encode())
+    assert reinvite.cseq.number > 0 and reinvite.to.tag == alice.tag
+    assert statuses(mobile.take()) == ["ACK"]
+    alice.answer(reinvite, 200, body=SDP_A)
+    [ack] = alice.take()
+    assert ack.method == "ACK" and ack.cseq.number == reinvite.cseq.number
+    assert mobile.take() == []      # the mobile already has its answer: alice's first offer
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=got[2].headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>")
+    assert statuses(mobile.take()) == ["BYE"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_a_relay_the_answering_fork_is_anchored_and_the_caller_needs_nothing(database, relay, phones):
+    world = await make_world(database, relay)
+    alice, free = world.alice, relay.pool.available
+    phone_a, phone_desk, phone_mobile = phones
+    desk, desk_invite, mobile, mobile_invite = await ring_two(world, phone_a.sdp().decode())
+    desk.answer(desk_invite, 183, body=phone_desk.sdp().decode())
+    await until(lambda: any(m.status == 183 for m in world.wire.sent.get(alice.address, [])), "the 183")
+    mobile.answer(mobile_invite, 200, body=phone_mobile.sdp().decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+    got = alice.take()
+    early, ok = [m for m in got if m.status == 183][0], [m for m in got if m.status == 200][0]
+    to_b = parse_sdp(ok.body).media[0].port
+    assert parse_sdp(early.body).media[0].port == to_b
+    phone_a.rtp.sendto(rtp(1), ("127.0.0.1", to_b))
+    assert receive(phone_mobile.rtp)[0] == rtp(1)      # the relay follows the answering fork
+    assert receive(phone_desk.rtp, timeout=0.2) is None
+    ack_ok(world, ok)
+    await until(lambda: world.wire.sent.get(mobile.address), "the ACK")
+    assert alice.take() == []       # the same description: no re-INVITE
+    alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                  from_=f"<sip:alice@{world.domain}>")
+    await world.b2bua.settled()
+    assert relay.pool.available == free

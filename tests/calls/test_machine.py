@@ -4,8 +4,8 @@ import pytest
 from twisted.internet.task import Clock
 
 from wevoip.calls.machine import (
-    T1, AckLeg, Attempt, ByeA, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, PrackLeg,
-    Relay, RelayAck, Respond, RespondA, StartLeg, best, Answer)
+    T1, T2, AckLeg, Attempt, ByeA, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, PrackLeg,
+    Refresh, Relay, RelayAck, Respond, RespondA, RetryLeg, SessionTimer, StartLeg, Timer, best, Answer)
 
 
 class Recorder:
@@ -305,21 +305,228 @@ def test_a_retransmitted_2xx_from_the_callee_is_acked_again():
     assert owner.take() == [AckLeg(0, "ACK"), AckLeg(0)]
 
 
-def test_a_session_is_ended_when_no_refresh_comes_and_kept_when_one_does():
-    clock, owner, call = make([["bob"]])
-    call.b_invite_response(0, 200, "200", session_expires=90)
+def reasons(actions):
+    return [a.record.reason for a in actions if isinstance(a, Ended)]
+
+
+# Session timers (RFC 4028): each side negotiates its own; the B2BUA refreshes where the peer
+# will not, answers an UPDATE refresh itself, and ends the call when a session runs out.
+
+PHONE = Timer(90, "uac", supported=True)       # a phone that refreshes its own session
+
+
+def test_each_side_refreshes_its_own_session_and_the_one_that_stops_ends_the_call():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
     call.a_ack("ACK")
     owner.take()
+    assert call.session("a") == SessionTimer(90, False, False, True)    # A is the refresher on its side
+    assert call.session("b") == SessionTimer(90, False, False, True)    # refresher=uas: B on its side
     clock.advance(50)
-    call.a_request("k1", "UPDATE", "UPDATE")
-    call.b_response(0, "k1", 200, "200", session_expires=90)
-    assert owner.take() == [Relay("b", "k1", "UPDATE", "UPDATE", 0), Respond("a", "k1", 200, "", "200")]
-    clock.advance(59.9)
+    call.a_request("ua", "UPDATE", "UPDATE", timer=PHONE)    # a refresh without a body: answered here
+    call.b_request(0, "ub", "UPDATE", "UPDATE", timer=Timer(90, "uac", supported=True))   # B is its UAC
+    assert owner.take() == [Respond("a", "ua", 200, "OK"), Respond("b", "ub", 200, "OK", leg=0)]
+    clock.advance(50)
+    call.a_request("ua2", "UPDATE", "UPDATE", timer=PHONE)
+    assert owner.take() == [Respond("a", "ua2", 200, "OK")]
+    clock.advance(9.9)
     assert owner.take() == []
-    clock.advance(0.1)   # 90 - min(32, 30) = 60 s after the refresh (RFC 4028 §10)
+    clock.advance(0.1)   # B's last refresh was 60 s ago: 90 - min(32, 90/3) (§10)
     actions = owner.take()
     assert ByeA() in actions and ByeLeg(0) in actions
-    assert [a.record.reason for a in actions if isinstance(a, Ended)] == ["session expired"]
+    assert reasons(actions) == ["session expired on side b"]
+
+
+def test_the_b2bua_refreshes_a_side_without_timers_by_reinvite_and_one_that_left_it_to_us_by_update():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=120))
+    assert owner.take() == [StartLeg(0, "bob", 120)]
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(120, "uac", supported=True, update=True))
+    assert owner.take() == [RespondA(200, "", "200", True)]
+    call.a_ack("ACK")
+    owner.take()
+    assert call.session("a") == SessionTimer(120, True, False, False)   # A said nothing of timers
+    assert call.session("b") == SessionTimer(120, True, True, True)     # refresher=uac is the B2BUA
+    clock.advance(59.9)
+    assert owner.take() == []
+    clock.advance(0.1)
+    assert owner.take() == [Refresh("a", ("own", 1), "INVITE"), Refresh("b", ("own", 2), "UPDATE", 0)]
+    call.a_response(("own", 1), 100, "100")
+    call.a_response(("own", 1), 200, "200")
+    call.a_response(("own", 1), 200, "200")       # resent: its ACK was lost
+    call.b_response(0, ("own", 2), 200, "200", timer=Timer(120, "uac", supported=True))
+    assert owner.take() == [RelayAck("a", ("own", 1), None), RelayAck("a", ("own", 1), None)]
+    clock.advance(59.9)
+    assert owner.take() == []
+    clock.advance(0.1)       # half the interval after the refreshes; the first expiry (80 s) has passed
+    assert owner.take() == [Refresh("a", ("own", 3), "INVITE"), Refresh("b", ("own", 4), "UPDATE", 0)]
+    assert call.state is CallState.CONFIRMED
+
+
+def test_a_caller_that_supports_timers_but_asks_none_is_made_the_refresher():
+    clock, owner, call = make([["bob"]], a_timer=Timer(supported=True, update=True),
+                              timers=CallTimers(session_expires=600))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(600, "uas", supported=True))
+    assert call.session("a") == SessionTimer(600, False, True, True)
+    call.a_ack("ACK")
+    owner.take()
+    clock.advance(567.9)
+    assert owner.take() == []       # both peers refresh: the B2BUA sends nothing
+    clock.advance(0.1)
+    assert reasons(owner.take()) == ["session expired on side a"]
+
+
+def test_a_leg_without_timer_support_is_refreshed_at_the_interval_asked_for():
+    clock, owner, call = make([["bob"]], a_timer=Timer(1800, supported=True), timers=CallTimers(session_expires=600))
+    assert owner.take() == [StartLeg(0, "bob", 1800)]    # A's interval goes on to B
+    call.b_invite_response(0, 200, "200", sdp=True)      # no Session-Expires: B knows no timers
+    call.a_ack("ACK")
+    owner.take()
+    assert call.session("a") == SessionTimer(1800, False, False, True)
+    assert call.session("b") == SessionTimer(1800, True, False, False)
+    clock.advance(900)
+    assert owner.take() == [Refresh("b", ("own", 1), "INVITE", 0)]
+
+
+def test_a_refresh_answered_481_ends_the_call_and_other_failures_wait_for_the_expiry():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=90))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    clock.advance(45)
+    assert owner.take()[-1] == Refresh("a", ("own", 1), "INVITE")
+    call.a_response(("own", 1), 500, "500")      # not dead: the session simply is not refreshed
+    assert owner.take() == []
+    clock.advance(15)       # 90 - 30 after the answer
+    assert reasons(owner.take()) == ["session expired on side a"]
+
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=90))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    clock.advance(45)
+    owner.take()
+    call.a_response(("own", 1), 481, "481")
+    actions = owner.take()
+    assert ByeA() in actions and ByeLeg(0) in actions
+    assert reasons(actions) == ["side a gone: 481 to a refresh"]
+
+
+def test_a_refresh_waits_while_another_request_is_in_flight_in_its_dialog():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=90))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    clock.advance(44)
+    call.a_request("hold", "INVITE", "re-INVITE", sdp=True)
+    owner.take()
+    clock.advance(1)
+    assert owner.take() == []
+    call.b_response(0, "hold", 200, "200", timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK2")
+    assert owner.take() == [Respond("a", "hold", 200, "", "200"), RelayAck("b", "hold", "ACK2", 0)]
+    clock.advance(T2)
+    assert owner.take() == []        # the re-INVITE refreshed A's side: the next is due at 45 s after it
+    clock.advance(45 - T2)
+    assert owner.take() == [Refresh("a", ("own", 1), "INVITE")]
+
+
+def test_a_relayed_reinvite_refreshes_both_sides():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    clock.advance(50)
+    call.a_request("k1", "INVITE", "re-INVITE", sdp=True, timer=Timer(100, "uac", supported=True))
+    call.b_response(0, "k1", 200, "200", timer=Timer(100, "uas", supported=True))
+    call.a_ack("ACK2")
+    owner.take()
+    assert call.session("a").interval == call.session("b").interval == 100
+    clock.advance(66.6)     # 100 - 33.3... min(32, 100/3) = 32: 68 s after the refresh
+    assert owner.take() == []
+    clock.advance(1.4)
+    assert reasons(owner.take()) == ["session expired on side a"]
+
+
+def test_an_interval_below_min_se_gets_422_and_a_leg_asking_for_more_is_invited_again():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=120, min_se=90))
+    owner.take()
+    call.b_invite_response(0, 100, "100")
+    call.b_invite_response(0, 422, "422", timer=Timer(min_se=300))
+    assert owner.take() == [RetryLeg(0, 300)]
+    assert call.legs[0].state is LegState.INVITING     # a new INVITE: no CANCEL before its 1xx
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(300, "uac", supported=True))
+    call.a_ack("ACK")
+    owner.take()
+    assert call.session("b") == SessionTimer(300, True, False, True)
+    call.a_request("u", "UPDATE", "UPDATE", timer=Timer(60, "uac", supported=True))
+    call.b_request(0, "i", "INVITE", "re-INVITE", sdp=True, timer=Timer(30))
+    assert owner.take() == [Respond("a", "u", 422, "Session Interval Too Small", min_se=90),
+                            Respond("b", "i", 422, "Session Interval Too Small", leg=0, min_se=90)]
+
+
+def test_a_leg_that_422s_again_for_no_more_than_it_was_offered_fails():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=120))
+    owner.take()
+    call.b_invite_response(0, 422, "422", timer=Timer(min_se=120))
+    assert owner.take()[0] == RespondA(422, "", "422")
+    assert call.state is CallState.ENDED
+
+
+def test_our_refresh_answered_422_goes_again_with_the_interval_asked():
+    clock, owner, call = make([["bob"]], timers=CallTimers(session_expires=90))
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uac", supported=True, update=True))
+    call.a_ack("ACK")
+    clock.advance(45)
+    assert owner.take()[-1] == Refresh("b", ("own", 2), "UPDATE", 0)
+    call.b_response(0, ("own", 2), 422, "422", timer=Timer(min_se=180))
+    assert owner.take() == [Refresh("b", ("own", 3), "UPDATE", 0)] and call.session("b").interval == 180
+
+
+def test_a_relayed_request_answered_422_raises_that_sides_interval_and_tells_the_requester():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    owner.take()
+    call.a_request("k", "INVITE", "re-INVITE", sdp=True, timer=PHONE)
+    call.b_response(0, "k", 422, "422", timer=Timer(min_se=400))
+    assert owner.take() == [Relay("b", "k", "INVITE", "re-INVITE", 0),
+                            Respond("a", "k", 422, "", "422", min_se=400)]
+    assert call.session("b").interval == 400 and call.session("a").interval == 90
+
+
+def test_only_requests_that_go_on_to_the_other_side_are_said_to_pass_the_relay():
+    clock, owner, call = make([["bob"]], a_timer=PHONE)
+    call.b_invite_response(0, 200, "200", sdp=True, timer=Timer(90, "uas", supported=True))
+    call.a_ack("ACK")
+    assert call.relays(None, "INVITE", True, PHONE) and call.relays(0, "INVITE", True, None)
+    assert not call.relays(None, "INVITE", True, Timer(30))     # 422
+    assert not call.relays(0, "UPDATE", False, None)            # a refresh, answered here
+    call.a_request("hold", "INVITE", "re-INVITE", sdp=True)
+    assert not call.relays(0, "INVITE", True, None)             # 491
+    assert call.relays(0, "INFO", True, None)
+    call.a_bye("bye")
+    assert not call.relays(None, "INVITE", True, None)          # 481
+
+
+# Early media from one fork, the answer from another (RFC 3261 §13.2.1, RFC 3960 §3).
+
+def test_a_is_told_the_answering_legs_media_by_reinvite_after_its_ack():
+    clock, owner, call = make([["desk", "mobile"]])
+    owner.take()
+    call.b_invite_response(0, 183, "183 desk", sdp=True)
+    call.b_invite_response(1, 200, "200 mobile", sdp=True, new_media=True)
+    assert owner.take() == [RespondA(183, "", "183 desk", True), RespondA(200, "", "200 mobile", True),
+                            CancelLeg(0)]
+    call.a_ack("ACK")
+    assert owner.take() == [AckLeg(1, "ACK"), Refresh("a", ("own", 1), "INVITE", None, "200 mobile")]
+    call.b_request(1, "b1", "INVITE", "re-INVITE", sdp=True)   # B's offer meets ours in flight
+    assert owner.take() == [Respond("b", "b1", 491, "Request Pending", leg=1)]
+    call.a_response(("own", 1), 200, "200 from A")
+    assert owner.take() == [RelayAck("a", ("own", 1), None)]    # A's answer goes nowhere: B has its own
+
+
+def test_the_same_media_from_another_leg_needs_no_reinvite():
+    clock, owner, call = make([["desk", "mobile"]])
+    call.b_invite_response(0, 183, "183 desk", sdp=True)
+    call.b_invite_response(1, 200, "200 mobile", sdp=True, new_media=False)   # the relay's, say
+    call.a_ack("ACK")
+    assert [a for a in owner.take() if isinstance(a, Refresh)] == []
 
 
 def test_a_reinvite_passes_through_both_ways_with_its_ack():
@@ -349,10 +556,10 @@ def test_a_second_offer_while_one_is_in_flight_gets_491():
     call.a_request("a1", "INVITE", "re-INVITE", sdp=True)
     call.b_request(0, "b1", "INVITE", "re-INVITE", sdp=True)
     call.b_request(0, "b2", "UPDATE", "UPDATE", sdp=True)
-    call.b_request(0, "b3", "UPDATE", "UPDATE refresh")   # no offer: passes
+    call.b_request(0, "b3", "INFO", "INFO")   # no offer: passes
     assert owner.take()[1:] == [Respond("b", "b1", 491, "Request Pending", leg=0),
                                 Respond("b", "b2", 491, "Request Pending", leg=0),
-                                Relay("a", "b3", "UPDATE", "UPDATE refresh")]
+                                Relay("a", "b3", "INFO", "INFO")]
 
 
 def test_a_bye_during_a_reinvite_answers_the_pending_reinvite_with_487():
@@ -403,6 +610,25 @@ def test_reliable_provisionals_are_relayed_one_at_a_time_and_prack_goes_to_their
     actions = owner.take()
     assert RespondA(500, "Server Internal Error: no PRACK for a reliable provisional") in actions
     assert CancelLeg(0) in actions
+
+
+def test_a_prack_that_crosses_the_2xx_still_reaches_its_leg_or_is_answered_here():
+    clock, owner, call = make([["desk", "mobile"]], a_100rel=True)
+    owner.take()
+    call.b_invite_response(0, 183, "183 desk", sdp=True, reliable=True, rseq=7)
+    call.a_request("p1", "PRACK", "PRACK", rack=1)
+    call.b_invite_response(1, 180, "180 mobile", reliable=True, rseq=40)
+    owner.take()
+    call.b_invite_response(1, 200, "200 mobile", sdp=True)
+    owner.take()
+    call.a_request("p2", "PRACK", "PRACK", rack=2)      # for the mobile's 180, after its 2xx
+    call.a_ack("ACK")
+    call.a_request("p9", "PRACK", "PRACK", rack=9)
+    assert owner.take() == [Relay("b", "p2", "PRACK", "PRACK", 1, 40), AckLeg(1, "ACK"),
+                            Respond("a", "p9", 481, "Call/Transaction Does Not Exist")]
+    call.b_response(1, "p2", 200, "200")
+    call.a_request("p3", "PRACK", "PRACK", rack=1)      # the desk's 183 again: the desk was cancelled
+    assert owner.take() == [Respond("a", "p2", 200, "", "200"), Respond("a", "p3", 200, "OK")]
 
 
 def test_a_caller_without_100rel_gets_plain_provisionals_and_the_b2bua_pracks_itself():

@@ -6,9 +6,9 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 
 from wevoip.calls.machine import (
-    LIVE, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, RespondA, StartLeg)
+    LIVE, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, RespondA, StartLeg, Timer)
 
-STATUSES = [100, 180, 180, 183, 200, 200, 200, 302, 404, 408, 486, 487, 500, 503, 603]
+STATUSES = [100, 180, 180, 183, 200, 200, 200, 302, 404, 408, 422, 486, 487, 500, 503, 603]
 
 ARGUMENTS = {
     "response": st.tuples(st.just("response"), st.integers(0, 2), st.sampled_from(STATUSES), st.booleans(),
@@ -26,7 +26,11 @@ ARGUMENTS = {
                             st.sampled_from([100, 200, 488])),
     "advance": st.tuples(st.just("advance"), st.floats(0.1, 40)),
     "media_lost": st.tuples(st.just("media_lost")),
+    "own_response": st.tuples(st.just("own_response"), st.sampled_from("ab"), st.integers(1, 4),
+                              st.sampled_from([100, 200, 408, 422, 481, 500])),
 }
+TIMERS = st.sampled_from([None, Timer(90, "uac", supported=True), Timer(120, "uas", 90, True, True),
+                          Timer(min_se=300)])
 # Responses from the legs are most of what a call hears; the kind is drawn first so that
 # each kind comes up as often as its weight says.
 KINDS = ["response"] * 8 + [kind for kind in ARGUMENTS if kind != "response"]
@@ -45,12 +49,14 @@ class Owner:
 
 
 @settings(max_examples=500, deadline=None)
-@given(rounds=st.lists(st.integers(1, 3), min_size=1, max_size=3), steps=events, a_100rel=st.booleans())
-def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel):
+@given(rounds=st.lists(st.integers(1, 3), min_size=1, max_size=3), steps=events, a_100rel=st.booleans(),
+       a_timer=TIMERS, b_timer=TIMERS)
+def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel, a_timer, b_timer):
     clock, owner = Clock(), Owner()
     targets = [[f"r{r}t{t}" for t in range(size)] for r, size in enumerate(rounds)]
-    call = Call(owner, clock, targets, timers=CallTimers(no_answer=60, max_duration=600, progress=5),
-                a_100rel=a_100rel)
+    call = Call(owner, clock, targets, timers=CallTimers(no_answer=60, max_duration=600, progress=5,
+                                                         session_expires=120),
+                a_100rel=a_100rel, a_timer=a_timer or Timer())
     call.start()
     keys = iter(range(10_000))
     for step in steps:
@@ -65,7 +71,7 @@ def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel
             if status < 200:
                 owner.provisional.add(leg % legs)
             call.b_invite_response(leg % legs, status, f"{status}", sdp=sdp, reliable=reliable, rseq=reliable_rseq,
-                                   session_expires=None)
+                                   timer=b_timer, new_media=sdp)
         elif kind == "timeout":
             call.b_timeout(step[1] % legs)
         elif kind == "cancel":
@@ -84,6 +90,12 @@ def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel
             call.a_response(step[1], step[2], "response")
         elif kind == "b_response":
             call.b_response(step[1] % legs, step[2], step[3], "response")
+        elif kind == "own_response":
+            _, side, number, status = step
+            if side == "a":
+                call.a_response(("own", number), status, "response", timer=b_timer)
+            else:
+                call.b_response(0, ("own", number), status, "response", timer=b_timer)
         elif kind == "advance":
             clock.advance(step[1])
         else:

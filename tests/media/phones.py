@@ -4,6 +4,8 @@ import select
 import socket
 import struct
 
+import pytest
+
 
 def rtp(sequence=1, payload_type=0, payload=b"\xff" * 160, ssrc=0x1234, timestamp=0, marker=False):
     return struct.pack("!BBHII", 0x80, payload_type | (0x80 if marker else 0), sequence & 0xFFFF,
@@ -39,6 +41,15 @@ class Phone:
     def close(self):
         self.rtp.close()
         self.rtcp.close()
+
+
+@pytest.fixture
+def phones():
+    """Three phones, closed after the test."""
+    made = [Phone() for _ in range(3)]
+    yield made
+    for phone in made:
+        phone.close()
 
 
 def receive(sock, timeout=2.0):

@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from tests.media.phones import Phone, drain, receive, rtcp_receiver_report, rtp
+from tests.media.phones import Phone, drain, phones, receive, rtcp_receiver_report, rtp  # noqa: F401 (a fixture)
 from wevoip.config import MediaConfig
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.endpoint import MediaEndpoint, write_wav
@@ -36,14 +36,6 @@ def relay(request, clock):
     pytest_twisted.blockon(relay.ready)
     yield relay
     pytest_twisted.blockon(relay.stopService())
-
-
-@pytest.fixture
-def phones():
-    made = [Phone() for _ in range(3)]
-    yield made
-    for phone in made:
-        phone.close()
 
 
 async def call(relay, a, b, lost=None):

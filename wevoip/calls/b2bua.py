@@ -28,7 +28,7 @@ from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Target
 from wevoip.calls.machine import CallTimers
-from wevoip.calls.messages import is_sdp, media_refusal
+from wevoip.calls.messages import is_sdp, media_refusal, too_brief
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
@@ -122,6 +122,9 @@ class B2BUA:
             return
         if decision.status:
             incoming.respond(decision.status, decision.reason, headers=tuple(decision.headers or ()))
+            return
+        if too_brief(request, self.timers.min_se):
+            incoming.respond(422, "Session Interval Too Small", headers=(("Min-SE", str(self.timers.min_se)),))
             return
         try:
             admitted = await self.database.transact(self._route_and_admit, request, incoming.flow, decision)

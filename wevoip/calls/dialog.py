@@ -17,10 +17,11 @@ from wevoip.sip.headers import parse_addresses
 from wevoip.sip.message import Headers, Request, Response
 from wevoip.sip.uri import URI, Address, without_param
 
-# Headers a relayed message keeps: what the far end needs to understand its body, its
-# session timer and its reliable provisionals. Everything else stays on its own side.
-PASSED = ("Content-Type", "Content-Disposition", "Session-Expires", "Min-SE", "Require", "Supported",
-          "Allow", "Event", "Info-Package", "Reason")
+# Headers a relayed message keeps: what the far end needs to understand its body and its
+# reliable provisionals. Everything else stays on its own side, session timers (RFC 4028)
+# included: each dialog negotiates its own, so 'timer' leaves Supported and Require.
+PASSED = ("Content-Type", "Content-Disposition", "Require", "Supported", "Allow", "Event", "Info-Package", "Reason")
+OPTION_LISTS = ("Require", "Supported")
 
 
 def new_tag() -> str:
@@ -61,6 +62,7 @@ class Dialog:
     remote_cseq: int | None = None
     invite_cseq: int = 0        # of the INVITE that made the dialog, for its ACK and CANCEL
     established: bool = False   # the route set and tag are fixed by the first 2xx (§12.1.2)
+    sdp: bytes = b""            # the last session description we sent into it
 
     @classmethod
     def as_uas(cls, invite: Request, local_tag: str, contact: str) -> Dialog:
@@ -78,6 +80,13 @@ class Dialog:
     def invite(self, *, body: bytes = b"", headers: tuple[tuple[str, str], ...] = ()) -> Request:
         """The initial INVITE of a B leg (the Via is added when it is sent)."""
         return self._build("INVITE", self.invite_cseq, body, headers)
+
+    def next_invite(self) -> None:
+        """The INVITE goes again (after a 422, RFC 4028 §7.3): a new CSeq, and no dialog yet."""
+        self.local_cseq += 1
+        self.invite_cseq = self.local_cseq
+        self.remote_tag = None
+        self.route_set = []
 
     def learn(self, response: Response) -> None:
         """A response to our INVITE: its tag and target; the route set from the first 2xx,
@@ -138,9 +147,18 @@ class Dialog:
             built.add("Contact", self.contact)
         for name, value in headers:
             built.add(name, value)
+            if name == "Content-Type" and body and value.split(";")[0].strip().lower() == "application/sdp":
+                self.sdp = body
         return Request(method, self.remote_target, built, body)
 
 
 def passed_headers(message: Request | Response, *, names: tuple[str, ...] = PASSED) -> tuple[tuple[str, str], ...]:
-    return tuple((name, value) for name in names for value in message.headers.get_all(name))
+    passed = []
+    for name in names:
+        for value in message.headers.get_all(name):
+            if name in OPTION_LISTS:
+                value = ", ".join(item.strip() for item in value.split(",") if item.strip().lower() != "timer")
+            if value:
+                passed.append((name, value))
+    return tuple(passed)
 

@@ -7,8 +7,9 @@ one client INVITE and its dialog. The call is one transition table,
 the leg state is None for events of the call or of the A side. Rows read like RFC 3261
 (§9.1 CANCEL only after a provisional, §13.3.1.4 the UAS resends its 2xx until the ACK,
 §15 BYE, §16.7 choosing the best response), RFC 3262 (reliable provisionals), RFC 3311
-(UPDATE) and RFC 4028 (session timers). An event the table has no row for is absorbed and
-the event method returns False, so the adapter can answer a stray request with 481.
+(UPDATE) and RFC 4028 (session timers, negotiated on each side on its own: the B2BUA is
+the UAS of A's dialog and the UAC of B's). An event the table has no row for is absorbed
+and the event method returns False, so the adapter can answer a stray request with 481.
 
 Messages are opaque: the adapter says what an event is (a 180 with SDP, a 503, a re-INVITE
 with an offer) and passes the message along so that actions can name it ("relay this 183
@@ -20,7 +21,7 @@ inside `perform` queue behind the one being handled. Every timer runs on the inj
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -54,8 +55,19 @@ class Owner(Protocol):
 
 @dataclass(frozen=True)
 class StartLeg:
+    """`session_expires` is the interval the leg's INVITE asks for (RFC 4028), if any."""
+
     leg: int
     target: Any
+    session_expires: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryLeg:
+    """The leg's INVITE got 422 (RFC 4028 §7.3): send it again asking for `session_expires`."""
+
+    leg: int
+    session_expires: int
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,8 @@ class RespondA:
 
 @dataclass(frozen=True)
 class Respond:
-    """A response to an in-dialog request received on `side` ("a" or "b" with `leg`)."""
+    """A response to an in-dialog request received on `side` ("a" or "b" with `leg`);
+    `min_se` goes with a 422."""
 
     side: str
     key: Any
@@ -111,6 +124,7 @@ class Respond:
     reason: str
     message: Any = None
     leg: int | None = None
+    min_se: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,20 @@ class Relay:
     message: Any
     leg: int | None = None
     rseq: int | None = None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A request of the B2BUA's own into one side's dialog: an UPDATE without a body, or a
+    re-INVITE with the session description that side already has (a session refresh,
+    RFC 4028 §10), or with `message`'s (A told of the answering leg's media). Its responses
+    come back with `key`, like a relayed request's."""
+
+    to: str
+    key: Any
+    method: str
+    leg: int | None = None
+    message: Any = None
 
 
 @dataclass(frozen=True)
@@ -169,11 +197,39 @@ class Ended:
 @dataclass(frozen=True)
 class CallTimers:
     """Seconds; None turns a timer off. `progress` is how long a leg may stay silent
-    before the next gateway is tried; `max_duration` counts from the answer."""
+    before the next gateway is tried; `max_duration` counts from the answer.
+    `session_expires` is the session interval (RFC 4028) the B2BUA asks for on a side that
+    asks for none; `min_se` the shortest it accepts (an offer below gets 422)."""
 
     no_answer: float | None = None
     max_duration: float | None = None
     progress: float | None = None
+    session_expires: int | None = None
+    min_se: int = 90
+
+
+@dataclass(frozen=True)
+class Timer:
+    """What one message says of session timers (RFC 4028): its Session-Expires interval
+    and refresher parameter, its Min-SE, whether its sender supports 'timer', and whether
+    it allows UPDATE (so that a refresh needs no session description)."""
+
+    interval: int | None = None
+    refresher: str | None = None     # "uac" or "uas", as written
+    min_se: int | None = None
+    supported: bool = False
+    update: bool = False
+
+
+@dataclass(frozen=True)
+class SessionTimer:
+    """One side's negotiated session timer: its interval, whether the B2BUA is the refresher
+    there, and what the peer takes (UPDATE; 'timer', so that 2xx responses say Require)."""
+
+    interval: int
+    we_refresh: bool
+    update: bool
+    supported: bool
 
 
 C, L = CallState, LegState
@@ -204,6 +260,8 @@ TABLE: dict[Row, Step] = {
     (C.CALLING, None, "a_bye"): Step(C.ENDED, None, ("respond_ok", "respond_a_487", "give_up_legs",
                                                      "end_cancelled")),
     (C.CALLING, None, "a_request"): Step(C.CALLING, None, ("relay_early_request",)),
+    (C.CALLING, None, "a_update"): Step(C.CALLING, None, ("relay_early_request",)),
+    (C.CALLING, None, "a_too_brief"): Step(C.CALLING, None, ("respond_422",)),
     (C.CALLING, None, "a_response"): Step(C.CALLING, None, ("relay_response",)),
     (C.CALLING, None, "no_answer"): Step(C.ENDED, None, ("respond_a_no_answer", "give_up_legs",
                                                          "end_no_answer")),
@@ -225,27 +283,39 @@ TABLE: dict[Row, Step] = {
     **_each([C.CALLING], LIVE, ["failure"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
     **_each([C.CALLING], LIVE, ["timeout"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_failed"))),
     **_each([C.CALLING], LIVE, ["decline"], lambda c, l: Step(c, L.FAILED, ("stop_progress", "leg_declined"))),
+    # RFC 4028 §7.3: a 422 names the leg's Min-SE; the INVITE goes again asking for that.
+    **_each([C.CALLING], LIVE, ["interval_too_small"], lambda c, l: Step(c, L.INVITING, ("stop_progress",
+                                                                                         "retry_leg"))),
     (C.CALLING, L.INVITING, "no_progress"): Step(C.CALLING, L.CANCEL_WANTED, ("leg_failed",)),
     (C.CALLING, L.PROCEEDING, "request"): Step(C.CALLING, L.PROCEEDING, ("relay_early_from_leg",)),
+    (C.CALLING, L.PROCEEDING, "update"): Step(C.CALLING, L.PROCEEDING, ("relay_early_from_leg",)),
+    (C.CALLING, L.PROCEEDING, "too_brief"): Step(C.CALLING, L.PROCEEDING, ("respond_422",)),
     (C.CALLING, L.PROCEEDING, "response"): Step(C.CALLING, L.PROCEEDING, ("relay_response",)),
 
     # Answered, waiting for A's ACK (§13.3.1.4).
-    (C.ANSWERING, None, "a_ack"): Step(C.CONFIRMED, None, ("stop_2xx", "confirm_winner")),
+    (C.ANSWERING, None, "a_ack"): Step(C.CONFIRMED, None, ("stop_2xx", "confirm_winner", "correct_a")),
     (C.ANSWERING, None, "resend_2xx"): Step(C.ANSWERING, None, ("resend_2xx",)),
     (C.ANSWERING, None, "no_ack"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "end_no_ack")),
     (C.ANSWERING, None, "a_bye"): Step(C.ENDED, None, ("stop_2xx",) + _HANG_UP + ("end_by_caller",)),
     (C.ANSWERING, None, "a_request"): Step(C.ANSWERING, None, ("relay_to_winner",)),
     (C.ANSWERING, None, "a_glare"): Step(C.ANSWERING, None, ("respond_491",)),
+    (C.ANSWERING, None, "a_update"): Step(C.ANSWERING, None, ("answer_refresh",)),
+    (C.ANSWERING, None, "a_too_brief"): Step(C.ANSWERING, None, ("respond_422",)),
     (C.ANSWERING, None, "a_response"): Step(C.ANSWERING, None, ("relay_response",)),
     (C.ANSWERING, None, "max_duration"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                               "fail_pending", "end_max_duration")),
     (C.ANSWERING, None, "media_lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                             "fail_pending", "end_media_lost")),
+    (C.ANSWERING, None, "session_expired"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+                                                                 "fail_pending", "end_session_expired")),
+    (C.ANSWERING, None, "refresh"): Step(C.ANSWERING, None, ("send_refresh",)),
     (C.ANSWERING, L.ANSWERED, "success"): Step(C.ANSWERING, L.ANSWERED, ()),
     (C.ANSWERING, L.ANSWERED, "bye"): Step(C.ENDED, L.ENDED, ("stop_2xx", "respond_ok", "bye_a",
                                                               "fail_pending", "end_by_callee")),
     (C.ANSWERING, L.ANSWERED, "request"): Step(C.ANSWERING, L.ANSWERED, ("relay_to_a",)),
     (C.ANSWERING, L.ANSWERED, "glare"): Step(C.ANSWERING, L.ANSWERED, ("respond_491",)),
+    (C.ANSWERING, L.ANSWERED, "update"): Step(C.ANSWERING, L.ANSWERED, ("answer_refresh",)),
+    (C.ANSWERING, L.ANSWERED, "too_brief"): Step(C.ANSWERING, L.ANSWERED, ("respond_422",)),
     (C.ANSWERING, L.ANSWERED, "response"): Step(C.ANSWERING, L.ANSWERED, ("relay_response",)),
     (C.CONFIRMED, L.ANSWERED, "confirm"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_with_a_ack",)),
 
@@ -253,12 +323,20 @@ TABLE: dict[Row, Step] = {
     (C.CONFIRMED, None, "a_bye"): Step(C.ENDED, None, _HANG_UP + ("end_by_caller",)),
     (C.CONFIRMED, None, "a_request"): Step(C.CONFIRMED, None, ("relay_to_winner",)),
     (C.CONFIRMED, None, "a_glare"): Step(C.CONFIRMED, None, ("respond_491",)),
+    (C.CONFIRMED, None, "a_update"): Step(C.CONFIRMED, None, ("answer_refresh",)),
+    (C.CONFIRMED, None, "a_too_brief"): Step(C.CONFIRMED, None, ("respond_422",)),
     (C.CONFIRMED, None, "a_ack"): Step(C.CONFIRMED, None, ("relay_ack",)),
     (C.CONFIRMED, None, "a_response"): Step(C.CONFIRMED, None, ("relay_response",)),
     (C.CONFIRMED, None, "max_duration"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                               "end_max_duration")),
+    # RFC 4028 §10: each side's session is refreshed by whoever it negotiated, the B2BUA
+    # included; with no refresh in time, or a refresh met with 408 or 481 (the dialog is
+    # gone, RFC 3261 §12.2.1.2), both sides get BYE.
+    (C.CONFIRMED, None, "refresh"): Step(C.CONFIRMED, None, ("send_refresh",)),
     (C.CONFIRMED, None, "session_expired"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                                  "end_session_expired")),
+    (C.CONFIRMED, None, "side_gone"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                           "end_side_gone")),
     (C.CONFIRMED, None, "media_lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                             "end_media_lost")),
     (C.CONFIRMED, L.CONFIRMED, "success"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_again",)),
@@ -266,6 +344,8 @@ TABLE: dict[Row, Step] = {
                                                                "end_by_callee")),
     (C.CONFIRMED, L.CONFIRMED, "request"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_to_a",)),
     (C.CONFIRMED, L.CONFIRMED, "glare"): Step(C.CONFIRMED, L.CONFIRMED, ("respond_491",)),
+    (C.CONFIRMED, L.CONFIRMED, "update"): Step(C.CONFIRMED, L.CONFIRMED, ("answer_refresh",)),
+    (C.CONFIRMED, L.CONFIRMED, "too_brief"): Step(C.CONFIRMED, L.CONFIRMED, ("respond_422",)),
     (C.CONFIRMED, L.CONFIRMED, "ack"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_ack",)),
     (C.CONFIRMED, L.CONFIRMED, "response"): Step(C.CONFIRMED, L.CONFIRMED, ("relay_response",)),
 
@@ -273,12 +353,16 @@ TABLE: dict[Row, Step] = {
     (C.ENDED, None, "a_bye"): Step(C.ENDED, None, ("respond_ok",)),
     (C.ENDED, None, "a_request"): Step(C.ENDED, None, ("respond_481",)),
     (C.ENDED, None, "a_glare"): Step(C.ENDED, None, ("respond_481",)),
+    (C.ENDED, None, "a_update"): Step(C.ENDED, None, ("respond_481",)),
+    (C.ENDED, None, "a_too_brief"): Step(C.ENDED, None, ("respond_481",)),
     (C.ENDED, L.ANSWERED, "hang_up"): Step(C.ENDED, L.ENDED, ("ack_leg", "bye_leg")),
     (C.ENDED, L.CONFIRMED, "hang_up"): Step(C.ENDED, L.ENDED, ("bye_leg",)),
     (C.ENDED, L.ENDED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok",)),
     (C.ENDED, L.ENDED, "success"): Step(C.ENDED, L.ENDED, ("ack_leg",)),
     (C.ENDED, L.ENDED, "request"): Step(C.ENDED, L.ENDED, ("respond_481",)),
     (C.ENDED, L.ENDED, "glare"): Step(C.ENDED, L.ENDED, ("respond_481",)),
+    (C.ENDED, L.ENDED, "update"): Step(C.ENDED, L.ENDED, ("respond_481",)),
+    (C.ENDED, L.ENDED, "too_brief"): Step(C.ENDED, L.ENDED, ("respond_481",)),
 
     # Legs given up on, in whatever state the call is: CANCEL once allowed (§9.1), and a
     # 2xx that races the CANCEL is taken and hung up at once.
@@ -288,7 +372,7 @@ TABLE: dict[Row, Step] = {
     **_each(ALL, SETTLING, ["success"], lambda c, l: Step(c, L.ENDED, ("ack_leg", "bye_leg"))),
     **_each(ALL, SETTLING, ["failure", "decline", "timeout"], lambda c, l: Step(c, L.FAILED, ())),
     **_each(ALL, [L.CANCELLING], ["trying", "provisional"], lambda c, l: Step(c, L.CANCELLING, ())),
-    **_each(ALL, SETTLING, ["request"], lambda c, l: Step(c, l, ("respond_481",))),
+    **_each(ALL, SETTLING, ["request", "update", "too_brief"], lambda c, l: Step(c, l, ("respond_481",))),
 }
 
 # Responses after which the next gateway is tried (issue 4: timeout, 408, 5xx and 503).
@@ -329,6 +413,7 @@ def best(answers: Sequence[Answer]) -> Answer:
 
 REASONS = {200: "OK", 480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
            487: "Request Terminated", 491: "Request Pending", 408: "Request Timeout",
+           422: "Session Interval Too Small",
            500: "Server Internal Error"}
 
 
@@ -341,16 +426,20 @@ class Leg:
     answer: Any = None          # its 2xx, kept for A's 200 and re-ACKs
     rseqs: set[int] = field(default_factory=set)
     progress: IDelayedCall | None = None
+    interval: int | None = None     # the session interval its INVITE asks for
 
 
 @dataclass
 class Pending:
-    """A request received on one side and relayed to the other, awaiting its final answer."""
+    """A request received on one side and relayed to the other, or one of the B2BUA's own,
+    awaiting its final answer."""
 
-    side: str
+    side: str                   # where its response goes: "a", "b", or "own" (the B2BUA's)
     leg: int | None
     method: str
     offer: bool
+    to: str                     # the side it went to
+    timer: Timer | None = None  # what the request said of session timers
     answered: bool = False      # a 2xx to a re-INVITE came; it stays until its ACK
 
 
@@ -365,15 +454,18 @@ class Event:
     sdp: bool = False
     reliable: bool = False
     rseq: int | None = None
-    session_expires: int | None = None
+    timer: Timer | None = None
+    side: str | None = None     # the side a session timer fired for
+    new_media: bool = False     # a 2xx whose SDP is not the early media's A has
 
 
 class Call:
     """One B2BUA call. `rounds` are tried in turn (gateways); the targets of a round ring
-    at once (a subscriber's contacts). `a_100rel` is whether A's INVITE allows 100rel."""
+    at once (a subscriber's contacts). `a_100rel` is whether A's INVITE allows 100rel;
+    `a_timer` what it says of session timers."""
 
     def __init__(self, owner: Owner, clock: IReactorTime, rounds: Sequence[Sequence[Any]], *,
-                 timers: CallTimers = CallTimers(), a_100rel: bool = False):
+                 timers: CallTimers = CallTimers(), a_100rel: bool = False, a_timer: Timer = Timer()):
         if not rounds or not all(rounds):
             raise ValueError("a call needs at least one target in every round")
         self.owner = owner
@@ -381,6 +473,10 @@ class Call:
         self.rounds = [list(targets) for targets in rounds]
         self.timers = timers
         self.a_100rel = a_100rel
+        self.a_timer = a_timer
+        self.sessions: dict[str, SessionTimer] = {}    # "a" and "b": each side's session timer
+        self._own = 0
+        self._tell_a = False        # A's early media was not the answer: a re-INVITE tells it
         self.state = CallState.CALLING
         self.legs: list[Leg] = []
         self.winner: Leg | None = None
@@ -422,16 +518,14 @@ class Call:
         return self._handle(Event("a_bye", message=message, key=key, method="BYE"))
 
     def a_request(self, key: Any, method: str, message: Any = None, *, sdp: bool = False,
-                  rack: int | None = None) -> bool:
+                  rack: int | None = None, timer: Timer | None = None) -> bool:
         """Any other request in A's dialog: re-INVITE, UPDATE, PRACK (with its RAck), INFO..."""
-        name = "a_glare" if self._glare(method, sdp) else "a_request"
-        return self._handle(Event(name, message=message, key=key, method=method, sdp=sdp, rseq=rack))
+        name = "a_" + self._kind(method, sdp, timer)
+        return self._handle(Event(name, message=message, key=key, method=method, sdp=sdp, rseq=rack, timer=timer))
 
-    def a_response(self, key: Any, status: int, message: Any = None, *,
-                   session_expires: int | None = None) -> bool:
-        """A's response to a request relayed to it (`key` as in the Relay action)."""
-        return self._handle(Event("a_response", message=message, key=key, status=status,
-                                  session_expires=session_expires))
+    def a_response(self, key: Any, status: int, message: Any = None, *, timer: Timer | None = None) -> bool:
+        """A's response to a request relayed or sent to it (`key` as in the Relay or Refresh action)."""
+        return self._handle(Event("a_response", message=message, key=key, status=status, timer=timer))
 
     def media_lost(self, reason: str) -> bool:
         """The media relay saw no packets for too long, or lost the session."""
@@ -443,18 +537,23 @@ class Call:
         return self._early_leg
 
     def b_invite_response(self, leg: int, status: int, message: Any = None, *, sdp: bool = False,
-                          reliable: bool = False, rseq: int | None = None,
-                          session_expires: int | None = None) -> bool:
+                          reliable: bool = False, rseq: int | None = None, timer: Timer | None = None,
+                          new_media: bool = False) -> bool:
+        """`new_media`: a 2xx whose SDP differs from the early media A was given (another
+        leg's 183, or this leg's changing its mind), which A, having taken the first
+        description as the answer (RFC 3261 §13.2.1), has to be told of."""
         if status == 100:
             name = "trying"
         elif status < 200:
             name = "provisional"
         elif status < 300:
             name = "success"
+        elif status == 422 and self._may_retry(self.legs[leg], timer):
+            name = "interval_too_small"
         else:
             name = "decline" if status >= 600 else "failure"
         return self._handle(Event(name, self.legs[leg], message, status, sdp=sdp, reliable=reliable,
-                                  rseq=rseq, session_expires=session_expires))
+                                  rseq=rseq, timer=timer, new_media=new_media))
 
     def b_timeout(self, leg: int) -> bool:
         """The leg's INVITE timed out (timer B) or its transport failed."""
@@ -463,19 +562,33 @@ class Call:
     def b_bye(self, leg: int, key: Any, message: Any = None) -> bool:
         return self._handle(Event("bye", self.legs[leg], message, key=key, method="BYE"))
 
-    def b_request(self, leg: int, key: Any, method: str, message: Any = None, *, sdp: bool = False) -> bool:
-        name = "glare" if self._glare(method, sdp) else "request"
-        return self._handle(Event(name, self.legs[leg], message, key=key, method=method, sdp=sdp))
+    def b_request(self, leg: int, key: Any, method: str, message: Any = None, *, sdp: bool = False,
+                  timer: Timer | None = None) -> bool:
+        name = self._kind(method, sdp, timer)
+        return self._handle(Event(name, self.legs[leg], message, key=key, method=method, sdp=sdp, timer=timer))
 
     def b_ack(self, leg: int, message: Any = None) -> bool:
         """The ACK for the 2xx of a re-INVITE B sent (relayed from A)."""
         return self._handle(Event("ack", self.legs[leg], message))
 
     def b_response(self, leg: int, key: Any, status: int, message: Any = None, *,
-                   session_expires: int | None = None) -> bool:
-        """The leg's response to a request relayed to it (`key` as in the Relay action)."""
-        return self._handle(Event("response", self.legs[leg], message, status, key=key,
-                                  session_expires=session_expires))
+                   timer: Timer | None = None) -> bool:
+        """The leg's response to a request relayed or sent to it (`key` as in the Relay or
+        Refresh action)."""
+        return self._handle(Event("response", self.legs[leg], message, status, key=key, timer=timer))
+
+    def relays(self, leg: int | None, method: str, sdp: bool, timer: Timer | None) -> bool:
+        """Whether a request from A (`leg` None) or a leg would go on to the other side as it
+        stands, so that its SDP should pass the media relay first; one refused (491, 422,
+        481) or answered here must leave the relay as it is."""
+        name = self._kind(method, sdp, timer)
+        row = (self.state, None, "a_" + name) if leg is None else (self.state, self.legs[leg].state, name)
+        step = TABLE.get(row)
+        return step is not None and any(action.startswith("relay") for action in step.actions)
+
+    def session(self, side: str) -> SessionTimer | None:
+        """The session timer negotiated on "a" or "b", for the headers of what goes there."""
+        return self.sessions.get(side)
 
     # -- the machine ------------------------------------------------------------------
 
@@ -512,16 +625,28 @@ class Call:
     def _now(self) -> int:
         return int(round(self.clock.seconds() * 1000))
 
-    def _glare(self, method: str, sdp: bool) -> bool:
-        """A second offer while one is in flight either way is refused with 491 (§14.1)."""
+    def _kind(self, method: str, sdp: bool, timer: Timer | None) -> str:
+        """A second offer while one is in flight either way is refused with 491 (§14.1); a
+        session interval below our Min-SE with 422 (RFC 4028 §9); an UPDATE without a
+        body is a session refresh of its own dialog only (RFC 4028 §10), not the other's."""
         offering = method == "INVITE" or (method == "UPDATE" and sdp)
-        return offering and any(p.offer and not p.answered for p in self._pending.values())
+        if offering and any(p.offer and not p.answered for p in self._pending.values()):
+            return "glare"
+        if method in ("INVITE", "UPDATE") and timer is not None and timer.interval is not None \
+                and timer.interval < self.timers.min_se:
+            return "too_brief"
+        return "update" if method == "UPDATE" and not sdp else "request"
+
+    def _may_retry(self, leg: Leg, timer: Timer | None) -> bool:
+        """A 422 is worth a second INVITE when it asks for more than we asked (§7.3)."""
+        return self.state is C.CALLING and leg.state in LIVE and timer is not None \
+            and timer.min_se is not None and timer.min_se > (leg.interval or 0)
 
     # -- timers ---------------------------------------------------------------------
 
-    def _schedule(self, name: str, delay: float) -> None:
+    def _schedule(self, name: str, delay: float, event: Event | None = None) -> None:
         self._cancel_timer(name)
-        self._timers[name] = self.clock.callLater(delay, self._handle, Event(name))
+        self._timers[name] = self.clock.callLater(delay, self._handle, event or Event(name))
 
     def _cancel_timer(self, name: str) -> None:
         call = self._timers.pop(name, None)
@@ -543,13 +668,21 @@ class Call:
     def _start_round(self) -> None:
         self._round += 1
         for target in self.rounds[self._round]:
-            leg = Leg(len(self.legs), target, self._round)
+            leg = Leg(len(self.legs), target, self._round, interval=self._offered_interval())
             self.legs.append(leg)
             self._attempts[leg.index] = Attempt(leg.index, target)
-            if self.timers.progress:
-                leg.progress = self.clock.callLater(self.timers.progress, self._handle,
-                                                    Event("no_progress", leg))
-            self.owner.perform(StartLeg(leg.index, target))
+            self._watch_progress(leg)
+            self.owner.perform(StartLeg(leg.index, target, leg.interval))
+
+    def _watch_progress(self, leg: Leg) -> None:
+        if self.timers.progress:
+            leg.progress = self.clock.callLater(self.timers.progress, self._handle, Event("no_progress", leg))
+
+    def _retry_leg(self) -> None:
+        leg = self._event.leg
+        leg.interval = self._event.timer.min_se
+        self._watch_progress(leg)
+        self.owner.perform(RetryLeg(leg.index, leg.interval))
 
     def _stop_progress(self) -> None:
         leg = self._event.leg
@@ -657,12 +790,14 @@ class Call:
         self._answer_ms = self._now()
         self._cancel_timer("no_answer")
         self._stop_reliable()
+        self._from_request("a", self.a_timer)
+        self._from_response("b", event.timer, leg.interval)
+        self._tell_a = event.sdp and event.new_media
         self._answer_a = RespondA(event.status, "", event.message, event.sdp)
         self.owner.perform(self._answer_a)
         self._backoff("resend_2xx", "no_ack")
         if self.timers.max_duration:
             self._schedule("max_duration", self.timers.max_duration)
-        self._refresh_session(event.session_expires)
         self._give_up_legs()
 
     def _stop_reliable(self) -> None:
@@ -679,11 +814,120 @@ class Call:
         self._cancel_timer("resend_2xx")
         self._cancel_timer("no_ack")
 
-    def _refresh_session(self, interval: int | None) -> None:
-        """RFC 4028 §10: without a refresh, BYE before the session expires."""
-        self._cancel_timer("session_expired")
-        if interval:
-            self._schedule("session_expired", interval - min(32, interval / 3))
+    def _correct_a(self) -> None:
+        """RFC 3261 §13.2.1: A took the first description it got, the early media's, as the
+        answer and ignores the 2xx's. When the answering leg's differs (another fork answered,
+        RFC 3960 §3), a re-INVITE after A's ACK offers A the answering leg's; A's answer goes
+        nowhere, as that leg already has its answer (A's first offer)."""
+        if self._tell_a:
+            self._tell_a = False
+            self._send_own("a", "INVITE", self.winner.answer)
+
+    # -- session timers (RFC 4028), each side on its own ---------------------------------
+
+    def _offered_interval(self) -> int | None:
+        """What a leg's INVITE asks for: A's interval, else ours; never below our Min-SE."""
+        wanted = self.a_timer.interval or self.timers.session_expires
+        return max(wanted, self.timers.min_se) if wanted else None
+
+    def _from_request(self, side: str, asked: Timer | None) -> None:
+        """A request from `side` succeeded, its answer ours (we are its UAS, §9): its
+        interval, or ours when it names none. The peer refreshes when it supports timers (it
+        says so now or said so before) and did not name us (refresher=uas); one without
+        'timer' cannot, so the B2BUA does."""
+        asked = asked or Timer()
+        known = self.sessions.get(side)
+        supported = asked.supported or (known is not None and known.supported)
+        if asked.interval:
+            interval, ours = asked.interval, not supported or asked.refresher == "uas"
+        else:
+            interval, ours = known.interval if known else self._offered_interval(), not supported
+        self._run(side, interval, ours, asked, known)
+
+    def _from_response(self, side: str, got: Timer | None, asked: int | None) -> None:
+        """Our request to `side` got a 2xx (we are its UAC, §7.2): the interval and refresher
+        it names; a 2xx naming none comes from a peer without timers, which the B2BUA then
+        refreshes itself at the interval it asked for."""
+        got = got or Timer()
+        if got.interval:
+            interval, ours = got.interval, got.refresher != "uas"
+        else:
+            interval, ours = asked, True
+        self._run(side, interval, ours, got, self.sessions.get(side))
+
+    def _run(self, side: str, interval: int | None, ours: bool, said: Timer, known: SessionTimer | None) -> None:
+        """The refresh goes at half the interval (§10); without one, BYE at
+        interval - min(32, interval/3), whoever the refresher."""
+        if not interval:
+            self.sessions.pop(side, None)
+            self._cancel_timer(f"refresh_{side}")
+            self._cancel_timer(f"expire_{side}")
+            return
+        update = said.update or (known is not None and known.update)
+        supported = said.supported or (known is not None and known.supported)
+        self.sessions[side] = SessionTimer(interval, ours, update, supported)
+        self._schedule(f"expire_{side}", interval - min(32, interval / 3), Event("session_expired", side=side))
+        if ours:
+            self._schedule(f"refresh_{side}", interval / 2, Event("refresh", side=side))
+        else:
+            self._cancel_timer(f"refresh_{side}")
+
+    def _send_refresh(self) -> None:
+        """UPDATE without a body where the peer allows it, else a re-INVITE with the same
+        description; while another request is in flight in that dialog, a little later (its
+        2xx would do, and a re-INVITE now could only meet 491)."""
+        side = self._event.side
+        known = self.sessions.get(side)
+        if known is None:
+            return
+        busy = any(not p.answered and side in (p.side, p.to) for p in self._pending.values())
+        if self.state is not C.CONFIRMED or busy:
+            self._schedule(f"refresh_{side}", T2, Event("refresh", side=side))
+            return
+        self._send_own(side, "UPDATE" if known.update else "INVITE")
+
+    def _send_own(self, side: str, method: str, message: Any = None) -> None:
+        self._own += 1
+        key = ("own", self._own)
+        leg = self.winner.index if side == "b" else None
+        self._pending[key] = Pending("own", leg, method, method == "INVITE", side)
+        self.owner.perform(Refresh(side, key, method, leg, message))
+
+    def _own_response(self, pending: Pending, event: Event) -> None:
+        """The answer to a request of ours: a 2xx refreshes that side (a re-INVITE's is
+        ACKed, again when resent); a 422 raises the interval and tries again (§7.3); 408 or
+        481 say the dialog is gone (RFC 3261 §12.2.1.2), which ends the call."""
+        status, side = event.status, pending.to
+        if status < 200:
+            return
+        known = self.sessions.get(side)
+        if status < 300:
+            if pending.method == "INVITE":
+                self.owner.perform(RelayAck(side, event.key, None, pending.leg))
+                if pending.answered:
+                    return
+                pending.answered = True
+            else:
+                del self._pending[event.key]
+            self._from_response(side, event.timer, known.interval if known else None)
+            return
+        del self._pending[event.key]
+        timer = event.timer
+        if status == 422 and known is not None and timer is not None and (timer.min_se or 0) > known.interval:
+            self.sessions[side] = replace(known, interval=timer.min_se)
+            self._send_own(side, pending.method, None)
+        elif status in (408, 481):
+            self._step(Event("side_gone", status=status, side=side), apply=True)
+
+    def _answer_refresh(self) -> None:
+        """An UPDATE without a body refreshes its own dialog's session: answered here."""
+        self._from_request("a" if self._event.leg is None else "b", self._event.timer)
+        self._respond(200)
+
+    def _respond_422(self) -> None:
+        event = self._event
+        self.owner.perform(Respond("a" if event.leg is None else "b", event.key, 422, REASONS[422],
+                                   leg=event.leg.index if event.leg else None, min_se=self.timers.min_se))
 
     def _respond_a_487(self) -> None:
         self._stop_reliable()
@@ -739,27 +983,41 @@ class Call:
         event = self._event
         self._pending[event.key] = Pending("b" if to == "a" else "a",
                                            event.leg.index if event.leg else None, event.method,
-                                           event.method == "INVITE" or (event.method == "UPDATE" and event.sdp))
+                                           event.method == "INVITE" or (event.method == "UPDATE" and event.sdp),
+                                           to, event.timer)
         self.owner.perform(Relay(to, event.key, event.method, event.message,
                                  leg.index if leg else None, rseq))
 
     def _relay_to_winner(self) -> None:
+        if self._event.method == "PRACK":     # A's PRACK crossed the 2xx
+            self._relay_prack()
+            return
         self._relay("b", self.winner)
 
     def _relay_to_a(self) -> None:
         self._relay("a", None)
 
+    def _relay_prack(self) -> None:
+        """A's PRACK goes to the leg whose provisional it acknowledges, with that leg's RSeq;
+        one for a leg given up on since (another fork answered) is answered here, as the
+        reliable provisional A acknowledges was ours (RFC 3262 §3)."""
+        event = self._event
+        sent = self._reliable_sent.get(event.rseq)
+        if sent is None:
+            self._respond(481)
+            return
+        leg, rseq = sent
+        if leg.state in LIVE + (L.ANSWERED, L.CONFIRMED):
+            self._relay("b", leg, rseq)
+        else:
+            self._respond(200)
+        self._prack_received(event.rseq)
+
     def _relay_early_request(self) -> None:
         """A PRACK goes to the leg whose provisional it acknowledges; UPDATE and INFO to the
         leg whose early media A has."""
-        event = self._event
-        if event.method == "PRACK":
-            sent = self._reliable_sent.get(event.rseq)
-            if sent is None:
-                self._respond(481)
-                return
-            self._relay("b", sent[0], sent[1])
-            self._prack_received(event.rseq)
+        if self._event.method == "PRACK":
+            self._relay_prack()
             return
         if self._early_leg is None:
             self._respond(481)
@@ -775,22 +1033,33 @@ class Call:
     def _relay_response(self) -> None:
         event = self._event
         pending = self._pending.get(event.key)
+        if pending is not None and pending.side == "own":
+            self._own_response(pending, event)
+            return
         if pending is None or pending.answered:
             if pending is not None and 200 <= event.status < 300:
                 self._send_back(pending, event)   # a re-INVITE's 2xx again: its ACK was lost
             return
-        self._send_back(pending, event)
+        if pending.method in ("INVITE", "UPDATE") and 200 <= event.status < 300 and self.state is C.CONFIRMED:
+            known = self.sessions.get(pending.to)     # both dialogs saw the session refreshed
+            self._from_request(pending.side, pending.timer)
+            self._from_response(pending.to, event.timer, known.interval if known else None)
+        asked = event.timer.min_se if event.status == 422 and event.timer is not None else None
+        if asked is not None and pending.to in self.sessions:
+            # The far side wants a longer session (§7.3): our next request there asks for it,
+            # and the requester, told the same Min-SE, may try again.
+            known = self.sessions[pending.to]
+            self.sessions[pending.to] = replace(known, interval=max(known.interval, asked))
+        self._send_back(pending, event, asked)
         if event.status < 200:
             return
-        if pending.method in ("INVITE", "UPDATE") and event.status < 300 and self.state is C.CONFIRMED:
-            self._refresh_session(event.session_expires)
         if pending.method == "INVITE" and event.status < 300:
             pending.answered = True
         else:
             del self._pending[event.key]
 
-    def _send_back(self, pending: Pending, event: Event) -> None:
-        self.owner.perform(Respond(pending.side, event.key, event.status, "", event.message, pending.leg))
+    def _send_back(self, pending: Pending, event: Event, min_se: int | None = None) -> None:
+        self.owner.perform(Respond(pending.side, event.key, event.status, "", event.message, pending.leg, min_se))
 
     def _relay_ack(self) -> None:
         """The ACK of a relayed re-INVITE's 2xx goes where the re-INVITE went."""
@@ -807,7 +1076,7 @@ class Call:
     def _fail_pending(self) -> None:
         """A request still waiting for the other side when the call ends gets 487 (§15.1.2)."""
         for key, pending in list(self._pending.items()):
-            if not pending.answered:
+            if not pending.answered and pending.side != "own":
                 self.owner.perform(Respond(pending.side, key, 487, REASONS[487], leg=pending.leg))
         self._pending.clear()
 
@@ -862,4 +1131,7 @@ class Call:
             self._end_answered("system", reason)
 
     def _end_session_expired(self) -> None:
-        self._end_answered("system", "session expired")
+        self._end_answered("system", f"session expired on side {self._event.side}")
+
+    def _end_side_gone(self) -> None:
+        self._end_answered("system", f"side {self._event.side} gone: {self._event.status} to a refresh")

@@ -68,7 +68,8 @@ class CallService(Service):
         calls = self.config.calls
         longest = self.config.billing.max_call_seconds
         timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
-                            progress=calls.progress_seconds or None)
+                            progress=calls.progress_seconds or None,
+                            session_expires=calls.session_expires_seconds or None, min_se=calls.min_se_seconds)
         left = await database.transact(end_calls_of_node, self.config.node.name)
         if left:
             log.info("{count} calls this node left when it stopped are no longer counted", count=len(left))

@@ -17,10 +17,10 @@ from twisted.logger import Logger
 from wevoip.billing.calls import CallEnd
 from wevoip.calls.dialog import Dialog, new_call_id, passed_headers
 from wevoip.calls.facts import Admitted, CallFacts, Target, utc_at
-from wevoip.calls.machine import AckLeg, ByeA, ByeLeg, Call, CancelLeg, Ended, PrackLeg, Relay, RelayAck, Respond, \
-    RespondA, StartLeg
-from wevoip.calls.messages import contact_for, is_reliable, is_sdp, media_refusal, rack_of, session_expires, \
-    supports_100rel
+from wevoip.calls.machine import AckLeg, ByeA, ByeLeg, Call, CancelLeg, Ended, PrackLeg, Refresh, Relay, RelayAck, \
+    Respond, RespondA, RetryLeg, StartLeg
+from wevoip.calls.messages import contact_for, is_reliable, is_sdp, media_refusal, rack_of, rseq_of, same_session, \
+    session_timer, supports_100rel, timer_headers
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
 from wevoip.sip.core import Incoming
@@ -45,6 +45,7 @@ class BLeg:
     flow: Flow | None = None
     ack: Request | None = None
     offer: bytes | None = None      # the offer in WebRTC's terms, for a browser
+    interval: int | None = None     # the session interval its INVITE asks for (RFC 4028)
 
 
 class Session:
@@ -70,7 +71,8 @@ class Session:
         if admitted.max_duration_ms is not None:
             longest = admitted.max_duration_ms / 1000
             timers = replace(timers, max_duration=min(timers.max_duration or longest, longest))
-        self.call = Call(self, b2bua.reactor, admitted.targets, timers=timers, a_100rel=supports_100rel(invite))
+        self.call = Call(self, b2bua.reactor, admitted.targets, timers=timers, a_100rel=supports_100rel(invite),
+                         a_timer=session_timer(invite))
         self._marked: defer.Deferred = defer.succeed(None)
         b2bua.dialogs[self.keys[0]] = (self, None)
 
@@ -89,8 +91,14 @@ class Session:
             dialog.refresh_target(request)
         side = "a" if leg is None else "b"
         kind = "answer" if request.method == "ACK" else "offer"
-        self._in_order(lambda: self._anchor(side, request, kind, incoming).addCallback(
-            lambda anchored: self._received(incoming, leg) if anchored else None))
+
+        def anchored() -> defer.Deferred | None:
+            if kind == "offer" and not self.call.relays(leg, request.method, bool(request.body),
+                                                        session_timer(request)):
+                return self._received(incoming, leg)    # refused or answered here: the relay is not told
+            return self._anchor(side, request, kind, incoming).addCallback(
+                lambda passed: self._received(incoming, leg) if passed else None)
+        self._in_order(anchored)
 
     def _received(self, incoming: Incoming, leg: int | None) -> None:
         request = incoming.request
@@ -102,9 +110,10 @@ class Session:
         if method == "BYE":
             known = call.a_bye(incoming, request) if leg is None else call.b_bye(leg, incoming, request)
         elif leg is None:
-            known = call.a_request(incoming, method, request, sdp=sdp, rack=rack_of(request))
+            known = call.a_request(incoming, method, request, sdp=sdp, rack=rack_of(request),
+                                   timer=session_timer(request))
         else:
-            known = call.b_request(leg, incoming, method, request, sdp=sdp)
+            known = call.b_request(leg, incoming, method, request, sdp=sdp, timer=session_timer(request))
         if not known:
             incoming.respond(481)
 
@@ -158,11 +167,13 @@ class Session:
         return self._anchor("b", response, kind).addCallback(lambda _: self._b_invite_event(leg, response))
 
     def _b_invite_event(self, leg: int, response: Response) -> None:
-        rseq = response.headers.get("RSeq")
         reliable = is_reliable(response)
+        early = self.a_dialog.sdp
+        new_media = 200 <= response.status < 300 and bool(self.offer) and bool(early) \
+            and not same_session(early, response.body)
         self.call.b_invite_response(leg, response.status, response, sdp=bool(response.body), reliable=reliable,
-                                    rseq=int(rseq) if reliable else None,
-                                    session_expires=session_expires(response))
+                                    rseq=rseq_of(response) if reliable else None, timer=session_timer(response),
+                                    new_media=new_media)
 
     # -- actions out ---------------------------------------------------------------
 
@@ -176,7 +187,7 @@ class Session:
         dialog = Dialog.as_uac(new_call_id(self.core.sent_by(self.a_flow).rpartition(":")[0].strip("[]")), target.from_, target.to, target.uri, "")
         if target.route:
             dialog.route_set = [target.route]
-        leg = BLeg(target, dialog)
+        leg = BLeg(target, dialog, interval=action.session_expires)
         self.legs.append(leg)
         key = (dialog.call_id, dialog.local_tag)
         self.keys.append(key)
@@ -209,7 +220,9 @@ class Session:
         leg = self.legs[index]
         leg.flow = flow
         leg.dialog.contact = contact_for(self.core, flow)
-        headers = passed_headers(invite)
+        headers = passed_headers(invite) + (("Supported", "timer"),)
+        if leg.interval is not None:
+            headers += (("Session-Expires", str(leg.interval)), ("Min-SE", str(self.call.timers.min_se)))
         if leg.target.identity:
             headers += (("P-Asserted-Identity", leg.target.identity),)
         request = leg.dialog.invite(body=self.offer if leg.offer is None else leg.offer, headers=headers)
@@ -220,6 +233,12 @@ class Session:
         d.addCallbacks(lambda response: self._b_invite_response(index, response),
                        lambda failure: self.call.b_timeout(index))
         d.addErrback(self._leg_failed, index)
+
+    def _do_RetryLeg(self, action: RetryLeg) -> None:  # noqa: N802
+        leg = self.legs[action.leg]
+        leg.interval = action.session_expires
+        leg.dialog.next_invite()
+        self._send_invite(leg.flow, action.leg, self.incoming.request)
 
     def _leg_failed(self, failure, index: int) -> None:
         log.failure("B leg {leg} of {call_id} failed", failure, leg=index, call_id=self.incoming.request.call_id)
@@ -281,10 +300,13 @@ class Session:
         reason = action.reason or (message.reason if message is not None else None)
         headers: tuple[tuple[str, str], ...] = ()
         if message is not None:
-            names = ("Session-Expires", "Require", "Supported", "Allow") if action.status >= 200 else ("Allow",)
+            names = ("Require", "Supported", "Allow") if action.status >= 200 else ("Allow",)
             headers = passed_headers(message, names=names)
             if action.sdp and message.body:
                 headers += passed_headers(message, names=("Content-Type", "Content-Disposition"))
+                self.a_dialog.sdp = message.body
+        if 200 <= action.status < 300:
+            headers += timer_headers(self.call.session("a"), request=False, min_se=self.call.timers.min_se)
         if action.reliable:
             headers += (("Require", "100rel"), ("RSeq", str(action.rseq)))
         if 100 < action.status < 300:
@@ -308,6 +330,12 @@ class Session:
         dialog = self.a_dialog if action.side == "a" else self.legs[action.leg].dialog
         if incoming.request.method in ("INVITE", "UPDATE") and 100 < action.status < 300:
             headers += (("Contact", dialog.contact),)
+        if incoming.request.method in ("INVITE", "UPDATE") and 200 <= action.status < 300:
+            headers += timer_headers(self.call.session(action.side), request=False, min_se=self.call.timers.min_se)
+            if body and is_sdp(message):
+                dialog.sdp = body
+        if action.min_se is not None:
+            headers += (("Min-SE", str(action.min_se)),)
         reason = action.reason or (message.reason if message is not None else None)
         response = incoming.response(action.status, reason, headers=headers, body=body)
         if incoming.final_sent and 200 <= action.status < 300 and incoming.transaction is not None:
@@ -315,25 +343,42 @@ class Session:
             return
         incoming.send(response)
 
+    def _dialog_to(self, to: str, leg: int | None) -> tuple[Dialog, Flow]:
+        if to == "a":
+            return self.a_dialog, self._a_flow()
+        return self.legs[leg].dialog, self.legs[leg].flow
+
     def _do_Relay(self, action: Relay) -> None:  # noqa: N802
-        if action.to == "a":
-            dialog, flow = self.a_dialog, self._a_flow()
-        else:
-            leg = self.legs[action.leg]
-            dialog, flow = leg.dialog, leg.flow
+        dialog, flow = self._dialog_to(action.to, action.leg)
         message: Request = action.message
         headers = passed_headers(message)
         if action.method == "PRACK":
             headers += (("RAck", f"{action.rseq} {dialog.invite_cseq} INVITE"),)
-        request = dialog.request(action.method, body=message.body, headers=headers)
+        self._send_into(action, dialog, flow, message.body, headers, bool(message.body) and is_sdp(message))
+
+    def _do_Refresh(self, action: Refresh) -> None:  # noqa: N802
+        """Our own re-INVITE or UPDATE: a refresh offers the description the side already
+        has (unchanged, so no new negotiation, RFC 3264 §8), a correction the answering leg's."""
+        dialog, flow = self._dialog_to(action.to, action.leg)
+        body = b""
+        if action.method == "INVITE":
+            body = action.message.body if action.message is not None else dialog.sdp
+        headers = (("Content-Type", "application/sdp"),) if body else ()
+        self._send_into(action, dialog, flow, body, headers, bool(body))
+
+    def _send_into(self, action: Relay | Refresh, dialog: Dialog, flow: Flow, body: bytes,
+                   headers: tuple[tuple[str, str], ...], offer: bool) -> None:
+        if action.method in ("INVITE", "UPDATE"):
+            headers += timer_headers(self.call.session(action.to), request=True, min_se=self.call.timers.min_se)
+        request = dialog.request(action.method, body=body, headers=headers)
         self._relayed[action.key] = (dialog, flow, request.cseq.number)
-        self._offered[action.key] = bool(message.body) and is_sdp(message)
+        self._offered[action.key] = offer
         feed = self._feed(action)
         d = self.core.request(request, flow, on_response=feed)
         d.addCallbacks(feed, lambda failure: feed(None))
         d.addErrback(self._leg_failed, action.leg)
 
-    def _feed(self, action: Relay) -> Callable[[Response | None], None]:
+    def _feed(self, action: Relay | Refresh) -> Callable[[Response | None], None]:
         def feed(response: Response | None) -> None:
             if response is None:
                 self._in_order(lambda: fed(None))
@@ -344,14 +389,13 @@ class Session:
         def fed(response: Response | None) -> None:
             status = 408 if response is None else response.status
             if action.to == "a":
-                self.call.a_response(action.key, status, response, session_expires=session_expires(response))
+                self.call.a_response(action.key, status, response, timer=session_timer(response))
             else:
-                self.call.b_response(action.leg, action.key, status, response,
-                                     session_expires=session_expires(response))
+                self.call.b_response(action.leg, action.key, status, response, timer=session_timer(response))
         return feed
 
     def _do_RelayAck(self, action: RelayAck) -> None:  # noqa: N802
-        relayed = self._relayed.pop(action.key, None)
+        relayed = self._relayed.get(action.key)    # kept: a 2xx resent is ACKed again
         if relayed is None:
             return
         dialog, flow, cseq = relayed
