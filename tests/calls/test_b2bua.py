@@ -258,6 +258,7 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
         10000, 13000, "c1", invite.call_id)
     assert (cdr["subscriber_id"], cdr["callee_dialled"], cdr["callee_e164"], cdr["caller_e164"]) == (
         world.tree.subscriber["id"], "101", "+15550100101", "+15550100100")
+    assert cdr["media_flow"] is None and cdr["one_way_media"] is None, "no relay measured it"
     assert await world.active() == 0
     [hook] = await world.database.fetch("select payload from outbox where kind = 'webhook' and isp_id = %s",
                                         (world.tree.isp["id"],))
@@ -519,8 +520,34 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
         alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
                       from_=f"<sip:alice@{world.domain}>")
         assert statuses(bob.take())[-1] == "BYE"
-        await world.b2bua.settled()
+        [cdr] = await cdrs(world)
         assert relay.pool.available == free
+        assert (cdr["media_flow"], cdr["one_way_media"]) == ("both", False)
+    finally:
+        phone_a.close()
+        phone_b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_whose_media_went_one_way_is_flagged_in_its_record(database, relay):
+    world = await make_world(database, relay)
+    alice = world.alice
+    phone_a, phone_b = Phone(), Phone()
+    try:
+        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+        await dial(world, "101", body=phone_a.sdp().decode())
+        [invite] = bob.take()
+        bob.answer(invite, 200, body=phone_b.sdp().decode())
+        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
+        [ok] = [m for m in alice.take() if m.status == 200]
+        to_b = parse_sdp(ok.body).media[0].port
+        for sequence in range(3):      # bob's phone hears alice and says nothing
+            phone_a.rtp.sendto(rtp(sequence), ("127.0.0.1", to_b))
+            assert receive(phone_b.rtp)[0] == rtp(sequence)
+        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                      from_=f"<sip:alice@{world.domain}>")
+        [cdr] = await cdrs(world)
+        assert (cdr["disposition"], cdr["media_flow"], cdr["one_way_media"]) == ("answered", "caller_only", True)
     finally:
         phone_a.close()
         phone_b.close()
