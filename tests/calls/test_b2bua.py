@@ -528,24 +528,36 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
         phone_b.close()
 
 
+async def answered(world, offer: bytes, answer: bytes):
+    """alice calls bob with `offer`; bob rings for 2 s and answers with `answer`. Returns
+    the INVITE bob got and the 200 alice got."""
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", body=offer.decode())
+    [invite] = bob.take()
+    bob.answer(invite, 180)
+    world.clock.advance(2)
+    bob.answer(invite, 200, body=answer.decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(world.alice.address, [])), "the 200")
+    [ok] = [m for m in world.alice.take() if m.status == 200]
+    return invite, ok
+
+
+def hang_up(world, ok) -> None:
+    world.alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                        from_=f"<sip:alice@{world.domain}>")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_call_whose_media_went_one_way_is_flagged_in_its_record(database, relay):
     world = await make_world(database, relay)
-    alice = world.alice
     phone_a, phone_b = Phone(), Phone()
     try:
-        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-        await dial(world, "101", body=phone_a.sdp().decode())
-        [invite] = bob.take()
-        bob.answer(invite, 200, body=phone_b.sdp().decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
-        [ok] = [m for m in alice.take() if m.status == 200]
+        _, ok = await answered(world, phone_a.sdp(), phone_b.sdp())
         to_b = parse_sdp(ok.body).media[0].port
         for sequence in range(3):      # bob's phone hears alice and says nothing
             phone_a.rtp.sendto(rtp(sequence), ("127.0.0.1", to_b))
             assert receive(phone_b.rtp)[0] == rtp(sequence)
-        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
-                      from_=f"<sip:alice@{world.domain}>")
+        hang_up(world, ok)
         [cdr] = await cdrs(world)
         assert (cdr["disposition"], cdr["media_flow"], cdr["one_way_media"]) == ("answered", "caller_only", True)
     finally:

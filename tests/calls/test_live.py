@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from tests.calls.test_b2bua import dial, make_world, until
+from tests.calls.test_b2bua import answered, hang_up, make_world, until
 from tests.media.phones import Phone, rtp
 from tests.media.test_relay import CONFIG
 from tests.media.webrtc_support import UdpBrowser, offer_signed_by
@@ -34,20 +34,12 @@ def gateway():
 @pytest_twisted.ensureDeferred
 async def test_a_browser_call_is_listed_to_its_owners_while_it_lasts_and_its_record_says_one_way(database, gateway):
     world = await make_world(database, gateway)
-    tree, alice, b2bua = world.tree, world.alice, world.b2bua
+    tree, b2bua = world.tree, world.b2bua
     certificate, phone = Certificate.generate("alice's browser"), Phone()
     browser_port = None
     try:
-        bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
-        await dial(world, "101", body=offer_signed_by(certificate).decode())
-        [invite] = bob.take()
-        to_phone = parse_sdp(invite.body).media[0]
-        assert to_phone.proto == "RTP/AVP", "bob's phone is offered plain RTP"
-        bob.answer(invite, 180)
-        world.clock.advance(2)
-        bob.answer(invite, 200, body=phone.sdp().decode())
-        await until(lambda: any(m.status == 200 for m in world.wire.sent.get(alice.address, [])), "the 200")
-        [ok] = [m for m in alice.take() if m.status == 200]
+        invite, ok = await answered(world, offer_signed_by(certificate), phone.sdp())
+        assert parse_sdp(invite.body).media[0].proto == "RTP/AVP", "bob's phone is offered plain RTP"
         assert b"UDP/TLS/RTP/SAVPF" in ok.body and b"a=ice-lite" in ok.body
 
         isp_id, customer_id, tenant_id = tree.isp["id"], tree.customer["id"], tree.tenant["id"]
@@ -84,8 +76,7 @@ async def test_a_browser_call_is_listed_to_its_owners_while_it_lasts_and_its_rec
         assert (leg["to_browser"]["packets"], leg["from_browser"]["packets"]) == (4, 0)
         assert leg["plain"]["from_relay"] == {"packets": 4, "octets": 4 * 172}
 
-        alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
-                      from_=f"<sip:alice@{world.domain}>")
+        hang_up(world, ok)
         await b2bua.settled()
         assert webrtc_calls(b2bua.sessions.values(), "test-node", isp_id) == []
         [cdr] = await database.fetch("select * from cdrs where a_call_id = 'c1'")
