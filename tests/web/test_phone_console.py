@@ -36,7 +36,7 @@ from tests.store.builders import build_tree
 from tests.web.conftest import Api
 from tests.web.consolepeople import log_in
 from wevoip.credentials import hash_password
-from wevoip.store import subscribers, webusers
+from wevoip.store import customers, subscribers, webusers
 from wevoip.store.admins import create_api_token
 
 pytestmark = pytest.mark.slow
@@ -149,6 +149,8 @@ async def _start():
         await create_api_token(tx, "i" * 40, isp_id=isp_id)
         await create_api_token(tx, "c" * 40, isp_id=isp_id, customer_id=tree.customer["id"])
         await create_api_token(tx, "o" * 40, isp_id=other.isp["id"])
+        neighbour = await customers.create_customer(tx, isp_id, name="Neighbour", status="ACTIVE")
+        await create_api_token(tx, "n" * 40, isp_id=isp_id, customer_id=neighbour["id"])
     other = await build_tree(database, "other-" + NAMESPACE)
     await database.transact(more)
     for hertz in (440, 1000):
@@ -163,7 +165,7 @@ async def _start():
                     source=f"aufile,{folder / '1000.wav'}")
     phone.start()
     return Running(node, database, folder, console, phone, tree, {"isp": "i" * 40, "customer": "c" * 40,
-                                                                 "other isp": "o" * 40})
+                                                                 "other isp": "o" * 40, "neighbour": "n" * 40})
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +242,8 @@ async def _the_call_is_visible_to_its_owners_only(running):
     assert (code, none["items"]) == (200, [])
     code, refused, _ = await api.call("GET", path, tokens["other isp"])
     assert code == 404, refused
+    code, theirs, _ = await api.call("GET", f"{path}?customer_id={call['customer_id']}", tokens["neighbour"])
+    assert (code, theirs["items"]) == (200, []), "another customer of the ISP sees none of it"
     admin = await log_in(running, "/login/customer", {"namespace": NAMESPACE, "email": f"it@{NAMESPACE}"},
                          password=WEB_PASSWORD)
     page = await admin.get(f"/tenants/{running.tree.tenant['id']}/webrtc")
