@@ -68,6 +68,13 @@ class IMediaSession(Interface):
     def release():
         """End the session; the Deferred fires once every port is free again. Idempotent."""
 
+    def flow():
+        """
+        Once `release` has fired: a `wevoip.media.relay.Flow`, the RTP packets that reached
+        the other side each way over the call, which is how a call whose media went only
+        one way is flagged in its record; None when the relay could not count.
+        """
+
 
 class ICallApplication(Interface):
     """A feature a call can be handed to (the echo test, an announcement, later IVR and

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock, deferLater
 from plugins.dialplan_presets import us
 from tests.store.builders import build_tree
 from wevoip.calls.b2bua import B2BUA
-from tests.media.phones import phones, receive, rtp  # noqa: F401 (a fixture)
+from tests.media.phones import Phone, phones, receive, rtp  # noqa: F401 (phones is a fixture)
 from wevoip.calls.machine import CallTimers
 from wevoip.config import MediaConfig
 from wevoip.media.relay import InProcessRelay
@@ -269,6 +269,7 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
         10000, 13000, "c1", invite.call_id)
     assert (cdr["subscriber_id"], cdr["callee_dialled"], cdr["callee_e164"], cdr["caller_e164"]) == (
         world.tree.subscriber["id"], "101", "+15550100101", "+15550100100")
+    assert cdr["media_flow"] is None and cdr["one_way_media"] is None, "no relay measured it"
     assert await world.active() == 0
     [hook] = await world.database.fetch("select payload from outbox where kind = 'webhook' and isp_id = %s",
                                         (world.tree.isp["id"],))
@@ -532,8 +533,46 @@ async def test_media_is_anchored_at_the_relay_and_its_ports_come_back(database, 
     alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
                   from_=f"<sip:alice@{world.domain}>")
     assert statuses(bob.take())[-1] == "BYE"
-    await world.b2bua.settled()
+    [cdr] = await cdrs(world)
     assert relay.pool.available == free
+    assert (cdr["media_flow"], cdr["one_way_media"]) == ("both", False)
+
+
+async def answered(world, offer: bytes, answer: bytes):
+    """alice calls bob with `offer`; bob rings for 2 s and answers with `answer`. Returns
+    the INVITE bob got and the 200 alice got."""
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101", body=offer.decode())
+    [invite] = bob.take()
+    bob.answer(invite, 180)
+    world.clock.advance(2)
+    bob.answer(invite, 200, body=answer.decode())
+    await until(lambda: any(m.status == 200 for m in world.wire.sent.get(world.alice.address, [])), "the 200")
+    [ok] = [m for m in world.alice.take() if m.status == 200]
+    return invite, ok
+
+
+def hang_up(world, ok) -> None:
+    world.alice.request("BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                        from_=f"<sip:alice@{world.domain}>")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_whose_media_went_one_way_is_flagged_in_its_record(database, relay):
+    world = await make_world(database, relay)
+    phone_a, phone_b = Phone(), Phone()
+    try:
+        _, ok = await answered(world, phone_a.sdp(), phone_b.sdp())
+        to_b = parse_sdp(ok.body).media[0].port
+        for sequence in range(3):      # bob's phone hears alice and says nothing
+            phone_a.rtp.sendto(rtp(sequence), ("127.0.0.1", to_b))
+            assert receive(phone_b.rtp)[0] == rtp(sequence)
+        hang_up(world, ok)
+        [cdr] = await cdrs(world)
+        assert (cdr["disposition"], cdr["media_flow"], cdr["one_way_media"]) == ("answered", "caller_only", True)
+    finally:
+        phone_a.close()
+        phone_b.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -587,6 +626,8 @@ async def test_a_phone_connected_to_another_node_is_called_through_that_node(wor
         assert request.headers.get_all("Route") == [f"<sip:{route.uri.user}@127.0.0.9:5060;lr>",
                                                     f"<sip:{route.uri.user}@192.0.2.99:5061;transport=tcp;lr>"]
     assert (ack.method, bye.method) == ("ACK", "BYE")
+
+
 # Session timers (RFC 4028) and the B2BUA's own requests.
 
 SDP_B2 = SDP_B.replace("192.0.2.2", "192.0.2.3").replace("5000", "5002")

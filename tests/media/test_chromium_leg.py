@@ -182,7 +182,10 @@ class Call:
         assert report["ice"] in ("connected", "completed") and report["dtls"] == "connected", report
         assert report["inbound"] >= 100 and report["outbound"] >= 100, report
         stats = self.stats
-        assert stats["dtls"] == {"state": "connected", "role": dtls_role, "failure": None}
+        assert {key: stats["dtls"][key] for key in ("state", "role", "failure", "handshake_done")} == \
+            {"state": "connected", "role": dtls_role, "failure": None, "handshake_done": True}
+        assert stats["dtls"]["cipher"] and stats["ice"]["state"] == "nominated"
+        assert stats["rtp"]["from_browser"] >= 100 and stats["rtp"]["to_browser"] >= 100
         assert stats["ice"]["selected"] is not None and stats["dtls"]["failure"] is None
         assert stats["srtp"]["received"]["packets"] >= 100 and stats["srtp"]["sent"]["packets"] >= 100
         voice = [packet for packet in self.phone.rtp if packet[1] & 0x7F == 0]

@@ -17,11 +17,13 @@ from zope.interface.verify import verifyObject
 from tests.media.phones import Phone, receive, rtp
 from tests.media.test_ice import check
 from tests.media.test_relay import CONFIG
-from tests.media.webrtc_support import CHROMIUM_ANSWER, CHROMIUM_OFFER, replace
+from tests.media.webrtc_support import CHROMIUM_ANSWER, CHROMIUM_OFFER, UdpBrowser, offer_signed_by, replace
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.relay import InProcessRelay
+from wevoip.media.relay import Flow
 from wevoip.media.sdp import SdpError, parse
 from wevoip.media.webrtc import stun
+from wevoip.media.webrtc.dtls import Certificate
 from wevoip.media.webrtc.gateway import WebRtcGateway, is_webrtc
 
 
@@ -93,8 +95,9 @@ async def test_browser_calls_phone_holds_resumes_and_every_port_comes_back(gatew
     assert "a=setup:active" in (await session.answer("b", phone.sdp())).decode()
 
     stats = session.stats()["a"]
-    assert stats["ice"]["selected"] is None and stats["plain"] == {"sent": 1, "received": 1}
-    assert not session.one_way()
+    assert stats["ice"]["selected"] is None and stats["ice"]["state"] == "new"
+    assert stats["plain"] == {"sent": {"packets": 1, "octets": 172}, "received": {"packets": 1, "octets": 172}}
+    assert not session.one_way(), "no RTP has crossed the browser leg either way"
     await session.release()
     assert pool.available == free and "browser-to-phone" not in gateway.sessions
     assert gateway.released[-1] is session
@@ -242,3 +245,83 @@ async def test_a_browser_offer_that_cannot_be_bridged_is_an_sdp_error_and_takes_
         await session.offer("a", replace(CHROMIUM_OFFER, "a=rtcp-mux\r\n", ""))
     await session.release()
     assert pool.available == free
+
+
+@pytest.fixture(scope="module")
+def browser_certificate():
+    return Certificate.generate("browser")
+
+
+async def browser_call(gateway, phone, certificate, call_id):
+    """A browser (on a loopback socket) calls the phone; returns once its SRTP is keyed."""
+    session = await gateway.allocate(call_id, [].append)
+    to_phone = parse(await session.offer("a", offer_signed_by(certificate)))
+    await session.answer("b", phone.sdp())
+    local = session.browsers["a"].local
+    far = UdpBrowser(reactor, certificate, gateway.certificate.fingerprint, ("127.0.0.1", local.port),
+                     local.ice_ufrag, local.ice_pwd)
+    port = reactor.listenUDP(0, far, interface="127.0.0.1")
+    far.check()
+    await until(lambda: far.srtp is not None)
+    return session, far, port, to_phone.media[0].port
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_that_only_listens_is_one_way_live_and_in_its_flow(gateway, phone, browser_certificate):
+    session, far, port, relay_port = await browser_call(gateway, phone, browser_certificate, "listening-browser")
+    try:
+        for sequence in range(5):
+            phone.rtp.sendto(rtp(sequence), ("127.0.0.1", relay_port))
+        await until(lambda: len(far.media) == 5)
+        stats = session.live_stats()["a"]
+        assert stats["ice"]["state"] == "nominated" and stats["ice"]["selected"] == ("127.0.0.1", port.getHost().port)
+        assert stats["dtls"]["state"] == "connected" and stats["dtls"]["role"] == "client"
+        assert stats["dtls"]["handshake_done"] and stats["dtls"]["cipher"]
+        assert stats["srtp"]["profile"] and stats["srtp"]["sent"]["packets"] == 5
+        assert stats["srtp"]["received"]["packets"] == 0
+        assert stats["rtp"] == {"from_browser": 0, "to_browser": 5}
+        assert stats["plain"]["received"] == {"packets": 5, "octets": 5 * 172}
+        assert session.one_way()
+        assert gateway.leg_stats(session.browsers["a"].local.ice_ufrag)["one_way"] is True
+    finally:
+        await port.stopListening()
+    await session.release()
+    assert session.flow() == Flow(a_to_b=0, b_to_a=5)
+    assert session.live_stats() == {} and session.stats()["a"]["rtp"]["to_browser"] == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_talking_both_ways_is_not_one_way(gateway, phone, browser_certificate):
+    session, far, port, relay_port = await browser_call(gateway, phone, browser_certificate, "talking-browser")
+    try:
+        heard = []
+
+        def both_heard():
+            got = receive(phone.rtp, 0)
+            if got is not None:
+                heard.append(got[0])
+            return len(heard) == 3 and len(far.media) == 3
+        for sequence in range(3):
+            far.send_rtp(rtp(sequence))
+            phone.rtp.sendto(rtp(sequence, ssrc=9), ("127.0.0.1", relay_port))
+        await until(both_heard)
+        assert heard == [rtp(0), rtp(1), rtp(2)]
+        stats = session.live_stats()["a"]
+        assert stats["rtp"] == {"from_browser": 3, "to_browser": 3} and not session.one_way()
+        assert stats["srtp"]["received"] == {"packets": 3, "octets": 3 * 172, "refused": 0}
+        assert stats["plain"]["sent"] == {"packets": 3, "octets": 3 * 172}
+    finally:
+        await port.stopListening()
+    await session.release()
+    assert session.flow() == Flow(a_to_b=3, b_to_a=3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_reached_a_browser_leg_without_keys_did_not_reach_the_browser(gateway, phone):
+    session = await gateway.allocate("unkeyed-browser", [].append)
+    to_phone = parse(await session.offer("a", chromium_offer()))
+    await session.answer("b", phone.sdp())
+    phone.rtp.sendto(rtp(1), ("127.0.0.1", to_phone.media[0].port))
+    await until(lambda: session.browsers["a"].rtp.received == 1)
+    await session.release()
+    assert session.flow() == Flow(a_to_b=0, b_to_a=0), "the relay delivered it, the browser never got it"

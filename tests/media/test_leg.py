@@ -84,9 +84,14 @@ def test_check_then_handshake_then_srtp_both_ways_with_payload_types_mapped(cert
     assert receiver.unprotect(inbox[1]) == rtp(126, 8, b"\x01\x8a\x03\x20", marker=True)
     assert receiver.unprotect_rtcp(inbox[2]) == report
     stats = leg.stats()
-    assert stats["dtls"] == {"state": "connected", "role": "client", "failure": None}
+    assert stats["dtls"] == {"state": "connected", "role": "client", "failure": None, "handshake_done": True,
+                             "cipher": leg.dtls._connection.get_cipher_name()}
+    assert stats["dtls"]["cipher"].startswith("ECDHE-")
     assert stats["srtp"]["received"]["packets"] == 3 and stats["srtp"]["sent"]["packets"] == 3
+    # RTP alone is what one-way media is judged by: two packets each way, the RTCP aside.
+    assert stats["rtp"] == {"from_browser": 2, "to_browser": 2}
     assert stats["ice"]["selected"] == BROWSER and not stats["ice"]["consent_expired"]
+    assert stats["ice"]["state"] == "nominated" and stats["ice"]["last_check_ms"] == 0
 
 
 def test_nothing_is_believed_from_an_address_ice_has_not_validated(certificates):
@@ -103,6 +108,9 @@ def test_media_before_the_handshake_and_junk_are_counted_not_passed(certificates
     leg.rtp_to_browser(rtp(8, 1, b"\x55" * 160))
     leg.datagram_received(b"\xff" * 30, BROWSER)
     assert leg.dropped.not_keyed == 1 and leg.dropped.junk == 1 and browser.inbox == []
+    stats = leg.stats()
+    assert stats["ice"]["state"] == "new" and stats["dtls"]["handshake_done"] is False
+    assert stats["rtp"] == {"from_browser": 0, "to_browser": 0} and stats["srtp"]["profile"] is None
 
 
 def test_tampered_srtp_and_unknown_payload_types_are_dropped(certificates):
@@ -168,6 +176,7 @@ def test_sending_stops_when_consent_lapses_and_resumes_with_a_check(certificates
     leg.rtp_to_browser(rtp(8, 1, b"\x55" * 160))
     leg.rtcp_to_browser(bytes.fromhex("80c80006") + bytes(24))
     assert len(browser.inbox) == sent and leg.dropped.no_consent == 2
+    assert leg.stats()["ice"]["state"] == "consent_lost" and leg.stats()["ice"]["last_check_ms"] == 31000
     browser.check(nominate=False)
     leg.rtp_to_browser(rtp(8, 2, b"\x55" * 160))
     assert len(browser.inbox) == sent + 2     # the check's reply and the packet

@@ -11,7 +11,7 @@ from wevoip.config import MediaConfig
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.endpoint import MediaEndpoint, write_wav
 from wevoip.media.g711 import PCMU
-from wevoip.media.relay import InProcessRelay
+from wevoip.media.relay import Flow, InProcessRelay
 from wevoip.media.sdp import SdpError, parse
 from zope.interface.verify import verifyObject
 
@@ -121,6 +121,31 @@ async def test_latching_follows_the_phone_behind_nat_and_refuses_a_stranger(rela
         assert foreign == 1
     finally:
         nat.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_flow_counts_what_reached_the_other_side_each_way_once_released(relay, phones):
+    a, b, _ = phones
+    session, offer, answer = await call(relay, a, b)
+    to_a, to_b = relay_ports(offer, answer)
+    for sequence in range(3):
+        a.rtp.sendto(rtp(sequence), ("127.0.0.1", to_a))
+        assert receive(b.rtp)[0] == rtp(sequence)
+    b.rtcp.sendto(rtcp_receiver_report(), ("127.0.0.1", to_b + 1))     # RTCP is not media
+    assert receive(a.rtcp)[0] == rtcp_receiver_report()
+    assert session.flow() is None, "the forwarder counts once it lets go of the ports"
+    await session.release()
+    assert session.flow() == Flow(a_to_b=3, b_to_a=0)
+
+    # B held with 0.0.0.0: what A sends has nowhere to go, so it did not reach B.
+    session, offer, answer = await call(relay, a, b)
+    to_a, to_b = relay_ports(offer, answer)
+    await session.offer("b", b.sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0"))
+    a.rtp.sendto(rtp(1), ("127.0.0.1", to_a))
+    b.rtp.sendto(rtp(2), ("127.0.0.1", to_b))
+    assert receive(a.rtp)[0] == rtp(2) and receive(b.rtp, 0.1) is None
+    await session.release()
+    assert session.flow() == Flow(a_to_b=0, b_to_a=1)
 
 
 @pytest_twisted.ensureDeferred

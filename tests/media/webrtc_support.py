@@ -3,13 +3,18 @@ What the WebRTC tests (and bench/webrtc_leg.py) share: SDP samples written for t
 shapes Chromium and desk phones send (not copied from either) - a Chromium offer with audio
 and video in one BUNDLE, a phone's answer, a phone's offer with G.722, G.729 and video, and
 a Chromium answer - and the two ends a `BrowserLeg` is tested between: the plain side that
-records what it is handed, and a browser made of this package's own pieces.
+records what it is handed, and a browser made of this package's own pieces (in memory, or
+on a loopback socket for a leg the gateway runs).
 """
 
 import os
 
+from twisted.internet.protocol import DatagramProtocol
+
 from wevoip.media.webrtc import stun
+from wevoip.media.webrtc.demux import Kind, classify
 from wevoip.media.webrtc.dtls import DtlsEndpoint, Fingerprint
+from wevoip.media.webrtc.srtp import SrtpSession
 from wevoip.media.webrtc.translate import PlainLocal, WebRtcLocal
 
 BROWSER_ADDRESS = ("192.0.2.10", 51234)
@@ -190,3 +195,52 @@ class FarBrowser:
             self.dtls.receive(datagram)
         else:
             self.inbox.append(datagram)
+
+
+def offer_signed_by(certificate, offer=CHROMIUM_OFFER):
+    """A browser's offer carrying the fingerprint of `certificate`, so its DTLS is believed."""
+    return offer.replace(offer.split(b"a=fingerprint:")[1].split(b"\r\n")[0], str(certificate.fingerprint).encode())
+
+
+class UdpBrowser(DatagramProtocol):
+    """
+    A browser on a real loopback socket, made of this package's own pieces, for a
+    gateway's browser leg: it checks the leg's one candidate (nominating it), is the DTLS
+    server (the gateway answers a browser's actpass with active), and then sends and
+    keeps SRTP. `target` is the leg's address; `ufrag` and `pwd` its ICE credentials.
+    """
+
+    def __init__(self, clock, certificate, node_fingerprint, target, ufrag, pwd, remote_ufrag="Xq7T"):
+        self.target, self.ufrag, self.pwd, self.remote_ufrag = target, ufrag, pwd, remote_ufrag
+        self.srtp, self.media, self.answers = None, [], 0
+        self.dtls = DtlsEndpoint(clock, certificate, False, [node_fingerprint], self)
+        self.dtls.start()
+
+    def send(self, datagram):
+        self.transport.write(datagram, self.target)
+
+    def established(self, keys):
+        self.srtp = SrtpSession(keys)
+
+    def failed(self, reason):
+        raise AssertionError(reason)
+
+    def check(self):
+        request = stun.Message(stun.BINDING, stun.REQUEST, os.urandom(12))
+        request.add(stun.USERNAME, f"{self.ufrag}:{self.remote_ufrag}".encode())
+        request.add(stun.PRIORITY, (0x6E7F1EFF).to_bytes(4, "big"))
+        request.add(stun.ICE_CONTROLLING, os.urandom(8))
+        request.add(stun.USE_CANDIDATE, b"")
+        self.send(request.encode(self.pwd.encode()))
+
+    def send_rtp(self, packet):
+        self.send(self.srtp.protect(packet))
+
+    def datagramReceived(self, data, address):  # noqa: N802 (Twisted's name)
+        kind = classify(data)
+        if kind is Kind.STUN:
+            self.answers += 1
+        elif kind is Kind.DTLS:
+            self.dtls.receive(data)
+        elif kind is Kind.RTP and self.srtp is not None:
+            self.media.append(self.srtp.unprotect(data))

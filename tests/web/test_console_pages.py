@@ -215,7 +215,8 @@ async def test_the_call_lists_filter_and_export_csv(console):
 
     async def add(tx):
         await calls.insert_cdr(tx, tree.isp["id"], _cdr(tree, "a", caller_e164="+15550100100",
-                                                        callee_e164="+442071234567", callee_dialled="011442071234567"))
+                                                        callee_e164="+442071234567", callee_dialled="011442071234567",
+                                                        media_flow="caller_only"))
         await calls.insert_cdr(tx, tree.isp["id"], _cdr(
             tree, "b", direction="inbound", disposition="no_answer", started_at=later,
             ended_at=later, talk_ms=0, caller_dialled="=HYPERLINK(\"http://evil\")", callee_e164="+15550199000"))
@@ -225,6 +226,7 @@ async def test_the_call_lists_filter_and_export_csv(console):
     base = f"/tenants/{tree.tenant['id']}/calls"
     page = await admin.get(base)
     assert page.code == 200 and page.text.count("<tr>") == 4 and "1:30" in page
+    assert page.text.count("one way: only the caller was heard") == 1
     page = await admin.get(f"{base}?number=4420&direction=&disposition=")
     assert page.text.count("<tr>") == 2 and "+442071234567" in page
     page = await admin.get(f"{base}?since=2026-03-11&until=2026-03-12")
@@ -236,7 +238,7 @@ async def test_the_call_lists_filter_and_export_csv(console):
     download = await admin.request("GET", f"{base}.csv?direction=inbound")
     assert download.code == 200 and download.headers.getRawHeaders("content-type") == ["text/csv; charset=utf-8"]
     lines = download.body.decode().splitlines()
-    assert lines[0] == "Started (UTC),Direction,Subscriber,From,To,Talk time,Result,Price"
+    assert lines[0] == "Started (UTC),Direction,Subscriber,From,To,Talk time,Result,Media,Price"
     assert lines[1].startswith("2026-03-12 18:00:00,inbound,alice,")
     assert len(lines) == 2 and "'=HYPERLINK" in lines[1] and "+15550199000" in lines[1]
     page = await people.subscriber.get("/me/calls")

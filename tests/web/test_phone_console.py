@@ -13,6 +13,10 @@ a 440 Hz tone, and a SIP phone played by baresip (playing 1000 Hz).
                          up: its ICE consent lapses (8 s in this node's config) and the
                          phone gets a BYE, the CDR saying the system ended the call.
 
+While the browser talks to the phone, the API and the tenant console list the call with the
+gateway's ICE, DTLS and SRTP state and counters that go up, to its ISP and customer only;
+once it ends its record says the media went both ways.
+
 Any error in a page's console fails the test; the phone page is screenshotted into
 test-artifacts/screenshots/. One node and one Chromium serve the whole module; Playwright's
 sync API runs on a worker thread of its own, so the reactor stays free for the node's
@@ -35,8 +39,11 @@ from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Bar
 from tests.node import ROOT, Node, node_for_module, ssh_eval
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
+from tests.web.conftest import Api
+from tests.web.consolepeople import log_in
 from wevoip.credentials import hash_password
-from wevoip.store import subscribers
+from wevoip.store import customers, subscribers, webusers
+from wevoip.store.admins import create_api_token
 
 pytestmark = pytest.mark.slow
 
@@ -114,8 +121,10 @@ class Console:
 
 
 class Running:
-    def __init__(self, node, database, folder, console, phone):
+    def __init__(self, node, database, folder, console, phone, tree, tokens):
         self.node, self.database, self.folder, self.console, self.phone = node, database, folder, console, phone
+        self.tree, self.tokens = tree, tokens
+        self.base = f"http://127.0.0.1:{node.web_port}"
 
     async def page_says(self, user: str, selector: str, wanted: str, timeout: float = 20.0) -> str:
         async def says():
@@ -155,6 +164,14 @@ async def _start():
         for user, extension in BROWSERS.items():
             await subscribers.create_subscriber(tx, isp_id, tenant_id, username=user, password=PASSWORD,
                                                 extension=extension, web_username=user, web_password_hash=web_hash)
+        await webusers.create_customer_admin(tx, isp_id, tree.customer["id"], email=f"it@{NAMESPACE}",
+                                             password_hash=web_hash)
+        await create_api_token(tx, "i" * 40, isp_id=isp_id)
+        await create_api_token(tx, "c" * 40, isp_id=isp_id, customer_id=tree.customer["id"])
+        await create_api_token(tx, "o" * 40, isp_id=other.isp["id"])
+        neighbour = await customers.create_customer(tx, isp_id, name="Neighbour", status="ACTIVE")
+        await create_api_token(tx, "n" * 40, isp_id=isp_id, customer_id=neighbour["id"])
+    other = await build_tree(database, "other-" + NAMESPACE)
     await database.transact(more)
     for hertz in (440, 1000):
         subprocess.run(["sox", "-n", "-r", "48000" if hertz == 440 else "8000", "-c", "1", "-b", "16",
@@ -167,7 +184,8 @@ async def _start():
     phone = Baresip(folder / "bob", "bob", subscriber("bob", Node.sip_port(health, "udp")),
                     source=f"aufile,{folder / '1000.wav'}")
     phone.start()
-    return Running(node, database, folder, console, phone)
+    return Running(node, database, folder, console, phone, tree, {"isp": "i" * 40, "customer": "c" * 40,
+                                                                 "other isp": "o" * 40, "neighbour": "n" * 40})
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +227,51 @@ async def test_the_browser_calls_a_phone_which_hears_the_tone_and_hangs_up(runni
     sent = int(await console.run(console.text, "ann", "#media-sent"))
     received = int(await console.run(console.text, "ann", "#media-received"))
     assert sent > 50 and received > 50, (sent, received)
+    await _the_call_is_visible_to_its_owners_only(running)
     await phone.command("hangup")
     await running.page_says("ann", "#call-state", "ended")
     await console.run(console.shot, "ann", "ended")
     await _idle(running)
     assert len(phone.recordings()) > recordings
     assert abs(await frequency(phone.recordings()[-1]) - 440) < 30       # the browser's tone reached the phone
+    [cdr] = await running.database.fetch("select * from cdrs order by id desc limit 1")
+    assert (cdr["callee_dialled"], cdr["media_flow"], cdr["one_way_media"]) == ("101", "both", False)
+
+
+async def _the_call_is_visible_to_its_owners_only(running):
+    api, tokens, isp_id = Api(running.base), running.tokens, running.tree.isp["id"]
+    path = f"/api/v1/isps/{isp_id}/webrtc-calls"
+    code, listed, _ = await api.call("GET", path, tokens["isp"])
+    assert code == 200, listed
+    [call] = listed["items"]
+    assert (call["direction"], call["dialled"], call["tenant_id"]) == ("internal", "101", running.tree.tenant["id"])
+    assert call["answered_at"] and len(call["call_ids"]) == 2 and not call["one_way"]
+    [leg] = call["legs"]
+    assert leg["side"] == "caller" and leg["ice"]["state"] == "nominated" and leg["ice"]["consent"]
+    assert leg["dtls"]["state"] == "connected" and leg["dtls"]["handshake_done"] and leg["dtls"]["cipher"]
+    assert leg["srtp"]["active"] and leg["srtp"]["profile"].startswith("SRTP_")
+    await deferLater(reactor, 1, lambda: None)
+    code, again, _ = await api.call("GET", path, tokens["customer"])
+    [later] = again["items"][0]["legs"]
+    for direction in ("from_browser", "to_browser"):
+        assert later[direction]["packets"] > leg[direction]["packets"] > 25, (direction, leg, later)
+        assert later[direction]["octets"] > leg[direction]["octets"]
+    for direction in ("to_relay", "from_relay"):
+        assert later["plain"][direction]["packets"] > leg["plain"][direction]["packets"] > 25
+    code, none, _ = await api.call("GET", f"{path}?tenant_id={running.tree.tenant['id'] + 1000}", tokens["isp"])
+    assert (code, none["items"]) == (200, [])
+    code, refused, _ = await api.call("GET", path, tokens["other isp"])
+    assert code == 404, refused
+    code, theirs, _ = await api.call("GET", f"{path}?customer_id={call['customer_id']}", tokens["neighbour"])
+    assert (code, theirs["items"]) == (200, []), "another customer of the ISP sees none of it"
+    admin = await log_in(running, "/login/customer", {"namespace": NAMESPACE, "email": f"it@{NAMESPACE}"},
+                         password=WEB_PASSWORD)
+    page = await admin.get(f"/tenants/{running.tree.tenant['id']}/webrtc")
+    assert page.code == 200 and page.text.count("<tr>") == 2, page.text
+    cells = re.findall(r"<td>(.*?)</td>", page.text.split("<tbody>")[-1], re.S)
+    assert cells[:3] == [f"ann@{DOMAIN} → 101", cells[1], "caller"], cells
+    assert cells[3].startswith(f"nominated {leg['ice']['nominated']}") and "connected (client)" in cells[4], cells
+    assert cells[5].startswith("SRTP_") and cells[-1] == "no", cells
 
 
 @pytest_twisted.ensureDeferred

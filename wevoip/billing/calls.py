@@ -315,6 +315,7 @@ class CallEnd:
     caller_dialled: str = ""
     caller_e164: str | None = None
     callee_dialled: str = ""
+    media_flow: str | None = None      # which ways the media went: both, caller_only, callee_only, none
 
 
 async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd, *,
@@ -350,7 +351,7 @@ async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd, *,
         "hangup_by": end.hangup_by, "a_call_id": reservation["call_id"], "b_call_id": end.b_call_id,
         "prefix": quote.sell.prefix, "dest_class": quote.sell.dest_class,
         "price_version_id": quote.price_version_id, "cost_version_id": rated.cost_version_id,
-        "cost": rated.cost, "price": rated.price})
+        "cost": rated.cost, "price": rated.price, "media_flow": end.media_flow})
     if rated.price > 0:
         entry = await ledger.add_charge(tx, isp_id, customer["id"], amount=rated.price,
                                         description=f"{quote.direction} call {quote.forward_to or quote.destination}"[:200],

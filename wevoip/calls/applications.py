@@ -64,6 +64,10 @@ class _Ports:
     def release(self) -> defer.Deferred:
         return self.endpoint.close()
 
+    def flow(self) -> None:
+        """The server is one end of the call itself: no relay stands between two parties."""
+        return None
+
 
 @implementer(ICallHandle)
 class Handle:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Sequence
 
 from twisted.internet import defer
@@ -26,7 +27,7 @@ from twisted.logger import Logger
 from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
-from wevoip.calls.facts import Admitted, CallFacts, Target
+from wevoip.calls.facts import Admitted, CallFacts, Target, media_flow
 from wevoip.calls.machine import CallTimers
 from wevoip.calls.messages import is_sdp, media_refusal, too_brief
 from wevoip.calls.session import Session
@@ -270,17 +271,19 @@ class B2BUA:
 
     def _release(self, admitted: Admitted, media, end: CallEnd, after: defer.Deferred | None = None,
                  started_at: datetime.datetime | None = None) -> None:
-        """Every end of a call comes here: its row in active_calls goes, and in the same
-        transaction its reservation is settled into a CDR and a charge (a free call, on-net
-        or to a subscriber's own number, gets its CDR at no price); its ports go back.
-        `after`: what must be written first (the answer's mark). Should the record fail,
-        the active call still goes, so limits never keep a call that ended."""
+        """Every end of a call comes here: its ports go back, then its row in active_calls
+        goes, and in the same transaction its reservation is settled into a CDR and a charge
+        (a free call, on-net or to a subscriber's own number, gets its CDR at no price),
+        with which ways its media went, which the relay knows once it has let go of the
+        ports. `after`: what must be written first (the answer's mark). Should the record
+        fail, the active call still goes, so limits never keep a call that ended."""
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
+            recorded = replace(end, media_flow=media_flow(media, end))
             if admitted.reservation_id is not None:
-                cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
+                cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, recorded, indexes=self.indexes)
             elif started_at is not None:
-                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, recorded, started_at, self.node))
             else:
                 return
             await announce_end(tx, admitted.isp_id, cdr)
@@ -290,13 +293,12 @@ class B2BUA:
             return defer.Deferred.fromCoroutine(
                 self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
 
-        done = (after or defer.succeed(None)).addBoth(
-            lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
+        released = defer.maybeDeferred(media.release) if media is not None else defer.succeed(None)
+        released.addErrback(lambda failure: log.failure("releasing media failed", failure))
+        done = defer.DeferredList([after or defer.succeed(None), released], consumeErrors=True)
+        done.addCallback(lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
         done.addErrback(unrecorded)
         done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
-        if media is not None:
-            done = defer.gatherResults([done, media.release()])
-            done.addErrback(lambda failure: log.failure("releasing media failed", failure))
         self._releasing.add(done)
         done.addBoth(lambda _: self._releasing.discard(done))
 
@@ -371,6 +373,6 @@ def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime,
             "started_at": started_at, "answered_at": end.answered_at, "ended_at": ended_at,
             "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
             "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
-            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id}
+            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id, "media_flow": end.media_flow}
 
 

@@ -67,3 +67,16 @@ class Admitted:
 
 def utc_at(ms: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+
+
+_FLOWS = {(True, True): "both", (True, False): "caller_only", (False, True): "callee_only", (False, False): "none"}
+
+
+def media_flow(media, end) -> str | None:
+    """Which ways an answered call's media went, for its record, from the released media
+    session ('a' is the caller); None when the call was not answered (early media goes one
+    way by nature) or nothing measured it."""
+    if media is None or end.answered_at is None or end.disposition != "answered":
+        return None
+    flow = media.flow()
+    return None if flow is None else _FLOWS[flow.a_to_b > 0, flow.b_to_a > 0]

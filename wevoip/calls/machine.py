@@ -501,6 +501,14 @@ class Call:
         self._last_reliable: RespondA | None = None
         self._final_status = 0
 
+    @property
+    def started_ms(self) -> int:
+        return self._start_ms
+
+    @property
+    def answered_ms(self) -> int | None:
+        return self._answer_ms
+
     # -- events from the adapter ------------------------------------------------------
 
     def start(self) -> None:

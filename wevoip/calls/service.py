@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from wevoip.calls.applications import Applications
 from wevoip.calls.b2bua import METHODS, B2BUA
+from wevoip.calls.live import webrtc_calls
 from wevoip.calls.facts import CallFacts
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.machine import CallTimers
@@ -109,6 +110,14 @@ class CallService(Service):
                  status=record.status, by=record.hung_up_by, start=record.start_ms, answer=record.answer_ms,
                  end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id,
                  attempts=",".join(str(attempt.status) for attempt in record.attempts))
+
+    def webrtc_calls(self, isp_id: int, *, customer_id: int | None = None,
+                     tenant_id: int | None = None) -> list[dict]:
+        """This node's calls in progress with a browser leg (see `calls.live`)."""
+        if self.b2bua is None:
+            return []
+        return webrtc_calls(list(self.b2bua.sessions.values()), self.config.node.name, isp_id,
+                            customer_id=customer_id, tenant_id=tenant_id)
 
     def stopService(self):  # noqa: N802 (Twisted's name)
         super().stopService()

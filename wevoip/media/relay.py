@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,6 +143,15 @@ class _ForwarderProcess(protocol.ProcessProtocol):
         self.ended.callback(None)
 
 
+@dataclass(frozen=True)
+class Flow:
+    """RTP packets the relay delivered each way over a call's life (RTCP aside): a call
+    whose media flowed only one way has one of them at 0."""
+
+    a_to_b: int
+    b_to_a: int
+
+
 class _Stream:
     """One m= line: a port pair facing each leg, and what each leg's SDP said."""
 
@@ -180,6 +190,22 @@ class RelaySession:
             self._released = self._relay._release(self)
         waits = [follow(d) for d in (self._released, *self._rollbacks)]
         return defer.gatherResults(waits).addCallback(lambda _: None)
+
+    def flow(self) -> Flow | None:
+        """Once released: what each leg sent that reached the other (a packet that came when
+        the far side had no address to go to is not counted). None when the forwarder
+        could not count (it died, or the call never had a stream)."""
+        if not self.stats:
+            return None
+
+        def delivered(leg: str) -> int:
+            total = 0
+            for stream in self.streams:
+                into, out = self.stats.get(stream.sides[leg][0]), self.stats.get(stream.sides[_other(leg)][0])
+                if into is not None:
+                    total += into[0] - (out[3] if out is not None else 0)
+            return max(total, 0)
+        return Flow(delivered("a"), delivered("b"))
 
     @property
     def on_hold(self) -> bool:

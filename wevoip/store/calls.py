@@ -29,7 +29,7 @@ CDR_FIELDS = ("customer_id", "tenant_id", "subscriber_id", "carrier_id", "gatewa
               "direction", "caller_dialled", "caller_e164", "callee_dialled", "callee_e164", "forwarded_e164",
               "started_at", "answered_at", "ended_at", "duration_ms", "talk_ms", "billable_seconds",
               "free_minutes", "disposition", "sip_code", "hangup_by", "a_call_id", "b_call_id", "prefix",
-              "dest_class", "price_version_id", "cost_version_id", "cost", "price")
+              "dest_class", "price_version_id", "cost_version_id", "cost", "price", "media_flow")
 
 
 async def reserve(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None, node: str,

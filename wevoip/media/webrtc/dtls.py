@@ -167,6 +167,7 @@ class DtlsEndpoint:
         self.state = DtlsState.NEW
         self.keys: SrtpKeys | None = None
         self.failure: str | None = None
+        self.cipher: str | None = None
         self._retransmit: IDelayedCall | None = None
         self._deadline: IDelayedCall | None = None
         self._mismatch = False
@@ -256,6 +257,7 @@ class DtlsEndpoint:
         material = self._connection.export_keying_material(
             EXPORTER_LABEL, 2 * (profile.key_length + profile.salt_length))
         self.keys = SrtpKeys.from_exporter(profile, material, self.is_client)
+        self.cipher = self._connection.get_cipher_name()
         self.state = DtlsState.CONNECTED
         self.owner.established(self.keys)
 

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
-from wevoip.media.relay import InProcessRelay, RelaySession
+from wevoip.media.relay import Flow, InProcessRelay, RelaySession
 from wevoip.media.sdp import SessionDescription
 from wevoip.media.webrtc.dtls import Certificate
 from wevoip.media.webrtc.ice import CONSENT_TIMEOUT, new_credentials
@@ -68,17 +68,23 @@ class _PlainPort(DatagramProtocol):
     def __init__(self, deliver: Callable[[bytes], None]):
         self.deliver = deliver
         self.destination: tuple[str, int] | None = None
-        self.received = self.sent = 0
+        self.received = self.sent = self.received_octets = self.sent_octets = 0
 
     def datagramReceived(self, data: bytes, address) -> None:  # noqa: N802 (Twisted's name)
         if (address[0], address[1]) == self.destination:
             self.received += 1
+            self.received_octets += len(data)
             self.deliver(data)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and self.destination is not None:
             self.sent += 1
+            self.sent_octets += len(data)
             self.transport.write(data, self.destination)
+
+    def counters(self) -> dict:
+        return {"sent": {"packets": self.sent, "octets": self.sent_octets},
+                "received": {"packets": self.received, "octets": self.received_octets}}
 
 
 class _Browser:
@@ -142,7 +148,7 @@ class _Browser:
 
     def stats(self) -> dict:
         stats = self.leg.stats()
-        stats["plain"] = {"sent": self.rtp.sent, "received": self.rtp.received}
+        stats["plain"] = self.rtp.counters()
         stats["port"] = self.local.port
         return stats
 
@@ -173,6 +179,7 @@ class GatewaySession:
         self.last_stats: dict[str, dict] = {}
         self._closing: list[defer.Deferred] = []
         self._released = False
+        self._at_release: dict[str, dict] = {}
 
     def offer(self, leg: str, sdp: bytes) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._offer(leg, sdp))
@@ -286,20 +293,37 @@ class GatewaySession:
             self.last_stats[leg] = browser.stats()
         return dict(self.last_stats)
 
+    def live_stats(self) -> dict[str, dict]:
+        """The browser legs the call has now (a fork's leg that lost to a phone is gone)."""
+        return {leg: browser.stats() for leg, browser in self.browsers.items()}
+
     def one_way(self) -> bool:
-        """Media reached a browser leg but none came back from it, or the reverse."""
-        for stats in self.stats().values():
-            srtp = stats["srtp"]
-            sent = (srtp["sent"] or {}).get("packets", 0)
-            received = (srtp["received"] or {}).get("packets", 0)
-            if bool(sent) != bool(received):
+        """RTP reached a browser leg but none came back from it, or the reverse."""
+        for stats in self.live_stats().values():
+            carried = stats["rtp"]
+            if bool(carried["from_browser"]) != bool(carried["to_browser"]):
                 return True
         return False
+
+    def flow(self) -> Flow | None:
+        """The relay's count, less what a browser leg could not pass on: what reached the
+        plain port of a browser leg that never sent it (no keys, no consent) did not arrive."""
+        inner = self.inner.flow()
+        if inner is None:
+            return None
+        a_to_b, b_to_a = inner.a_to_b, inner.b_to_a
+        for leg, stats in self._at_release.items():
+            if leg == "b":
+                a_to_b = min(a_to_b, stats["rtp"]["to_browser"])
+            else:
+                b_to_a = min(b_to_a, stats["rtp"]["to_browser"])
+        return Flow(a_to_b, b_to_a)
 
     def release(self) -> defer.Deferred:
         if not self._released:
             self._released = True
             self.stats()
+            self._at_release = self.live_stats()
             for browser in self.forks.values():
                 if browser not in self.browsers.values():
                     self._closing.append(browser.close())

@@ -54,6 +54,14 @@ class Dropped:
 
 
 @dataclass
+class Carried:
+    """RTP packets passed on each way (RTCP and DTLS aside): what one-way media is judged by."""
+
+    from_browser: int = 0     # unprotected and handed to the plain side
+    to_browser: int = 0       # protected and sent to the browser
+
+
+@dataclass
 class _Restamp:
     """Our own RTP numbering for a transcoded direction (a new stream, so a new SSRC)."""
 
@@ -95,6 +103,7 @@ class BrowserLeg:
         self.srtp: SrtpSession | None = None
         self.plan: CodecPlan | None = None
         self.dropped = Dropped()
+        self.carried = Carried()
         self._to_plain: dict[int, int] = {}
         self._to_browser: dict[int, int] = {}
         self._opus_in: OpusToG711 | None = None
@@ -184,7 +193,11 @@ class BrowserLeg:
         self._browser_rtp(packet)
 
     def _browser_rtp(self, packet: bytes) -> None:
-        self._carry(packet, self._to_plain, self._opus_in, self._restamp_plain, self.plain.rtp_from_browser)
+        self._carry(packet, self._to_plain, self._opus_in, self._restamp_plain, self._pass_to_plain)
+
+    def _pass_to_plain(self, packet: bytes) -> None:
+        self.carried.from_browser += 1
+        self.plain.rtp_from_browser(packet)
 
     # From the plain side.
 
@@ -231,20 +244,37 @@ class BrowserLeg:
             self._send(self.srtp.protect(packet), self.ice.remote_address)
         except SrtpError:
             self.dropped.srtp += 1
+            return
+        self.carried.to_browser += 1
+
+    def _ice_state(self) -> str:
+        """RFC 8445's words as a lite agent sees them: no check yet, a valid pair, a
+        nominated one, or a pair whose consent (RFC 7675) lapsed."""
+        if not self.ice.valid:
+            return "new"
+        if self.ice.consent_expired():
+            return "consent_lost"
+        return "nominated" if self.ice.selected is not None else "connected"
 
     def stats(self) -> dict:
         """ICE, DTLS and SRTP state and counters both ways, for the call record and console."""
-        srtp = self.srtp
+        srtp, dtls, ice = self.srtp, self.dtls, self.ice
+        last_check = ice.last_consent
         return {
-            "ice": {"selected": self.ice.selected, "valid": list(self.ice.valid),
-                    "consent_expired": self.ice.consent_expired(),
-                    "answered": self.ice.counters.answered, "refused": self.ice.counters.refused},
-            "dtls": {"state": self.dtls.state.value if self.dtls else "new",
-                     "role": self.dtls.role if self.dtls else None,
-                     "failure": self.dtls.failure if self.dtls else None},
+            "ice": {"state": self._ice_state(), "selected": ice.selected, "valid": list(ice.valid),
+                    "consent_expired": ice.consent_expired(),
+                    "last_check_ms": None if last_check is None else
+                    max(int((self.clock.seconds() - last_check) * 1000), 0),
+                    "answered": ice.counters.answered, "refused": ice.counters.refused},
+            "dtls": {"state": dtls.state.value if dtls else "new",
+                     "role": dtls.role if dtls else None,
+                     "failure": dtls.failure if dtls else None,
+                     "handshake_done": dtls is not None and dtls.keys is not None,
+                     "cipher": dtls.cipher if dtls else None},
             "srtp": {"profile": srtp.keys.profile.name if srtp else None,
                      "sent": vars(srtp.sent) if srtp else None,
                      "received": vars(srtp.received) if srtp else None},
+            "rtp": vars(self.carried),
             "dropped": vars(self.dropped),
         }
 

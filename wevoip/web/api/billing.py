@@ -63,6 +63,21 @@ SIMULATION = record({"destination": _TEXT, "direction": _TEXT, "prefix": _TEXT, 
                      "dest_class": _TEXT, "per_minute": AMOUNT, "connection_fee": AMOUNT, "increment": _TEXT,
                      "carrier_id": nullable(ID), "carriers": {"type": "array", "items": ID}, "billable_seconds": ID,
                      "free_minutes": ID, "price": AMOUNT, "cost": AMOUNT, "profit": AMOUNT})
+CDR = record({"id": ID, "isp_id": ID, **{name: nullable(ID) for name in (
+                  "customer_id", "tenant_id", "subscriber_id", "carrier_id", "gateway_id", "did_id")},
+               "node": _TEXT, "direction": {"enum": ["outbound", "inbound", "forwarded", "internal"]},
+               "caller_dialled": _TEXT, "caller_e164": nullable(_TEXT), "callee_dialled": _TEXT,
+               "callee_e164": nullable(_TEXT), "forwarded_e164": nullable(_TEXT), "started_at": STAMP,
+               "answered_at": nullable(STAMP), "ended_at": STAMP, "duration_ms": ID, "talk_ms": ID,
+               "billable_seconds": ID, "free_minutes": ID,
+               "disposition": {"enum": ["answered", "busy", "no_answer", "failed", "cancelled"]},
+               "sip_code": nullable(ID), "hangup_by": {"enum": ["", "caller", "callee", "system"]},
+               "a_call_id": _TEXT, "b_call_id": nullable(_TEXT), "prefix": _TEXT, "dest_class": _TEXT,
+               "price_version_id": nullable(ID), "cost_version_id": nullable(ID), "cost": AMOUNT, "price": AMOUNT,
+               "profit": AMOUNT, "ledger_id": nullable(ID), "created_at": STAMP,
+               # Which ways the media went (the relay's count when the call ended); null when unmeasured.
+               "media_flow": {"enum": ["both", "caller_only", "callee_only", "none", None]},
+               "one_way_media": nullable(BOOLEAN)})
 
 _REPORT_SPAN = datetime.timedelta(days=3661)
 _EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc) + _REPORT_SPAN
@@ -274,7 +289,7 @@ async def simulate(call: Call):
 # Records and reports
 
 @api_route("GET", "/isps/{isp_id}/cdrs", scope="read", summary="Call records, newest first", tag="reports",
-           returns=ROW, listing=True, customer_ok=True, query=("customer_id", "subscriber_id"))
+           returns=CDR, listing=True, customer_ok=True, query=("customer_id", "subscriber_id"))
 async def list_cdrs(call: Call):
     limit, offset = call.page()
     customer_id = call.principal.customer_id or call.query_int("customer_id")

@@ -22,6 +22,7 @@ class Services:
     resolver: Any = None
     listeners: Any = None     # the node's bound sockets: the phone page's WebSocket port
     gateway: Any = None       # the WebRTC gateway: media state of browser calls in progress
+    calls: Any = None         # the calls service: this node's calls in progress (`webrtc_calls`)
 
 
 @dataclass

@@ -19,7 +19,10 @@ from wevoip.web.console.widgets import Field, Form, Table
 _FILTERS = ("since", "until", "number", "direction", "disposition")
 COLUMNS = [("started", "Started (UTC)"), ("direction", "Direction"), ("username", "Subscriber"),
            ("caller", "From"), ("callee", "To"), ("talk", "Talk time"), ("disposition", "Result"),
-           ("price", "Price")]
+           ("media", "Media"), ("price", "Price")]
+# What the relay saw of an answered call's media; nothing shown when it did not measure.
+MEDIA = {"both": "both ways", "caller_only": "one way: only the caller was heard",
+         "callee_only": "one way: only the callee was heard", "none": "no media", None: ""}
 
 
 def _day(name: str, text: str) -> datetime.datetime | None:
@@ -51,6 +54,7 @@ def shaped(rows: list[dict]) -> list[dict]:
         row["caller"] = row["caller_e164"] or row["caller_dialled"]
         row["callee"] = row["callee_e164"] or row["callee_dialled"]
         row["talk"] = _talk(row["talk_ms"])
+        row["media"] = MEDIA[row["media_flow"]]
     return rows
 
 

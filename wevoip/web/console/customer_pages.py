@@ -30,7 +30,8 @@ async def own_tenant(tx: Tx, ctx: Ctx, tenant_id: int):
 def tenant_links(tenant_id: int) -> Links:
     base = f"/tenants/{tenant_id}"
     return Links([(base, "Subscribers"), (f"{base}/numbers", "Numbers"),
-                  (f"{base}/registrations", "Registrations"), (f"{base}/calls", "Calls")])
+                  (f"{base}/registrations", "Registrations"), (f"{base}/calls", "Calls"),
+                  (f"{base}/webrtc", "WebRTC calls now")])
 
 
 # --- tenants ---------------------------------------------------------------------------------------
@@ -304,6 +305,50 @@ async def registrations_page(ctx: Ctx):
 
 
 # --- calls ------------------------------------------------------------------------------------------
+
+def _counted(counters: dict) -> str:
+    return f"{counters['packets']} / {counters['octets']} B"
+
+
+def webrtc_rows(calls: list[dict]) -> list[dict]:
+    """One row per browser leg of the calls in progress, as `calls.live` gives them."""
+    rows = []
+    for call in calls:
+        for leg in call["legs"]:
+            ice, dtls, plain = leg["ice"], leg["dtls"], leg["plain"]
+            rows.append({
+                "call": f"{call['caller'].removeprefix('sip:')} → {call['dialled']}",
+                "answered": f"{call['answered_at']:%H:%M:%S}" if call["answered_at"] else "ringing",
+                "side": leg["side"],
+                "ice": ice["state"] + (f" {ice['nominated']}" if ice["nominated"] else "")
+                + ("" if ice["consent"] else ", no consent") + f", {ice['checks_answered']} checks",
+                "dtls": f"{dtls['state']} ({dtls['role'] or '-'})" + (f", {dtls['cipher']}" if dtls["cipher"] else "")
+                + (f": {dtls['failure']}" if dtls["failure"] else ""),
+                "srtp": leg["srtp"]["profile"] or "no keys",
+                "from_browser": _counted(leg["from_browser"]), "to_browser": _counted(leg["to_browser"]),
+                "plain": f"{_counted(plain['to_relay'])} out, {_counted(plain['from_relay'])} in",
+                "one_way": "ONE WAY" if call["one_way"] else "no"})
+    return rows
+
+
+@page("/tenants/<int:tenant_id>/webrtc", roles=CUSTOMER)
+async def webrtc_page(ctx: Ctx):
+    """What the WebRTC gateway sees of the tenant's browser calls right now, on this node."""
+    tenant_id = ctx.params["tenant_id"]
+    tenant = await ctx.tx(own_tenant, ctx, tenant_id)
+    calls = ctx.console.services.calls
+    found = calls.webrtc_calls(ctx.isp_id, customer_id=tenant["customer_id"], tenant_id=tenant_id) if calls else []
+    node = ctx.console.config.node.name
+    return ctx.render(f"{tenant['name']}: WebRTC calls now", tenant_links(tenant_id), Links(
+        [(f"/tenants/{tenant_id}/webrtc", "Refresh")]), Text(
+        f"Calls with a browser leg that node {node} carries at this moment; packets / bytes each way "
+        "(from and to the browser, and between the gateway and the relay). A call whose media flows only "
+        "one way is flagged here and, when it ends, in its record."), Table(
+        [("call", "Call"), ("answered", "Answered (UTC)"), ("side", "Browser is"), ("ice", "ICE"),
+         ("dtls", "DTLS"), ("srtp", "SRTP"), ("from_browser", "From browser"), ("to_browser", "To browser"),
+         ("plain", "Relay side"), ("one_way", "One way")], webrtc_rows(found),
+        empty="No WebRTC call of this tenant is in progress on this node."))
+
 
 async def _tenant_calls(ctx: Ctx):
     tenant_id = ctx.params["tenant_id"]
