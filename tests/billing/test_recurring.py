@@ -21,7 +21,8 @@ def clock_at(moment: datetime.datetime) -> task.Clock:
 
 async def answered_call(database, world, call_id):
     auth = await database.transact(authorise(world, call_id=call_id))
-    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+    await database.transact(mark_answered, world.isp_id, active_call_id=None, reservation_id=auth.reservation_id,
+                            at=NOW)
 
 
 async def fees(database, world):

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from wevoip.billing.calls import recover_calls
 from wevoip.store import recurring
-from wevoip.store.calls import touch_reservations
+from wevoip.store.calls import touch_calls
 from wevoip.store.database import Database
 
 log = Logger(namespace="wevoip.billing")
@@ -85,7 +85,7 @@ class BillingTimer(Service):
 
     def beat(self) -> defer.Deferred:
         """Mark this node's answered calls alive: after a crash they are billed to here."""
-        return defer.Deferred.fromCoroutine(self.database.transact(touch_reservations, self.node, utc(self.clock)))
+        return defer.Deferred.fromCoroutine(self.database.transact(touch_calls, self.node, utc(self.clock)))
 
     def _done(self, result):
         self._running = None

@@ -200,9 +200,13 @@ class B2BUA:
         carrier_id = route.gateways[0].carrier_id if isinstance(route, Outbound) else \
             None if caller else decision.trunk.carrier_id
         try:
-            row = await calls.admit_call(tx, isp_id, customer_id=customer_id, tenant_id=tenant_id,
-                                         call_id=request.call_id, node=self.node, direction=direction,
-                                         carrier_id=carrier_id)
+            row = await calls.admit_call(
+                tx, isp_id, customer_id=customer_id, tenant_id=tenant_id, call_id=request.call_id, node=self.node,
+                direction=direction, carrier_id=carrier_id, subscriber_id=caller.subscriber_id if caller else None,
+                did_id=getattr(route, "did_id", None),
+                gateway_id=route.gateways[0].gateway_id if isinstance(route, Outbound) else None,
+                caller_dialled=(request.from_.uri.user or "")[:64], caller_e164=origin.e164 if origin else None,
+                callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None))
         except LimitReached as error:
             raise Refused(Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")) from None
         except NotAllowed as error:
@@ -294,11 +298,11 @@ class B2BUA:
         return datetime.datetime.fromtimestamp(self.reactor.seconds(), datetime.timezone.utc)
 
     def answered(self, admitted: Admitted) -> defer.Deferred:
-        """Billing bills a call the node never ended up to its last heartbeat, from here."""
-        if admitted.reservation_id is None:
-            return defer.succeed(None)
+        """Should the node die, recovery closes the call as answered at its last heartbeat
+        from here (and billing bills it so); after the 200, so set-up waits for none of it."""
         done = defer.Deferred.fromCoroutine(self.database.alone(
-            calls.mark_answered, admitted.isp_id, admitted.reservation_id, self._now()))
+            calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
+            reservation_id=admitted.reservation_id, at=self._now()))
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
     def settled(self) -> defer.Deferred:

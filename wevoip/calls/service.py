@@ -21,7 +21,7 @@ from wevoip.plugins import PluginError, require
 from wevoip.sip.auth import Decision
 from wevoip.sip.core import Incoming
 from wevoip.sip.register import asked_of
-from wevoip.store.calls import end_calls_of_node
+from wevoip.store.calls import take_calls_of_node
 
 log = Logger(namespace="wevoip.calls")
 
@@ -69,7 +69,7 @@ class CallService(Service):
         longest = self.config.billing.max_call_seconds
         timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
                             progress=calls.progress_seconds or None)
-        left = await database.transact(end_calls_of_node, self.config.node.name)
+        left = await database.transact(take_calls_of_node, self.config.node.name, None)
         if left:
             log.info("{count} calls this node left when it stopped are no longer counted", count=len(left))
         indexes = DeckIndexes()
