@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from tests.billing.world import NOW, answered_for, authorise, build_world
-from wevoip.billing.calls import CallRefused, recover_calls, settle_call, simulate_call
+from wevoip.billing.calls import CallRefused, settle_call, simulate_call
+from wevoip.billing.recovery import recover_calls
 from wevoip.store import customers, ledger, pricing, subscribers
 from wevoip.store.calls import lock_calls, mark_answered, touch_calls
 from wevoip.store.database import Database

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, settle_call
+from wevoip.billing.calls import CallEnd, CallRefused, announce_end, authorise_call, free_record, settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Target
@@ -40,7 +40,7 @@ from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri
-from wevoip.store import calls, webhooks
+from wevoip.store import calls
 from wevoip.store.errors import LimitReached, NotAllowed
 
 log = Logger(namespace="wevoip.calls")
@@ -274,7 +274,11 @@ class B2BUA:
             if admitted.reservation_id is not None:
                 cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
             elif started_at is not None:
-                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(
+                    end, customer_id=admitted.customer_id, tenant_id=admitted.tenant_id,
+                    subscriber_id=admitted.subscriber_id, node=self.node, direction=admitted.direction,
+                    callee_e164=getattr(admitted.route, "e164", None), a_call_id=admitted.call_id,
+                    started_at=started_at))
             else:
                 return
             await announce_end(tx, admitted.isp_id, cdr)
@@ -339,29 +343,3 @@ class B2BUA:
                          host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
-
-
-async def announce_end(tx, isp_id: int, cdr: dict) -> None:
-    """The ISP's `call.ended` webhook, from the record just written, in its transaction."""
-    await webhooks.call_ended(
-        tx, isp_id, call_id=cdr["a_call_id"], customer_id=cdr["customer_id"], tenant_id=cdr["tenant_id"],
-        caller=cdr["caller_e164"] or cdr["caller_dialled"] or "", callee=cdr["callee_e164"] or cdr["callee_dialled"] or "",
-        direction=cdr["direction"], started_at=cdr["started_at"], answered_at=cdr["answered_at"],
-        ended_at=cdr["ended_at"], duration_ms=cdr["duration_ms"], end_reason=cdr["disposition"],
-        charge=cdr["price"])
-
-
-def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime, node: str) -> dict:
-    """The CDR of a call billing does not price: on-net, or in to a subscriber's own number."""
-    ended_at = max(end.ended_at, started_at)
-    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
-    return {"customer_id": admitted.customer_id, "tenant_id": admitted.tenant_id,
-            "subscriber_id": admitted.subscriber_id, "carrier_id": end.carrier_id, "node": node,
-            "direction": admitted.direction, "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,
-            "callee_dialled": end.callee_dialled, "callee_e164": getattr(admitted.route, "e164", None),
-            "started_at": started_at, "answered_at": end.answered_at, "ended_at": ended_at,
-            "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
-            "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
-            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id}
-
-
