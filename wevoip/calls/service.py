@@ -102,8 +102,8 @@ class CallService(Service):
         return await handler.authenticator.authenticate(asked_of(request, flow))
 
     def _record(self, facts: CallFacts) -> None:
-        """Every call's facts go to the log; calls that cost money also get their CDR row
-        from billing's settlement (on-net calls have no row yet)."""
+        """Every call's facts, with every leg's status, go to the log; its CDR row is written
+        by the B2BUA's release."""
         record = facts.record
         log.info("CDR {call_ids} isp={isp} customer={customer} tenant={tenant} {direction} {caller} -> "
                  "{dialled} ({e164}) {disposition} {status} by {by} start={start} answer={answer} end={end} "
