@@ -2,7 +2,8 @@ import datetime
 from decimal import Decimal as D
 
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
+from twisted.internet.task import deferLater
 
 from tests.billing.world import NOW, authorise, build_world
 from wevoip.billing.calls import CallEnd, authorise_call, settle_call
@@ -124,3 +125,38 @@ async def test_free_minutes_start_again_on_the_billing_date(database):
     december = NOW + datetime.timedelta(days=8)                          # past 1 December
     await database.transact(recurring.bill_customer, world.isp_id, world.customer_id, december.date())
     assert (await call("third", december, 120))["free_minutes"] == 2
+
+
+class _Outage:
+    """The store, cut off for the first `failures` transactions (as during a failover)."""
+
+    def __init__(self, database, failures: int):
+        self.database = database
+        self.failures = failures
+
+    async def transact(self, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the database is unreachable")
+        return await self.database.transact(*args, **kwargs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_heartbeat_is_logged_and_the_next_one_beats(database):
+    world = await build_world(database)
+    await database.transact(lambda tx: calls.admit_call(
+        tx, world.isp_id, customer_id=world.customer_id, tenant_id=world.tree.tenant["id"], call_id="live",
+        node="node-a", direction="internal"))
+    clock = clock_at(NOW)
+    timer = BillingTimer(clock, lambda: defer.succeed(_Outage(database, failures=2)), "node-a",
+                         interval_seconds=DAY, heartbeat_seconds=30)
+    timer.startService()          # the first run fails at once (the outage), the heartbeat starts anyway
+    clock.advance(30)             # touch fails; the dead-node sweep runs
+    for _ in range(400):          # the sweep's round trip ends on the real reactor; then the loop waits again
+        await deferLater(reactor, 0.005, lambda: None)
+        clock.advance(30)         # the loop beats again only if the failure did not stop it
+        rows = await database.fetch("select last_seen_at from active_calls")
+        if rows[0]["last_seen_at"] > NOW:
+            break
+    assert rows[0]["last_seen_at"] >= NOW + datetime.timedelta(seconds=60)
+    await timer.stopService()

@@ -92,10 +92,20 @@ class BillingTimer(Service):
         return defer.Deferred.fromCoroutine(self._beat())
 
     async def _beat(self) -> None:
+        """A failure is logged and the next beat tries again: a loop that stopped would let
+        the other nodes take this node's live calls for a dead node's."""
         now = utc(self.clock)
-        await self.database.transact(touch_calls, self.node, now)
+        try:
+            await self.database.transact(touch_calls, self.node, now)
+        except Exception:
+            log.failure("marking this node's calls alive failed")
         seen_before = now - datetime.timedelta(seconds=self.dead_node_seconds)
-        recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before)
+        try:
+            recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before)
+        except Exception:
+            log.failure("closing the calls of nodes not seen since {seen_before} failed",
+                        seen_before=seen_before.isoformat())
+            return
         if recovered:
             log.info("closed {count} calls of nodes not seen since {seen_before}", count=len(recovered),
                      seen_before=seen_before.isoformat())
