@@ -16,7 +16,7 @@ alter table active_calls
     add column answered_at    timestamptz,
     add column last_seen_at   timestamptz not null default now();
 
-create index active_calls_node_seen on active_calls (node, last_seen_at);
+create index active_calls_seen on active_calls (last_seen_at);
 
 -- Admission with the record's facts, still one statement from the node: `admit_call`
 -- (0075, resolved when this runs, so the order of the files does not matter) locks, counts
