@@ -60,8 +60,9 @@ def node_for_module(start):
 
 class Node:
     def __init__(self, folder: Path, *, config: str | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = (), sip: bool = False):
+                 args: tuple[str, ...] = (), sip: bool = False, name: str = "test-node"):
         self.folder = folder
+        self.name = name
         self.web_port = free_port()
         self.manhole_port = free_port()
         self.config_path = folder / "wevoip.toml"
@@ -77,7 +78,7 @@ class Node:
         """SIP is off unless asked for; then every transport listens on loopback at a port the
         OS picks (read them from `sip_port` once the node is ready)."""
         listen = '["127.0.0.1:0"]' if sip else "[]"
-        return (f'[node]\nname = "test-node"\ndata_dir = "data"\n'
+        return (f'[node]\nname = "{self.name}"\ndata_dir = "data"\n'
                 f'[web]\nhttp = ["127.0.0.1:{self.web_port}"]\n'
                 f'[manhole]\nlisten = "127.0.0.1:{self.manhole_port}"\nauthorized_keys = "authorized_keys"\n'
                 f'[sip]\n' + "".join(f"{name} = {listen}\n" for name in ("udp", "tcp", "tls", "ws", "wss")))
@@ -122,7 +123,7 @@ class Node:
                 code, body = await self.health()
             except Exception:
                 code, body = None, None
-            if code == 200 and "WeVoIP node test-node is ready" in self.output.text:
+            if code == 200 and f"WeVoIP node {self.name} is ready" in self.output.text:
                 return body
             await deferLater(reactor, 0.2, lambda: None)
         raise AssertionError(f"the node did not become ready:\n{self.output.text}")

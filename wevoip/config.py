@@ -125,6 +125,14 @@ def _optional_listen(key: str, value: Any, base: Path) -> Listen | None:
     return parse_listen(key, value) if _string(key, value, base) else None
 
 
+def _node_address(key: str, value: Any, base: Path) -> Listen | None:
+    """Where the other nodes send this one SIP: a real address and port, not a wildcard."""
+    listen = _optional_listen(key, value, base)
+    if listen is not None and (listen.port == 0 or ipaddress.ip_address(listen.host).is_unspecified):
+        raise ConfigError(key, f"{listen} is not an address other nodes can send to (no wildcard, no port 0)")
+    return listen
+
+
 def _listens(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"expected an array of 'address:port' strings, got {_type_name(value)}")
@@ -200,6 +208,7 @@ class SipConfig:
     tls_certificate: Path | None = _key(None, _optional_path)
     tls_private_key: Path | None = _key(None, _optional_path)
     advertise: str = _key("", _optional_host)
+    node_address: Listen | None = _key(None, _node_address)
 
 
 def _bool(key: str, value: Any, base: Path) -> bool:
@@ -326,6 +335,7 @@ class MediaConfig:
     hold_timeout_ms: int = _key(3_600_000, _int_between(1_000, 86_400_000))
     relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
     forwarder: str = _key("process", _choice("process", "thread"))
+    webrtc_consent_timeout_ms: int = _key(30_000, _int_between(1_000, 300_000))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:

@@ -1,4 +1,5 @@
 import datetime
+import itertools
 from decimal import Decimal as D
 
 import pytest
@@ -13,6 +14,8 @@ from wevoip.billing.recovery import recover_calls
 from wevoip.store import customers, ledger, pricing, subscribers
 from wevoip.store.calls import lock_calls, mark_answered, touch_calls
 from wevoip.store.database import Database
+
+EXAMPLES = itertools.count()   # hypothesis may draw one example twice; each needs its own ISP
 
 UK = "+442071838750"
 US = "+12125550100"
@@ -213,7 +216,7 @@ async def test_a_subscribers_own_cap_locks_only_that_subscriber(database):
 async def test_a_hard_prepaid_account_never_ends_below_zero_however_many_calls_run(database, dsn, calls, balance):
     """All calls are authorised at once by two nodes (two pools on one PostgreSQL), then
     run past their maximum; the balance stays at or above zero and the ledger sums to it."""
-    world = await build_world(database, namespace=f"p{len(calls)}x{balance}".replace(".", "-") + ".example.net",
+    world = await build_world(database, namespace=f"p{next(EXAMPLES)}.example.net",
                               balance=str(balance))
     other_node = Database(reactor, dsn, size=4)
     await other_node.connect()

@@ -23,6 +23,8 @@ from wevoip.sip.core import SipCore
 from wevoip.sip.defence import Defence, DefencePolicy
 from wevoip.sip.digest import DigestAuthority, digest_response
 from wevoip.sip.directory import Directory
+from wevoip.sip.edge import EdgeProxy, FlowRef, read
+from wevoip.sip.headers import parse_addresses
 from wevoip.sip.flow import Flow, FlowTable
 from wevoip.sip.message import parse
 from wevoip.sip.register import asked_of
@@ -560,3 +562,35 @@ async def test_the_2xx_is_resent_to_the_caller_until_its_ack(world):
     world.clock.advance(T1)
     [again] = world.alice.take()
     assert again.status == 200 and again.body == SDP_B.encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_phone_connected_to_another_node_is_called_through_that_node(world):
+    """bob's binding is over TCP and held by node-a: the INVITE goes to node-a with a Route
+    whose flow token names bob's connection; the answer's Record-Route becomes the leg's route
+    set, so the ACK and BYE go there too (sip/edge.py does node-a's part)."""
+    node_a = Peer(world.core, world.wire, ("127.0.0.9", 5060), "node-a")
+    edge = EdgeProxy(world.core, "test-node")
+    edge.start(b"k" * 32, NODE, {"node-a": node_a.address}.get, lambda: frozenset({"127.0.0.9"}))
+    world.b2bua.edge = edge
+    world.bindings[world.bob["id"]] = [Binding("sip:bob@192.0.2.2:5062;transport=tcp", "", 1000, "reg", 1, 1e12,
+                                               "192.0.2.2:40001", "tcp", node="node-a")]
+    await dial(world, "101")
+    [invite] = node_a.take()
+    assert str(invite.uri) == "sip:bob@192.0.2.2:5062;transport=tcp"
+    [route] = parse_addresses(invite.headers.get_all("Route"))
+    assert read(b"k" * 32, route.uri.user) == FlowRef("node-a", "tcp", "192.0.2.2", 40001)
+    assert (route.uri.host, route.uri.port, route.uri.has_param("lr")) == ("127.0.0.9", 5060, True)
+    record_route = f"<sip:{route.uri.user}@192.0.2.99:5061;transport=tcp;lr>, <sip:{route.uri.user}@127.0.0.9:5060;lr>"
+    node_a.answer(invite, 200, body=SDP_B, extra=f"Record-Route: {record_route}\r\n")
+    [ok] = world.alice.take()[-1:]
+    world.alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+                        from_=f"<sip:alice@{world.domain}>", cseq=world.alice.cseq)
+    world.alice.request(
+        "BYE", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
+        from_=f"<sip:alice@{world.domain}>")
+    ack, bye = node_a.take()
+    for request in (ack, bye):
+        assert request.headers.get_all("Route") == [f"<sip:{route.uri.user}@127.0.0.9:5060;lr>",
+                                                    f"<sip:{route.uri.user}@192.0.2.99:5061;transport=tcp;lr>"]
+    assert (ack.method, bye.method) == ("ACK", "BYE")

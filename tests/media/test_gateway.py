@@ -6,6 +6,7 @@ with a real browser) is tested in test_chromium_leg.py and, through SIP, in
 tests/web/test_phone_console.py.
 """
 
+import socket
 from dataclasses import replace as replaced
 
 import pytest
@@ -14,11 +15,13 @@ from twisted.internet import reactor, task
 from zope.interface.verify import verifyObject
 
 from tests.media.phones import Phone, receive, rtp
+from tests.media.test_ice import check
 from tests.media.test_relay import CONFIG
 from tests.media.webrtc_support import CHROMIUM_ANSWER, CHROMIUM_OFFER, replace
-from wevoip.interfaces import IMediaRelay, IMediaSession
+from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.sdp import SdpError, parse
+from wevoip.media.webrtc import stun
 from wevoip.media.webrtc.gateway import WebRtcGateway, is_webrtc
 
 
@@ -98,14 +101,15 @@ async def test_browser_calls_phone_holds_resumes_and_every_port_comes_back(gatew
 
 
 @pytest_twisted.ensureDeferred
-async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_leg(gateway, phone):
+async def test_phone_calls_browser_and_a_plain_answer_on_a_websocket_drops_the_browser_leg(gateway, phone):
     pool = gateway.relay.pool
     free = pool.available
     session = await gateway.allocate("phone-to-browser", [].append)
     to_b = await session.offer("a", phone.sdp())
     assert not is_webrtc(to_b)
-    offer = (await session.offer_to_browser("b", to_b)).decode()
+    offer = (await session.offer_to_browser("b", to_b, fork=0)).decode()
     assert "UDP/TLS/RTP/SAVPF" in offer and "a=setup:actpass" in offer and "a=ice-lite" in offer
+    session.fork_answers(0, final=True)
     to_phone = parse(await session.answer("b", CHROMIUM_ANSWER))
     assert to_phone.media[0].proto == "RTP/AVP" and session.browsers["b"].configured
     # The phone holds: the browser is re-offered in WebRTC terms with the role it has.
@@ -116,18 +120,117 @@ async def test_phone_calls_browser_and_a_phone_fork_answering_drops_the_browser_
     await session.release()
     assert pool.available == free
 
-    forked = await gateway.allocate("phone-forks", [].append)
-    to_b = await forked.offer("a", phone.sdp())
-    await forked.offer_to_browser("b", to_b)
+    # A SIP phone registered over a WebSocket answers in plain RTP: no browser after all.
+    plain = await gateway.allocate("sip-phone-on-a-websocket", [].append)
+    to_b = await plain.offer("a", phone.sdp())
+    await plain.offer_to_browser("b", to_b, fork=0)
     assert pool.available < free
     other = Phone()
     try:
-        answer = parse(await forked.answer("b", other.sdp()))
-        assert answer.media[0].proto == "RTP/AVP" and "b" not in forked.browsers
+        plain.fork_answers(0, final=False)      # its 183 with SDP
+        answer = parse(await plain.answer("b", other.sdp()))
+        assert answer.media[0].proto == "RTP/AVP" and "b" not in plain.browsers and plain.forks == {}
     finally:
         other.close()
-    await forked.release()
+    with pytest.raises(ValueError):
+        await plain.offer_to_browser("a", to_b, fork=1)
+    await plain.release()
     assert pool.available == free
+
+
+async def ringing(gateway, phone, call_id, forks):
+    """A phone's call anchored and offered to browser forks: the session, the pool's free
+    pairs once anchored, and each fork's offer."""
+    session = await gateway.allocate(call_id, [].append)
+    to_b = await session.offer("a", phone.sdp())
+    anchored = gateway.relay.pool.available
+    offers = [(await session.offer_to_browser("b", to_b, fork=index)).decode() for index in forks]
+    return session, anchored, offers
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_browser_forks_get_a_leg_each_and_the_loser_is_released_at_the_answer(gateway, phone):
+    pool = gateway.relay.pool
+    free = pool.available
+    session, anchored, offers = await ringing(gateway, phone, "phone-forks-to-two-tabs", (0, 1))
+    first, second = session.forks[0], session.forks[1]
+    assert pool.available == anchored - 4
+    assert first.local.port != second.local.port and first.local.ice_ufrag != second.local.ice_ufrag
+    assert first.local.ice_pwd != second.local.ice_pwd and first.local.fingerprint == second.local.fingerprint
+    for offer, browser in zip(offers, (first, second)):
+        assert f"a=ice-ufrag:{browser.local.ice_ufrag}" in offer and f" {browser.local.port} " in offer
+    assert "b" not in session.browsers      # ringing: no fork is the call's yet
+
+    session.fork_answers(1, final=True)
+    to_phone = parse(await session.answer("b", CHROMIUM_ANSWER))
+    assert session.browsers["b"] is second and second.configured and session.forks == {}
+    await until(lambda: pool.available == anchored - 2)     # the first tab's leg went at the answer
+    assert first._ports == []
+    # The phone's media reaches the second tab's leg, and what it sends reaches the phone.
+    phone.rtp.sendto(rtp(7), ("127.0.0.1", to_phone.media[0].port))
+    await until(lambda: second.rtp.received == 1)
+    assert first.rtp.received == 0
+    second.rtp_from_browser(rtp(8))
+    assert receive(phone.rtp)[0] == rtp(8)
+    await session.release()
+    assert pool.available == free
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_phone_fork_winning_releases_every_browser_fork_and_early_answers_do_not(gateway, phone):
+    pool = gateway.relay.pool
+    free = pool.available
+    session, anchored, _ = await ringing(gateway, phone, "phone-beats-two-tabs", (0, 2))
+    session.fork_answers(2, final=False)    # a tab's early media: it is B for now, nothing is released
+    assert session.browsers["b"] is session.forks[2] and pool.available == anchored - 4
+    session.fork_answers(1, final=False)    # then a phone's
+    assert "b" not in session.browsers and len(session.forks) == 2
+    other = Phone()
+    try:
+        session.fork_answers(1, final=True)
+        answer = parse(await session.answer("b", other.sdp()))
+        assert answer.media[0].proto == "RTP/AVP" and session.forks == {} and "b" not in session.browsers
+    finally:
+        other.close()
+    await until(lambda: pool.available == anchored)
+    await session.release()
+    assert pool.available == free
+
+    released, _, _ = await ringing(gateway, phone, "released-while-ringing", (0, 1))
+    await released.release()
+    assert pool.available == free
+    with pytest.raises(MediaUnavailable):
+        await released.offer_to_browser("b", phone.sdp(), fork=2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_that_stops_checking_loses_the_call_once(gateway, phone):
+    clock = task.Clock()
+    timed = WebRtcGateway(reactor, gateway.relay, gateway.certificate, clock=clock, consent_timeout=5)
+    lost = []
+    session = await timed.allocate("tab-closed", lost.append)
+    await session.offer("a", chromium_offer())
+    await session.answer("b", phone.sdp())
+    browser = session.browsers["a"]
+    tab = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tab.bind(("127.0.0.1", 0))
+    try:
+        _, data = check(username=f"{browser.local.ice_ufrag}:Xq7T", password=browser.local.ice_pwd,
+                              nominate=True)
+        tab.sendto(data, ("127.0.0.1", browser.local.port))
+        await until(lambda: browser.leg.ice.counters.answered == 1)
+        reply, _ = receive(tab)
+        assert stun.parse(reply).cls == stun.SUCCESS
+    finally:
+        tab.close()
+    clock.advance(4.9)
+    assert lost == []
+    clock.advance(0.1)
+    assert lost == ["ICE consent of the browser on leg a expired"]
+    clock.advance(60)
+    assert lost == ["ICE consent of the browser on leg a expired"]
+    await session.release()
+    assert clock.getDelayedCalls() == []
 
 
 @pytest_twisted.ensureDeferred

@@ -72,12 +72,57 @@ def test_use_candidate_from_the_controlling_peer_nominates(agent):
 def test_consent_expires_thirty_seconds_after_the_last_good_check(agent, clock):
     assert agent.consent_expired()
     agent.receive(check(nominate=True)[1], BROWSER)
-    clock.advance(CONSENT_TIMEOUT)
+    clock.advance(CONSENT_TIMEOUT - 0.5)
     assert not agent.consent_expired()
     clock.advance(0.5)
     assert agent.consent_expired()
     agent.receive(check()[1], BROWSER)
     assert not agent.consent_expired()
+
+
+def test_the_watchdog_reports_consent_lost_once_a_timeout_after_the_last_good_check(clock):
+    lost = []
+    agent = IceLiteAgent(clock, LOCAL_UFRAG, LOCAL_PWD, REMOTE_UFRAG, consent_timeout=10,
+                         on_consent_lost=lambda: lost.append(clock.seconds()))
+    clock.advance(100)
+    assert lost == [] and clock.getDelayedCalls() == []      # no consent given yet: nothing to lose
+    agent.receive(check(nominate=True)[1], BROWSER)
+    for _ in range(4):       # a check every 4 s keeps consent, on one timer
+        clock.advance(4)
+        agent.receive(check()[1], BROWSER)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(9.9)
+    assert lost == []
+    clock.advance(0.1)
+    assert lost == [126] and agent.consent_lost and agent.consent_expired()
+    agent.receive(check()[1], BROWSER)      # too late: the call is being ended
+    clock.advance(60)
+    assert lost == [126] and clock.getDelayedCalls() == []
+
+
+def test_a_stopped_agent_says_nothing_more(clock):
+    lost = []
+    agent = IceLiteAgent(clock, LOCAL_UFRAG, LOCAL_PWD, REMOTE_UFRAG, consent_timeout=10,
+                         on_consent_lost=lambda: lost.append(True))
+    agent.receive(check()[1], BROWSER)
+    agent.stop()
+    assert clock.getDelayedCalls() == []
+    agent.receive(check()[1], BROWSER)
+    clock.advance(60)
+    assert lost == []
+
+
+def test_an_ice_restart_gives_the_browser_a_whole_timeout_for_its_new_checks(clock):
+    lost = []
+    agent = IceLiteAgent(clock, LOCAL_UFRAG, LOCAL_PWD, REMOTE_UFRAG, consent_timeout=10,
+                         on_consent_lost=lambda: lost.append(clock.seconds()))
+    agent.receive(check()[1], BROWSER)
+    clock.advance(8)
+    agent.restart("newU", "new-password-for-restart-1", "newR")
+    clock.advance(9)
+    assert lost == []
+    clock.advance(1)
+    assert lost == [18]
 
 
 @pytest.mark.parametrize("kwargs, code", [

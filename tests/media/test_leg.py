@@ -173,6 +173,26 @@ def test_sending_stops_when_consent_lapses_and_resumes_with_a_check(certificates
     assert len(browser.inbox) == sent + 2     # the check's reply and the packet
 
 
+def test_a_leg_whose_browser_stops_checking_says_so_once_and_a_closed_leg_says_nothing(certificates):
+    leg, browser, plain, clock = connected_leg(certificates)
+    lost = []
+    leg.ice.on_consent_lost = lambda: lost.append(clock.seconds())
+    browser.check()
+    clock.advance(20)
+    browser.check(nominate=False)
+    clock.advance(30)
+    assert lost == [50]
+    leg.rtp_to_browser(rtp(8, 1, b"\x55" * 160))
+    assert leg.dropped.no_consent == 1
+
+    leg, browser, plain, clock = connected_leg(certificates)
+    leg.ice.on_consent_lost = lost.append
+    browser.check()
+    leg.close()
+    clock.advance(60)
+    assert lost == [50] and clock.getDelayedCalls() == []
+
+
 def test_a_client_hello_before_the_answer_is_counted(certificates):
     browser_certificate, node = certificates
     clock = Clock()

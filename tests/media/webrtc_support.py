@@ -172,13 +172,16 @@ class FarBrowser:
         raise AssertionError(reason)
 
     def check(self, nominate=True, source=BROWSER_ADDRESS):
+        self.leg.datagram_received(self.check_request(nominate), source)
+
+    def check_request(self, nominate=True):
         request = stun.Message(stun.BINDING, stun.REQUEST, os.urandom(12))
         request.add(stun.USERNAME, f"{self.ufrag}:{self.remote_ufrag}".encode())
         request.add(stun.PRIORITY, (0x6E7F1EFF).to_bytes(4, "big"))
         request.add(stun.ICE_CONTROLLING, os.urandom(8))
         if nominate:
             request.add(stun.USE_CANDIDATE, b"")
-        self.leg.datagram_received(request.encode(self.pwd.encode()), source)
+        return request.encode(self.pwd.encode())
 
     def network(self, datagram, address):
         """The leg's `send`: DTLS goes to this end's endpoint, the rest is kept."""

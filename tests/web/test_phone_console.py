@@ -7,6 +7,11 @@ a 440 Hz tone, and a SIP phone played by baresip (playing 1000 Hz).
                          recording holds the tone; the phone hangs up; the page says ended.
     phone calls browser: the page rings and answers; the gateway's media state is on the page.
     browser calls browser: two pages (two subscribers) call each other.
+    two tabs of one subscriber: the phone calls; both ring, each with its own browser leg;
+                         the second answers and has the media; the first stops ringing;
+                         every port comes back. Then that tab is closed without hanging
+                         up: its ICE consent lapses (8 s in this node's config) and the
+                         phone gets a BYE, the CDR saying the system ended the call.
 
 Any error in a page's console fails the test; the phone page is screenshotted into
 test-artifacts/screenshots/. One node and one Chromium serve the whole module; Playwright's
@@ -16,6 +21,7 @@ children.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -26,7 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.python.threadpool import ThreadPool
 
 from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Baresip, frequency, subscriber, until
-from tests.node import ROOT, Node, node_for_module
+from tests.node import ROOT, Node, node_for_module, ssh_eval
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
 from wevoip.credentials import hash_password
@@ -38,6 +44,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 WEB_PASSWORD = "phone-console-web-1"
 BROWSERS = {"ann": "110", "cat": "111"}      # subscribers on the phone console, and their extensions
+CONSENT_MS = 8000       # short, so that a closed tab ends its call soon; Chromium checks every 2.5 s or so
 
 
 class Console:
@@ -63,7 +70,8 @@ class Console:
             f"--use-file-for-fake-audio-capture={self.tone}", "--allow-loopback-in-peer-connection",
             "--ignore-certificate-errors"])
 
-    def login(self, user: str) -> None:
+    def login(self, user: str, key: str | None = None) -> None:
+        """A tab of its own (own browser context) for `user`, known as `key` (the user's name by default)."""
         context = self.browser.new_context(ignore_https_errors=True)
         page = context.new_page()
         page.set_default_timeout(15_000)
@@ -81,7 +89,7 @@ class Console:
         page.fill("#sip-password", PASSWORD)
         page.click("#connect")
         page.locator("#registration").filter(has_text=re.compile("^registered$")).wait_for()
-        self.pages[user] = page
+        self.pages[key or user] = page
 
     def text(self, user: str, selector: str) -> str:
         return self.pages[user].text_content(selector)
@@ -92,6 +100,10 @@ class Console:
     def dial(self, user: str, number: str) -> None:
         self.pages[user].fill("#number", number)
         self.pages[user].click("#call")
+
+    def close_tab(self, user: str) -> None:
+        """Gone without a word: no BYE, no unregistration (what a crashed or killed tab does)."""
+        self.pages.pop(user).close()
 
     def shot(self, user: str, name: str) -> None:
         self.pages[user].screenshot(path=str(SHOTS / f"phone-{name}.png"), full_page=True)
@@ -115,12 +127,20 @@ class Running:
     async def active_calls(self):
         return await self.database.fetch("select * from active_calls")
 
+    async def node_says(self, line: str) -> str:
+        """What `print(...)` shows in the node's manhole (its `gateway`, `media`, ...)."""
+        _, text = await ssh_eval(self.node.manhole_port, self.folder / "admin_key", line)
+        return text
+
 
 async def _start():
     folder = reachable_tmpdir("wevoip-test-phone-")
     node = Node(folder, sip=True)
     node.config_path.write_text(node.config_path.read_text()
-                                + EXTRA.replace("46000", "46400").replace("46199", "46599"))
+                                + EXTRA.replace("46000", "46400").replace("46199", "46599")
+                                .replace("[media]\n", f"[media]\nwebrtc_consent_timeout_ms = {CONSENT_MS}\n"))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "admin_key")], check=True)
+    (folder / "authorized_keys").write_text((folder / "admin_key.pub").read_text())
     health = await node.start_ready()
     from wevoip.store.database import Database
     database = Database(reactor, node.dsn, size=2)
@@ -235,3 +255,54 @@ async def test_two_browsers_call_each_other(running):
     await console.run(console.click, "cat", "#hangup")
     await running.page_says("ann", "#call-state", "ended")
     await _idle(running)
+
+
+FORKS = ("print('FORKS', __import__('json').dumps([sorted((b.local.port, b.local.ice_ufrag, str(b.local.fingerprint))"
+         " for b in s.forks.values()) for s in gateway.sessions.values()]), 'FREE', media.pool.available, 'END')")
+
+
+def _forks(text: str) -> tuple[list, int]:
+    """The ringing browser forks of each call in progress (port, ufrag, fingerprint), and free port pairs."""
+    forks, free = re.findall(r"FORKS (.*) FREE (\d+) END", text)[-1]
+    return json.loads(forks), int(free)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_tabs_ring_the_second_answers_then_closing_it_ends_the_call_by_consent(running):
+    console, phone = running.console, running.phone
+    await until(lambda: _registered(running), lambda: f"bob to register:\n{phone.output}")
+    await console.run(console.login, "ann", "ann-2")
+    _, idle_free = _forks(await running.node_says(FORKS))
+    await phone.command("dial", f"sip:110@{DOMAIN}")
+    for tab in ("ann", "ann-2"):
+        await running.page_says(tab, "#call-state", "incoming call")
+    (forks,), ringing_free = _forks(await running.node_says(FORKS))
+    assert len(forks) == 2 and forks[0][:2] != forks[1][:2]          # own port, own ICE ufrag
+    assert forks[0][1] != forks[1][1] and forks[0][2] == forks[1][2]  # one node certificate
+    assert ringing_free == idle_free - 6      # the relay's two pairs, and two for each tab's leg
+
+    await console.run(console.click, "ann-2", "#answer")
+    await running.page_says("ann-2", "#call-state", "in call")
+    await running.page_says("ann", "#call-state", "ended")          # the first tab stopped ringing
+
+    async def media_both_ways():
+        counts = [int(await console.run(console.text, "ann-2", selector))
+                  for selector in ("#media-sent", "#media-received")]
+        return all(count > 50 for count in counts)
+    await until(media_both_ways, "media both ways in the second tab")
+    (forks,), answered_free = _forks(await running.node_says(FORKS))
+    assert forks == [] and answered_free == idle_free - 4      # the first tab's leg is back in the pool
+
+    byes = phone.output.count("terminated")
+
+    async def hung_up():
+        return phone.output.count("terminated") > byes
+    await console.run(console.close_tab, "ann-2")
+    await until(hung_up, lambda: f"the phone to be hung up:\n{phone.output[-2000:]}\n{running.node.output.text[-3000:]}",
+                CONSENT_MS / 1000 + 15)
+    await _idle(running)
+    assert "ICE consent of the browser on leg b expired" in running.node.output.text
+    cdr = (await running.database.fetch("select * from cdrs order by id desc limit 1"))[0]
+    assert (cdr["disposition"], cdr["hangup_by"]) == ("answered", "system")
+    _, free = _forks(await running.node_says(FORKS))
+    assert free == idle_free

@@ -70,7 +70,7 @@ class B2BUA:
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None):
+                 applications=None, edge=None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -84,6 +84,7 @@ class B2BUA:
         self.indexes = indexes if indexes is not None else DeckIndexes()
         self.max_call_ms = max_call_ms
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
+        self.edge = edge                     # `sip.edge.EdgeProxy`: phones connected to other nodes
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -248,6 +249,12 @@ class B2BUA:
                 except ParseError:
                     continue
                 host, _, port = binding.source.rpartition(":")
+                through = self.edge.route_for(binding) if self.edge is not None else None
+                if through is not None:     # its connection ends on another node: via that node
+                    node_host, node_port, route = through
+                    found.append(Target(uri, untagged(request.to), caller, binding.transport, node_host, node_port,
+                                        route=route))
+                    continue
                 found.append(Target(uri, untagged(request.to), caller, binding.transport,
                                     host.strip("[]"), int(port or 5060), flow=binding.flow))
             return [found] if found else []
@@ -321,11 +328,14 @@ class B2BUA:
     # -- flows ---------------------------------------------------------------------
 
     async def flow_to(self, target: Target) -> Flow | None:
-        """A phone's own connection or NAT pinhole; a gateway's address (resolved if a name),
-        over a TCP or TLS connection opened (or reused) for it, TLS checked against the
-        gateway's name. None when there is no way: the leg counts as timed out."""
+        """A phone's own connection or NAT pinhole, or the node holding its connection; a
+        gateway's address (resolved if a name), over a TCP or TLS connection opened (or
+        reused) for it, TLS checked against the gateway's name. None when there is no way:
+        the leg counts as timed out."""
         if target.flow is not None and not target.flow.closed:
             return target.flow
+        if target.route is not None:        # the node holding the phone's connection, over UDP
+            return self.core.flows.datagram(target.host, target.port)
         host = target.host
         try:
             ipaddress.ip_address(host)

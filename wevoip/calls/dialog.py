@@ -68,7 +68,7 @@ class Dialog:
         Record-Route our route set in order (§12.1.1)."""
         return cls(invite.call_id, untagged(invite.to), local_tag, untagged(invite.from_), invite.from_.tag,
                    contact_of(invite) or invite.from_.uri, contact, secrets.randbelow(2 ** 16) + 1,
-                   route_set=list(invite.headers.get_all("Record-Route")),
+                   route_set=[str(address) for address in parse_addresses(invite.headers.get_all("Record-Route"))],
                    remote_cseq=invite.cseq.number, invite_cseq=invite.cseq.number, established=True)
 
     @classmethod
@@ -92,7 +92,11 @@ class Dialog:
         target = contact_of(response)
         if target is not None:
             self.remote_target = target
-        self.route_set = list(reversed(response.headers.get_all("Record-Route")))
+        try:
+            self.route_set = [str(address) for address in
+                              reversed(parse_addresses(response.headers.get_all("Record-Route")))]
+        except ParseError:
+            pass        # a callee's malformed Record-Route: the route set stays as it was
         if 200 <= response.status < 300:
             self.established = True
 

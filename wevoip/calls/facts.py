@@ -28,6 +28,7 @@ class Target:
     flow: Flow | None = None        # a registered phone's own connection
     gateway: Gateway | None = None
     identity: str | None = None     # P-Asserted-Identity for a carrier
+    route: str | None = None        # through the node holding the phone's connection (sip/edge.py)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class CallService(Service):
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
                            relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
-                           applications=self.applications)
+                           applications=self.applications, edge=self.access.edge)
         self.b2bua.install()
 
     def _endpoint(self) -> MediaEndpoint:

@@ -152,6 +152,9 @@ class Session:
             self._b_invite_event(leg, response)
             return None
         kind = "answer" if self.offer else "offer"
+        fork_answers = getattr(self.media, "fork_answers", None)
+        if fork_answers is not None and (response.status >= 200 or (response.body and is_sdp(response))):
+            fork_answers(leg, final=response.status >= 200)
         return self._anchor("b", response, kind).addCallback(lambda _: self._b_invite_event(leg, response))
 
     def _b_invite_event(self, leg: int, response: Response) -> None:
@@ -171,6 +174,8 @@ class Session:
         target = action.target
         invite = self.incoming.request
         dialog = Dialog.as_uac(new_call_id(self.core.sent_by(self.a_flow).rpartition(":")[0].strip("[]")), target.from_, target.to, target.uri, "")
+        if target.route:
+            dialog.route_set = [target.route]
         leg = BLeg(target, dialog)
         self.legs.append(leg)
         key = (dialog.call_id, dialog.local_tag)
@@ -183,12 +188,14 @@ class Session:
 
     async def _browser_offer(self, flow: Flow | None, index: int) -> Flow | None:
         """A phone on a WebSocket is a browser: the relay gives it the offer in WebRTC's terms
-        (`offer_to_browser`, when the relay bridges WebRTC). One it cannot bridge fails the leg."""
+        (`offer_to_browser`, when the relay bridges WebRTC), a browser leg for each fork. One it
+        cannot bridge fails the leg."""
         to_browser = getattr(self.media, "offer_to_browser", None)
-        if flow is None or flow.transport not in ("ws", "wss") or to_browser is None or not self.offer:
+        if flow is None or self.legs[index].target.transport not in ("ws", "wss") or to_browser is None \
+                or not self.offer:
             return flow
         try:
-            self.legs[index].offer = await to_browser("b", self.offer)
+            self.legs[index].offer = await to_browser("b", self.offer, fork=index)
         except (SdpError, MediaUnavailable) as error:
             log.info("no offer for browser leg {leg} of {call_id}: {error}", leg=index,
                      call_id=self.incoming.request.call_id, error=error)

@@ -16,14 +16,16 @@ from zope.interface import implementer
 
 from wevoip.config import Config
 from wevoip.interfaces import ISipGate
-from wevoip.sip.auth import Authenticator
+from wevoip.sip.auth import Authenticator, is_address
 from wevoip.sip.defence import Defence, DefencePolicy
 from wevoip.sip.digest import DigestAuthority
 from wevoip.sip.directory import Directory
+from wevoip.sip.edge import EdgeProxy
 from wevoip.sip.errors import ParseError
 from wevoip.sip.keepalive import OptionsPinger
 from wevoip.sip.location import Location
 from wevoip.sip.message import Request, Response
+from wevoip.sip.nodes import Nodes
 from wevoip.sip.register import Origin, RegisterHandler, reply
 from wevoip.sip.registrar import Registrar, RegistrarPolicy
 from wevoip.store.secrets import shared_secret
@@ -78,6 +80,7 @@ class SipAccess(Service):
         self.handler: RegisterHandler | None = None
         self.pinger: OptionsPinger | None = None
         self.sip = None
+        self.edge: EdgeProxy | None = None
         self._housekeeping = task.LoopingCall(self._tidy)
         self._housekeeping.clock = reactor
         self._started: defer.Deferred | None = None
@@ -108,9 +111,43 @@ class SipAccess(Service):
         self.location = location
         self.handler = RegisterHandler(Authenticator(self.digest, directory, self.defence),
                                        self.registrar, location)
+        await self._start_edge(database)
         self._housekeeping.start(HOUSEKEEPING_SECONDS, now=False)
         if self.pinger is not None:
             self.pinger.start()
+
+    async def _start_edge(self, database) -> None:
+        """This node's address goes into `nodes` for the others; the flow-token key is shared."""
+        if self.edge is None:
+            return
+        secret = await database.transact(shared_secret, "node_flow")
+        nodes = Nodes(database)
+        await nodes.attach(self.store.notifier)
+        address = self.node_address()
+        if address is None:
+            log.warn("no UDP listener: phones connected to other nodes over TCP, TLS or WebSocket "
+                     "cannot be called from here, nor this node's from them")
+            await nodes.load()
+        else:
+            await nodes.announce(self.config.node.name, address)
+        self.edge.start(secret, address, nodes.address, nodes.hosts)
+
+    def node_address(self) -> tuple[str, int] | None:
+        """sip.node_address, else the UDP listener's (a wildcard one as sip.advertise, when
+        that is an IP address, or loopback)."""
+        configured = self.config.sip.node_address
+        if configured is not None:
+            return configured.host, configured.port
+        for family in (4, 6):
+            local = self.sip.flows.datagram_local(family)
+            if local is None:
+                continue
+            host, port = local
+            if host in ("0.0.0.0", "::"):
+                advertise = self.config.sip.advertise
+                host = advertise if is_address(advertise) else "127.0.0.1" if family == 4 else "::1"
+            return host, port
+        return None
 
     def _tidy(self) -> defer.Deferred:
         self.digest.prune()
@@ -120,6 +157,7 @@ class SipAccess(Service):
     def attach(self, sip) -> None:
         """Serve REGISTER on the node's SIP core, and ping UDP phones through its sockets."""
         self.sip = sip
+        self.edge = EdgeProxy(sip.core, self.config.node.name)
         sip.core.register("REGISTER", self._register)
         interval = self.config.registrar.options_ping_interval
         if interval:

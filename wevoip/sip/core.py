@@ -2,7 +2,8 @@
 The SIP core: where every message from every transport arrives, and what the rest of the
 system plugs into.
 
-bytes -> `parse` -> the gate -> RFC 3581 received/rport on the top Via -> the transaction
+bytes -> `parse` -> the gate -> RFC 3581 received/rport on the top Via -> the edge proxy
+between nodes (a request naming one of this node's flow tokens, sip/edge.py) -> the transaction
 layer (retransmissions and ACKs for non-2xx stop there) -> Max-Forwards (483) and loop
 (482) checks -> the handler registered for the method, or the core's own answers: OPTIONS
 (200 with Allow, Accept, Supported), CANCEL, 405 for a method it knows but nobody serves,
@@ -119,6 +120,8 @@ class SipCore:
         self.transactions = TransactionLayer(clock, self.stats, self.send_bytes)
         self.branch_prefix = MAGIC_COOKIE + secrets.token_hex(3) + "."
         self.on_stray_response: Callable[[Response, Flow], None] | None = None
+        # The edge proxy between nodes (sip/edge.py): a request it takes (True) is its own.
+        self.proxy: Callable[[Request, Flow], bool] | None = None
         self._options_headers: tuple[tuple[str, str, str], ...] = ()
         self._refresh_capabilities()
 
@@ -283,6 +286,8 @@ class SipCore:
             ("Supported", ", ".join(self.supported)), ("Server", self.server)))
 
     def _request(self, request: Request, flow: Flow) -> None:
+        if self.proxy is not None and self._proxied(request, flow):
+            return
         layer = self.transactions
         key = server_key(request)
         existing = layer.servers.get(key)
@@ -316,6 +321,19 @@ class SipCore:
             incoming.respond(405, headers=(("Allow", ", ".join(self.allowed())),))
         else:
             incoming.respond(501, headers=(("Allow", ", ".join(self.allowed())),))
+
+    def _proxied(self, request: Request, flow: Flow) -> bool:
+        """A malformed header goes up as a 400; any other failure of the proxy is a bug,
+        logged, and the request dropped (the sender retransmits or gives up)."""
+        try:
+            return self.proxy(request, flow)
+        except ParseError:
+            raise
+        except Exception:
+            self.stats["proxy_errors"] += 1
+            log.failure("the edge proxy failed on {method} (Call-ID {call_id})", method=request.method,
+                        call_id=request.headers.get("Call-ID"))
+            return True
 
     def _start_invite(self, transaction: ServerTransaction, incoming: Incoming) -> None:
         """100 Trying at once (the handler may take a while), and keep the Incoming on the

@@ -101,6 +101,10 @@ class FlowTable:
         self._datagram_senders.setdefault(family, write)
         self._datagram_local.setdefault(family, local)
 
+    def datagram_local(self, family: int) -> tuple[str, int] | None:
+        """The address of the UDP socket that sends for `family` (4 or 6)."""
+        return self._datagram_local.get(family)
+
     def remove_datagram_sockets(self) -> None:
         self._datagram_senders.clear()
         self._datagram_local.clear()

@@ -14,8 +14,15 @@ as for two phones, and a call between two browsers is two gateways back to back.
     browser answers:  relay.offer -> plain_offer_to_browser   ... browser_answer_to_plain -> relay.answer
 
 Ports of both kinds come from the relay's pool and go back when the session is released,
-whatever way the call ends; a browser leg offered to a fork that a phone answered is
-released at that answer.
+whatever way the call ends. A call that forks to several browsers (one subscriber's tabs
+and devices) gives each fork a browser leg of its own (own port and ICE credentials; the
+node's one DTLS certificate); the fork whose answer the B2BUA takes becomes the call's B
+leg and the others are released at its final answer, as is every browser fork when a
+phone's fork wins.
+
+A browser leg whose ICE consent stays lost (RFC 7675: no good check for the consent
+timeout, because the tab was closed or its network went) reports the call's media lost,
+through the `on_lost` the B2BUA gave `allocate`, once; the B2BUA then ends the call.
 """
 
 from __future__ import annotations
@@ -24,19 +31,22 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from wevoip.interfaces import IMediaRelay, IMediaSession, MediaUnavailable
 from wevoip.media.relay import InProcessRelay, RelaySession
 from wevoip.media.sdp import SessionDescription
 from wevoip.media.webrtc.dtls import Certificate
-from wevoip.media.webrtc.ice import new_credentials
+from wevoip.media.webrtc.ice import CONSENT_TIMEOUT, new_credentials
 from wevoip.media.webrtc.leg import BrowserLeg, BrowserLegProtocol
 from wevoip.media.webrtc.translate import (WEBRTC_PROTOS, BrowserOffer, OriginCounter, PlainLocal, PlainOffer,
                                            WebRtcLocal, browser_answer_to_plain, browser_offer_to_plain,
                                            plain_answer_to_browser, plain_offer_to_browser)
 
 LEGS = ("a", "b")
+
+log = Logger(namespace="wevoip.media.webrtc")
 
 
 def is_webrtc(sdp: bytes) -> bool:
@@ -74,7 +84,7 @@ class _PlainPort(DatagramProtocol):
 class _Browser:
     """One browser leg: its ICE/DTLS port, its plain port pair, and the offer in flight."""
 
-    def __init__(self, gateway: WebRtcGateway):
+    def __init__(self, gateway: WebRtcGateway, on_consent_lost: Callable[[_Browser], None]):
         self.gateway = gateway
         pool = gateway.relay.pool
         self._taken: list[tuple[int, Any, Any]] = []
@@ -90,7 +100,8 @@ class _Browser:
         self.rtp = _PlainPort(lambda packet: self.leg.rtp_to_browser(packet))
         self.rtcp = _PlainPort(lambda packet: self.leg.rtcp_to_browser(packet))
         self.protocol = BrowserLegProtocol(
-            lambda send: BrowserLeg(gateway.clock, gateway.certificate, ufrag, pwd, self, send))
+            lambda send: BrowserLeg(gateway.clock, gateway.certificate, ufrag, pwd, self, send,
+                                    gateway.consent_timeout, lambda: on_consent_lost(self)))
         reactor, family = gateway.reactor, pool.family
         for sock, protocol in ((browser_rtp, self.protocol), (plain_rtp, self.rtp), (plain_rtcp, self.rtcp)):
             sock.setblocking(False)
@@ -151,11 +162,14 @@ class _Browser:
 
 @implementer(IMediaSession)
 class GatewaySession:
-    def __init__(self, gateway: WebRtcGateway, inner: RelaySession):
+    def __init__(self, gateway: WebRtcGateway, inner: RelaySession, on_lost: Callable[[str], None]):
         self.gateway = gateway
         self.inner = inner
         self.call_id = inner.call_id
+        self.on_lost = on_lost
         self.browsers: dict[str, _Browser] = {}
+        self.forks: dict[int, _Browser] = {}     # B forks offered to browsers, until the final answer
+        self._lost = False
         self.last_stats: dict[str, dict] = {}
         self._closing: list[defer.Deferred] = []
         self._released = False
@@ -166,9 +180,26 @@ class GatewaySession:
     def answer(self, leg: str, sdp: bytes) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self._answer(leg, sdp))
 
-    def offer_to_browser(self, leg: str, sdp: bytes) -> defer.Deferred:
-        """The offer `leg` is to get (as the relay rewrote it), for a browser: in WebRTC's terms."""
-        return defer.maybeDeferred(self._to_browser_offer, leg, sdp)
+    def offer_to_browser(self, leg: str, sdp: bytes, fork: int) -> defer.Deferred:
+        """The offer B fork `fork` is to get (as the relay rewrote it), for a browser: in
+        WebRTC's terms, on a browser leg of the fork's own (several may ring at once)."""
+        if leg != "b":
+            return defer.fail(ValueError(f"only B legs fork, not {leg!r}"))
+        return defer.maybeDeferred(self._to_fork_offer, fork, sdp)
+
+    def fork_answers(self, fork: int, final: bool) -> None:
+        """The answer about to come for B is B fork `fork`'s: its browser leg (when it was
+        offered one) becomes the call's; at the final answer the other forks' legs go."""
+        chosen = self.forks.get(fork)
+        if chosen is not None:
+            self.browsers["b"] = chosen
+        elif self.browsers.get("b") in self.forks.values():
+            del self.browsers["b"]       # a phone's fork answers after a browser's early answer
+        if final:
+            for browser in self.forks.values():
+                if browser is not chosen:
+                    self._closing.append(browser.close())
+            self.forks.clear()
 
     async def _offer(self, leg: str, sdp: bytes) -> bytes:
         other = _other(leg)
@@ -179,7 +210,7 @@ class GatewaySession:
         rewritten = await self.inner.offer(leg, sdp)
         self._point(leg)
         if other in self.browsers:
-            return self._to_browser_offer(other, rewritten)
+            return self._offer_for(self.browsers[other], rewritten)
         return rewritten
 
     async def _answer(self, leg: str, sdp: bytes) -> bytes:
@@ -190,7 +221,7 @@ class GatewaySession:
                 answered = browser_answer_to_plain(sdp, browser.pending, browser.plain, browser.origin_plain)
                 browser.configure(answered)
                 sdp = answered.sdp
-            else:    # a phone's fork answered the offer a browser was also given
+            else:    # not a browser after all (a SIP phone on a WebSocket): plain RTP to the relay
                 self._drop(leg)
         rewritten = await self.inner.answer(leg, sdp)
         self._point(leg)
@@ -202,26 +233,51 @@ class GatewaySession:
             return answered.sdp
         return rewritten
 
-    def _to_browser_offer(self, leg: str, sdp: bytes) -> bytes:
-        browser = self.browsers.get(leg) or self._browser(leg)
+    def _to_fork_offer(self, fork: int, sdp: bytes) -> bytes:
+        browser = self.forks.get(fork)
+        if browser is None:
+            browser = self.forks[fork] = self._new_browser()
+            self._point_browser(browser, "b")
+        return self._offer_for(browser, sdp)
+
+    @staticmethod
+    def _offer_for(browser: _Browser, sdp: bytes) -> bytes:
         browser_sdp, browser.pending = plain_offer_to_browser(sdp, browser.local, browser.origin_browser,
                                                               browser.dtls_client)
         return browser_sdp
 
     def _browser(self, leg: str) -> _Browser:
-        if self._released:
-            raise MediaUnavailable("the media session has ended")
-        browser = self.browsers[leg] = _Browser(self.gateway)
+        browser = self.browsers[leg] = self._new_browser()
         self._point(leg)
         return browser
 
+    def _new_browser(self) -> _Browser:
+        if self._released:
+            raise MediaUnavailable("the media session has ended")
+        return _Browser(self.gateway, self._consent_lost)
+
+    def _consent_lost(self, browser: _Browser) -> None:
+        """Only the call's own browser legs count; the call's media is lost once."""
+        leg = next((name for name, held in self.browsers.items() if held is browser), None)
+        if leg is None or self._released or self._lost:
+            return
+        self._lost = True
+        reason = f"ICE consent of the browser on leg {leg} expired"
+        log.info("call {call_id}: {reason}", call_id=self.call_id, reason=reason)
+        self.on_lost(reason)
+
     def _point(self, leg: str) -> None:
         browser = self.browsers.get(leg)
-        if browser is not None and self.inner.streams:
+        if browser is not None:
+            self._point_browser(browser, leg)
+
+    def _point_browser(self, browser: _Browser, leg: str) -> None:
+        if self.inner.streams:
             browser.point_at(self.inner.streams[0].ports[leg])
 
     def _drop(self, leg: str) -> None:
         browser = self.browsers.pop(leg)
+        self.forks = {index: fork for index, fork in self.forks.items() if fork is not browser}
         self._closing.append(browser.close())
 
     def stats(self) -> dict[str, dict]:
@@ -244,6 +300,10 @@ class GatewaySession:
         if not self._released:
             self._released = True
             self.stats()
+            for browser in self.forks.values():
+                if browser not in self.browsers.values():
+                    self._closing.append(browser.close())
+            self.forks.clear()
             for leg in list(self.browsers):
                 self._drop(leg)
             self.gateway._released(self)
@@ -255,17 +315,19 @@ class WebRtcGateway:
     """Wraps the node's plain relay; `sessions` are the calls in progress, for the consoles."""
 
     def __init__(self, reactor: Any, relay: InProcessRelay, certificate: Certificate | None = None,
-                 clock: Any = None, on_released: Callable[[GatewaySession], None] | None = None):
+                 clock: Any = None, on_released: Callable[[GatewaySession], None] | None = None,
+                 consent_timeout: float = CONSENT_TIMEOUT):
         self.reactor = reactor
         self.clock = clock or reactor
         self.relay = relay
         self.certificate = certificate or Certificate.generate()
         self.sessions: dict[str, GatewaySession] = {}
         self.on_released = on_released
+        self.consent_timeout = consent_timeout
 
     def allocate(self, call_id: str, on_lost: Callable[[str], None]) -> defer.Deferred:
         def wrap(inner):
-            session = GatewaySession(self, inner)
+            session = GatewaySession(self, inner, on_lost)
             self.sessions[call_id] = session
             return session
         return self.relay.allocate(call_id, on_lost).addCallback(wrap)

@@ -5,7 +5,10 @@ A lite agent gathers only host candidates, never sends checks and is always cont
 the browser (a full agent, controlling) checks our one candidate and nominates a pair with
 USE-CANDIDATE. What we learn from an authenticated check is where the browser's media comes
 from, and so where ours must go. The browser keeps checking every few seconds as consent
-to receive (RFC 7675); a pair with no good check for 30 s has lost consent.
+to receive (RFC 7675); a pair with no good check for 30 s (the node's
+`media.webrtc_consent_timeout_ms`) has lost consent. Once consent was given, a watchdog on
+the clock tells the agent's owner when it stays lost, so that a browser that vanished (its
+tab closed, its network gone) ends the call instead of leaving the other side in silence.
 
 The checks a request must pass, in RFC 5389 §7.3 and §10.1.2's order: a FINGERPRINT that
 matches (ICE always uses it, so without one it is not STUN and is dropped), USERNAME and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -57,12 +61,25 @@ class IceLiteAgent:
     last_consent: float | None = None
     valid: list[Address] = field(default_factory=list)
     counters: IceCounters = field(default_factory=IceCounters)
+    consent_timeout: float = CONSENT_TIMEOUT
+    on_consent_lost: Callable[[], None] | None = None
+    consent_lost: bool = False     # the watchdog fired (and will not again)
+    _watchdog: Any = field(default=None, repr=False)
+    _watched_since: float = field(default=0.0, repr=False)
 
     def restart(self, local_ufrag: str, local_pwd: str, remote_ufrag: str | None) -> None:
-        """New credentials from an ICE restart in a re-offer: the old pairs no longer count."""
+        """New credentials from an ICE restart in a re-offer: the old pairs no longer count,
+        and the browser has a whole timeout to check the new ones."""
         self.local_ufrag, self.local_pwd, self.remote_ufrag = local_ufrag, local_pwd, remote_ufrag
         self.selected, self.last_consent = None, None
         self.valid.clear()
+        self._watched_since = self.clock.seconds()
+
+    def stop(self) -> None:
+        """The leg is closing: no more word about consent."""
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog, self.on_consent_lost = None, None
 
     @property
     def remote_address(self) -> Address | None:
@@ -72,7 +89,7 @@ class IceLiteAgent:
         return self.valid[-1] if self.valid else None
 
     def consent_expired(self) -> bool:
-        return self.last_consent is None or self.clock.seconds() - self.last_consent > CONSENT_TIMEOUT
+        return self.last_consent is None or self.clock.seconds() - self.last_consent >= self.consent_timeout
 
     def receive(self, data: bytes, source: Address) -> bytes | None:
         """The reply to send back to `source`, or None when the datagram earns none."""
@@ -126,13 +143,25 @@ class IceLiteAgent:
         return self.remote_ufrag is None or theirs == self.remote_ufrag.encode()
 
     def _validate(self, source: Address, nominate: bool) -> None:
-        self.last_consent = self.clock.seconds()
+        self.last_consent = self._watched_since = self.clock.seconds()
+        if self._watchdog is None and self.on_consent_lost is not None and not self.consent_lost:
+            self._watchdog = self.clock.callLater(self.consent_timeout, self._watch)
         if source in self.valid:
             self.valid.remove(source)
         self.valid.append(source)
         del self.valid[:-MAX_VALID_ADDRESSES]
         if nominate:
             self.selected = source
+
+    def _watch(self) -> None:
+        """One timer for the whole leg, moved on by the time of the last good check rather
+        than re-armed by every check; it fires the owner's callback once."""
+        left = self._watched_since + self.consent_timeout - self.clock.seconds()
+        if left > 0:
+            self._watchdog = self.clock.callLater(left, self._watch)
+            return
+        self._watchdog, self.consent_lost = None, True
+        self.on_consent_lost()
 
     def _error(self, message: stun.Message, code: int) -> stun.Message:
         reply = stun.Message(message.method, stun.ERROR, message.transaction_id)

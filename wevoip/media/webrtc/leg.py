@@ -7,7 +7,7 @@ plain leg's payload types (or transcoded, when the browser speaks only Opus). Wh
 side sends goes the other way. Nothing is believed before ICE: DTLS and SRTP are read only
 from an address that passed a connectivity check, and we send only to the address ICE
 selected (or, before nomination, the latest valid one), and stop sending when the browser's
-consent lapses (no good check for 30 s, RFC 7675).
+consent lapses (no good check for 30 s, RFC 7675); `on_consent_lost` hears when it has.
 
 `BrowserLeg` is sans-IO; `BrowserLegProtocol` is the DatagramProtocol around it.
 """
@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 
 from wevoip.media.webrtc.demux import Kind, classify
 from wevoip.media.webrtc.dtls import Certificate, DtlsEndpoint, DtlsState
-from wevoip.media.webrtc.ice import Address, IceLiteAgent
+from wevoip.media.webrtc.ice import CONSENT_TIMEOUT, Address, IceLiteAgent
 from wevoip.media.webrtc.opus import G711ToOpus, OpusToG711, TranscodeError
 from wevoip.media.webrtc.srtp import SrtpError, SrtpKeys, SrtpSession
 from wevoip.media.webrtc.translate import BrowserTransport, CodecPlan
@@ -85,10 +85,12 @@ def rtp_payload(packet: bytes) -> bytes | None:
 
 class BrowserLeg:
     def __init__(self, clock: IReactorTime, certificate: Certificate, local_ufrag: str,
-                 local_pwd: str, plain: PlainSide, send) -> None:
+                 local_pwd: str, plain: PlainSide, send, consent_timeout: float = CONSENT_TIMEOUT,
+                 on_consent_lost: Callable[[], None] | None = None) -> None:
         """`send(datagram, address)` puts a datagram on the port's socket."""
         self.clock, self.certificate, self.plain, self._send = clock, certificate, plain, send
-        self.ice = IceLiteAgent(clock, local_ufrag, local_pwd)
+        self.ice = IceLiteAgent(clock, local_ufrag, local_pwd, consent_timeout=consent_timeout,
+                                on_consent_lost=on_consent_lost)
         self.dtls: DtlsEndpoint | None = None
         self.srtp: SrtpSession | None = None
         self.plan: CodecPlan | None = None
@@ -125,6 +127,7 @@ class BrowserLeg:
             self.dtls.start()
 
     def close(self) -> None:
+        self.ice.stop()
         if self.dtls is not None:
             self.dtls.close()
 
