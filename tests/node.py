@@ -140,6 +140,11 @@ class Node:
     async def exit_code(self, timeout: float = 60.0) -> int:
         return await self.output.ended.addTimeout(timeout, reactor)
 
+    async def kill(self) -> int:
+        """SIGKILL, as a crash: the node leaves its calls and its PostgreSQL server behind."""
+        self.transport.signalProcess(signal.SIGKILL)
+        return await self.exit_code()
+
     async def stop(self) -> int:
         """SIGTERM; after a clean shutdown twistd ends itself with that signal, as it should."""
         if not self.output.ended.called:

@@ -69,6 +69,8 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[calls]\nmin_se_seconds = 60\n", "calls.min_se_seconds", "out of range"),
     ("[calls]\nmin_se_seconds = 600\nsession_expires_seconds = 300\n", "calls.session_expires_seconds",
      "at least calls.min_se_seconds"),
+    ("[billing]\nheartbeat_seconds = 60\ndead_node_seconds = 120\n", "billing.dead_node_seconds",
+     "three billing.heartbeat_seconds"),
     ("[mail]\nrelay_host = 'smtp relay'\n", "mail.relay_host", "neither an IP address nor a host name"),
     ("[mail]\nrelay_port = 0\n", "mail.relay_port", "out of range"),
     ("[mail]\nstarttls = 'yes'\n", "mail.starttls", "expected true or false"),

@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from plugins.call_applications import Announcement, Echo
-from tests.calls.test_b2bua import SDP_A, Peer, _authorization, cdrs, dial, make_world, statuses, until
+from tests.calls.test_b2bua import SDP_A, Peer, _authorization, answered_row, cdrs, dial, make_world, statuses, \
+    until
 from tests.media.phones import Phone, rtp
 from wevoip.calls.applications import Applications
 from wevoip.calls.service import CallService
@@ -145,6 +146,8 @@ async def test_a_feature_code_reaches_the_echo_test_which_returns_the_callers_au
         port = answer.media[0].port
         assert answer.connection.address == "127.0.0.1" and pool.available == free - 1
         assert await world.active() == 1
+        row = await answered_row(world)      # an application's answer is marked as the B2BUA's is
+        assert (row["callee_dialled"], row["direction"]) == ("*43", "internal")
         ack(world, ok)
         phone.rtp.sendto(rtp(1, payload=b"\x12" * 160), ("127.0.0.1", port))
         echoed = await received(phone.rtp)

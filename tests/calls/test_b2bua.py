@@ -187,6 +187,16 @@ async def until(predicate, what="the condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def answered_row(world):
+    """The call's active_calls row once the 2xx's mark has reached the store."""
+    for _ in range(1000):
+        rows = await world.database.fetch("select * from active_calls where answered_at is not null")
+        if rows:
+            return rows[0]
+        await deferLater(reactor, 0.005, lambda: None)
+    raise AssertionError("timed out waiting for the answer's mark")
+
+
 async def dial(world, dialled, call_id="c1", body=SDP_A, extra=""):
     """alice dials: 407 first, then the INVITE with credentials. Returns what alice got."""
     alice = world.alice
@@ -245,6 +255,11 @@ async def test_alice_calls_bob_who_answers_and_hangs_up(world):
     [ok] = alice.take()
     assert ok.status == 200 and ok.body == SDP_B.encode() and ok.to.tag == ringing.to.tag
     assert ok.headers.get("Contact") == "<sip:b2bua@127.0.0.1:5060>"
+    row = await answered_row(world)      # what recovery would write the record from, were the node to die
+    assert (row["answered_at"].timestamp(), row["call_id"], row["subscriber_id"]) == (
+        world.clock.seconds(), "c1", world.tree.subscriber["id"])
+    assert (row["caller_dialled"], row["caller_e164"], row["callee_dialled"], row["callee_e164"]) == (
+        "alice", "+15550100100", "101", "+15550100101")
     alice.request("ACK", "sip:b2bua@127.0.0.1:5060", call_id="c1", to=ok.headers.get("To"),
                   from_=f"<sip:alice@{world.domain}>", cseq=alice.cseq)
     [ack] = bob.take()
