@@ -33,6 +33,7 @@ from wevoip.calls.b2bua import B2BUA  # noqa: E402
 from wevoip.calls.machine import CallTimers  # noqa: E402
 from wevoip.config import MediaConfig  # noqa: E402
 from wevoip.media.relay import InProcessRelay  # noqa: E402
+from wevoip.routing.cache import RoutingCache  # noqa: E402
 from wevoip.sip.auth import Authenticator  # noqa: E402
 from wevoip.sip.core import SipCore  # noqa: E402
 from wevoip.sip.defence import Defence, DefencePolicy  # noqa: E402
@@ -92,6 +93,8 @@ async def run(options) -> dict:
         await notifier.start()
         indexes = DeckIndexes()
         await indexes.attach(notifier)
+        routes = RoutingCache()
+        await routes.attach(notifier)
         flows = FlowTable()
         core = SipCore(reactor, flows)
         port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)
@@ -112,7 +115,8 @@ async def run(options) -> dict:
             await relay.ready
         b2bua = B2BUA(reactor, core, database, node="bench", authenticate=authenticate,
                       contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
-                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes)
+                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes,
+                      routes=routes)
         b2bua.install()
         result = await threads.deferToThread(
             subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),

@@ -22,7 +22,7 @@ from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.pricing import PlanRules, charge, longest_call, rate_from_json, rate_to_json
 from wevoip.billing.rating import Rate, RateDeck, least_cost
 from wevoip.store import calls as store_calls
-from wevoip.store import customers, ledger, pricing, ratedecks, webhooks
+from wevoip.store import customers, ledger, pricing, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid, NotFound
 from wevoip.store.outbox import enqueue_mail
@@ -114,7 +114,7 @@ async def _outbound(tx: Tx, account: _Account, e164: str, at: datetime.datetime,
     isp_id = isp["id"]
     carrier_decks: dict[str, RateDeck] = {}
     versions: dict[int, int] = {}
-    carrier_rows = await ratedecks.carrier_decks(tx, isp_id)
+    carrier_rows = await indexes.carrier_decks(tx, isp_id)
     for row in carrier_rows:
         found = await indexes.deck_at(tx, isp_id, row["deck_id"], at)
         if found is not None and str(row["carrier_id"]) not in carrier_decks:

@@ -32,6 +32,7 @@ from wevoip.calls.messages import is_sdp, media_refusal
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
+from wevoip.routing.cache import RoutingCache
 from wevoip.routing.router import Feature, Local, Outbound, Refusal, Route, origin_of, route_from_subscriber, \
     route_from_trunk
 from wevoip.sip.core import Incoming, SipCore
@@ -62,15 +63,16 @@ class B2BUA:
     the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules; `relay` an
     `IMediaRelay` to anchor media through (None passes SDP end to end). Calls that cost
     money (out through a carrier, in to a DID) are authorised and settled by billing, with
-    `indexes` (the node's rate decks) and `max_call_ms` (the longest call). A call routed
-    to a feature goes to `applications` once admitted."""
+    `indexes` (the node's rate decks) and `max_call_ms` (the longest call); `routes` is
+    the node's routing cache (kept fresh once attached to its notifier). A call routed to
+    a feature goes to `applications` once admitted."""
 
     def __init__(self, reactor, core: SipCore, database, *, node: str,
                  authenticate: Callable[[Request, Flow], Awaitable[Any]],
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None):
+                 applications=None, routes: RoutingCache | None = None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -82,6 +84,7 @@ class B2BUA:
         self.on_record = on_record
         self.relay = relay
         self.indexes = indexes if indexes is not None else DeckIndexes()
+        self.routes = routes if routes is not None else RoutingCache()
         self.max_call_ms = max_call_ms
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
@@ -174,13 +177,13 @@ class B2BUA:
         caller = decision.subscriber
         origin = None
         if caller is not None:
-            origin = await origin_of(tx, caller.isp_id, caller.subscriber_id)
+            origin = await origin_of(tx, caller.isp_id, caller.subscriber_id, cache=self.routes)
             code = self.applications.code(dialled) if self.applications is not None else None
             route = Feature(origin.isp_id, origin.customer_id, origin.tenant_id, code, None) if code else \
-                await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id))
+                await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id), cache=self.routes)
             payer = (origin.isp_id, origin.customer_id, origin.tenant_id)
         else:
-            isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled)
+            isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled, cache=self.routes)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
         if isinstance(route, Refusal):
             raise Refused(route)
@@ -190,7 +193,7 @@ class B2BUA:
         authorisation = await self._authorise(tx, request, isp_id, customer_id, caller, route)
         if authorisation is not None and isinstance(route, Outbound):
             route = await route_from_subscriber(tx, origin, dialled, self.rules(isp_id),
-                                                carrier_order=authorisation.carriers)
+                                                carrier_order=authorisation.carriers, cache=self.routes)
             if isinstance(route, Refusal):
                 raise Refused(route)
         targets = [] if isinstance(route, Feature) else self._targets(request, route, flow)
