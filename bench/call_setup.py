@@ -11,7 +11,7 @@ kinds of call: out through the carrier, in from the carrier to the DID, and on-n
 other subscriber's number. Each call is then ended in its own transaction, which is not
 timed. Prints, per kind, the statements sent per set-up (each one round trip, COMMIT
 included; BEGIN rides on the first) and the set-up's p50 and p99 in ms; `--sql` also
-prints the statements of one set-up of each kind. The first calls warm the node's caches
+prints the statements of the last set-up of each kind, each with its time in ms. The first calls warm the node's caches
 and are not counted. One call at a time, so the figure is the round trips' latency, far
 less sensitive to what else runs on the machine than calls per second.
 """
@@ -64,9 +64,16 @@ class Statements:
         statements = self
 
         def traced(cursor, sql, *args, **kwargs):
+            done = execute(cursor, sql, *args, **kwargs)
             if statements.on:
-                statements.sent.append(sql if isinstance(sql, str) else repr(sql))
-            return execute(cursor, sql, *args, **kwargs)
+                entry = [sql if isinstance(sql, str) else repr(sql), time.perf_counter()]
+                statements.sent.append(entry)
+
+                def timed(result):
+                    entry[1] = round((time.perf_counter() - entry[1]) * 1000, 2)
+                    return result
+                done.addBoth(timed)
+            return done
         txpostgres.Cursor.execute = traced
 
 
@@ -167,7 +174,7 @@ async def run(options) -> dict:
             report[kind] = {"round_trips": sorted(set(counts)), "setup_p50_ms": percentile(times, 0.5),
                             "setup_p99_ms": percentile(times, 0.99)}
             if options.sql:
-                report[kind]["sql"] = [" ".join(text.split())[:300] for text in sql]
+                report[kind]["sql"] = [f"{ms} ms: " + " ".join(text.split())[:200] for text, ms in sql]
         await database.close()
         notifier.stop()
         return report

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, settle_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, assess_call, settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Target
@@ -42,7 +42,7 @@ from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri
 from wevoip.store import calls, webhooks
-from wevoip.store.errors import LimitReached, NotAllowed
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
 log = Logger(namespace="wevoip.calls")
 
@@ -171,8 +171,11 @@ class B2BUA:
             session.call.a_cancel()
 
     async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted:
-        """Route, authorise (billing) and admit (limits) in one transaction; a refusal at any
-        step is raised, so no reservation or active call is left behind."""
+        """Route, assess (billing) and admit (limits) in one transaction; a refusal at any
+        step is raised, so no reservation or active call is left behind. Routing reads the
+        node's cache; billing reads the locked account in one round trip; the admission,
+        with billing's reservation, is one more and carries the COMMIT (a free call's is
+        the transaction's only statement)."""
         dialled = request.uri.user or ""
         caller = decision.subscriber
         origin = None
@@ -190,34 +193,46 @@ class B2BUA:
         if isinstance(route, Feature) and (self.applications is None or not self.applications.serves(route.feature)):
             raise Refused(Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}'"))
         isp_id, customer_id, tenant_id = payer
-        authorisation = await self._authorise(tx, request, isp_id, customer_id, caller, route)
-        if authorisation is not None and isinstance(route, Outbound):
+        assessment = await self._assess(tx, isp_id, customer_id, caller, route)
+        if assessment is not None and isinstance(route, Outbound):
             route = await route_from_subscriber(tx, origin, dialled, self.rules(isp_id),
-                                                carrier_order=authorisation.carriers, cache=self.routes)
+                                                carrier_order=assessment.carriers, cache=self.routes)
             if isinstance(route, Refusal):
                 raise Refused(route)
         targets = [] if isinstance(route, Feature) else self._targets(request, route, flow)
         if not targets and not isinstance(route, Feature):
             raise Refused(Refusal(480, "Temporarily Unavailable: the called subscriber has no registered contact"))
         direction = "outbound" if isinstance(route, Outbound) else "internal" if caller else "inbound"
-        carrier_id = route.gateways[0].carrier_id if isinstance(route, Outbound) else \
-            None if caller else decision.trunk.carrier_id
-        try:
-            row = await calls.admit_call(tx, isp_id, customer_id=customer_id, tenant_id=tenant_id,
-                                         call_id=request.call_id, node=self.node, direction=direction,
-                                         carrier_id=carrier_id)
-        except LimitReached as error:
-            raise Refused(Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")) from None
-        except NotAllowed as error:
-            raise Refused(Refusal(403, f"Forbidden: {error.reason}")) from None
+        carriers = list(dict.fromkeys(gateway.carrier_id for gateway in route.gateways)) \
+            if isinstance(route, Outbound) else [None if caller else decision.trunk.carrier_id]
+        refusal = None
+        for carrier_id in carriers:
+            try:
+                row = await calls.admit_call(tx, isp_id, customer_id=customer_id, tenant_id=tenant_id,
+                                             call_id=request.call_id, node=self.node, direction=direction,
+                                             carrier_id=carrier_id, last=True,
+                                             reservation=assessment.reservation if assessment else None)
+                break
+            except LimitReached as error:
+                refusal = Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
+                if not error.limit.startswith("carrier "):
+                    raise Refused(refusal) from None
+            except NotAllowed as error:
+                refusal = Refusal(403, f"Forbidden: {error.reason}")
+                if error.reason != "carrier disabled":
+                    raise Refused(refusal) from None
+            # That carrier is full (or off): its gateways are skipped, the next carrier's tried.
+            targets = [round_ for round_ in targets if round_[0].gateway is None
+                       or round_[0].gateway.carrier_id != carrier_id]
+        else:
+            raise Refused(refusal)
         return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
-                        authorisation.reservation_id if authorisation else None,
-                        authorisation.max_duration_ms if authorisation else None,
+                        row["reservation_id"], assessment.reservation.max_duration_ms if assessment else None,
                         caller.subscriber_id if caller else None, origin.e164 if origin else None, request.call_id)
 
-    async def _authorise(self, tx, request: Request, isp_id: int, customer_id: int, caller, route: Route):
+    async def _assess(self, tx, isp_id: int, customer_id: int, caller, route: Route) -> Assessment | None:
         """Billing's word on a call that costs money: out through a carrier, or in to a DID.
-        On-net calls between subscribers are free and not authorised."""
+        On-net calls between subscribers are free and not assessed."""
         did_id = None
         if isinstance(route, Outbound):
             direction = "outbound"
@@ -228,13 +243,30 @@ class B2BUA:
         else:
             return None
         try:
-            return await authorise_call(tx, isp_id, customer_id=customer_id, destination=route.e164,
-                                        call_id=request.call_id, node=self.node, indexes=self.indexes, at=self._now(),
-                                        subscriber_id=caller.subscriber_id if caller else None,
-                                        direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
+            return await assess_call(tx, isp_id, customer_id=customer_id, destination=route.e164,
+                                     indexes=self.indexes, at=self._now(),
+                                     subscriber_id=caller.subscriber_id if caller else None,
+                                     direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
         except CallRefused as refused:
             status, phrase = REFUSED.get(refused.reason, (403, "Forbidden"))
             raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
+
+    async def count_against(self, admitted: Admitted, carrier_id: int) -> str | None:
+        """Count a call that fails over to another carrier's gateway against that carrier,
+        within its limit (one statement, on failover only). None when done, else the reason
+        the carrier cannot take the call, for a 503 from that gateway."""
+        try:
+            await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id, carrier_id)
+        except LimitReached as error:
+            return f"Service Unavailable: {error.limit} of {error.value} reached"
+        except (NotAllowed, NotFound) as error:
+            return f"Service Unavailable: {error}"
+        except Exception:
+            log.failure("counting call {call_id} against carrier {carrier} failed", call_id=admitted.call_id,
+                        carrier=carrier_id)
+            return "Service Unavailable: the carrier's calls could not be counted"
+        admitted.carrier_id = carrier_id
+        return None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
         local = self.core.sent_by(flow).rpartition(":")[0]     # our address as the peer sees it

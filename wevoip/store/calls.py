@@ -2,7 +2,7 @@
 Calls in the store: admission against concurrent-call limits, the money reserved for calls
 in progress, call records (CDRs), the spend they add up to, and the fraud guard's locks.
 
-Admission (`admit_call`) locks the customer, then the tenant, then the carrier (always that
+Admission (`admit_call`, migration 0052's `set_up_call`) locks the customer, then the tenant, then the carrier (always that
 order, so two admissions cannot deadlock), counts what is active under each, and inserts
 the call into `active_calls`; a second node admitting for the same customer waits on the
 lock and counts the first. Rows a dead node left are handed back by `end_calls_of_node`.
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from wevoip.store import pricing
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid, LimitReached, NotAllowed, NotFound
 from wevoip.store.rows import fetch_row, insert_row
@@ -48,6 +50,65 @@ async def held(tx: Tx, isp_id: int, customer_id: int) -> tuple[Decimal, int]:
         "select coalesce(sum(amount), 0) as amount, coalesce(sum(free_minutes), 0) as free_minutes"
         " from call_reservations where isp_id = %s and customer_id = %s", (isp_id, customer_id))
     return row["amount"], int(row["free_minutes"])
+
+
+@dataclass(frozen=True)
+class LockedAccount:
+    """What authorising a call reads under the customer's lock."""
+
+    customer: Row
+    subscriber: Row | None      # the columns billing checks (SUBSCRIBER_COLUMNS)
+    held_amount: Decimal        # money held by the customer's calls in progress
+    held_free_minutes: int
+    free_minutes_used: int      # this period's, when the plan has free minutes (else 0)
+    did: Row | None             # the DID's charges (pricing.DID_CHARGES)
+
+
+SUBSCRIBER_COLUMNS = ("id", "tenant_id", "customer_id", "calls_locked_at", "calls_lock_reason", "daily_spend_cap",
+                      "hourly_spend_cap")
+
+
+async def lock_account(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None = None,
+                       did_id: int | None = None) -> LockedAccount:
+    """Lock the customer's row, then read it with what its calls in progress hold, the free
+    minutes it used, the calling subscriber and the DID called, in one round trip. The lock
+    is a statement of its own: what the next one reads is read after the lock is held, so
+    it counts every call whose transaction held the lock before (a single statement would
+    read with the snapshot it took before it waited)."""
+    subscriber = ", ".join(f"s.{name} as subscriber__{name}" for name in SUBSCRIBER_COLUMNS)
+    did = ", ".join(f"did.{name} as did__{name}" for name in pricing.DID_CHARGE_COLUMNS)
+    row = await tx.fetch_one(
+        "select 1 from customers where isp_id = %s and id = %s for update;"
+        f" select c.*, h.held_amount as call__held_amount, h.held_free as call__held_free, {subscriber}, {did},"
+        " case when p.free_minutes > 0 then (select coalesce(sum(r.free_minutes), 0) from cdrs r"
+        " where r.isp_id = c.isp_id and r.customer_id = c.id"
+        " and (c.period_start is null or r.started_at >= c.period_start)) else 0 end as call__free_used"
+        " from customers c"
+        " cross join lateral (select coalesce(sum(amount), 0) as held_amount,"
+        " coalesce(sum(free_minutes), 0) as held_free from call_reservations"
+        " where isp_id = c.isp_id and customer_id = c.id) h"
+        " left join service_plans p on p.isp_id = c.isp_id and p.id = c.service_plan_id"
+        " left join subscribers s on s.isp_id = c.isp_id and s.id = %s"
+        f" left join ({pricing.DID_CHARGES}) did on true"
+        " where c.isp_id = %s and c.id = %s",
+        (isp_id, customer_id, subscriber_id, isp_id, did_id, isp_id, customer_id))
+    if row is None:
+        raise NotFound("customer")
+    parts: dict[str, dict[str, Any]] = {"customer": {}, "subscriber": {}, "did": {}, "call": {}}
+    for name, value in row.items():
+        part, _, column = name.partition("__")
+        if column:
+            parts[part][column] = value
+        else:
+            parts["customer"][name] = value
+    if subscriber_id is not None and parts["subscriber"]["id"] is None:
+        raise NotFound("subscriber")
+    if did_id is not None and parts["did"]["did_id"] is None:
+        raise NotFound("DID")
+    call = parts["call"]
+    return LockedAccount(parts["customer"], parts["subscriber"] if subscriber_id is not None else None,
+                         call["held_amount"], int(call["held_free"]), int(call["free_used"]),
+                         parts["did"] if did_id is not None else None)
 
 
 async def mark_answered(tx: Tx, isp_id: int, reservation_id: int, at: datetime.datetime) -> Row:
@@ -148,25 +209,57 @@ async def unlock_calls(tx: Tx, isp_id: int, level: str, object_id: int) -> Row:
 DIRECTIONS = ("outbound", "inbound", "internal")
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Billing's hold on a call's money, written with the call's admission."""
+
+    subscriber_id: int | None
+    direction: str
+    destination: str
+    amount: Decimal
+    max_duration_ms: int | None
+    free_minutes: int
+    rating: dict[str, Any]
+    started_at: datetime.datetime
+
+
 async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, call_id: str,
-                     node: str, direction: str, carrier_id: int | None = None) -> Row:
-    """One round trip: the `admit_call` function (migration 0075) locks and counts in the
-    order the module says and inserts, or names what refused the call."""
+                     node: str, direction: str, carrier_id: int | None = None,
+                     reservation: Reservation | None = None, last: bool = False) -> Row:
+    """One statement: the `set_up_call` function (migration 0052) locks and counts in the
+    order the module says and inserts the call, with billing's reservation when given, or
+    names what refused it. `last`: nothing follows in the transaction, so a call that needs
+    no other statement is admitted alone, in one round trip."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
-    row = await tx.fetch_one("select * from admit_call(%s, %s, %s, %s, %s, %s, %s)",
-                             (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction))
-    refusal = row["refusal"]
-    if refusal is not None:
-        what, _, why = refusal.partition(" ")
-        if why == "missing":
-            raise NotFound(what)
-        if why == "limit":
-            raise LimitReached(f"{what} max_concurrent_calls", row["limit_value"])
-        raise NotAllowed(_REFUSALS.get(refusal, "customer not yet activated"))
+    held = reservation or Reservation(None, "", "", None, None, 0, {}, None)
+    sql = ("select * from set_up_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+    params = (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction, held.subscriber_id,
+              held.direction or None, held.destination or None, held.amount, held.max_duration_ms, held.free_minutes,
+              json.dumps(held.rating) if reservation else None, held.started_at)
+    row = (await (tx.fetch_last(sql, params) if last else tx.fetch(sql, params)))[0]
+    _refused(row)
     return {"id": row["active_id"], "isp_id": isp_id, "customer_id": customer_id, "tenant_id": tenant_id,
             "carrier_id": carrier_id, "call_id": call_id, "node": node, "direction": direction,
-            "started_at": row["started_at"]}
+            "started_at": row["started_at"], "reservation_id": row["reservation_id"]}
+
+
+async def move_to_carrier(tx: Tx, isp_id: int, active_call_id: int, carrier_id: int) -> None:
+    """Count a call against another carrier (the one it fails over to), within its limit."""
+    _refused(await tx.fetch_one("select * from move_call_to_carrier(%s, %s, %s)",
+                                (isp_id, active_call_id, carrier_id)))
+
+
+def _refused(row: Row) -> None:
+    refusal = row["refusal"]
+    if refusal is None:
+        return
+    what, _, why = refusal.partition(" ")
+    if why == "missing":
+        raise NotFound(what)
+    if why == "limit":
+        raise LimitReached(f"{what} max_concurrent_calls", row["limit_value"])
+    raise NotAllowed(_REFUSALS.get(refusal, "customer not yet activated"))
 
 
 _REFUSALS = {"customer SUSPENDED": "customer suspended", "carrier disabled": "carrier disabled"}
