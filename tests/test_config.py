@@ -66,6 +66,8 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[sip_security]\ndigest_algorithms = ['SHA-512']\n", "sip_security.digest_algorithms[0]", "not SHA-256"),
     ("[sip_security]\ndigest_algorithms = []\n", "sip_security.digest_algorithms", "non-empty"),
     ("[registrar]\nmin_expires = 600\ndefault_expires = 300\n", "registrar.default_expires", "between"),
+    ("[billing]\nheartbeat_seconds = 60\ndead_node_seconds = 120\n", "billing.dead_node_seconds",
+     "three billing.heartbeat_seconds"),
     ("[mail]\nrelay_host = 'smtp relay'\n", "mail.relay_host", "neither an IP address nor a host name"),
     ("[mail]\nrelay_port = 0\n", "mail.relay_port", "out of range"),
     ("[mail]\nstarttls = 'yes'\n", "mail.starttls", "expected true or false"),

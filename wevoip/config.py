@@ -378,6 +378,7 @@ class BillingConfig:
     recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
     max_call_seconds: int = _key(7200, _int_between(60, 86400))
     heartbeat_seconds: int = _key(30, _int_between(5, 600))
+    dead_node_seconds: int = _key(600, _int_between(60, 86400))
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,8 @@ def _check_whole(config: Config) -> None:
                           "must lie between registrar.min_expires and registrar.max_expires")
     if config.sip_security.request_burst < config.sip_security.requests_per_second:
         raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
+    if config.billing.dead_node_seconds < 3 * config.billing.heartbeat_seconds:
+        raise ConfigError("billing.dead_node_seconds", "must be at least three billing.heartbeat_seconds")
     if bool(config.mail.username) != bool(config.mail.password):
         raise ConfigError("mail.password" if config.mail.username else "mail.username",
                           "the relay login needs both a username and a password")

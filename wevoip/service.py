@@ -64,7 +64,8 @@ class WeVoIPService(MultiService):
         self.sip.setServiceParent(self)
         BillingTimer(reactor, self.store.when_ready, config.node.name,
                      interval_seconds=config.billing.recurring_interval_seconds,
-                     heartbeat_seconds=config.billing.heartbeat_seconds).setServiceParent(self)
+                     heartbeat_seconds=config.billing.heartbeat_seconds,
+                     dead_node_seconds=config.billing.dead_node_seconds).setServiceParent(self)
         self.dialplan_presets = discover(IDialplanPreset, config.plugins.directories)
         self.media = InProcessRelay(reactor, config.media)
         self.media.setServiceParent(self)

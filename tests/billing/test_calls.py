@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from tests.billing.world import NOW, answered_for, authorise, build_world
-from wevoip.billing.calls import CallRefused, recover_calls, settle_call, simulate_call
+from wevoip.billing.calls import CallRefused, settle_call, simulate_call
+from wevoip.billing.recovery import recover_calls
 from wevoip.store import customers, ledger, pricing, subscribers
-from wevoip.store.calls import lock_calls, mark_answered, touch_reservations
+from wevoip.store.calls import lock_calls, mark_answered, touch_calls
 from wevoip.store.database import Database
 
 UK = "+442071838750"
@@ -148,8 +149,9 @@ async def test_a_crashed_nodes_calls_are_settled_on_its_next_start(database):
     world = await build_world(database)
     auth = await database.transact(authorise(world, node="node-crashed"))
     other = await database.transact(authorise(world, call_id="alive", node="node-b"))
-    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
-    await database.transact(touch_reservations, "node-crashed", NOW + datetime.timedelta(seconds=90))
+    await database.transact(mark_answered, world.isp_id, active_call_id=None, reservation_id=auth.reservation_id,
+                            at=NOW)
+    await database.transact(touch_calls, "node-crashed", NOW + datetime.timedelta(seconds=90))
     unanswered = await database.transact(authorise(world, call_id="ringing", node="node-crashed"))
     restart = NOW + datetime.timedelta(hours=1)
     records = await database.transact(recover_calls, "node-crashed", restart)

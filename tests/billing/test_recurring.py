@@ -7,7 +7,7 @@ from twisted.internet import defer, task
 from tests.billing.world import NOW, authorise, build_world
 from wevoip.billing.calls import CallEnd, authorise_call, settle_call
 from wevoip.billing.recurring import BillingTimer
-from wevoip.store import customers, pricing, recurring
+from wevoip.store import calls, customers, pricing, recurring
 from wevoip.store.calls import mark_answered
 
 DAY = 86400
@@ -21,7 +21,8 @@ def clock_at(moment: datetime.datetime) -> task.Clock:
 
 async def answered_call(database, world, call_id):
     auth = await database.transact(authorise(world, call_id=call_id))
-    await database.transact(mark_answered, world.isp_id, auth.reservation_id, NOW)
+    await database.transact(mark_answered, world.isp_id, active_call_id=None, reservation_id=auth.reservation_id,
+                            at=NOW)
 
 
 async def fees(database, world):
@@ -81,18 +82,29 @@ def test_billing_dates_follow_the_billing_day():
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_heartbeat_marks_this_nodes_answered_calls_alive(database):
+async def test_the_heartbeat_marks_this_nodes_calls_alive_and_closes_a_dead_nodes(database):
     world = await build_world(database)
     await answered_call(database, world, "live")
+    for call_id, node in (("live", "node-a"), ("dead", "node-gone")):
+        await database.transact(lambda tx: calls.admit_call(
+            tx, world.isp_id, customer_id=world.customer_id, tenant_id=world.tree.tenant["id"], call_id=call_id,
+            node=node, direction="internal"))
+    await database.fetch("update active_calls set started_at = %s, last_seen_at = %s returning id", (NOW, NOW))
     clock = clock_at(NOW)
     timer = BillingTimer(clock, lambda: defer.succeed(database), "node-a", interval_seconds=DAY,
-                         heartbeat_seconds=30)
+                         heartbeat_seconds=30, dead_node_seconds=90)
     timer.startService()
     await timer.tick()
-    clock.advance(30)
+    clock.advance(60)
     await timer.beat()
-    row = (await database.fetch("select last_seen_at from call_reservations"))[0]
-    assert row["last_seen_at"] == NOW + datetime.timedelta(seconds=30)
+    assert await database.fetch("select a_call_id from cdrs") == []      # 60 s without a beat: not yet dead
+    clock.advance(31)
+    await timer.beat()
+    for table in ("call_reservations", "active_calls"):
+        rows = await database.fetch(f"select call_id, last_seen_at from {table}")
+        assert rows == [{"call_id": "live", "last_seen_at": NOW + datetime.timedelta(seconds=91)}], table
+    [record] = await database.fetch("select a_call_id, node, disposition, ended_at from cdrs")
+    assert record == {"a_call_id": "dead", "node": "node-gone", "disposition": "failed", "ended_at": NOW}
     await timer.stopService()
 
 

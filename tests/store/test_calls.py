@@ -81,7 +81,7 @@ async def test_a_dead_nodes_calls_are_handed_back_for_closing(database):
     tree = await build_tree(database, "crash.example.net")
     await database.transact(_admit(tree, "x", node="dead"))
     await database.transact(_admit(tree, "y", node="alive"))
-    left = await database.transact(calls.end_calls_of_node, "dead")
+    left = await database.transact(calls.take_calls_of_node, "dead", None)
     assert [row["call_id"] for row in left] == ["x"]
     assert await database.transact(calls.count_active_calls, tree.isp["id"]) == 1
 

@@ -332,8 +332,9 @@ CASES.update({
     "calls.take_reservation": (lambda tx, a, b: calls.take_reservation(tx, b.isp["id"], a.reservation["id"]),
                                NOT_FOUND),
     "calls.mark_answered": (
-        lambda tx, a, b: calls.mark_answered(tx, b.isp["id"], a.reservation["id"], a.version["effective_at"]),
-        NOT_FOUND),
+        lambda tx, a, b: calls.mark_answered(tx, b.isp["id"], active_call_id=a.active_call["id"],
+                                             reservation_id=a.reservation["id"], at=a.version["effective_at"]),
+        lambda result, a, b: result == 0),
     "calls.free_minutes_used": (lambda tx, a, b: calls.free_minutes_used(tx, b.isp["id"], a.customer["id"], None),
                                 lambda result, a, b: result == 0),
     "calls.insert_cdr": (lambda tx, a, b: calls.insert_cdr(tx, b.isp["id"], {**CDR, "customer_id": a.customer["id"]}),
@@ -387,6 +388,9 @@ async def add_billing(database, tree):
             tx, isp_id, tree.customer["id"], subscriber_id=None, node="n", call_id="x", direction="outbound",
             destination="+442071838750", amount=1, max_duration_ms=60000, free_minutes=0, rating={},
             started_at=BINDING.expires_at)
+        tree.active_call = await calls.admit_call(tx, isp_id, customer_id=tree.customer["id"],
+                                                  tenant_id=tree.tenant["id"], call_id="x", node="n",
+                                                  direction="outbound")
         tree.cdr = await calls.insert_cdr(tx, isp_id, {**CDR, "customer_id": tree.customer["id"]})
         await recurring.charge_once(tx, isp_id, tree.customer["id"], kind="monthly", item_id=0, period="once",
                                     amount=1, description="x")
@@ -402,12 +406,12 @@ async def victim_call_then_end(tx, a, b):
 
 
 async def victim_call_then_move(tx, a, b):
-    """Another ISP can move neither the victim's call to its carrier nor its own call to the victim's."""
+    """Another ISP can move the victim's call to no carrier, nor the victim's call be moved to its gateway."""
     call = await calls.admit_call(tx, a.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
                                   call_id="victim", node="n", direction="outbound")
-    for isp, carrier in ((b.isp, b.carrier), (b.isp, a.carrier)):
+    for isp, tree in ((b.isp, b), (b.isp, a), (a.isp, b)):
         with pytest.raises(NotFound):
-            await calls.move_to_carrier(tx, isp["id"], call["id"], carrier["id"])
+            await calls.move_to_carrier(tx, isp["id"], call["id"], tree.carrier["id"], tree.gateway["id"])
     still = await tx.fetch_value("select carrier_id from active_calls where id = %s", (call["id"],))
     await calls.end_call(tx, a.isp["id"], call["id"])
     return still
@@ -515,7 +519,8 @@ async def snapshot(database, tree):
                                       "registrations.live_bindings", "registrations.delete_expired",
                                       "registrations.write_bindings", "registrations.live_bindings_of",
                                       "secrets.shared_secret", "subscribers.realm_for_username",
-                                      "calls.end_calls_of_node",
+                                      "calls.take_calls_of_node", "calls.take_stale_calls",
+                                      "calls.touch_calls", "calls.left_by_node", "calls.stale_reservations",
                                       "hostnames.isp_for_host", "selfcare.subscriber_for_login"])
 def test_the_unscoped_look_ups_are_the_known_few(function):
     """These answer the SIP stack and platform admins, who start from a domain or address."""

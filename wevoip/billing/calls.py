@@ -397,6 +397,32 @@ async def settle_call(tx: Tx, isp_id: int, reservation_id: int, end: CallEnd, *,
     return cdr
 
 
+def free_record(end: CallEnd, *, customer_id: int, tenant_id: int, subscriber_id: int | None, node: str,
+                direction: str, callee_e164: str | None, a_call_id: str, started_at: datetime.datetime) -> dict:
+    """The CDR of a call billing does not price: on-net, to an application, or in to a
+    subscriber's own number."""
+    ended_at = max(end.ended_at, started_at)
+    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
+    return {"customer_id": customer_id, "tenant_id": tenant_id, "subscriber_id": subscriber_id,
+            "carrier_id": end.carrier_id, "gateway_id": end.gateway_id, "node": node, "direction": direction,
+            "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,
+            "callee_dialled": end.callee_dialled, "callee_e164": callee_e164, "started_at": started_at,
+            "answered_at": end.answered_at, "ended_at": ended_at,
+            "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
+            "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
+            "a_call_id": a_call_id, "b_call_id": end.b_call_id}
+
+
+async def announce_end(tx: Tx, isp_id: int, cdr: Row) -> None:
+    """The ISP's `call.ended` webhook, from the record just written, in its transaction."""
+    await webhooks.call_ended(
+        tx, isp_id, call_id=cdr["a_call_id"], customer_id=cdr["customer_id"], tenant_id=cdr["tenant_id"],
+        caller=cdr["caller_e164"] or cdr["caller_dialled"] or "", callee=cdr["callee_e164"] or cdr["callee_dialled"] or "",
+        direction=cdr["direction"], started_at=cdr["started_at"], answered_at=cdr["answered_at"],
+        ended_at=cdr["ended_at"], duration_ms=cdr["duration_ms"], end_reason=cdr["disposition"],
+        charge=cdr["price"])
+
+
 def _within_hold(rated: Rated, held: Decimal) -> Rated:
     """A HARD call is never charged more than its hold (the B2BUA may cut a little late)."""
     if rated.price <= held:
@@ -417,19 +443,3 @@ async def _lock_if_over(tx: Tx, isp: Row, customer: Row, subscriber: Row | None,
         await fraud_check(tx, isp, customer, subscriber, at)
     except CallRefused:
         pass
-
-
-async def recover_calls(tx: Tx, node: str, started_before: datetime.datetime) -> list[Row]:
-    """Settle the calls a node held when it stopped without ending them: an answered call is
-    billed to its last heartbeat, an unanswered one is closed as failed."""
-    records = []
-    for reservation in await store_calls.left_by_node(tx, node, started_before):
-        answered = reservation["answered_at"]
-        ended = reservation["last_seen_at"] or answered or reservation["started_at"]
-        end = CallEnd(ended_at=ended, disposition="answered" if answered else "failed", answered_at=answered,
-                      hangup_by="system")
-        try:
-            records.append(await settle_call(tx, reservation["isp_id"], reservation["id"], end))
-        except NotFound:
-            continue
-    return records

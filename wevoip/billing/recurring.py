@@ -1,7 +1,8 @@
 """
 The billing timer: on every node, now and then, charge the fees of every account whose
 billing date has come, and settle the calls this node left when it last stopped; more
-often, mark this node's answered calls alive, so that a crash bills them to its last beat.
+often, mark this node's calls alive, so that a crash closes (and bills) them at its last
+beat, and close the calls of other nodes whose beats stopped `dead_node_seconds` ago.
 
 Nodes may run it at once: each account is billed in its own transaction under its row lock,
 and each fee is claimed by a unique row before it is charged, so a fee is never charged
@@ -17,9 +18,9 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from wevoip.billing.calls import recover_calls
+from wevoip.billing.recovery import recover_calls, recover_dead_nodes
 from wevoip.store import recurring
-from wevoip.store.calls import touch_reservations
+from wevoip.store.calls import touch_calls
 from wevoip.store.database import Database
 
 log = Logger(namespace="wevoip.billing")
@@ -33,7 +34,8 @@ class BillingTimer(Service):
     name = "billing"
 
     def __init__(self, clock, database_ready: Callable[[], defer.Deferred[Database]], node: str, *,
-                 interval_seconds: float = 3600.0, heartbeat_seconds: float = 30.0):
+                 interval_seconds: float = 3600.0, heartbeat_seconds: float = 30.0,
+                 dead_node_seconds: float = 600.0):
         """`database_ready` gives the store's database once it is up (the store starts first)."""
         self.clock = clock
         self.database_ready = database_ready
@@ -41,6 +43,7 @@ class BillingTimer(Service):
         self.node = node
         self.interval_seconds = interval_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.dead_node_seconds = dead_node_seconds
         self._loop: task.LoopingCall | None = None
         self._heartbeat: task.LoopingCall | None = None
         self._running: defer.Deferred | None = None
@@ -84,8 +87,18 @@ class BillingTimer(Service):
         return self._running
 
     def beat(self) -> defer.Deferred:
-        """Mark this node's answered calls alive: after a crash they are billed to here."""
-        return defer.Deferred.fromCoroutine(self.database.transact(touch_reservations, self.node, utc(self.clock)))
+        """Mark this node's calls alive (after a crash they are closed and billed to here),
+        then close the calls of nodes that stopped beating."""
+        return defer.Deferred.fromCoroutine(self._beat())
+
+    async def _beat(self) -> None:
+        now = utc(self.clock)
+        await self.database.transact(touch_calls, self.node, now)
+        seen_before = now - datetime.timedelta(seconds=self.dead_node_seconds)
+        recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before)
+        if recovered:
+            log.info("closed {count} calls of nodes not seen since {seen_before}", count=len(recovered),
+                     seen_before=seen_before.isoformat())
 
     def _done(self, result):
         self._running = None

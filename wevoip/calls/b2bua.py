@@ -23,7 +23,8 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import Assessment, CallEnd, CallRefused, assess_call, settle_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, announce_end, assess_call, free_record, \
+    settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Target
@@ -33,15 +34,15 @@ from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
 from wevoip.routing.cache import RoutingCache
-from wevoip.routing.router import Feature, Local, Outbound, Refusal, Route, origin_of, route_from_subscriber, \
-    route_from_trunk
+from wevoip.routing.router import Feature, Gateway, Local, Outbound, Refusal, Route, origin_of, \
+    route_from_subscriber, route_from_trunk
 from wevoip.sip.core import Incoming, SipCore
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri
-from wevoip.store import calls, webhooks
+from wevoip.store import calls
 from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
 log = Logger(namespace="wevoip.calls")
@@ -208,10 +209,14 @@ class B2BUA:
         refusal = None
         for carrier_id in carriers:
             try:
-                row = await calls.admit_call(tx, isp_id, customer_id=customer_id, tenant_id=tenant_id,
-                                             call_id=request.call_id, node=self.node, direction=direction,
-                                             carrier_id=carrier_id, last=True,
-                                             reservation=assessment.reservation if assessment else None)
+                row = await calls.admit_call(
+                    tx, isp_id, customer_id=customer_id, tenant_id=tenant_id, call_id=request.call_id,
+                    node=self.node, direction=direction, carrier_id=carrier_id,
+                    subscriber_id=caller.subscriber_id if caller else None, did_id=getattr(route, "did_id", None),
+                    gateway_id=targets[0][0].gateway.gateway_id if isinstance(route, Outbound) else None,
+                    caller_dialled=(request.from_.uri.user or "")[:64], caller_e164=origin.e164 if origin else None,
+                    callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None),
+                    reservation=assessment.reservation if assessment else None, last=True)
                 break
             except LimitReached as error:
                 refusal = Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
@@ -251,21 +256,22 @@ class B2BUA:
             status, phrase = REFUSED.get(refused.reason, (403, "Forbidden"))
             raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
 
-    async def count_against(self, admitted: Admitted, carrier_id: int) -> str | None:
+    async def count_against(self, admitted: Admitted, gateway: Gateway) -> str | None:
         """Count a call that fails over to another carrier's gateway against that carrier,
         within its limit (one statement, on failover only). None when done, else the reason
         the carrier cannot take the call, for a 503 from that gateway."""
         try:
-            await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id, carrier_id)
+            await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id,
+                                      gateway.carrier_id, gateway.gateway_id)
         except LimitReached as error:
             return f"Service Unavailable: {error.limit} of {error.value} reached"
         except (NotAllowed, NotFound) as error:
             return f"Service Unavailable: {error}"
         except Exception:
             log.failure("counting call {call_id} against carrier {carrier} failed", call_id=admitted.call_id,
-                        carrier=carrier_id)
+                        carrier=gateway.carrier_id)
             return "Service Unavailable: the carrier's calls could not be counted"
-        admitted.carrier_id = carrier_id
+        admitted.carrier_id = gateway.carrier_id
         return None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
@@ -305,7 +311,11 @@ class B2BUA:
             if admitted.reservation_id is not None:
                 cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, end, indexes=self.indexes)
             elif started_at is not None:
-                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(admitted, end, started_at, self.node))
+                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(
+                    end, customer_id=admitted.customer_id, tenant_id=admitted.tenant_id,
+                    subscriber_id=admitted.subscriber_id, node=self.node, direction=admitted.direction,
+                    callee_e164=getattr(admitted.route, "e164", None), a_call_id=admitted.call_id,
+                    started_at=started_at))
             else:
                 return
             await announce_end(tx, admitted.isp_id, cdr)
@@ -329,11 +339,11 @@ class B2BUA:
         return datetime.datetime.fromtimestamp(self.reactor.seconds(), datetime.timezone.utc)
 
     def answered(self, admitted: Admitted) -> defer.Deferred:
-        """Billing bills a call the node never ended up to its last heartbeat, from here."""
-        if admitted.reservation_id is None:
-            return defer.succeed(None)
+        """Should the node die, recovery closes the call as answered at its last heartbeat
+        from here (and billing bills it so); after the 200, so set-up waits for none of it."""
         done = defer.Deferred.fromCoroutine(self.database.alone(
-            calls.mark_answered, admitted.isp_id, admitted.reservation_id, self._now()))
+            calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
+            reservation_id=admitted.reservation_id, at=self._now()))
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
     def settled(self) -> defer.Deferred:
@@ -370,29 +380,3 @@ class B2BUA:
                          host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
-
-
-async def announce_end(tx, isp_id: int, cdr: dict) -> None:
-    """The ISP's `call.ended` webhook, from the record just written, in its transaction."""
-    await webhooks.call_ended(
-        tx, isp_id, call_id=cdr["a_call_id"], customer_id=cdr["customer_id"], tenant_id=cdr["tenant_id"],
-        caller=cdr["caller_e164"] or cdr["caller_dialled"] or "", callee=cdr["callee_e164"] or cdr["callee_dialled"] or "",
-        direction=cdr["direction"], started_at=cdr["started_at"], answered_at=cdr["answered_at"],
-        ended_at=cdr["ended_at"], duration_ms=cdr["duration_ms"], end_reason=cdr["disposition"],
-        charge=cdr["price"])
-
-
-def free_record(admitted: Admitted, end: CallEnd, started_at: datetime.datetime, node: str) -> dict:
-    """The CDR of a call billing does not price: on-net, or in to a subscriber's own number."""
-    ended_at = max(end.ended_at, started_at)
-    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
-    return {"customer_id": admitted.customer_id, "tenant_id": admitted.tenant_id,
-            "subscriber_id": admitted.subscriber_id, "carrier_id": end.carrier_id, "node": node,
-            "direction": admitted.direction, "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,
-            "callee_dialled": end.callee_dialled, "callee_e164": getattr(admitted.route, "e164", None),
-            "started_at": started_at, "answered_at": end.answered_at, "ended_at": ended_at,
-            "duration_ms": int((ended_at - started_at).total_seconds() * 1000), "talk_ms": max(talk_ms, 0),
-            "disposition": end.disposition, "sip_code": end.sip_code, "hangup_by": end.hangup_by,
-            "a_call_id": admitted.call_id, "b_call_id": end.b_call_id}
-
-

@@ -14,6 +14,7 @@ from wevoip.calls.applications import Applications
 from wevoip.calls.b2bua import METHODS, B2BUA
 from wevoip.calls.facts import CallFacts
 from wevoip.billing.decks import DeckIndexes
+from wevoip.billing.recovery import recover_calls
 from wevoip.calls.machine import CallTimers
 from wevoip.config import Config
 from wevoip.media.endpoint import MediaEndpoint
@@ -22,7 +23,6 @@ from wevoip.routing.cache import RoutingCache
 from wevoip.sip.auth import Decision
 from wevoip.sip.core import Incoming
 from wevoip.sip.register import asked_of
-from wevoip.store.calls import end_calls_of_node
 
 log = Logger(namespace="wevoip.calls")
 
@@ -64,15 +64,20 @@ class CallService(Service):
             log.failure("the B2BUA could not start", failure)
 
     async def _start(self, database) -> None:
-        """Calls this node's last run left in active_calls are dropped here; their money is
-        settled by billing's recovery (`BillingTimer`)."""
+        """Calls this node's last run left get their records here (billed ones settled by
+        billing's own settlement), before the B2BUA admits any; should that fail, the node
+        still takes calls and billing's timer tries again."""
         calls = self.config.calls
         longest = self.config.billing.max_call_seconds
         timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
                             progress=calls.progress_seconds or None)
-        left = await database.transact(end_calls_of_node, self.config.node.name)
-        if left:
-            log.info("{count} calls this node left when it stopped are no longer counted", count=len(left))
+        try:
+            left = await database.transact(recover_calls, self.config.node.name, None)
+        except Exception:
+            log.failure("closing the calls this node left when it stopped failed")
+        else:
+            if left:
+                log.info("{count} calls this node left when it stopped are closed", count=len(left))
         indexes = DeckIndexes()
         await indexes.attach(self.store.notifier)
         routes = RoutingCache()

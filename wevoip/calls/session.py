@@ -180,7 +180,7 @@ class Session:
         if gateway is None or gateway.carrier_id == self.admitted.carrier_id:
             self._open_leg(target, action.leg, invite)
             return
-        d = defer.Deferred.fromCoroutine(self.b2bua.count_against(self.admitted, gateway.carrier_id))
+        d = defer.Deferred.fromCoroutine(self.b2bua.count_against(self.admitted, gateway))
         d.addCallback(self._counted, target, action.leg, invite)
         d.addErrback(self._leg_failed, action.leg)
 

@@ -4,8 +4,10 @@ in progress, call records (CDRs), the spend they add up to, and the fraud guard'
 
 Admission (`admit_call`, migration 0052's `set_up_call`) locks the customer, then the tenant, then the carrier (always that
 order, so two admissions cannot deadlock), counts what is active under each, and inserts
-the call into `active_calls`; a second node admitting for the same customer waits on the
-lock and counts the first. Rows a dead node left are handed back by `end_calls_of_node`.
+the call into `active_calls`, with what its record needs; a second node admitting for the
+same customer waits on the lock and counts the first. Rows a dead node left are taken by
+`take_calls_of_node` when it starts again (or `take_stale_calls` on another node once its
+heartbeats, `touch_calls`, have stopped), and recovery writes their records.
 
 A reservation is written in the transaction that authorises the call, under the customer's
 row lock, so concurrent calls on any number of nodes see each other's holds. It names the
@@ -111,18 +113,26 @@ async def lock_account(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: 
                          parts["did"] if did_id is not None else None)
 
 
-async def mark_answered(tx: Tx, isp_id: int, reservation_id: int, at: datetime.datetime) -> Row:
-    row = await tx.fetch_one("update call_reservations set answered_at = %s, last_seen_at = %s"
-                             " where isp_id = %s and id = %s returning *", (at, at, isp_id, reservation_id))
-    if row is None:
-        raise NotFound("reservation")
-    return row
+async def mark_answered(tx: Tx, isp_id: int, *, active_call_id: int | None, reservation_id: int | None,
+                        at: datetime.datetime) -> int:
+    """The answer, on the call's row and on its reservation (a billed call's), in one statement:
+    recovery closes an answered call at its last heartbeat, and bills it to there. How many
+    rows it marked."""
+    return int(await tx.fetch_value(
+        "with reserved as (update call_reservations set answered_at = %s, last_seen_at = %s"
+        " where isp_id = %s and id = %s returning 1),"
+        " active as (update active_calls set answered_at = %s, last_seen_at = %s where isp_id = %s and id = %s"
+        " returning 1) select (select count(*) from reserved) + (select count(*) from active)",
+        (at, at, isp_id, reservation_id, at, at, isp_id, active_call_id)))
 
 
-async def touch_reservations(tx: Tx, node: str, at: datetime.datetime) -> int:
-    """A node's heartbeat for its calls: recovery bills a crashed call up to the last one."""
-    return await tx.execute("update call_reservations set last_seen_at = %s where node = %s"
-                            " and answered_at is not null", (at, node))
+async def touch_calls(tx: Tx, node: str, at: datetime.datetime) -> int:
+    """A node's heartbeat for its calls: recovery closes a crashed call at the last one (and
+    bills an answered one to there), and another node takes the calls of a node whose beats
+    have stopped. The answered calls' reservations are touched with them."""
+    await tx.execute("update call_reservations set last_seen_at = %s where node = %s"
+                     " and answered_at is not null", (at, node))
+    return await tx.execute("update active_calls set last_seen_at = %s where node = %s", (at, node))
 
 
 async def take_reservation(tx: Tx, isp_id: int, reservation_id: int) -> Row:
@@ -136,9 +146,20 @@ async def take_reservation(tx: Tx, isp_id: int, reservation_id: int) -> Row:
 
 
 async def left_by_node(tx: Tx, node: str, started_before: datetime.datetime) -> list[Row]:
-    """Reservations a node made before it last started: calls that died with it."""
-    return await tx.fetch("select * from call_reservations where node = %s and started_at < %s"
-                          " order by id for update skip locked", (node, started_before))
+    """Reservations a node made before it last started with no call row of their own: a call
+    that still has one is recovered from it (`take_calls_of_node`), which knows more."""
+    return await tx.fetch(
+        "select * from call_reservations r where node = %s and started_at < %s and not exists"
+        " (select 1 from active_calls a where a.isp_id = r.isp_id and a.node = r.node and a.call_id = r.call_id)"
+        " order by id for update skip locked", (node, started_before))
+
+
+async def stale_reservations(tx: Tx, seen_before: datetime.datetime, *, not_node: str) -> list[Row]:
+    """Reservations of other nodes, with no call row, not seen alive since `seen_before`."""
+    return await tx.fetch(
+        "select * from call_reservations r where node <> %s and coalesce(last_seen_at, started_at) < %s"
+        " and not exists (select 1 from active_calls a where a.isp_id = r.isp_id and a.node = r.node"
+        " and a.call_id = r.call_id) order by id for update skip locked", (not_node, seen_before))
 
 
 async def free_minutes_used(tx: Tx, isp_id: int, customer_id: int, since: datetime.date | None) -> int:
@@ -224,19 +245,24 @@ class Reservation:
 
 
 async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, call_id: str,
-                     node: str, direction: str, carrier_id: int | None = None,
+                     node: str, direction: str, carrier_id: int | None = None, subscriber_id: int | None = None,
+                     did_id: int | None = None, gateway_id: int | None = None, caller_dialled: str = "",
+                     caller_e164: str | None = None, callee_dialled: str = "", callee_e164: str | None = None,
                      reservation: Reservation | None = None, last: bool = False) -> Row:
     """One statement: the `set_up_call` function (migration 0052) locks and counts in the
-    order the module says and inserts the call, with billing's reservation when given, or
-    names what refused it. `last`: nothing follows in the transaction, so a call that needs
-    no other statement is admitted alone, in one round trip."""
+    order the module says and inserts the call with what its record needs should the node
+    die, and billing's reservation when given; or names what refused the call. `last`:
+    nothing follows in the transaction, so a call that needs no other statement is
+    admitted alone, in one round trip."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
-    held = reservation or Reservation(None, "", "", None, None, 0, {}, None)
-    sql = ("select * from set_up_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-    params = (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction, held.subscriber_id,
-              held.direction or None, held.destination or None, held.amount, held.max_duration_ms, held.free_minutes,
-              json.dumps(held.rating) if reservation else None, held.started_at)
+    params: tuple = (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction, subscriber_id, did_id,
+                     gateway_id, caller_dialled, caller_e164, callee_dialled, callee_e164)
+    if reservation is not None:
+        params += (reservation.subscriber_id, reservation.direction, reservation.destination, reservation.amount,
+                   reservation.max_duration_ms, reservation.free_minutes, json.dumps(reservation.rating),
+                   reservation.started_at)
+    sql = f"select * from set_up_call({', '.join(['%s'] * len(params))})"
     row = (await (tx.fetch_last(sql, params) if last else tx.fetch(sql, params)))[0]
     _refused(row)
     return {"id": row["active_id"], "isp_id": isp_id, "customer_id": customer_id, "tenant_id": tenant_id,
@@ -244,10 +270,11 @@ async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, c
             "started_at": row["started_at"], "reservation_id": row["reservation_id"]}
 
 
-async def move_to_carrier(tx: Tx, isp_id: int, active_call_id: int, carrier_id: int) -> None:
-    """Count a call against another carrier (the one it fails over to), within its limit."""
-    _refused(await tx.fetch_one("select * from move_call_to_carrier(%s, %s, %s)",
-                                (isp_id, active_call_id, carrier_id)))
+async def move_to_carrier(tx: Tx, isp_id: int, active_call_id: int, carrier_id: int, gateway_id: int) -> None:
+    """Count a call against another carrier (the one whose gateway it fails over to), within
+    its limit; the call's row names that gateway from then on."""
+    _refused(await tx.fetch_one("select * from move_call_to_carrier(%s, %s, %s, %s)",
+                                (isp_id, active_call_id, carrier_id, gateway_id)))
 
 
 def _refused(row: Row) -> None:
@@ -281,6 +308,23 @@ async def count_active_calls(tx: Tx, isp_id: int, *, customer_id: int | None = N
         (isp_id, customer_id, customer_id, tenant_id, tenant_id, carrier_id, carrier_id))
 
 
-async def end_calls_of_node(tx: Tx, node: str) -> list[Row]:
-    """Calls a node left when it died; the caller closes their records and then they go."""
-    return await tx.fetch("delete from active_calls where node = %s returning *", (node,))
+_TAKE = ("with taken as (delete from active_calls where id in (select id from active_calls where {where}"
+         " order by id for update skip locked) returning *)"
+         " select taken.*, r.id as reservation_id from taken left join call_reservations r"
+         " on r.isp_id = taken.isp_id and r.node = taken.node and r.call_id = taken.call_id order by taken.id")
+
+
+async def take_calls_of_node(tx: Tx, node: str, started_before: datetime.datetime | None) -> list[Row]:
+    """Calls a node admitted before it last started (so, left when it died; None: all of
+    them, for a node that admits none yet), taken out of the count, each with its
+    reservation's id when billing holds money for it; the caller writes their records in the
+    same transaction. Rows another transaction is taking are skipped, so two recoveries at
+    once cannot both record a call."""
+    return await tx.fetch(_TAKE.format(where="node = %s and (%s::timestamptz is null or started_at < %s)"),
+                          (node, started_before, started_before))
+
+
+async def take_stale_calls(tx: Tx, seen_before: datetime.datetime, *, not_node: str) -> list[Row]:
+    """As `take_calls_of_node`, for the calls of other nodes not seen alive since `seen_before`:
+    nodes that died and have not come back."""
+    return await tx.fetch(_TAKE.format(where="node <> %s and last_seen_at < %s"), (not_node, seen_before))

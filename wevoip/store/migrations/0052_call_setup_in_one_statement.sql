@@ -3,18 +3,23 @@
 --
 -- `set_up_call` admits a call against its customer's, tenant's and carrier's
 -- concurrent-call limits (locking the customer, then the tenant, then the carrier: the
--- order every admission keeps, so two cannot deadlock) and, for a call billing priced,
--- writes billing's reservation beside it (`p_amount` not null), so the B2BUA's set-up is
--- one statement after billing has read the locked account. A refusal comes back as a code
--- with nothing written. (It takes over from migration 0075's `admit_call`, which stays
--- for nodes not yet upgraded.)
+-- order every admission keeps, so two cannot deadlock), inserts it with what its record
+-- needs should the node die (migration 0055's columns: PL/pgSQL resolves them when it
+-- runs, so the order of the files does not matter) and, for a call billing priced, writes
+-- billing's reservation beside it (`p_amount` not null): the B2BUA's set-up is this one
+-- statement after billing has read the locked account. A refusal comes back as a code
+-- with nothing written. It takes over from 0075's `admit_call` and 0055's
+-- `admit_recorded_call`, which stay for nodes not yet upgraded.
 --
 -- `move_call_to_carrier` counts a call against the carrier of the gateway it fails over
 -- to, under that carrier's lock, or names why that carrier cannot take it.
 
 create function set_up_call(p_isp bigint, p_customer bigint, p_tenant bigint, p_carrier bigint,
                             p_call_id text, p_node text, p_direction text,
-                            p_subscriber bigint default null, p_reserve_direction text default null,
+                            p_subscriber bigint, p_did bigint, p_gateway bigint,
+                            p_caller_dialled text, p_caller_e164 text,
+                            p_callee_dialled text, p_callee_e164 text,
+                            p_reserve_subscriber bigint default null, p_reserve_direction text default null,
                             p_destination text default null, p_amount numeric default null,
                             p_max_duration_ms bigint default null, p_free_minutes integer default 0,
                             p_rating jsonb default null, p_reserve_at timestamptz default null)
@@ -67,20 +72,24 @@ begin
             return query select null::bigint, null::timestamptz, null::bigint, 'carrier limit', v_limit; return;
         end if;
     end if;
-    insert into active_calls (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction)
-        values (p_isp, p_customer, p_tenant, p_carrier, p_call_id, p_node, p_direction)
+    insert into active_calls (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction,
+                              subscriber_id, did_id, gateway_id, caller_dialled, caller_e164,
+                              callee_dialled, callee_e164)
+        values (p_isp, p_customer, p_tenant, p_carrier, p_call_id, p_node, p_direction,
+                p_subscriber, p_did, p_gateway, left(coalesce(p_caller_dialled, ''), 64), p_caller_e164,
+                left(coalesce(p_callee_dialled, ''), 64), p_callee_e164)
         returning id, started_at into v_id, v_started;
     if p_amount is not null then
         insert into call_reservations (isp_id, customer_id, subscriber_id, node, call_id, direction, destination,
                                        amount, max_duration_ms, free_minutes, rating, started_at)
-            values (p_isp, p_customer, p_subscriber, p_node, p_call_id, p_reserve_direction, p_destination,
+            values (p_isp, p_customer, p_reserve_subscriber, p_node, p_call_id, p_reserve_direction, p_destination,
                     p_amount, p_max_duration_ms, p_free_minutes, p_rating, p_reserve_at)
             returning id into v_reservation;
     end if;
     return query select v_id, v_started, v_reservation, null::text, null::integer;
 end $$;
 
-create function move_call_to_carrier(p_isp bigint, p_active bigint, p_carrier bigint)
+create function move_call_to_carrier(p_isp bigint, p_active bigint, p_carrier bigint, p_gateway bigint)
 returns table (refusal text, limit_value integer)
 language plpgsql as $$
 #variable_conflict use_column
@@ -93,6 +102,10 @@ begin
     if not found then
         return query select 'carrier missing', null::integer; return;
     end if;
+    if not exists (select 1 from gateways g where g.isp_id = p_isp and g.id = p_gateway
+                   and g.carrier_id = p_carrier) then
+        return query select 'gateway missing', null::integer; return;
+    end if;
     if not v_enabled then
         return query select 'carrier disabled', null::integer; return;
     end if;
@@ -100,7 +113,7 @@ begin
                                 where a.carrier_id = p_carrier and a.id <> p_active) >= v_limit then
         return query select 'carrier limit', v_limit; return;
     end if;
-    update active_calls set carrier_id = p_carrier where isp_id = p_isp and id = p_active;
+    update active_calls set carrier_id = p_carrier, gateway_id = p_gateway where isp_id = p_isp and id = p_active;
     if not found then
         return query select 'call missing', null::integer; return;
     end if;
