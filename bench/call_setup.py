@@ -157,7 +157,7 @@ async def run(options) -> dict:
         report = {}
         for kind, (dialled, decision, source) in kinds.items():
             flow = Flow("udp", (source, 5060), NODE, lambda data: None)
-            times, counts, sql = [], [], []
+            times, counts, waits, sql = [], [], [], []
             for n in range(WARM_UP + options.calls):
                 request = invite(dialled, f"{kind}-{n}", source)
                 statements.sent = []
@@ -169,10 +169,11 @@ async def run(options) -> dict:
                 if n >= WARM_UP:
                     times.append(elapsed)
                     counts.append(len(statements.sent))
+                    waits.append(sum(ms for _, ms in statements.sent) / 1000)
                     sql = statements.sent
                 await database.transact(end, admitted, indexes)
             report[kind] = {"round_trips": sorted(set(counts)), "setup_p50_ms": percentile(times, 0.5),
-                            "setup_p99_ms": percentile(times, 0.99)}
+                            "setup_p99_ms": percentile(times, 0.99), "in_postgres_p50_ms": percentile(waits, 0.5)}
             if options.sql:
                 report[kind]["sql"] = [f"{ms} ms: " + " ".join(text.split())[:200] for text, ms in sql]
         await database.close()

@@ -587,6 +587,9 @@ async def test_a_call_failing_over_to_another_carrier_is_counted_against_that_ca
     [invite2] = second.take()
     assert str(invite2.uri) == "sip:+12125550100@127.0.0.3:5070"
     assert await counted_against(world) == [ids[1]]
+    gateway = await world.database.fetch("select gateway_id from active_calls")
+    assert gateway == await world.database.fetch("select id as gateway_id from gateways where host = '127.0.0.3'"
+                                                 " and enabled")
     second.answer(invite2, 200, body=SDP_B)
     assert statuses(world.alice.take())[-1] == 200
     await dial(world, "2125550100", call_id="c2")     # the first carrier no longer counts the first call
