@@ -6,14 +6,16 @@ Run:  .venv/bin/python bench/call_setup.py [--calls 300] [--sql]
 Starts an embedded PostgreSQL in a temporary folder, provisions one ISP (a carrier with two
 gateways and a published card, a HARD prepaid customer on a plan that sells at cost, a
 tenant with a subscriber holding a DID and another subscriber), and runs the B2BUA's set-up
-transaction (`_route_and_admit`: route, authorise, admit) one call after another for three
+transaction (`_route_and_admit`: route, assess, admit) one call after another for three
 kinds of call: out through the carrier, in from the carrier to the DID, and on-net to the
 other subscriber's number. Each call is then ended in its own transaction, which is not
 timed. Prints, per kind, the statements sent per set-up (each one round trip, COMMIT
-included; BEGIN rides on the first) and the set-up's p50 and p99 in ms; `--sql` also
-prints the statements of the last set-up of each kind, each with its time in ms. The first calls warm the node's caches
-and are not counted. One call at a time, so the figure is the round trips' latency, far
-less sensitive to what else runs on the machine than calls per second.
+included; BEGIN rides on the first), the set-up's p50 and p99 in ms, and the p50 of the
+time spent waiting for PostgreSQL's answers (the rest is Python); `--sql` also prints the
+statements of the last set-up of each kind, each with its time in ms. The first calls
+warm the node's caches and are not counted. One call at a time, so the figure is the
+round trips' latency, much less sensitive to what else runs on the machine than calls
+per second (though a busy disk still slows every COMMIT's WAL flush).
 """
 
 from __future__ import annotations
