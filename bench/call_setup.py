@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.internet import defer, reactor  # noqa: E402
+from twisted.internet import reactor  # noqa: E402
 from txpostgres import txpostgres  # noqa: E402
 
 from wevoip.billing.calls import CallEnd, settle_call  # noqa: E402
@@ -44,12 +41,13 @@ from wevoip.sip.directory import Trunk  # noqa: E402
 from wevoip.sip.flow import Flow, FlowTable  # noqa: E402
 from wevoip.sip.message import parse  # noqa: E402
 from wevoip.sip.registrar import Binding  # noqa: E402
-from wevoip.store import calls, carriers, customers, dids, ledger, pricing, ratedecks, subscribers, tenants  # noqa: E402
+from wevoip.store import (calls, carriers, customers, dids, ledger, pricing, ratedecks,  # noqa: E402
+                          subscribers, tenants)
 from wevoip.store.database import Database  # noqa: E402
-from wevoip.store.embedded import EmbeddedPostgres  # noqa: E402
 from wevoip.store.isps import create_isp  # noqa: E402
-from wevoip.store.migrate import migrate  # noqa: E402
 from wevoip.store.notify import Notifier  # noqa: E402
+
+from on_reactor import embedded_store, report  # noqa: E402 (bench/on_reactor.py, beside this script)
 
 WARM_UP = 5
 EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
@@ -127,13 +125,8 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def run(options) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="wevoip-bench-setup-"))
-    folder.chmod(0o755)   # the embedded PostgreSQL runs as its own user
-    server = EmbeddedPostgres(reactor, folder / "pg")
     statements = Statements()
-    try:
-        await server.start()
-        await migrate(reactor, server.dsn)
+    async with embedded_store("wevoip-bench-setup-") as server:
         database = Database(reactor, server.dsn, size=4)
         await database.connect()
         world = await provision(database)
@@ -156,7 +149,7 @@ async def run(options) -> dict:
         kinds = {"outbound": ("+15551234567", alice, "192.0.2.1"),
                  "inbound": ("15550199000", trunk, "127.0.0.2"),
                  "on-net": ("+15550100101", alice, "192.0.2.1")}
-        report = {}
+        figures = {}
         for kind, (dialled, decision, source) in kinds.items():
             flow = Flow("udp", (source, 5060), NODE, lambda data: None)
             times, counts, waits, sql = [], [], [], []
@@ -174,16 +167,13 @@ async def run(options) -> dict:
                     waits.append(sum(ms for _, ms in statements.sent) / 1000)
                     sql = statements.sent
                 await database.transact(end, admitted, indexes)
-            report[kind] = {"round_trips": sorted(set(counts)), "setup_p50_ms": percentile(times, 0.5),
+            figures[kind] = {"round_trips": sorted(set(counts)), "setup_p50_ms": percentile(times, 0.5),
                             "setup_p99_ms": percentile(times, 0.99), "in_postgres_p50_ms": percentile(waits, 0.5)}
             if options.sql:
-                report[kind]["sql"] = [f"{ms} ms: " + " ".join(text.split())[:200] for text, ms in sql]
+                figures[kind]["sql"] = [f"{ms} ms: " + " ".join(text.split())[:200] for text, ms in sql]
         await database.close()
         notifier.stop()
-        return report
-    finally:
-        await server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        return figures
 
 
 async def end(tx, admitted, indexes):
@@ -198,21 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--sql", action="store_true", help="print the statements of one set-up of each kind")
-    options = parser.parse_args()
-    outcome = {}
-
-    def finished(figures):
-        outcome.update(figures)
-        reactor.stop()
-
-    def failed(failure):
-        outcome["error"] = failure.getTraceback()
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(run(options)).addCallbacks(finished, failed))
-    reactor.run()
-    print(json.dumps(outcome, indent=1))
-
+    report(run, parser.parse_args())
 
 if __name__ == "__main__":
     main()
