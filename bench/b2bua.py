@@ -26,12 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import reactor, threads  # noqa: E402
 
-from wevoip.billing.decks import DeckIndexes  # noqa: E402
 from wevoip.calls.b2bua import B2BUA  # noqa: E402
 from wevoip.calls.machine import CallTimers  # noqa: E402
 from wevoip.config import MediaConfig  # noqa: E402
 from wevoip.media.relay import InProcessRelay  # noqa: E402
-from wevoip.routing.cache import RoutingCache  # noqa: E402
 from wevoip.sip.auth import Authenticator  # noqa: E402
 from wevoip.sip.core import SipCore  # noqa: E402
 from wevoip.sip.defence import Defence, DefencePolicy  # noqa: E402
@@ -44,9 +42,8 @@ from wevoip.sip.transport import SipDatagramProtocol  # noqa: E402
 from wevoip.store import carriers, customers, dids, subscribers, tenants  # noqa: E402
 from wevoip.store.database import Database  # noqa: E402
 from wevoip.store.isps import create_isp  # noqa: E402
-from wevoip.store.notify import Notifier  # noqa: E402
 
-from on_reactor import embedded_store, report  # noqa: E402 (bench/on_reactor.py, beside this script)
+from on_reactor import embedded_store, node_caches, report  # noqa: E402 (bench/on_reactor.py, beside this script)
 
 HERE = Path(__file__).resolve().parent
 
@@ -83,12 +80,7 @@ async def run(options) -> dict:
             database = Database(reactor, server.dsn, size=8)
             await database.connect()
             phones = await provision(database, options.customers)
-            notifier = Notifier(reactor, server.dsn)      # as on a node: the caches are kept fresh
-            await notifier.start()
-            indexes = DeckIndexes()
-            await indexes.attach(notifier)
-            routes = RoutingCache()
-            await routes.attach(notifier)
+            notifier, indexes, routes = await node_caches(server.dsn)
             flows = FlowTable()
             core = SipCore(reactor, flows)
             port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)

@@ -32,9 +32,8 @@ from twisted.internet import reactor  # noqa: E402
 from txpostgres import txpostgres  # noqa: E402
 
 from wevoip.billing.calls import CallEnd, settle_call  # noqa: E402
-from wevoip.billing.decks import DeckIndexes, upload_draft  # noqa: E402
+from wevoip.billing.decks import upload_draft  # noqa: E402
 from wevoip.calls.b2bua import B2BUA  # noqa: E402
-from wevoip.routing.cache import RoutingCache  # noqa: E402
 from wevoip.sip.auth import Decision, Subscriber  # noqa: E402
 from wevoip.sip.core import SipCore  # noqa: E402
 from wevoip.sip.directory import Trunk  # noqa: E402
@@ -45,9 +44,8 @@ from wevoip.store import (calls, carriers, customers, dids, ledger, pricing, rat
                           subscribers, tenants)
 from wevoip.store.database import Database  # noqa: E402
 from wevoip.store.isps import create_isp  # noqa: E402
-from wevoip.store.notify import Notifier  # noqa: E402
 
-from on_reactor import embedded_store, report  # noqa: E402 (bench/on_reactor.py, beside this script)
+from on_reactor import embedded_store, node_caches, report  # noqa: E402 (bench/on_reactor.py, beside this script)
 
 WARM_UP = 5
 EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
@@ -130,12 +128,7 @@ async def run(options) -> dict:
         database = Database(reactor, server.dsn, size=4)
         await database.connect()
         world = await provision(database)
-        notifier = Notifier(reactor, server.dsn)
-        await notifier.start()
-        indexes = DeckIndexes()
-        await indexes.attach(notifier)
-        routes = RoutingCache()
-        await routes.attach(notifier)
+        notifier, indexes, routes = await node_caches(server.dsn)
         flows = FlowTable()
         flows.add_datagram_socket(4, NODE, lambda data, remote: None)
         core = SipCore(reactor, flows)

@@ -1,7 +1,8 @@
 """
 What the benchmarks that run WeVoIP in their own process share: an embedded PostgreSQL in a
-temporary folder, migrated, for the length of a run; and running the benchmark on the
-reactor, printing its figures (or what went wrong) as JSON.
+temporary folder, migrated, for the length of a run; a node's caches, kept fresh as on a
+node; and running the benchmark on the reactor, printing its figures (or what went
+wrong) as JSON.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from twisted.internet import defer, reactor
 
+from wevoip.billing.decks import DeckIndexes
+from wevoip.routing.cache import RoutingCache
 from wevoip.store.embedded import EmbeddedPostgres
 from wevoip.store.migrate import migrate
+from wevoip.store.notify import Notifier
 
 
 @asynccontextmanager
@@ -31,6 +35,17 @@ async def embedded_store(prefix: str) -> AsyncIterator[EmbeddedPostgres]:
     finally:
         await server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def node_caches(dsn: str) -> tuple[Notifier, DeckIndexes, RoutingCache]:
+    """A node's notifier with the caches the call path reads attached, as `CallService` has them."""
+    notifier = Notifier(reactor, dsn)
+    await notifier.start()
+    indexes = DeckIndexes()
+    await indexes.attach(notifier)
+    routes = RoutingCache()
+    await routes.attach(notifier)
+    return notifier, indexes, routes
 
 
 def report(run: Callable[[Any], Awaitable[dict]], options: Any) -> None:
