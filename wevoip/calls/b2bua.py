@@ -206,31 +206,17 @@ class B2BUA:
         direction = "outbound" if isinstance(route, Outbound) else "internal" if caller else "inbound"
         carriers = list(dict.fromkeys(gateway.carrier_id for gateway in route.gateways)) \
             if isinstance(route, Outbound) else [None if caller else decision.trunk.carrier_id]
-        refusal = None
-        for carrier_id in carriers:
-            try:
-                row = await calls.admit_call(
-                    tx, isp_id, customer_id=customer_id, tenant_id=tenant_id, call_id=request.call_id,
-                    node=self.node, direction=direction, carrier_id=carrier_id,
-                    subscriber_id=caller.subscriber_id if caller else None, did_id=getattr(route, "did_id", None),
-                    gateway_id=targets[0][0].gateway.gateway_id if isinstance(route, Outbound) else None,
-                    caller_dialled=(request.from_.uri.user or "")[:64], caller_e164=origin.e164 if origin else None,
-                    callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None),
-                    reservation=assessment.reservation if assessment else None, last=True)
-                break
-            except LimitReached as error:
-                refusal = Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
-                if not error.limit.startswith("carrier "):
-                    raise Refused(refusal) from None
-            except NotAllowed as error:
-                refusal = Refusal(403, f"Forbidden: {error.reason}")
-                if error.reason != "carrier disabled":
-                    raise Refused(refusal) from None
-            # That carrier is full (or off): its gateways are skipped, the next carrier's tried.
-            targets = [round_ for round_ in targets if round_[0].gateway is None
-                       or round_[0].gateway.carrier_id != carrier_id]
-        else:
-            raise Refused(refusal)
+
+        def admit(carrier_id: int | None, targets: list[list[Target]]):
+            return calls.admit_call(
+                tx, isp_id, customer_id=customer_id, tenant_id=tenant_id, call_id=request.call_id, node=self.node,
+                direction=direction, carrier_id=carrier_id, subscriber_id=caller.subscriber_id if caller else None,
+                did_id=getattr(route, "did_id", None),
+                gateway_id=targets[0][0].gateway.gateway_id if isinstance(route, Outbound) else None,
+                caller_dialled=(request.from_.uri.user or "")[:64], caller_e164=origin.e164 if origin else None,
+                callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None),
+                reservation=assessment.reservation if assessment else None, last=True)
+        row, carrier_id, targets = await _admitted_by_a_carrier(carriers, targets, admit)
         return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
                         row["reservation_id"], assessment.reservation.max_duration_ms if assessment else None,
                         caller.subscriber_id if caller else None, origin.e164 if origin else None, request.call_id)
@@ -380,3 +366,24 @@ class B2BUA:
                          host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
+
+
+async def _admitted_by_a_carrier(carriers: list[int | None], targets: list[list[Target]], admit):
+    """The call admitted against the first of `carriers` with room: a full (or disabled)
+    carrier's gateways leave the call's rounds and the next carrier is tried; any other
+    refusal, or the last carrier's, is raised. (row, carrier, the rounds left)."""
+    refusal = None
+    for carrier_id in carriers:
+        try:
+            return await admit(carrier_id, targets), carrier_id, targets
+        except LimitReached as error:
+            refusal = Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
+            if not error.limit.startswith("carrier "):
+                raise Refused(refusal) from None
+        except NotAllowed as error:
+            refusal = Refusal(403, f"Forbidden: {error.reason}")
+            if error.reason != "carrier disabled":
+                raise Refused(refusal) from None
+        targets = [round_ for round_ in targets if round_[0].gateway is None
+                   or round_[0].gateway.carrier_id != carrier_id]
+    raise Refused(refusal)
