@@ -226,7 +226,7 @@ async def test_a_hard_prepaid_account_never_ends_below_zero_however_many_calls_r
 
     async def one(index, seconds):
         node = (database, other_node)[index % 2]
-        call_id, node_name = f"c{index}", f"node-{index % 2}"
+        call_id, node_name = f"c{index}@{world.isp_id}", f"node-{index % 2}"   # call rows are unique per node
 
         async def admitted(tx):
             assessment = await assess_call(tx, world.isp_id, customer_id=world.customer_id,
