@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from wevoip.store import pricing
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid, LimitReached, NotAllowed, NotFound
 from wevoip.store.rows import fetch_row, insert_row
@@ -63,37 +62,27 @@ class LockedAccount:
     held_amount: Decimal        # money held by the customer's calls in progress
     held_free_minutes: int
     free_minutes_used: int      # this period's, when the plan has free minutes (else 0)
-    did: Row | None             # the DID's charges (pricing.DID_CHARGES)
+    did: Row | None             # the DID's charges (DID_COLUMNS, as `pricing.did_charges`)
 
 
 SUBSCRIBER_COLUMNS = ("id", "tenant_id", "customer_id", "calls_locked_at", "calls_lock_reason", "daily_spend_cap",
                       "hourly_spend_cap")
+DID_COLUMNS = ("did_id", "e164", "customer_id", "tenant_id", "subscriber_id", "setup_fee", "monthly_fee",
+               "per_minute", "e911", "fax")
 
 
 async def lock_account(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None = None,
                        did_id: int | None = None) -> LockedAccount:
     """Lock the customer's row, then read it with what its calls in progress hold, the free
-    minutes it used, the calling subscriber and the DID called, in one round trip. The lock
-    is a statement of its own: what the next one reads is read after the lock is held, so
-    it counts every call whose transaction held the lock before (a single statement would
-    read with the snapshot it took before it waited)."""
-    subscriber = ", ".join(f"s.{name} as subscriber__{name}" for name in SUBSCRIBER_COLUMNS)
-    did = ", ".join(f"did.{name} as did__{name}" for name in pricing.DID_CHARGE_COLUMNS)
+    minutes it used, the calling subscriber and the DID called: one statement, the
+    `call_account` function (migration 0053), whose lock is a statement of its own so that
+    what it reads next counts every call whose transaction held the lock before."""
+    subscriber = ", ".join(f"(a.subscriber).{name} as subscriber__{name}" for name in SUBSCRIBER_COLUMNS)
+    did = ", ".join(f"a.{'' if name == 'did_id' else 'did_'}{name} as did__{name}" for name in DID_COLUMNS)
     row = await tx.fetch_one(
-        "select 1 from customers where isp_id = %s and id = %s for update;"
-        f" select c.*, h.held_amount as call__held_amount, h.held_free as call__held_free, {subscriber}, {did},"
-        " case when p.free_minutes > 0 then (select coalesce(sum(r.free_minutes), 0) from cdrs r"
-        " where r.isp_id = c.isp_id and r.customer_id = c.id"
-        " and (c.period_start is null or r.started_at >= c.period_start)) else 0 end as call__free_used"
-        " from customers c"
-        " cross join lateral (select coalesce(sum(amount), 0) as held_amount,"
-        " coalesce(sum(free_minutes), 0) as held_free from call_reservations"
-        " where isp_id = c.isp_id and customer_id = c.id) h"
-        " left join service_plans p on p.isp_id = c.isp_id and p.id = c.service_plan_id"
-        " left join subscribers s on s.isp_id = c.isp_id and s.id = %s"
-        f" left join ({pricing.DID_CHARGES}) did on true"
-        " where c.isp_id = %s and c.id = %s",
-        (isp_id, customer_id, subscriber_id, isp_id, did_id, isp_id, customer_id))
+        f"select (a.customer).*, a.held_amount as call__held_amount, a.held_free as call__held_free,"
+        f" a.free_used as call__free_used, {subscriber}, {did} from call_account(%s, %s, %s, %s) a",
+        (isp_id, customer_id, subscriber_id, did_id))
     if row is None:
         raise NotFound("customer")
     parts: dict[str, dict[str, Any]] = {"customer": {}, "subscriber": {}, "did": {}, "call": {}}
