@@ -11,7 +11,9 @@ carrier on 127.0.0.2 calls the DID, the subscriber's phone answers at once, the 
 hangs up. `--rate` paces new calls per second (0: as fast as `--concurrency` allows);
 `--relay` anchors media in the in-process relay (its forwarder is another process).
 Prints the load generator's figures: calls per second, the delay from the carrier's INVITE
-to the phone's (what the B2BUA adds) and to the 200, p50 and p99, in ms.
+to the phone's (what the B2BUA adds) and to the 200, p50 and p99, in ms; and the same
+delay timed inside this process (from the INVITE's arrival to the call's start, when its B
+leg's INVITE is sent), with the set-up transaction's part of it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +31,7 @@ from twisted.internet import reactor, threads  # noqa: E402
 
 from wevoip.calls.b2bua import B2BUA  # noqa: E402
 from wevoip.calls.machine import CallTimers  # noqa: E402
+from wevoip.calls.session import Session  # noqa: E402
 from wevoip.config import MediaConfig  # noqa: E402
 from wevoip.media.relay import InProcessRelay  # noqa: E402
 from wevoip.sip.auth import Authenticator  # noqa: E402
@@ -73,6 +77,52 @@ async def provision(database: Database, count: int) -> set[int]:
     return await database.transact(work)
 
 
+class InsideTimes:
+    """The B2BUA's own part of the delay, timed inside this process: from a new INVITE's
+    arrival to its call starting (the B leg's INVITE sent), and the set-up transaction."""
+
+    def __init__(self, b2bua: B2BUA):
+        self.arrived: dict[str, float] = {}
+        self.started: list[float] = []
+        self.setups: list[float] = []
+        receive, transact = b2bua.receive, b2bua.database.transact
+
+        def timed_receive(incoming):
+            request = incoming.request
+            if request.method == "INVITE" and request.to.tag is None:
+                self.arrived.setdefault(request.call_id, time.perf_counter())
+            return receive(incoming)
+
+        async def timed_transact(work, *args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return await transact(work, *args, **kwargs)
+            finally:
+                if getattr(work, "__name__", "") == "_route_and_admit":
+                    self.setups.append(time.perf_counter() - began)
+        b2bua.receive = timed_receive
+        b2bua.database.transact = timed_transact
+        start = Session.start
+
+        def timed_start(session):
+            start(session)
+            began = self.arrived.pop(session.incoming.request.call_id, None)
+            if began is not None:
+                self.started.append(time.perf_counter() - began)
+        Session.start = timed_start
+
+    def figures(self) -> dict:
+        return {"inside_invite_to_invite_ms_p50": percentile(self.started, 0.5),
+                "inside_invite_to_invite_ms_p99": percentile(self.started, 0.99),
+                "setup_transaction_ms_p50": percentile(self.setups, 0.5),
+                "setup_transaction_ms_p99": percentile(self.setups, 0.99)}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values) or [0.0]
+    return round(ordered[min(int(len(ordered) * share), len(ordered) - 1)] * 1000, 2)
+
+
 async def run(options) -> dict:
     async with embedded_store("wevoip-bench-b2bua-") as server:
         relay = None
@@ -103,6 +153,7 @@ async def run(options) -> dict:
                           contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
                           rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes,
                           routes=routes)
+            inside = InsideTimes(b2bua)
             b2bua.install()
             result = await threads.deferToThread(
                 subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),
@@ -115,6 +166,7 @@ async def run(options) -> dict:
             await b2bua.settled()
             figures["cdrs"] = (await database.fetch("select count(*) as n from cdrs"))[0]["n"]
             figures["relay"] = bool(options.relay)
+            figures.update(inside.figures())
             await database.close()
             notifier.stop()
             return figures
