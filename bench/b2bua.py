@@ -11,26 +11,27 @@ carrier on 127.0.0.2 calls the DID, the subscriber's phone answers at once, the 
 hangs up. `--rate` paces new calls per second (0: as fast as `--concurrency` allows);
 `--relay` anchors media in the in-process relay (its forwarder is another process).
 Prints the load generator's figures: calls per second, the delay from the carrier's INVITE
-to the phone's (what the B2BUA adds) and to the 200, p50 and p99, in ms.
+to the phone's (what the B2BUA adds) and to the 200, p50 and p99, in ms; and the same
+delay timed inside this process (from the INVITE's arrival to the call's start, when its B
+leg's INVITE is sent), with the set-up transaction's part of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.internet import defer, reactor, threads  # noqa: E402
+from twisted.internet import reactor, threads  # noqa: E402
 
-from wevoip.billing.decks import DeckIndexes  # noqa: E402
 from wevoip.calls.b2bua import B2BUA  # noqa: E402
 from wevoip.calls.machine import CallTimers  # noqa: E402
+from wevoip.calls.session import Session  # noqa: E402
 from wevoip.config import MediaConfig  # noqa: E402
 from wevoip.media.relay import InProcessRelay  # noqa: E402
 from wevoip.sip.auth import Authenticator  # noqa: E402
@@ -44,10 +45,9 @@ from wevoip.sip.registrar import Binding  # noqa: E402
 from wevoip.sip.transport import SipDatagramProtocol  # noqa: E402
 from wevoip.store import carriers, customers, dids, subscribers, tenants  # noqa: E402
 from wevoip.store.database import Database  # noqa: E402
-from wevoip.store.embedded import EmbeddedPostgres  # noqa: E402
 from wevoip.store.isps import create_isp  # noqa: E402
-from wevoip.store.migrate import migrate  # noqa: E402
-from wevoip.store.notify import Notifier  # noqa: E402
+
+from on_reactor import embedded_store, node_caches, report  # noqa: E402 (bench/on_reactor.py, beside this script)
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,62 +77,102 @@ async def provision(database: Database, count: int) -> set[int]:
     return await database.transact(work)
 
 
+class InsideTimes:
+    """The B2BUA's own part of the delay, timed inside this process: from a new INVITE's
+    arrival to its call starting (the B leg's INVITE sent), and the set-up transaction."""
+
+    def __init__(self, b2bua: B2BUA):
+        self.arrived: dict[str, float] = {}
+        self.started: list[float] = []
+        self.setups: list[float] = []
+        receive, transact = b2bua.receive, b2bua.database.transact
+
+        def timed_receive(incoming):
+            request = incoming.request
+            if request.method == "INVITE" and request.to.tag is None:
+                self.arrived.setdefault(request.call_id, time.perf_counter())
+            return receive(incoming)
+
+        async def timed_transact(work, *args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return await transact(work, *args, **kwargs)
+            finally:
+                if getattr(work, "__name__", "") == "_route_and_admit":
+                    self.setups.append(time.perf_counter() - began)
+        b2bua.receive = timed_receive
+        b2bua.database.transact = timed_transact
+        start = Session.start
+
+        def timed_start(session):
+            start(session)
+            began = self.arrived.pop(session.incoming.request.call_id, None)
+            if began is not None:
+                self.started.append(time.perf_counter() - began)
+        Session.start = timed_start
+
+    def figures(self) -> dict:
+        return {"inside_invite_to_invite_ms_p50": percentile(self.started, 0.5),
+                "inside_invite_to_invite_ms_p99": percentile(self.started, 0.99),
+                "setup_transaction_ms_p50": percentile(self.setups, 0.5),
+                "setup_transaction_ms_p99": percentile(self.setups, 0.99)}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values) or [0.0]
+    return round(ordered[min(int(len(ordered) * share), len(ordered) - 1)] * 1000, 2)
+
+
 async def run(options) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="wevoip-bench-b2bua-"))
-    folder.chmod(0o755)   # the embedded PostgreSQL runs as its own user
-    server = EmbeddedPostgres(reactor, folder / "pg")
-    relay = None
-    try:
-        await server.start()
-        await migrate(reactor, server.dsn)
-        database = Database(reactor, server.dsn, size=8)
-        await database.connect()
-        phones = await provision(database, options.customers)
-        notifier = Notifier(reactor, server.dsn)      # as on a node: the caches are kept fresh
-        await notifier.start()
-        indexes = DeckIndexes()
-        await indexes.attach(notifier)
-        flows = FlowTable()
-        core = SipCore(reactor, flows)
-        port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)
-        secret = b"b" * 32
-        authenticator = Authenticator(DigestAuthority(reactor, secret), Directory(database, secret),
-                                      Defence(reactor, DefencePolicy(requests_per_second=1_000_000,
-                                                                     request_burst=1_000_000)))
+    async with embedded_store("wevoip-bench-b2bua-") as server:
+        relay = None
+        try:
+            database = Database(reactor, server.dsn, size=8)
+            await database.connect()
+            phones = await provision(database, options.customers)
+            notifier, indexes, routes = await node_caches(server.dsn)
+            flows = FlowTable()
+            core = SipCore(reactor, flows)
+            port = reactor.listenUDP(0, SipDatagramProtocol(core, flows), interface="127.0.0.1", maxPacketSize=65535)
+            secret = b"b" * 32
+            authenticator = Authenticator(DigestAuthority(reactor, secret), Directory(database, secret),
+                                          Defence(reactor, DefencePolicy(requests_per_second=1_000_000,
+                                                                         request_burst=1_000_000)))
 
-        async def authenticate(request, flow):
-            return await authenticator.authenticate(asked_of(request, flow))
+            async def authenticate(request, flow):
+                return await authenticator.authenticate(asked_of(request, flow))
 
-        uas_port = port.getHost().port + 1
-        phone = Binding(f"sip:bob@127.0.0.1:{uas_port}", "", 1000, "reg", 1, 1e12, f"127.0.0.1:{uas_port}", "udp")
-        if options.relay:
-            relay = InProcessRelay(reactor, MediaConfig(rtp_address="127.0.0.1", rtp_port_min=47000,
-                                                        rtp_port_max=49999))
-            relay.startService()
-            await relay.ready
-        b2bua = B2BUA(reactor, core, database, node="bench", authenticate=authenticate,
-                      contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
-                      rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes)
-        b2bua.install()
-        result = await threads.deferToThread(
-            subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),
-                             str(options.customers), str(options.calls), str(options.concurrency),
-                             str(options.rate)],
-            capture_output=True, text=True, timeout=600)
-        if result.returncode:
-            raise SystemExit(result.stderr)
-        figures = json.loads(result.stdout)
-        await b2bua.settled()
-        figures["cdrs"] = (await database.fetch("select count(*) as n from cdrs"))[0]["n"]
-        figures["relay"] = bool(options.relay)
-        await database.close()
-        notifier.stop()
-        return figures
-    finally:
-        if relay is not None:
-            await relay.stopService()
-        await server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+            uas_port = port.getHost().port + 1
+            phone = Binding(f"sip:bob@127.0.0.1:{uas_port}", "", 1000, "reg", 1, 1e12, f"127.0.0.1:{uas_port}", "udp")
+            if options.relay:
+                relay = InProcessRelay(reactor, MediaConfig(rtp_address="127.0.0.1", rtp_port_min=47000,
+                                                            rtp_port_max=49999))
+                relay.startService()
+                await relay.ready
+            b2bua = B2BUA(reactor, core, database, node="bench", authenticate=authenticate,
+                          contacts=lambda subscriber_id: [phone] if subscriber_id in phones else [],
+                          rules=lambda isp_id: (), timers=CallTimers(no_answer=60), relay=relay, indexes=indexes,
+                          routes=routes)
+            inside = InsideTimes(b2bua)
+            b2bua.install()
+            result = await threads.deferToThread(
+                subprocess.run, [sys.executable, str(HERE / "b2bua_load.py"), str(port.getHost().port), str(uas_port),
+                                 str(options.customers), str(options.calls), str(options.concurrency),
+                                 str(options.rate)],
+                capture_output=True, text=True, timeout=600)
+            if result.returncode:
+                raise SystemExit(result.stderr)
+            figures = json.loads(result.stdout)
+            await b2bua.settled()
+            figures["cdrs"] = (await database.fetch("select count(*) as n from cdrs"))[0]["n"]
+            figures["relay"] = bool(options.relay)
+            figures.update(inside.figures())
+            await database.close()
+            notifier.stop()
+            return figures
+        finally:
+            if relay is not None:
+                await relay.stopService()
 
 
 def main() -> None:
@@ -142,21 +182,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="new calls per second (0: no pacing)")
     parser.add_argument("--relay", action="store_true", help="anchor media in the in-process relay")
     parser.add_argument("--customers", type=int, default=20, help="customers (each a DID) the calls spread over")
-    options = parser.parse_args()
-    outcome = {}
-
-    def finished(figures):
-        outcome.update(figures)
-        reactor.stop()
-
-    def failed(failure):
-        outcome["error"] = failure.getTraceback()
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(run(options)).addCallbacks(finished, failed))
-    reactor.run()
-    print(json.dumps(outcome, indent=1))
-
+    report(run, parser.parse_args())
 
 if __name__ == "__main__":
     main()

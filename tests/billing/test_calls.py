@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from tests.billing.world import NOW, answered_for, authorise, build_world
-from wevoip.billing.calls import CallRefused, settle_call, simulate_call
+from wevoip.billing.calls import CallRefused, assess_call, settle_call, simulate_call
 from wevoip.billing.recovery import recover_calls
+from wevoip.store import calls as store_calls
 from wevoip.store import customers, ledger, pricing, subscribers
 from wevoip.store.calls import lock_calls, mark_answered, touch_calls
 from wevoip.store.database import Database
@@ -209,26 +210,41 @@ async def test_a_subscribers_own_cap_locks_only_that_subscriber(database):
     assert locked["calls_locked_at"] is not None
 
 
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(calls=st.lists(st.integers(min_value=0, max_value=900), min_size=2, max_size=12),
        balance=st.decimals(min_value=D("0.01"), max_value=D("0.50"), places=2))
 @pytest_twisted.ensureDeferred
 async def test_a_hard_prepaid_account_never_ends_below_zero_however_many_calls_run(database, dsn, calls, balance):
     """All calls are authorised at once by two nodes (two pools on one PostgreSQL), then
-    run past their maximum; the balance stays at or above zero and the ledger sums to it."""
-    world = await build_world(database, namespace=f"p{next(EXAMPLES)}.example.net",
-                              balance=str(balance))
+    run past their maximum; the balance stays at or above zero and the ledger sums to it.
+    Every other call is authorised as the B2BUA does: assessed, and its hold written with
+    its admission in one statement."""
+    world = await build_world(database, namespace=f"p{next(EXAMPLES)}.example.net", balance=str(balance))
     other_node = Database(reactor, dsn, size=4)
     await other_node.connect()
 
     async def one(index, seconds):
         node = (database, other_node)[index % 2]
+        call_id, node_name = f"c{index}@{world.isp_id}", f"node-{index % 2}"   # call rows are unique per node
+
+        async def admitted(tx):
+            assessment = await assess_call(tx, world.isp_id, customer_id=world.customer_id,
+                                           destination="+442071838750", indexes=world.indexes, at=NOW)
+            row = await store_calls.admit_call(tx, world.isp_id, customer_id=world.customer_id,
+                                               tenant_id=world.tree.tenant["id"], call_id=call_id, node=node_name,
+                                               direction="outbound", reservation=assessment.reservation, last=True)
+            return row["reservation_id"]
         try:
-            auth = await node.transact(authorise(world, call_id=f"c{index}", node=f"node-{index % 2}"))
+            if index % 4 < 2:
+                reservation_id = (await node.transact(authorise(world, call_id=call_id, node=node_name))).reservation_id
+            else:
+                reservation_id = await node.transact(admitted)
         except CallRefused:
             return None
-        return await node.transact(settle_call, world.isp_id, auth.reservation_id,
-                                   answered_for(seconds, world.two["id"]))
+        return await node.transact(settle_call, world.isp_id, reservation_id, answered_for(seconds, world.two["id"]))
+    await database.transact(customers.update_customer, world.isp_id, world.customer_id, max_concurrent_calls=100)
     try:
         records = await defer.gatherResults([defer.Deferred.fromCoroutine(one(i, s)) for i, s in enumerate(calls)])
     finally:

@@ -92,9 +92,9 @@ async def test_the_heartbeat_marks_this_nodes_calls_alive_and_closes_a_dead_node
             node=node, direction="internal"))
     await database.fetch("update active_calls set started_at = %s, last_seen_at = %s returning id", (NOW, NOW))
     clock = clock_at(NOW)
-    # the loop's own beats (an hour apart) stay out of the way of the beats made here
+    # The beats are the test's own, awaited: the timer's loop (a day apart) must not race them.
     timer = BillingTimer(clock, lambda: defer.succeed(database), "node-a", interval_seconds=DAY,
-                         heartbeat_seconds=3600, dead_node_seconds=90)
+                         heartbeat_seconds=DAY, dead_node_seconds=90)
     timer.startService()
     await timer.tick()
     clock.advance(60)

@@ -30,8 +30,8 @@ from wevoip.sip.message import parse
 from wevoip.sip.register import asked_of
 from wevoip.sip.registrar import Binding
 from wevoip.sip.transaction import T1
-from tests.billing.world import price_north_america
-from wevoip.store import calls, carriers, customers, dids, ledger, subscribers
+from tests.billing.world import price_north_america, publish_csv
+from wevoip.store import calls, carriers, customers, dids, ledger, ratedecks, subscribers
 
 PASSWORD = "correct-horse-9"
 NODE = ("127.0.0.1", 5060)
@@ -812,3 +812,90 @@ async def test_with_a_relay_the_answering_fork_is_anchored_and_the_caller_needs_
                   from_=f"<sip:alice@{world.domain}>")
     await world.b2bua.settled()
     assert relay.pool.available == free
+
+
+async def three_carriers(world, *, limits):
+    """The tree's carrier (gateway 127.0.0.2) and two more, each with a gateway and a dearer
+    card (127.0.0.3, then 127.0.0.4), tried in that order; `limits` are the three carriers'
+    max_concurrent_calls."""
+    isp_id, tree = world.tree.isp["id"], world.tree
+
+    async def work(tx):
+        await ledger.set_isp_billing(tx, isp_id, allow_loss=True)
+        second_gateway = await tx.fetch_value("select id from gateways where host = '127.0.0.3'")
+        await carriers.update_gateway(tx, isp_id, second_gateway, enabled=False)
+        await carriers.update_carrier(tx, isp_id, tree.carrier["id"], max_concurrent_calls=limits[0])
+        ids = [tree.carrier["id"]]
+        for n, (host, cost, limit) in enumerate((("127.0.0.3", "0.0120", limits[1]), ("127.0.0.4", "0.0150", limits[2]))):
+            carrier = await carriers.create_carrier(tx, isp_id, name=f"Carrier {n + 2}", max_concurrent_calls=limit)
+            await carriers.create_gateway(tx, isp_id, carrier["id"], host=host, port=5070, priority=20 + n)
+            deck = await ratedecks.create_deck(tx, isp_id, name=f"Card {n + 2}", kind="carrier",
+                                               carrier_id=carrier["id"])
+            await publish_csv(tx, isp_id, deck["id"], "prefix,description,cost,connection_fee,increment\n"
+                                                      f"1,North America,{cost},0,60/60\n")
+            ids.append(carrier["id"])
+        return ids
+    ids = await world.database.transact(work)
+    return ids, (*world.gateways(), Peer(world.core, world.wire, ("127.0.0.4", 5070), "gw3"))
+
+
+async def counted_against(world):
+    return [row["carrier_id"] for row in await world.database.fetch("select carrier_id from active_calls")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_failing_over_to_another_carrier_is_counted_against_that_carrier(world):
+    ids, (first, second, third) = await three_carriers(world, limits=(None, 1, None))
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    assert await counted_against(world) == [ids[0]]
+    first.answer(invite, 503)
+    await until(lambda: second.wire.sent.get(second.address), "the second carrier's INVITE")
+    [invite2] = second.take()
+    assert str(invite2.uri) == "sip:+12125550100@127.0.0.3:5070"
+    assert await counted_against(world) == [ids[1]]
+    gateway = await world.database.fetch("select gateway_id from active_calls")
+    assert gateway == await world.database.fetch("select id as gateway_id from gateways where host = '127.0.0.3'"
+                                                 " and enabled")
+    second.answer(invite2, 200, body=SDP_B)
+    assert statuses(world.alice.take())[-1] == 200
+    await dial(world, "2125550100", call_id="c2")     # the first carrier no longer counts the first call
+    [invite_c2] = [m for m in first.take() if getattr(m, "method", None) == "INVITE"]
+    assert invite_c2.call_id != invite.call_id
+    assert sorted(await counted_against(world)) == sorted(ids[:2])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_carrier_is_skipped_as_a_503_and_the_next_one_tried(world):
+    ids, (first, second, third) = await three_carriers(world, limits=(None, 0, None))
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    first.answer(invite, 500)
+    await until(lambda: third.wire.sent.get(third.address), "the third carrier's INVITE")
+    assert second.take() == []
+    [invite3] = third.take()
+    assert await counted_against(world) == [ids[2]]
+    third.answer(invite3, 486)
+    assert statuses(world.alice.take())[-1] == 486
+    await until(lambda: world.records, "the record")
+    record = world.records[0].record
+    assert [a.status for a in record.attempts] == [500, 503, 486]
+    assert record.attempts[1].target.gateway.carrier_id == ids[1]
+    assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_the_first_carrier_is_full_the_call_starts_at_the_next_and_none_full_is_503(world):
+    ids, (first, second, third) = await three_carriers(world, limits=(0, None, 0))
+    await dial(world, "2125550100")
+    assert first.take() == []
+    [invite2] = second.take()
+    assert await counted_against(world) == [ids[1]]
+    second.answer(invite2, 404)
+    await until(lambda: world.records, "the record")
+    assert statuses(second.take()) == ["ACK"]
+    await world.database.transact(carriers.update_carrier, world.tree.isp["id"], ids[1], max_concurrent_calls=0)
+    await dial(world, "2125550100", call_id="c2")
+    [refusal] = [m for m in world.alice.take() if m.status >= 200 and m.call_id == "c2"]
+    assert refusal.status == 503 and "carrier max_concurrent_calls of 0 reached" in refusal.reason
+    assert await world.active() == 0 and first.take() == second.take() == third.take() == []

@@ -141,6 +141,8 @@ CASES = {
         lambda tx, a, b: calls.admit_call(tx, b.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
                                           call_id="x", node="n", direction="outbound"), NOT_FOUND),
     "calls.end_call": (lambda tx, a, b: victim_call_then_end(tx, a, b), lambda result, a, b: result is False),
+    "calls.move_to_carrier": (lambda tx, a, b: victim_call_then_move(tx, a, b), lambda result, a, b: result is None),
+    "calls.lock_account": (lambda tx, a, b: calls.lock_account(tx, b.isp["id"], a.customer["id"]), NOT_FOUND),
     "calls.count_active_calls": (
         lambda tx, a, b: calls.count_active_calls(tx, b.isp["id"], customer_id=a.customer["id"]),
         lambda result, a, b: result == 0),
@@ -401,6 +403,18 @@ async def victim_call_then_end(tx, a, b):
     crossed = await calls.end_call(tx, b.isp["id"], call["id"])
     assert await calls.end_call(tx, a.isp["id"], call["id"]), "the victim's call was still there"
     return crossed
+
+
+async def victim_call_then_move(tx, a, b):
+    """Another ISP can move the victim's call to no carrier, nor the victim's call be moved to its gateway."""
+    call = await calls.admit_call(tx, a.isp["id"], customer_id=a.customer["id"], tenant_id=a.tenant["id"],
+                                  call_id="victim", node="n", direction="outbound")
+    for isp, tree in ((b.isp, b), (b.isp, a), (a.isp, b)):
+        with pytest.raises(NotFound):
+            await calls.move_to_carrier(tx, isp["id"], call["id"], tree.carrier["id"], tree.gateway["id"])
+    still = await tx.fetch_value("select carrier_id from active_calls where id = %s", (call["id"],))
+    await calls.end_call(tx, a.isp["id"], call["id"])
+    return still
 
 
 async def victim_mail_then_list(tx, a, b):

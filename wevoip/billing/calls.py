@@ -22,7 +22,7 @@ from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.pricing import PlanRules, charge, longest_call, rate_from_json, rate_to_json
 from wevoip.billing.rating import Rate, RateDeck, least_cost
 from wevoip.store import calls as store_calls
-from wevoip.store import customers, ledger, pricing, ratedecks, webhooks
+from wevoip.store import customers, ledger, pricing, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.outbox import enqueue_mail
@@ -97,10 +97,13 @@ class _Account:
 
 async def _account(tx: Tx, isp_id: int, customer_id: int, *, lock: bool = False,
                    indexes: DeckIndexes | None = None) -> _Account:
-    """The customer row is always read (and locked: its balance is the money); the ISP and
-    the plan come from the node's cache when `indexes` is attached to the notifier."""
+    """The customer row is always read (and locked: its balance is the money)."""
+    return await _account_of(tx, isp_id, await customers.get_customer(tx, isp_id, customer_id, lock=lock), indexes)
+
+
+async def _account_of(tx: Tx, isp_id: int, customer: Row, indexes: DeckIndexes | None) -> _Account:
+    """The ISP and the plan come from the node's cache when `indexes` is attached to the notifier."""
     indexes = indexes if indexes is not None else DeckIndexes()
-    customer = await customers.get_customer(tx, isp_id, customer_id, lock=lock)
     isp = await indexes.isp(tx, isp_id)
     if customer["service_plan_id"] is None:
         return _Account(isp, customer, None, PlanRules())
@@ -114,7 +117,7 @@ async def _outbound(tx: Tx, account: _Account, e164: str, at: datetime.datetime,
     isp_id = isp["id"]
     carrier_decks: dict[str, RateDeck] = {}
     versions: dict[int, int] = {}
-    carrier_rows = await ratedecks.carrier_decks(tx, isp_id)
+    carrier_rows = await indexes.carrier_decks(tx, isp_id)
     for row in carrier_rows:
         found = await indexes.deck_at(tx, isp_id, row["deck_id"], at)
         if found is not None and str(row["carrier_id"]) not in carrier_decks:
@@ -152,7 +155,8 @@ async def quote_call(tx: Tx, isp_id: int, customer_id: int, destination: str, *,
 
 
 async def _quote(tx: Tx, account: _Account, destination: str, *, at: datetime.datetime, indexes: DeckIndexes,
-                 direction: str, did_id: int | None, forward_to: str | None) -> Quote:
+                 direction: str, did_id: int | None, forward_to: str | None, did: Row | None = None) -> Quote:
+    """`did`: the DID's charges, when already read."""
     isp_id, customer_id = account.isp["id"], account.customer["id"]
     if direction == "outbound":
         sell, version, offers = await _outbound(tx, account, destination, at, indexes)
@@ -161,7 +165,8 @@ async def _quote(tx: Tx, account: _Account, destination: str, *, at: datetime.da
         raise Invalid("direction", f"must be one of {', '.join(DIRECTIONS)}")
     if did_id is None:
         raise Invalid("did_id", "an incoming call is billed to a DID")
-    did = await pricing.did_charges(tx, isp_id, did_id)
+    if did is None:
+        did = await pricing.did_charges(tx, isp_id, did_id)
     if did["customer_id"] != customer_id:
         raise Invalid("did_id", "belongs to another customer")
     incoming = Rate("", f"incoming to {did['e164']}", did["per_minute"], increment=account.rules.increment())
@@ -180,7 +185,12 @@ async def _free_left(tx: Tx, isp_id: int, customer: Row, rules: PlanRules) -> in
         return 0
     used = await store_calls.free_minutes_used(tx, isp_id, customer["id"], customer["period_start"])
     _, held_free = await store_calls.held(tx, isp_id, customer["id"])
-    return max(rules.free_minutes - used - held_free, 0)
+    return _free_minutes_left(rules, used, held_free)
+
+
+def _free_minutes_left(rules: PlanRules, used: int, held: int) -> int:
+    """The plan's free minutes this period, less those used and those calls in progress hold."""
+    return max(rules.free_minutes - used - held, 0) if rules.free_minutes else 0
 
 
 def _day_start(at: datetime.datetime) -> datetime.datetime:
@@ -229,37 +239,64 @@ def _check_open(isp: Row, customer: Row, subscriber: Row | None) -> None:
             raise CallRefused("locked", f"the {what} is locked: {row['calls_lock_reason']}")
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """A call billing allows, with the hold to write for it (`store.calls.Reservation`)."""
+
+    reservation: store_calls.Reservation
+    quote: Quote
+
+    @property
+    def carriers(self) -> tuple[int, ...]:
+        """The carriers that may take the call, cheapest (or by priority) first."""
+        return tuple(offer.carrier_id for offer in self.quote.offers)
+
+
+async def assess_call(tx: Tx, isp_id: int, *, customer_id: int, destination: str, indexes: DeckIndexes,
+                      at: datetime.datetime, subscriber_id: int | None = None, direction: str = "outbound",
+                      did_id: int | None = None, forward_to: str | None = None,
+                      max_call_ms: int = 7_200_000) -> Assessment:
+    """Lock the customer's row, rate the call, check the account, and work out the hold:
+    for a HARD account the money of the longest call it may make (at most `max_call_ms`,
+    so that one call does not hold all of a balance its other calls could use). The caller
+    writes the hold in the same transaction, while the row is locked: `authorise_call`
+    does, and the B2BUA does with the call's admission, in one statement."""
+    locked = await store_calls.lock_account(tx, isp_id, customer_id, subscriber_id=subscriber_id,
+                                            did_id=did_id if direction != "outbound" else None)
+    account = await _account_of(tx, isp_id, locked.customer, indexes)
+    isp, customer, subscriber = account.isp, account.customer, locked.subscriber
+    if subscriber is not None and subscriber["customer_id"] != customer_id:
+        raise Invalid("subscriber_id", "belongs to another customer")
+    _check_open(isp, customer, subscriber)
+    quote = await _quote(tx, account, destination, at=at, indexes=indexes, direction=direction, did_id=did_id,
+                         forward_to=forward_to, did=locked.did)
+    await fraud_check(tx, isp, customer, subscriber, at)
+    free_left = _free_minutes_left(account.rules, locked.free_minutes_used, locked.held_free_minutes)
+    longest, amount, held_free = None, ZERO, 0
+    if customer["balance_management"] == "HARD":
+        longest, amount = longest_call(quote.sell, ledger.available(customer) - locked.held_amount, free_left,
+                                       max_call_ms)
+        if longest == 0:
+            raise CallRefused("no_money", "the balance does not pay for the first increment of this call")
+        held_free = free_left
+    return Assessment(store_calls.Reservation(subscriber_id, direction, destination, amount, longest, held_free,
+                                              quote.to_json(), at), quote)
+
+
 async def authorise_call(tx: Tx, isp_id: int, *, customer_id: int, destination: str, call_id: str, node: str,
                          indexes: DeckIndexes, at: datetime.datetime, subscriber_id: int | None = None,
                          direction: str = "outbound", did_id: int | None = None,
                          forward_to: str | None = None, max_call_ms: int = 7_200_000) -> Authorisation:
-    """Rate the call, check the account, and for a HARD account hold the money of the
-    longest call it may make (at most `max_call_ms`, so that one call does not hold all of
-    a balance its other calls could use)."""
-    account = await _account(tx, isp_id, customer_id, lock=True, indexes=indexes)
-    isp, customer = account.isp, account.customer
-    subscriber = None
-    if subscriber_id is not None:
-        subscriber = await get_subscriber(tx, isp_id, subscriber_id)
-        if subscriber["customer_id"] != customer_id:
-            raise Invalid("subscriber_id", "belongs to another customer")
-    _check_open(isp, customer, subscriber)
-    quote = await _quote(tx, account, destination, at=at, indexes=indexes, direction=direction, did_id=did_id,
-                         forward_to=forward_to)
-    await fraud_check(tx, isp, customer, subscriber, at)
-    free_left = await _free_left(tx, isp_id, customer, account.rules)
-    longest, amount, held_free = None, ZERO, 0
-    if customer["balance_management"] == "HARD":
-        held_money, _ = await store_calls.held(tx, isp_id, customer_id)
-        longest, amount = longest_call(quote.sell, ledger.available(customer) - held_money, free_left, max_call_ms)
-        if longest == 0:
-            raise CallRefused("no_money", "the balance does not pay for the first increment of this call")
-        held_free = free_left
+    """`assess_call`, and its hold written."""
+    assessment = await assess_call(tx, isp_id, customer_id=customer_id, destination=destination, indexes=indexes,
+                                   at=at, subscriber_id=subscriber_id, direction=direction, did_id=did_id,
+                                   forward_to=forward_to, max_call_ms=max_call_ms)
+    held = assessment.reservation
     reservation = await store_calls.reserve(
         tx, isp_id, customer_id, subscriber_id=subscriber_id, node=node, call_id=call_id, direction=direction,
-        destination=destination, amount=amount, max_duration_ms=longest, free_minutes=held_free,
-        rating=quote.to_json(), started_at=at)
-    return Authorisation(reservation["id"], longest, quote, tuple(o.carrier_id for o in quote.offers))
+        destination=destination, amount=held.amount, max_duration_ms=held.max_duration_ms,
+        free_minutes=held.free_minutes, rating=held.rating, started_at=at)
+    return Authorisation(reservation["id"], held.max_duration_ms, assessment.quote, assessment.carriers)
 
 
 @dataclass(frozen=True)

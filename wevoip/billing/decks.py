@@ -130,30 +130,36 @@ class DeckIndexes:
         await self.rules.attach(notifier)
         self._attached = True
 
+    async def _kept(self, key: str, read):
+        """A value of `rules`, read with `read()` when missing; kept once the cache is attached."""
+        value = self.rules.get(key)
+        if value is None:
+            read_at = self.rules.generation
+            value = await read()
+            if self._attached:
+                self.rules.put(key, value, read_at=read_at)
+        return value
+
     async def isp(self, tx: Tx, isp_id: int) -> Row:
         """The ISP's row (pricing mode, spend caps, call lock), kept once the cache is attached:
         migration 0075's trigger publishes every change of `isps`. Callers must not change it."""
-        key = f"isp:{isp_id}"
-        row = self.rules.get(key)
-        if row is None:
-            read_at = self.rules.generation
-            row = await get_isp(tx, isp_id)
-            if self._attached:
-                self.rules.put(key, row, read_at=read_at)
-        return row
+        return await self._kept(f"isp:{isp_id}", lambda: get_isp(tx, isp_id))
 
     async def plan(self, tx: Tx, isp_id: int, plan_id: int) -> tuple[Row, PlanRules]:
         """A service plan and its pricing rules (area rates, free zones), kept like `isp`."""
-        key = f"plan:{plan_id}"
-        cached = self.rules.get(key)
-        if cached is None or cached[0]["isp_id"] != isp_id:
-            read_at = self.rules.generation
+        async def read():
             plan = await customers.get_service_plan(tx, isp_id, plan_id)
-            cached = (plan, PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan_id),
-                                                await pricing.free_zones(tx, isp_id, plan_id)))
-            if self._attached:
-                self.rules.put(key, cached, read_at=read_at)
+            return plan, PlanRules.from_rows(plan, await pricing.area_rates(tx, isp_id, plan_id),
+                                             await pricing.free_zones(tx, isp_id, plan_id))
+        cached = await self._kept(f"plan:{plan_id}", read)
+        if cached[0]["isp_id"] != isp_id:
+            return await read()
         return cached
+
+    async def carrier_decks(self, tx: Tx, isp_id: int) -> list[Row]:
+        """The ISP's enabled carriers with their cards, kept like `isp`: migration 0051's
+        trigger publishes `decks:<isp>` when a carrier or a deck changes."""
+        return await self._kept(f"decks:{isp_id}", lambda: ratedecks.carrier_decks(tx, isp_id))
 
     async def version_at(self, tx: Tx, isp_id: int, deck_id: int, at: datetime.datetime) -> int | None:
         """Entries remember their ISP, so another ISP's id finds nothing, cached or not."""

@@ -24,7 +24,8 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import CallEnd, CallRefused, announce_end, authorise_call, free_record, settle_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, announce_end, assess_call, free_record, \
+    settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Target, media_flow
@@ -33,8 +34,9 @@ from wevoip.calls.messages import is_sdp, media_refusal, too_brief
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
-from wevoip.routing.router import Feature, Local, Outbound, Refusal, Route, origin_of, route_from_subscriber, \
-    route_from_trunk
+from wevoip.routing.cache import RoutingCache
+from wevoip.routing.router import Feature, Gateway, Local, Outbound, Refusal, Route, origin_of, \
+    route_from_subscriber, route_from_trunk
 from wevoip.sip.core import Incoming, SipCore
 from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
@@ -42,7 +44,7 @@ from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri
 from wevoip.store import calls
-from wevoip.store.errors import LimitReached, NotAllowed
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
 log = Logger(namespace="wevoip.calls")
 
@@ -63,15 +65,16 @@ class B2BUA:
     the registrar's live bindings; `rules(isp_id)` the ISP's dialplan rules; `relay` an
     `IMediaRelay` to anchor media through (None passes SDP end to end). Calls that cost
     money (out through a carrier, in to a DID) are authorised and settled by billing, with
-    `indexes` (the node's rate decks) and `max_call_ms` (the longest call). A call routed
-    to a feature goes to `applications` once admitted."""
+    `indexes` (the node's rate decks) and `max_call_ms` (the longest call); `routes` is
+    the node's routing cache (kept fresh once attached to its notifier). A call routed to
+    a feature goes to `applications` once admitted."""
 
     def __init__(self, reactor, core: SipCore, database, *, node: str,
                  authenticate: Callable[[Request, Flow], Awaitable[Any]],
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None, edge=None):
+                 applications=None, edge=None, routes: RoutingCache | None = None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -83,6 +86,7 @@ class B2BUA:
         self.on_record = on_record
         self.relay = relay
         self.indexes = indexes if indexes is not None else DeckIndexes()
+        self.routes = routes if routes is not None else RoutingCache()
         self.max_call_ms = max_call_ms
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.edge = edge                     # `sip.edge.EdgeProxy`: phones connected to other nodes
@@ -173,57 +177,58 @@ class B2BUA:
             session.call.a_cancel()
 
     async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted:
-        """Route, authorise (billing) and admit (limits) in one transaction; a refusal at any
-        step is raised, so no reservation or active call is left behind."""
+        """Route, assess (billing) and admit (limits) in one transaction; a refusal at any
+        step is raised, so no reservation or active call is left behind. Routing reads the
+        node's cache; billing reads the locked account in one round trip; the admission,
+        with billing's reservation, is one more and carries the COMMIT (a free call's is
+        the transaction's only statement)."""
         dialled = request.uri.user or ""
         caller = decision.subscriber
         origin = None
         if caller is not None:
-            origin = await origin_of(tx, caller.isp_id, caller.subscriber_id)
+            origin = await origin_of(tx, caller.isp_id, caller.subscriber_id, cache=self.routes)
             code = self.applications.code(dialled) if self.applications is not None else None
             route = Feature(origin.isp_id, origin.customer_id, origin.tenant_id, code, None) if code else \
-                await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id))
+                await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id), cache=self.routes)
             payer = (origin.isp_id, origin.customer_id, origin.tenant_id)
         else:
-            isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled)
+            isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled, cache=self.routes)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
         if isinstance(route, Refusal):
             raise Refused(route)
         if isinstance(route, Feature) and (self.applications is None or not self.applications.serves(route.feature)):
             raise Refused(Refusal(480, f"Temporarily Unavailable: no application serves '{route.feature}'"))
         isp_id, customer_id, tenant_id = payer
-        authorisation = await self._authorise(tx, request, isp_id, customer_id, caller, route)
-        if authorisation is not None and isinstance(route, Outbound):
+        assessment = await self._assess(tx, isp_id, customer_id, caller, route)
+        if assessment is not None and isinstance(route, Outbound):
             route = await route_from_subscriber(tx, origin, dialled, self.rules(isp_id),
-                                                carrier_order=authorisation.carriers)
+                                                carrier_order=assessment.carriers, cache=self.routes)
             if isinstance(route, Refusal):
                 raise Refused(route)
         targets = [] if isinstance(route, Feature) else self._targets(request, route, flow)
         if not targets and not isinstance(route, Feature):
             raise Refused(Refusal(480, "Temporarily Unavailable: the called subscriber has no registered contact"))
         direction = "outbound" if isinstance(route, Outbound) else "internal" if caller else "inbound"
-        carrier_id = route.gateways[0].carrier_id if isinstance(route, Outbound) else \
-            None if caller else decision.trunk.carrier_id
-        try:
-            row = await calls.admit_call(
+        carriers = list(dict.fromkeys(gateway.carrier_id for gateway in route.gateways)) \
+            if isinstance(route, Outbound) else [None if caller else decision.trunk.carrier_id]
+
+        def admit(carrier_id: int | None, targets: list[list[Target]]):
+            return calls.admit_call(
                 tx, isp_id, customer_id=customer_id, tenant_id=tenant_id, call_id=request.call_id, node=self.node,
                 direction=direction, carrier_id=carrier_id, subscriber_id=caller.subscriber_id if caller else None,
                 did_id=getattr(route, "did_id", None),
-                gateway_id=route.gateways[0].gateway_id if isinstance(route, Outbound) else None,
+                gateway_id=targets[0][0].gateway.gateway_id if isinstance(route, Outbound) else None,
                 caller_dialled=(request.from_.uri.user or "")[:64], caller_e164=origin.e164 if origin else None,
-                callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None))
-        except LimitReached as error:
-            raise Refused(Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")) from None
-        except NotAllowed as error:
-            raise Refused(Refusal(403, f"Forbidden: {error.reason}")) from None
+                callee_dialled=dialled[:64], callee_e164=getattr(route, "e164", None),
+                reservation=assessment.reservation if assessment else None, last=True)
+        row, carrier_id, targets = await _admitted_by_a_carrier(carriers, targets, admit)
         return Admitted(route, isp_id, customer_id, tenant_id, direction, row["id"], carrier_id, targets,
-                        authorisation.reservation_id if authorisation else None,
-                        authorisation.max_duration_ms if authorisation else None,
+                        row["reservation_id"], assessment.reservation.max_duration_ms if assessment else None,
                         caller.subscriber_id if caller else None, origin.e164 if origin else None, request.call_id)
 
-    async def _authorise(self, tx, request: Request, isp_id: int, customer_id: int, caller, route: Route):
+    async def _assess(self, tx, isp_id: int, customer_id: int, caller, route: Route) -> Assessment | None:
         """Billing's word on a call that costs money: out through a carrier, or in to a DID.
-        On-net calls between subscribers are free and not authorised."""
+        On-net calls between subscribers are free and not assessed."""
         did_id = None
         if isinstance(route, Outbound):
             direction = "outbound"
@@ -234,13 +239,31 @@ class B2BUA:
         else:
             return None
         try:
-            return await authorise_call(tx, isp_id, customer_id=customer_id, destination=route.e164,
-                                        call_id=request.call_id, node=self.node, indexes=self.indexes, at=self._now(),
-                                        subscriber_id=caller.subscriber_id if caller else None,
-                                        direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
+            return await assess_call(tx, isp_id, customer_id=customer_id, destination=route.e164,
+                                     indexes=self.indexes, at=self._now(),
+                                     subscriber_id=caller.subscriber_id if caller else None,
+                                     direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
         except CallRefused as refused:
             status, phrase = REFUSED.get(refused.reason, (403, "Forbidden"))
             raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
+
+    async def count_against(self, admitted: Admitted, gateway: Gateway) -> str | None:
+        """Count a call that fails over to another carrier's gateway against that carrier,
+        within its limit (one statement, on failover only). None when done, else the reason
+        the carrier cannot take the call, for a 503 from that gateway."""
+        try:
+            await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id,
+                                      gateway.carrier_id, gateway.gateway_id)
+        except LimitReached as error:
+            return f"Service Unavailable: {error.limit} of {error.value} reached"
+        except (NotAllowed, NotFound) as error:
+            return f"Service Unavailable: {error}"
+        except Exception:
+            log.failure("counting call {call_id} against carrier {carrier} failed", call_id=admitted.call_id,
+                        carrier=gateway.carrier_id)
+            return "Service Unavailable: the carrier's calls could not be counted"
+        admitted.carrier_id = gateway.carrier_id
+        return None
 
     def _targets(self, request: Request, route: Route, flow: Flow) -> list[list[Target]]:
         local = self.core.sent_by(flow).rpartition(":")[0]     # our address as the peer sees it
@@ -358,3 +381,24 @@ class B2BUA:
                          host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
+
+
+async def _admitted_by_a_carrier(carriers: list[int | None], targets: list[list[Target]], admit):
+    """The call admitted against the first of `carriers` with room: a full (or disabled)
+    carrier's gateways leave the call's rounds and the next carrier is tried; any other
+    refusal, or the last carrier's, is raised. (row, carrier, the rounds left)."""
+    refusal = None
+    for carrier_id in carriers:
+        try:
+            return await admit(carrier_id, targets), carrier_id, targets
+        except LimitReached as error:
+            refusal = Refusal(503, f"Service Unavailable: {error.limit} of {error.value} reached")
+            if not error.limit.startswith("carrier "):
+                raise Refused(refusal) from None
+        except NotAllowed as error:
+            refusal = Refusal(403, f"Forbidden: {error.reason}")
+            if error.reason != "carrier disabled":
+                raise Refused(refusal) from None
+        targets = [round_ for round_ in targets if round_[0].gateway is None
+                   or round_[0].gateway.carrier_id != carrier_id]
+    raise Refused(refusal)

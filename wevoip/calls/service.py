@@ -20,6 +20,7 @@ from wevoip.calls.machine import CallTimers
 from wevoip.config import Config
 from wevoip.media.endpoint import MediaEndpoint
 from wevoip.plugins import PluginError, require
+from wevoip.routing.cache import RoutingCache
 from wevoip.sip.auth import Decision
 from wevoip.sip.core import Incoming
 from wevoip.sip.register import asked_of
@@ -81,11 +82,13 @@ class CallService(Service):
                 log.info("{count} calls this node left when it stopped are closed", count=len(left))
         indexes = DeckIndexes()
         await indexes.attach(self.store.notifier)
+        routes = RoutingCache()
+        await routes.attach(self.store.notifier)
         self.b2bua = B2BUA(self.reactor, self.sip.core, database, node=self.config.node.name,
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
                            relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
-                           applications=self.applications, edge=self.access.edge)
+                           applications=self.applications, edge=self.access.edge, routes=routes)
         self.b2bua.install()
 
     def _endpoint(self) -> MediaEndpoint:

@@ -192,10 +192,27 @@ class Session:
         key = (dialog.call_id, dialog.local_tag)
         self.keys.append(key)
         self.b2bua.dialogs[key] = (self, action.leg)
-        d = defer.Deferred.fromCoroutine(self.b2bua.flow_to(target))
-        d.addCallback(lambda flow: defer.Deferred.fromCoroutine(self._browser_offer(flow, action.leg)))
-        d.addCallback(self._send_invite, action.leg, invite)
+        gateway = target.gateway
+        if gateway is None or gateway.carrier_id == self.admitted.carrier_id:
+            self._open_leg(target, action.leg, invite)
+            return
+        d = defer.Deferred.fromCoroutine(self.b2bua.count_against(self.admitted, gateway))
+        d.addCallback(self._counted, target, action.leg, invite)
         d.addErrback(self._leg_failed, action.leg)
+
+    def _counted(self, refusal: str | None, target: Target, index: int, invite: Request) -> None:
+        """A leg to another carrier's gateway, once that carrier counts the call: or, when it
+        may not, the gateway's attempt ends as a 503 and the machine goes on to the next."""
+        if refusal is None:
+            self._open_leg(target, index, invite)
+        else:
+            self.call.b_invite_response(index, 503, Response(503, refusal))
+
+    def _open_leg(self, target: Target, index: int, invite: Request) -> None:
+        d = defer.Deferred.fromCoroutine(self.b2bua.flow_to(target))
+        d.addCallback(lambda flow: defer.Deferred.fromCoroutine(self._browser_offer(flow, index)))
+        d.addCallback(self._send_invite, index, invite)
+        d.addErrback(self._leg_failed, index)
 
     async def _browser_offer(self, flow: Flow | None, index: int) -> Flow | None:
         """A phone on a WebSocket is a browser: the relay gives it the offer in WebRTC's terms

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
+from wevoip.routing.cache import RoutingCache
 from wevoip.routing.dialplan import Rule, denormalise, normalise
 from wevoip.routing.numbering import caller_of
-from wevoip.store import carriers, routing
 from wevoip.store.database import Tx
 from wevoip.store.errors import NotFound
 
@@ -91,35 +91,38 @@ class Refusal:
 
 
 Route = Union[Local, Feature, Outbound, Refusal]
+READ_THROUGH = RoutingCache()   # never attached: keeps nothing
 
 
-async def origin_of(tx: Tx, isp_id: int, subscriber_id: int) -> Origin:
-    row = await routing.caller_identity(tx, isp_id, subscriber_id)
+async def origin_of(tx: Tx, isp_id: int, subscriber_id: int, *, cache: RoutingCache = READ_THROUGH) -> Origin:
+    row = await cache.caller_identity(tx, isp_id, subscriber_id)
     if row is None:
         raise NotFound("subscriber")
     return Origin(isp_id, row["customer_id"], row["tenant_id"], subscriber_id, row["e164"])
 
 
 async def route_from_subscriber(tx: Tx, origin: Origin, dialled: str, rules: Sequence[Rule], *,
-                                carrier_order: Sequence[int] | None = None) -> Route:
+                                carrier_order: Sequence[int] | None = None,
+                                cache: RoutingCache = READ_THROUGH) -> Route:
     dialled = dialled.strip()
-    extension = await routing.subscriber_by_extension(tx, origin.isp_id, origin.tenant_id, dialled) \
+    extension = await cache.subscriber_by_extension(tx, origin.isp_id, origin.tenant_id, dialled) \
         if dialled.isdigit() else None
     if extension is not None:
         return Local(origin.isp_id, origin.customer_id, origin.tenant_id, extension["id"], extension["e164"])
     e164 = dialled if _E164.fullmatch(dialled) else normalise(dialled, list(rules), caller_of(origin.e164))
     if e164 is None:
         return Refusal(484, "Address Incomplete: the dialplan makes no E.164 number of it")
-    on_net = await _on_net(tx, origin.isp_id, e164)
+    on_net = await _on_net(tx, origin.isp_id, e164, cache)
     if on_net is not None:
         return on_net
-    gateways = _ordered(await routing.outbound_gateways(tx, origin.isp_id), carrier_order)
+    gateways = _ordered(await cache.outbound_gateways(tx, origin.isp_id), carrier_order)
     if not gateways:
         return Refusal(503, "No carrier route to this destination")
     return Outbound(e164, tuple(_gateway(row, e164) for row in gateways), origin.e164)
 
 
-async def route_from_trunk(tx: Tx, source: str, number: str) -> tuple[int | None, Route]:
+async def route_from_trunk(tx: Tx, source: str, number: str, *,
+                           cache: RoutingCache = READ_THROUGH) -> tuple[int | None, Route]:
     """The ISP the call belongs to (None when the source is no gateway) and where it goes.
 
     Carriers send the called number with or without '+'; it is taken as E.164 either way.
@@ -128,7 +131,7 @@ async def route_from_trunk(tx: Tx, source: str, number: str) -> tuple[int | None
         address = str(ipaddress.ip_address(source))
     except ValueError:
         return None, Refusal(403, "Forbidden: not a carrier address")
-    isp_ids = sorted({row["isp_id"] for row in await carriers.gateways_for_source(tx, address)})
+    isp_ids = await cache.trunk_isps(tx, address)
     if not isp_ids:
         return None, Refusal(403, "Forbidden: not a carrier address")
     match = _TRUNK_NUMBER.fullmatch(number.strip())
@@ -136,14 +139,14 @@ async def route_from_trunk(tx: Tx, source: str, number: str) -> tuple[int | None
         return isp_ids[0], Refusal(404, "Not Found: the called number is not E.164")
     e164 = "+" + match.group(1)
     for isp_id in isp_ids:
-        route = await _on_net(tx, isp_id, e164)
+        route = await _on_net(tx, isp_id, e164, cache)
         if route is not None:
             return isp_id, route
     return isp_ids[0], Refusal(404, "Not Found: no such number here")
 
 
-async def _on_net(tx: Tx, isp_id: int, e164: str) -> Route | None:
-    held = await routing.local_number(tx, isp_id, e164)
+async def _on_net(tx: Tx, isp_id: int, e164: str, cache: RoutingCache) -> Route | None:
+    held = await cache.local_number(tx, isp_id, e164)
     if held is None:
         return None
     if held["subscriber_id"] is not None:

@@ -2,7 +2,7 @@
 Calls in the store: admission against concurrent-call limits, the money reserved for calls
 in progress, call records (CDRs), the spend they add up to, and the fraud guard's locks.
 
-Admission (`admit_call`) locks the customer, then the tenant, then the carrier (always that
+Admission (`admit_call`, migration 0052's `set_up_call`) locks the customer, then the tenant, then the carrier (always that
 order, so two admissions cannot deadlock), counts what is active under each, and inserts
 the call into `active_calls`, with what its record needs; a second node admitting for the
 same customer waits on the lock and counts the first. Rows a dead node left are taken by
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +51,55 @@ async def held(tx: Tx, isp_id: int, customer_id: int) -> tuple[Decimal, int]:
         "select coalesce(sum(amount), 0) as amount, coalesce(sum(free_minutes), 0) as free_minutes"
         " from call_reservations where isp_id = %s and customer_id = %s", (isp_id, customer_id))
     return row["amount"], int(row["free_minutes"])
+
+
+@dataclass(frozen=True)
+class LockedAccount:
+    """What authorising a call reads under the customer's lock."""
+
+    customer: Row
+    subscriber: Row | None      # the columns billing checks (SUBSCRIBER_COLUMNS)
+    held_amount: Decimal        # money held by the customer's calls in progress
+    held_free_minutes: int
+    free_minutes_used: int      # this period's, when the plan has free minutes (else 0)
+    did: Row | None             # the DID's charges (DID_COLUMNS, as `pricing.did_charges`)
+
+
+SUBSCRIBER_COLUMNS = ("id", "tenant_id", "customer_id", "calls_locked_at", "calls_lock_reason", "daily_spend_cap",
+                      "hourly_spend_cap")
+DID_COLUMNS = ("did_id", "e164", "customer_id", "tenant_id", "subscriber_id", "setup_fee", "monthly_fee",
+               "per_minute", "e911", "fax")
+
+
+async def lock_account(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: int | None = None,
+                       did_id: int | None = None) -> LockedAccount:
+    """Lock the customer's row, then read it with what its calls in progress hold, the free
+    minutes it used, the calling subscriber and the DID called: one statement, the
+    `call_account` function (migration 0053), whose lock is a statement of its own so that
+    what it reads next counts every call whose transaction held the lock before."""
+    subscriber = ", ".join(f"(a.subscriber).{name} as subscriber__{name}" for name in SUBSCRIBER_COLUMNS)
+    did = ", ".join(f"a.{'' if name == 'did_id' else 'did_'}{name} as did__{name}" for name in DID_COLUMNS)
+    row = await tx.fetch_one(
+        f"select (a.customer).*, a.held_amount as call__held_amount, a.held_free as call__held_free,"
+        f" a.free_used as call__free_used, {subscriber}, {did} from call_account(%s, %s, %s, %s) a",
+        (isp_id, customer_id, subscriber_id, did_id))
+    if row is None:
+        raise NotFound("customer")
+    parts: dict[str, dict[str, Any]] = {"customer": {}, "subscriber": {}, "did": {}, "call": {}}
+    for name, value in row.items():
+        part, _, column = name.partition("__")
+        if column:
+            parts[part][column] = value
+        else:
+            parts["customer"][name] = value
+    if subscriber_id is not None and parts["subscriber"]["id"] is None:
+        raise NotFound("subscriber")
+    if did_id is not None and parts["did"]["did_id"] is None:
+        raise NotFound("DID")
+    call = parts["call"]
+    return LockedAccount(parts["customer"], parts["subscriber"] if subscriber_id is not None else None,
+                         call["held_amount"], int(call["held_free"]), int(call["free_used"]),
+                         parts["did"] if did_id is not None else None)
 
 
 async def mark_answered(tx: Tx, isp_id: int, *, active_call_id: int | None, reservation_id: int | None,
@@ -169,29 +219,63 @@ async def unlock_calls(tx: Tx, isp_id: int, level: str, object_id: int) -> Row:
 DIRECTIONS = ("outbound", "inbound", "internal")
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Billing's hold on a call's money, written with the call's admission."""
+
+    subscriber_id: int | None
+    direction: str
+    destination: str
+    amount: Decimal
+    max_duration_ms: int | None
+    free_minutes: int
+    rating: dict[str, Any]
+    started_at: datetime.datetime
+
+
 async def admit_call(tx: Tx, isp_id: int, *, customer_id: int, tenant_id: int, call_id: str,
                      node: str, direction: str, carrier_id: int | None = None, subscriber_id: int | None = None,
                      did_id: int | None = None, gateway_id: int | None = None, caller_dialled: str = "",
-                     caller_e164: str | None = None, callee_dialled: str = "", callee_e164: str | None = None) -> Row:
-    """One round trip: `admit_recorded_call` (migration 0055, around 0075's `admit_call`)
-    locks and counts in the order the module says and inserts the call with what its
-    record needs should the node die, or names what refused the call."""
+                     caller_e164: str | None = None, callee_dialled: str = "", callee_e164: str | None = None,
+                     reservation: Reservation | None = None, last: bool = False) -> Row:
+    """One statement: the `set_up_call` function (migration 0052) locks and counts in the
+    order the module says and inserts the call with what its record needs should the node
+    die, and billing's reservation when given; or names what refused the call. `last`:
+    nothing follows in the transaction, so a call that needs no other statement is
+    admitted alone, in one round trip."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
-    row = await tx.fetch_one("select * from admit_recorded_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                             (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction, subscriber_id,
-                              did_id, gateway_id, caller_dialled, caller_e164, callee_dialled, callee_e164))
-    refusal = row["refusal"]
-    if refusal is not None:
-        what, _, why = refusal.partition(" ")
-        if why == "missing":
-            raise NotFound(what)
-        if why == "limit":
-            raise LimitReached(f"{what} max_concurrent_calls", row["limit_value"])
-        raise NotAllowed(_REFUSALS.get(refusal, "customer not yet activated"))
+    params: tuple = (isp_id, customer_id, tenant_id, carrier_id, call_id, node, direction, subscriber_id, did_id,
+                     gateway_id, caller_dialled, caller_e164, callee_dialled, callee_e164)
+    if reservation is not None:
+        params += (reservation.subscriber_id, reservation.direction, reservation.destination, reservation.amount,
+                   reservation.max_duration_ms, reservation.free_minutes, json.dumps(reservation.rating),
+                   reservation.started_at)
+    sql = f"select * from set_up_call({', '.join(['%s'] * len(params))})"
+    row = (await (tx.fetch_last(sql, params) if last else tx.fetch(sql, params)))[0]
+    _refused(row)
     return {"id": row["active_id"], "isp_id": isp_id, "customer_id": customer_id, "tenant_id": tenant_id,
             "carrier_id": carrier_id, "call_id": call_id, "node": node, "direction": direction,
-            "started_at": row["started_at"]}
+            "started_at": row["started_at"], "reservation_id": row["reservation_id"]}
+
+
+async def move_to_carrier(tx: Tx, isp_id: int, active_call_id: int, carrier_id: int, gateway_id: int) -> None:
+    """Count a call against another carrier (the one whose gateway it fails over to), within
+    its limit; the call's row names that gateway from then on."""
+    _refused(await tx.fetch_one("select * from move_call_to_carrier(%s, %s, %s, %s)",
+                                (isp_id, active_call_id, carrier_id, gateway_id)))
+
+
+def _refused(row: Row) -> None:
+    refusal = row["refusal"]
+    if refusal is None:
+        return
+    what, _, why = refusal.partition(" ")
+    if why == "missing":
+        raise NotFound(what)
+    if why == "limit":
+        raise LimitReached(f"{what} max_concurrent_calls", row["limit_value"])
+    raise NotAllowed(_REFUSALS.get(refusal, "customer not yet activated"))
 
 
 _REFUSALS = {"customer SUSPENDED": "customer suspended", "carrier disabled": "carrier disabled"}

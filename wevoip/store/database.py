@@ -55,7 +55,7 @@ class Tx:
     async def _run(self, sql: str | psycopg2.sql.Composable, params: Any) -> None:
         if self._alone:
             if self.begun:
-                raise StoreError("work run by Database.alone sends one statement only")
+                raise StoreError("a statement sent alone (Database.alone, Tx.fetch_last) must be its work's one statement")
             self.begun = True
         elif not self.begun:
             self.begun = True
@@ -75,6 +75,13 @@ class Tx:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
 
+    async def fetch_last(self, sql: str, params: Any = None) -> list[Row]:
+        """The transaction's last statement. When it is its first as well, it is sent alone,
+        as its own transaction: one round trip, where BEGIN with it and a COMMIT are two."""
+        if not self.begun:
+            self._alone = True
+        return await self.fetch(sql, params)
+
     async def fetch_value(self, sql: str, params: Any = None) -> Any:
         row = await self.fetch_one(sql, params)
         return None if row is None else next(iter(row.values()))
@@ -91,12 +98,12 @@ class _Connection(txpostgres.Connection):
             return done
 
         def commit(result):
-            if not tx.begun:
+            if not tx.begun or tx._alone:
                 return result
             return tx._cursor.execute("commit").addCallback(lambda _: result)
 
         def roll_back(failure):
-            if not tx.begun:
+            if not tx.begun or tx._alone:
                 return failure
             rolled = defer.maybeDeferred(tx._cursor.execute, "rollback")
 

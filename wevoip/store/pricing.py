@@ -129,17 +129,9 @@ async def set_did_billing(tx: Tx, isp_id: int, did_id: int, **changes: Any) -> R
 
 
 async def did_charges(tx: Tx, isp_id: int, did_id: int) -> Row:
-    """What a DID costs its customer: its own fees where set, else its customer's plan's."""
-    row = await tx.fetch_one(
-        "select d.id as did_id, d.e164, d.customer_id, d.tenant_id, d.subscriber_id,"
-        " coalesce(b.setup_fee, p.did_setup_fee, 0) as setup_fee,"
-        " coalesce(b.monthly_fee, p.did_monthly_fee, 0) as monthly_fee,"
-        " coalesce(b.per_minute, p.did_per_minute, 0) as per_minute,"
-        " coalesce(b.e911, false) as e911, coalesce(b.fax, false) as fax"
-        " from dids d left join did_billing b on b.did_id = d.id"
-        " left join customers c on c.id = d.customer_id and c.isp_id = d.isp_id"
-        " left join service_plans p on p.id = c.service_plan_id and p.isp_id = c.isp_id"
-        " where d.isp_id = %s and d.id = %s", (isp_id, did_id))
+    """What a DID costs its customer: its own fees where set, else its customer's plan's
+    (the `did_charges` function, migration 0053)."""
+    row = await tx.fetch_one("select * from did_charges(%s, %s)", (isp_id, did_id))
     if row is None:
         await get_did(tx, isp_id, did_id)
     return row

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from wevoip.store.database import Row, Tx
 
+# Migration 0051's triggers publish an ISP's id here when its subscribers, DIDs, gateways or
+# carriers change, and `sources` when which addresses are trunks may have.
+CHANNEL = "call_routing"
+
 
 async def subscriber_by_extension(tx: Tx, isp_id: int, tenant_id: int, extension: str) -> Row | None:
     return await tx.fetch_one(
