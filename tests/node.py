@@ -128,15 +128,6 @@ class Node:
             await deferLater(reactor, 0.2, lambda: None)
         raise AssertionError(f"the node did not become ready:\n{self.output.text}")
 
-    async def start_ready(self) -> dict:
-        """Start and wait until ready; a node that fails to get there is stopped."""
-        self.start()
-        try:
-            return await self.wait_ready()
-        except AssertionError:
-            await self.stop()
-            raise
-
     async def exit_code(self, timeout: float = 60.0) -> int:
         return await self.output.ended.addTimeout(timeout, reactor)
 
