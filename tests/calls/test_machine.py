@@ -3,9 +3,10 @@
 import pytest
 from twisted.internet.task import Clock
 
-from wevoip.calls.machine import (
-    T1, T2, AckLeg, Attempt, ByeA, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, PrackLeg,
-    Refresh, Relay, RelayAck, Respond, RespondA, RetryLeg, SessionTimer, StartLeg, Timer, best, Answer)
+from wevoip.calls.actions import (
+    AckLeg, Attempt, ByeA, ByeLeg, CancelLeg, Ended, PrackLeg, Refresh, Relay, RelayAck, Respond, RespondA, RetryLeg,
+    StartLeg)
+from wevoip.calls.machine import T1, T2, Answer, Call, CallState, CallTimers, LegState, SessionTimer, Timer, best
 
 
 class Recorder:

@@ -5,8 +5,8 @@ ringing or answered once the call is over, and every call over in the end."""
 from hypothesis import given, settings, strategies as st
 from twisted.internet.task import Clock
 
-from wevoip.calls.machine import (
-    LIVE, ByeLeg, Call, CallState, CallTimers, CancelLeg, Ended, LegState, RespondA, StartLeg, Timer)
+from wevoip.calls.actions import ByeLeg, CancelLeg, Ended, RespondA, StartLeg
+from wevoip.calls.machine import LIVE, Call, CallState, CallTimers, LegState, Timer
 
 STATUSES = [100, 180, 180, 183, 200, 200, 200, 302, 404, 408, 422, 486, 487, 500, 503, 603]
 

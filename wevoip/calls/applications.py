@@ -24,7 +24,7 @@ from wevoip.calls.facts import CallFacts, utc_at
 from wevoip.calls.messages import contact_for, is_sdp
 from wevoip.calls.session import LINGER
 from wevoip.calls.dialog import Dialog
-from wevoip.calls.machine import CallRecord
+from wevoip.calls.actions import CallRecord
 from wevoip.interfaces import ICallHandle
 from wevoip.media.sdp import SdpError
 from wevoip.sip.core import Incoming

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from wevoip.calls.machine import CallRecord
+from wevoip.calls.actions import CallRecord
 from wevoip.routing.router import Gateway, Route
 from wevoip.sip.flow import Flow
 from wevoip.sip.uri import Address, URI

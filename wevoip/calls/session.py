@@ -17,8 +17,9 @@ from twisted.logger import Logger
 from wevoip.billing.calls import CallEnd
 from wevoip.calls.dialog import Dialog, new_call_id, passed_headers
 from wevoip.calls.facts import Admitted, CallFacts, Target, utc_at
-from wevoip.calls.machine import AckLeg, ByeA, ByeLeg, Call, CancelLeg, Ended, PrackLeg, Refresh, Relay, RelayAck, \
-    Respond, RespondA, RetryLeg, StartLeg
+from wevoip.calls.actions import AckLeg, ByeA, ByeLeg, CancelLeg, Ended, PrackLeg, Refresh, Relay, RelayAck, Respond, \
+    RespondA, RetryLeg, StartLeg
+from wevoip.calls.machine import Call
 from wevoip.calls.messages import contact_for, is_reliable, is_sdp, media_refusal, rack_of, rseq_of, same_session, \
     session_timer, supports_100rel, timer_headers
 from wevoip.interfaces import MediaUnavailable
