@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -166,6 +166,7 @@ class Call:
             answered = await self.configured.addTimeout(30, reactor)
             self.pump.start(0.02)
             report = await self.reported.addTimeout(40, reactor)
+            await self.counted(min(report.get("outbound", 0), 100))
             return answered, report
         finally:
             if self.pump.running:
@@ -176,6 +177,14 @@ class Call:
             await browser.ended
             await self.udp.stopListening()
             await web.stopListening()
+
+    async def counted(self, sent: int) -> None:
+        """The page reports what it sent as it stops, while its last packets may still be on
+        their way to the leg: give them a moment to arrive before the leg's counters are read."""
+        for _ in range(50):
+            if self.leg.stats()["rtp"]["from_browser"] >= sent:
+                return
+            await deferLater(reactor, 0.02, lambda: None)
 
     def check(self, report, dtls_role):
         assert "error" not in report, report
