@@ -49,6 +49,7 @@ async def four_calls(database, world, node="crashed"):
     await database.transact(admit(world, "ringing-free@a", node))
     await database.transact(admit(world, "ringing-billed@a", node, billed=True))
     await database.transact(admit(world, "alive@b", "live"))
+    await database.fetch("update active_calls set started_at = %s returning id", (NOW,))   # the tests' clock, not the server's
     await answer(database, world, free)
     await answer(database, world, billed)
     await database.transact(calls.touch_calls, node, BEAT)
