@@ -5,7 +5,8 @@ at once; each call is INVITE, 180, 200, ACK, then BYE and its 200. Plain sockets
 selector, no SIP stack: every message is a template.
 
 Prints one JSON line: calls completed, failures, seconds, calls per second, and the delay
-from the INVITE sent to the INVITE the phone got (what the B2BUA adds) and to the 200.
+from the INVITE sent to the INVITE the phone got (what the B2BUA adds) and to the 200; the
+first `warmup` calls are made before the others and left out of every figure.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def headers(data: bytes) -> dict[bytes, list[bytes]]:
     return found
 
 
-def main(node_port: int, uas_port: int, dids: int, calls: int, concurrency: int, rate: float) -> None:
+def main(node_port: int, uas_port: int, dids: int, calls: int, concurrency: int, rate: float, warmup: int) -> None:
     uac = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     uac.bind(("127.0.0.2", 0))
     uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -84,15 +85,19 @@ def main(node_port: int, uas_port: int, dids: int, calls: int, concurrency: int,
         uas.sendto("\r\n".join(lines).encode(), source)
 
     interval = 1.0 / rate if rate else 0.0
+    total = warmup + calls
+    finished = 0      # calls of the warm-up included
     next_start = time.perf_counter()
-    deadline = time.perf_counter() + max(60.0, calls / 20)
-    while done + failed < calls and time.perf_counter() < deadline:
+    deadline = time.perf_counter() + max(60.0, total / 20)
+    while finished < total and time.perf_counter() < deadline:
         now = time.perf_counter()
-        while started < calls and started - done - failed < concurrency and now >= next_start:
+        while started < total and started - finished < concurrency and now >= next_start:
+            if started == warmup:
+                begin = now
             invite(started)
             started += 1
             next_start = next_start + interval if interval else now
-        timeout = max(0.0, next_start - now) if interval and started < calls else 0.05
+        timeout = max(0.0, next_start - now) if interval and started < total else 0.05
         for key, _ in selector.select(timeout=min(timeout, 0.05)):
             sock = key.fileobj
             while True:
@@ -104,7 +109,7 @@ def main(node_port: int, uas_port: int, dids: int, calls: int, concurrency: int,
                 if key.data == "uas":
                     if first.startswith(b"INVITE"):
                         session = _SESSION.search(data)
-                        if session is not None:
+                        if session is not None and int(session.group(1)) >= warmup:
                             delays_in.append(time.perf_counter() - sent_at[f"bench-{int(session.group(1))}"])
                         answer(data, source, 180, "Ringing", "uas")
                         answer(data, source, 200, "OK", "uas", SDP.format(n=0))
@@ -117,19 +122,21 @@ def main(node_port: int, uas_port: int, dids: int, calls: int, concurrency: int,
                 status = int(first.split()[1])
                 method = found[b"cseq"][0].split()[1]
                 if method == b"INVITE" and status == 200:
-                    delays_ok.append(time.perf_counter() - sent_at[call_id])
+                    if n >= warmup:
+                        delays_ok.append(time.perf_counter() - sent_at[call_id])
                     to = found[b"to"][0]
                     in_dialog("ACK", n, to, 1)
                     in_dialog("BYE", n, to, 2)
                 elif method == b"INVITE" and status >= 300:
-                    failed += 1
+                    finished += 1
+                    failed += n >= warmup
                     reason = first.decode(errors="replace")[8:80]
                     reasons[reason] = reasons.get(reason, 0) + 1
                 elif method == b"BYE":
-                    if status == 200:
-                        done += 1
-                    else:
-                        failed += 1
+                    finished += 1
+                    if n >= warmup:
+                        done += status == 200
+                        failed += status != 200
     seconds = time.perf_counter() - begin
     print(json.dumps({"calls": done, "failed": failed, "unfinished": calls - done - failed,
                       "refusals": reasons, "seconds": round(seconds, 3), "calls_per_second": round(done / seconds, 1),
@@ -145,5 +152,5 @@ def _pct(values: list[float], share: float) -> float | None:
 
 
 if __name__ == "__main__":
-    node_port, uas_port, dids, calls, concurrency, rate = sys.argv[1:7]
-    main(int(node_port), int(uas_port), int(dids), int(calls), int(concurrency), float(rate))
+    node_port, uas_port, dids, calls, concurrency, rate, warmup = sys.argv[1:8]
+    main(int(node_port), int(uas_port), int(dids), int(calls), int(concurrency), float(rate), int(warmup))

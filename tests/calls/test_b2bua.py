@@ -213,6 +213,8 @@ async def dial(world, dialled, call_id="c1", body=SDP_A, extra=""):
     await until(lambda: any(incoming.request.call_id == call_id for incoming in world.b2bua.sessions) or any(
         m.status >= 200 and m.call_id == call_id for m in world.wire.sent.get(alice.address, [])),
         "the call to be routed")
+    for session in list(world.b2bua.sessions.values()):   # the INVITE out goes before the admission's COMMIT
+        await session.admitted.durable.wait()
 
 
 async def ring_bob(world):
@@ -899,3 +901,27 @@ async def test_when_the_first_carrier_is_full_the_call_starts_at_the_next_and_no
     [refusal] = [m for m in world.alice.take() if m.status >= 200 and m.call_id == "c2"]
     assert refusal.status == 503 and "carrier max_concurrent_calls of 0 reached" in refusal.reason
     assert await world.active() == 0 and first.take() == second.take() == third.take() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_whose_admission_is_not_committed_is_ended_and_leaves_nothing(world):
+    """The callee's INVITE goes as soon as the admission is decided, before its COMMIT;
+    should the COMMIT fail, the call ends: 503 to the caller, CANCEL to the gateway once
+    it has spoken, and no row, hold or record of it stays."""
+    await world.database.transact(lambda tx: tx.execute(
+        "create function refuse_at_commit() returns trigger language plpgsql as"
+        " $$ begin raise exception 'the disk is full'; end $$;"
+        " create constraint trigger refuse_at_commit after insert on active_calls"
+        " deferrable initially deferred for each row execute function refuse_at_commit()"))
+    alice = world.alice
+    first, _ = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    await until(lambda: any(m.status == 503 for m in alice.wire.sent.get(alice.address, [])), "the 503")
+    [refusal] = [m for m in alice.take() if m.status >= 200]
+    assert (refusal.status, refusal.reason) == (503, "Service Unavailable: the call's admission could not be written")
+    first.answer(invite, 180)
+    assert statuses(first.take())[-1] == "CANCEL"
+    await world.b2bua.settled()
+    for table in ("active_calls", "call_reservations", "cdrs"):
+        assert await world.database.fetch(f"select id from {table}") == [], table

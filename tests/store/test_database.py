@@ -85,3 +85,38 @@ async def test_work_alone_is_one_statement_and_its_own_transaction(database):
     with pytest.raises(StoreError, match="one statement"):
         await database.alone(two)
     assert await database.fetch("select max(x) as top from t") == [{"top": 3}]   # the first was its own
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_decision_comes_back_before_its_commit_which_follows(database):
+    """`decide` hands the work's result over before COMMIT goes out; once `committed` has
+    fired, the row is there for every connection."""
+    await database.transact(lambda tx: tx.execute("create table t (x int)"))
+
+    async def insert(tx):
+        return await tx.fetch_value("insert into t values (7) returning x")
+    result, committed = await database.decide(insert)
+    assert result == 7
+    assert not committed.called
+    await committed
+    assert await database.fetch("select x from t") == [{"x": 7}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_decision_raises_and_a_failed_commit_fails_committed(database):
+    await database.transact(lambda tx: tx.execute(
+        "create table t (x int primary key, up int references t (x) deferrable initially deferred)"))
+
+    async def refuse(tx):
+        await tx.execute("insert into t values (1, null)")
+        raise Invalid("x", "changed my mind")
+    with pytest.raises(Invalid):
+        await database.decide(refuse)
+
+    async def dangling(tx):     # the deferred foreign key is checked by COMMIT, after the decision
+        return await tx.execute("insert into t values (2, 99)")
+    result, committed = await database.decide(dangling)
+    assert result == 1
+    with pytest.raises(Invalid, match="up: refers to something that does not exist"):
+        await committed
+    assert await database.fetch("select count(*) as n from t") == [{"n": 0}]

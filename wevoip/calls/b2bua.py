@@ -28,7 +28,7 @@ from wevoip.billing.calls import Assessment, CallEnd, CallRefused, announce_end,
     settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
-from wevoip.calls.facts import Admitted, CallFacts, Target, media_flow
+from wevoip.calls.facts import Admitted, CallFacts, Durable, Target, media_flow
 from wevoip.calls.machine import CallTimers
 from wevoip.calls.messages import is_sdp, media_refusal, too_brief
 from wevoip.calls.session import Session
@@ -132,7 +132,7 @@ class B2BUA:
             incoming.respond(422, "Session Interval Too Small", headers=(("Min-SE", str(self.timers.min_se)),))
             return
         try:
-            admitted = await self.database.transact(self._route_and_admit, request, incoming.flow, decision)
+            admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision)
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
             return
@@ -140,8 +140,12 @@ class B2BUA:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
             incoming.respond(500, "Server Internal Error: routing failed")
             return
+        admitted.durable = Durable(committed)
         if isinstance(admitted.route, Feature):
-            self.applications.take(self, incoming, admitted)
+            if await admitted.durable.wait():
+                self.applications.take(self, incoming, admitted)
+            else:
+                incoming.respond(500, "Server Internal Error: the call's admission could not be written")
             return
         media, offer = None, request.body
         if self.relay is not None:
@@ -162,6 +166,7 @@ class B2BUA:
         session = Session(self, incoming, admitted, media, offer)
         self.sessions[incoming] = session
         session.start()
+        admitted.durable.wait().addCallback(lambda ok: ok or session.call.store_lost("not committed"))
 
     def _media_lost(self, incoming: Incoming, reason: str) -> None:
         session = self.sessions.get(incoming)
@@ -251,6 +256,8 @@ class B2BUA:
         """Count a call that fails over to another carrier's gateway against that carrier,
         within its limit (one statement, on failover only). None when done, else the reason
         the carrier cannot take the call, for a 503 from that gateway."""
+        if not await admitted.durable.wait():
+            return "Service Unavailable: the call's admission could not be written"
         try:
             await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id,
                                       gateway.carrier_id, gateway.gateway_id)
@@ -303,7 +310,8 @@ class B2BUA:
         (a free call, on-net or to a subscriber's own number, gets its CDR at no price),
         with which ways its media went, which the relay knows once it has let go of the
         ports. `after`: what must be written first (the answer's mark). Should the record
-        fail, the active call still goes, so limits never keep a call that ended."""
+        fail, the active call still goes, so limits never keep a call that ended. A call
+        whose admission was never committed has no row to end and nothing to record."""
         async def work(tx):
             await calls.end_call(tx, admitted.isp_id, admitted.active_id)
             recorded = replace(end, media_flow=media_flow(media, end))
@@ -326,8 +334,10 @@ class B2BUA:
 
         released = defer.maybeDeferred(media.release) if media is not None else defer.succeed(None)
         released.addErrback(lambda failure: log.failure("releasing media failed", failure))
-        done = defer.DeferredList([after or defer.succeed(None), released], consumeErrors=True)
-        done.addCallback(lambda _: defer.Deferred.fromCoroutine(self.database.transact(work)))
+        done = defer.DeferredList([after or defer.succeed(None), released, admitted.durable.wait()],
+                                  consumeErrors=True)
+        done.addCallback(lambda _: defer.Deferred.fromCoroutine(self.database.transact(work))
+                         if admitted.durable.ok else None)
         done.addErrback(unrecorded)
         done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
         self._releasing.add(done)
@@ -339,9 +349,13 @@ class B2BUA:
     def answered(self, admitted: Admitted) -> defer.Deferred:
         """Should the node die, recovery closes the call as answered at its last heartbeat
         from here (and billing bills it so); after the 200, so set-up waits for none of it."""
-        done = defer.Deferred.fromCoroutine(self.database.alone(
-            calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
-            reservation_id=admitted.reservation_id, at=self._now()))
+        at = self._now()
+
+        async def mark() -> None:
+            if await admitted.durable.wait():
+                await self.database.alone(calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
+                                          reservation_id=admitted.reservation_id, at=at)
+        done = defer.Deferred.fromCoroutine(mark())
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
     def settled(self) -> defer.Deferred:

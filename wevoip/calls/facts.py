@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from twisted.internet import defer
+from twisted.logger import Logger
+
 from wevoip.calls.actions import CallRecord
 from wevoip.routing.router import Gateway, Route
 from wevoip.sip.flow import Flow
@@ -29,6 +32,44 @@ class Target:
     gateway: Gateway | None = None
     identity: str | None = None     # P-Asserted-Identity for a carrier
     route: str | None = None        # through the node holding the phone's connection (sip/edge.py)
+
+
+log = Logger(namespace="wevoip.calls")
+
+
+class Durable:
+    """Whether a call's admission has been committed. The set-up sends the callee's INVITE
+    as soon as the admission is decided, while its COMMIT is still on the way
+    (`Database.decide`): what writes to the call's rows after that (the answer's mark, a
+    failover's count, the call's record) waits for this, since until the commit those
+    rows are not there to be found."""
+
+    def __init__(self, committed: defer.Deferred | None = None):
+        self.ok: bool | None = None
+        self._waiting: list[defer.Deferred[bool]] = []
+        if committed is None:
+            self.ok = True
+        else:
+            committed.addCallbacks(lambda _: self._settle(True), self._failed)
+
+    def _failed(self, failure) -> None:
+        log.failure("committing a call's admission failed", failure)
+        self._settle(False)
+
+    def _settle(self, ok: bool) -> None:
+        self.ok = ok
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(ok)
+
+    def wait(self) -> defer.Deferred[bool]:
+        """A Deferred of its own for each caller (a shared one would hand its result to
+        the first only)."""
+        if self.ok is not None:
+            return defer.succeed(self.ok)
+        waiter: defer.Deferred[bool] = defer.Deferred()
+        self._waiting.append(waiter)
+        return waiter
 
 
 @dataclass(frozen=True)
@@ -63,6 +104,7 @@ class Admitted:
     subscriber_id: int | None = None
     caller_e164: str | None = None
     call_id: str = ""
+    durable: Durable = field(default_factory=Durable, repr=False)
 
 
 def utc_at(ms: int) -> datetime.datetime:

@@ -128,8 +128,8 @@ TABLE: dict[Row, Step] = {
     (C.CALLING, None, "resend_1xx"): Step(C.CALLING, None, ("resend_1xx",)),
     (C.CALLING, None, "no_prack"): Step(C.ENDED, None, ("respond_a_no_prack", "give_up_legs",
                                                         "end_no_prack")),
-    (C.CALLING, None, "media_lost"): Step(C.ENDED, None, ("respond_a_media_lost", "give_up_legs",
-                                                          "end_media_lost")),
+    (C.CALLING, None, "lost"): Step(C.ENDED, None, ("respond_a_lost", "give_up_legs",
+                                                          "end_lost")),
     (C.CALLING, None, "next_round"): Step(C.CALLING, None, ("start_round",)),
     (C.CALLING, None, "exhausted"): Step(C.ENDED, None, ("respond_a_best", "end_unanswered")),
     (C.CALLING, None, "declined"): Step(C.ENDED, None, ("respond_a_best", "give_up_legs",
@@ -164,8 +164,8 @@ TABLE: dict[Row, Step] = {
     (C.ANSWERING, None, "a_response"): Step(C.ANSWERING, None, ("relay_response",)),
     (C.ANSWERING, None, "max_duration"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                               "fail_pending", "end_max_duration")),
-    (C.ANSWERING, None, "media_lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
-                                                            "fail_pending", "end_media_lost")),
+    (C.ANSWERING, None, "lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+                                                            "fail_pending", "end_lost")),
     (C.ANSWERING, None, "session_expired"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                                  "fail_pending", "end_session_expired")),
     (C.ANSWERING, None, "refresh"): Step(C.ANSWERING, None, ("send_refresh",)),
@@ -197,8 +197,8 @@ TABLE: dict[Row, Step] = {
                                                                  "end_session_expired")),
     (C.CONFIRMED, None, "side_gone"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                            "end_side_gone")),
-    (C.CONFIRMED, None, "media_lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
-                                                            "end_media_lost")),
+    (C.CONFIRMED, None, "lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
+                                                            "end_lost")),
     (C.CONFIRMED, L.CONFIRMED, "success"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_again",)),
     (C.CONFIRMED, L.CONFIRMED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok", "bye_a", "fail_pending",
                                                                "end_by_callee")),
@@ -275,6 +275,8 @@ REASONS = {200: "OK", 480: "Temporarily Unavailable", 481: "Call/Transaction Doe
            487: "Request Terminated", 491: "Request Pending", 408: "Request Timeout",
            422: "Session Interval Too Small",
            500: "Server Internal Error"}
+_LOST = {"media": "Service Unavailable: the media relay lost the call",
+         "store": "Service Unavailable: the call's admission could not be written"}
 
 
 @dataclass
@@ -397,7 +399,12 @@ class Call:
 
     def media_lost(self, reason: str) -> bool:
         """The media relay saw no packets for too long, or lost the session."""
-        return self._handle(Event("media_lost", method=reason))
+        return self._handle(Event("lost", key="media", method=reason))
+
+    def store_lost(self, reason: str) -> bool:
+        """The call's admission was never committed: it has no row to be counted or
+        recorded by, so it may not go on."""
+        return self._handle(Event("lost", key="store", method=reason))
 
     @property
     def early_leg(self) -> int | None:
@@ -805,9 +812,9 @@ class Call:
         self._stop_reliable()
         self.owner.perform(RespondA(480, "Temporarily Unavailable: no answer"))
 
-    def _respond_a_media_lost(self) -> None:
+    def _respond_a_lost(self) -> None:
         self._stop_reliable()
-        self.owner.perform(RespondA(503, "Service Unavailable: the media relay lost the call"))
+        self.owner.perform(RespondA(503, _LOST[self._event.key]))
 
     def _respond_a_no_prack(self) -> None:
         self._stop_reliable()
@@ -991,8 +998,8 @@ class Call:
     def _end_max_duration(self) -> None:
         self._end_answered("system", "maximum duration")
 
-    def _end_media_lost(self) -> None:
-        reason = f"media: {self._event.method}"
+    def _end_lost(self) -> None:
+        reason = f"{self._event.key}: {self._event.method}"
         if self.winner is None:
             self._end("failed", 503, "system", reason)
         else:

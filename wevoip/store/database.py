@@ -194,6 +194,33 @@ class Database:
                 for waiter in waiters:
                     waiter.callback(None)
 
+    async def decide(self, work: Callable[..., Awaitable[T]], *args: Any,
+                     **kwargs: Any) -> tuple[T, defer.Deferred[None]]:
+        """Run `work` in a transaction and return its result as soon as it has one, before
+        the COMMIT has gone out, with a Deferred that fires once the commit is done (or
+        fails if it never was). The transaction's row locks keep every other transaction
+        that needs them waiting until then, so a decision taken under them stands; the
+        caller may act on it at once, as long as what it does before `committed` fires
+        does not need the rows to be there for others (a call's set-up sends the callee's
+        INVITE; the answer's mark, a failover's count and the call's record wait)."""
+        decided: defer.Deferred[T] = defer.Deferred()
+
+        async def work_then_decide(tx):
+            result = await work(tx, *args, **kwargs)
+            decided.callback(result)
+            return result
+        work_then_decide.__name__ = getattr(work, "__name__", "work")
+
+        def failed(failure):
+            if not decided.called:
+                decided.errback(failure)
+                return None
+            return failure
+
+        committed = defer.Deferred.fromCoroutine(self.transact(work_then_decide))
+        committed.addCallbacks(lambda _: None, failed)
+        return await decided, committed
+
     async def alone(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run work of exactly one statement, which PostgreSQL makes its own transaction: one
         round trip instead of a transaction's two (a second statement raises StoreError)."""
