@@ -1,7 +1,8 @@
 """
 What the benchmarks that run WeVoIP in their own process share: an embedded PostgreSQL in a
 temporary folder, migrated, for the length of a run; a node's caches, kept fresh as on a
-node; and running the benchmark on the reactor, printing its figures (or what went
+node; and running the benchmark on the reactor, with the garbage collector tuned as the
+node's entry point tunes it (`wevoip.tap.tune_gc`), printing its figures (or what went
 wrong) as JSON.
 """
 
@@ -21,6 +22,7 @@ from wevoip.routing.cache import RoutingCache
 from wevoip.store.embedded import EmbeddedPostgres
 from wevoip.store.migrate import migrate
 from wevoip.store.notify import Notifier
+from wevoip.tap import tune_gc
 
 
 @asynccontextmanager
@@ -59,6 +61,7 @@ def report(run: Callable[[Any], Awaitable[dict]], options: Any) -> None:
         outcome["error"] = failure.getTraceback()
         reactor.stop()
 
+    reactor.callWhenRunning(tune_gc)      # the garbage collector as the node's entry point sets it
     reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(run(options)).addCallbacks(finished, failed))
     reactor.run()
     print(json.dumps(outcome, indent=1))
