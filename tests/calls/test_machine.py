@@ -678,3 +678,19 @@ def test_lost_media_while_ringing_refuses_the_call():
     actions = owner.take()
     assert actions[:2] == [RespondA(503, "Service Unavailable: the media relay lost the call"), CancelLeg(0)]
     assert actions[-1].record.disposition == "failed"
+
+
+def test_an_admission_never_committed_ends_the_call_as_lost_media_does():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 180, "180")
+    owner.take()
+    assert call.store_lost("not committed")
+    actions = owner.take()
+    assert actions[:2] == [RespondA(503, "Service Unavailable: the call's admission could not be written"),
+                           CancelLeg(0)]
+    assert (actions[-1].record.disposition, actions[-1].record.reason) == ("failed", "store: not committed")
+    answered_clock, answered_owner, answered_call = make([["bob"]])
+    answer(answered_call, answered_owner)
+    assert answered_call.store_lost("not committed")
+    assert {ByeA(), ByeLeg(0)} <= set(answered_owner.take())
+    assert not answered_call.store_lost("again")      # ended: nothing more to do
