@@ -209,7 +209,6 @@ class Database:
             result = await work(tx, *args, **kwargs)
             decided.callback(result)
             return result
-        work_then_decide.__name__ = getattr(work, "__name__", "work")
 
         def failed(failure):
             if not decided.called:
