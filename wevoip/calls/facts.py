@@ -17,6 +17,8 @@ from wevoip.routing.router import Gateway, Route
 from wevoip.sip.flow import Flow
 from wevoip.sip.uri import Address, URI
 
+log = Logger(namespace="wevoip.calls")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -34,8 +36,6 @@ class Target:
     route: str | None = None        # through the node holding the phone's connection (sip/edge.py)
 
 
-log = Logger(namespace="wevoip.calls")
-
 
 class Durable:
     """Whether a call's admission has been committed. The set-up sends the callee's INVITE
@@ -45,11 +45,9 @@ class Durable:
     rows are not there to be found."""
 
     def __init__(self, committed: defer.Deferred | None = None):
-        self.ok: bool | None = None
+        self.ok: bool | None = True if committed is None else None
         self._waiting: list[defer.Deferred[bool]] = []
-        if committed is None:
-            self.ok = True
-        else:
+        if committed is not None:
             committed.addCallbacks(lambda _: self._settle(True), self._failed)
 
     def _failed(self, failure) -> None:
