@@ -42,7 +42,7 @@ from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
-from wevoip.sip.uri import Address, parse_uri
+from wevoip.sip.uri import Address, parse_uri, websocket_uri
 from wevoip.store import calls
 from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
@@ -287,6 +287,8 @@ class B2BUA:
                     uri = parse_uri(binding.contact)
                 except ParseError:
                     continue
+                if binding.transport in ("ws", "wss"):
+                    uri = websocket_uri(uri)
                 host, _, port = binding.source.rpartition(":")
                 through = self.edge.route_for(binding) if self.edge is not None else None
                 if through is not None:     # its connection ends on another node: via that node
