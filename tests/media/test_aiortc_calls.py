@@ -11,6 +11,8 @@ billed at 0.01 a started minute.
     a wrong fingerprint: DTLS fails at once; aiortc gets a BYE saying why within seconds
         (not the minute of the no-media watchdog), so does the carrier, and the CDR says
         failed with no talk and no charge.
+    a client that never starts ICE: the node's set-up timeout (media.webrtc_setup_timeout_ms,
+        3 s here) ends the call the same way, naming ICE.
 
 aiortc runs in its own asyncio loop on a worker thread; the node and baresip are child
 processes. aiortc is kept to loopback: no STUN server, and its host candidates are
@@ -44,6 +46,7 @@ from wevoip.store.database import Database
 pytestmark = pytest.mark.slow
 
 NUMBER = "2125550100"        # +1 212 555 0100, out through the carrier
+SETUP_MS = 3000
 
 
 def _loopback_only():
@@ -69,7 +72,8 @@ async def _start():
     folder = reachable_tmpdir("wevoip-test-aiortc-")
     node = Node(folder, sip=True)
     node.config_path.write_text(node.config_path.read_text()
-                                + EXTRA.replace("46000", "47400").replace("46199", "47599"))
+                                + EXTRA.replace("46000", "47400").replace("46199", "47599")
+                                .replace("[media]\n", f"[media]\nwebrtc_setup_timeout_ms = {SETUP_MS}\n"))
     health = await node.start_ready()
     database = Database(reactor, node.dsn, size=2)
     await database.connect()
@@ -121,8 +125,9 @@ def _fingerprints(sdp: str, lines: list[str]) -> str:
     return "\r\n".join(out)
 
 
-async def _call(running: Running, tone: Path, change=None, talk: float = 3.0) -> dict:
-    """One call from aiortc: returns what it saw (the 2xx, the node's BYE or ours, what it heard)."""
+async def _call(running: Running, tone: Path, change=None, talk: float = 3.0, ice: bool = True) -> dict:
+    """One call from aiortc: returns what it saw (the 2xx, the node's BYE or ours, what it heard).
+    `ice` False: the answer is never given to aiortc, so it never checks the node's candidate."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
     _loopback_only()
@@ -154,7 +159,8 @@ async def _call(running: Running, tone: Path, change=None, talk: float = 3.0) ->
     try:
         dialog = await phone.invite(NUMBER, offer)
         seen["ok"], seen["answered_at"] = dialog.ok, time.monotonic()
-        await pc.setRemoteDescription(RTCSessionDescription(dialog.ok.body, "answer"))
+        if ice:
+            await pc.setRemoteDescription(RTCSessionDescription(dialog.ok.body, "answer"))
         try:
             seen["their_bye"] = await dialog.their_bye(timeout=talk)
             seen["bye_after"] = time.monotonic() - seen["answered_at"]
@@ -174,8 +180,8 @@ async def _call(running: Running, tone: Path, change=None, talk: float = 3.0) ->
     return seen
 
 
-def call(running, change=None, talk=3.0):
-    return threads.deferToThread(lambda: asyncio.run(_call(running, running.folder / "440.wav", change, talk)))
+def call(running, change=None, talk=3.0, ice=True):
+    return threads.deferToThread(lambda: asyncio.run(_call(running, running.folder / "440.wav", change, talk, ice)))
 
 
 @pytest_twisted.ensureDeferred
@@ -199,13 +205,14 @@ async def test_aiortc_calls_out_and_audio_goes_both_ways(running):
     assert cdr["talk_ms"] >= 3000 and cdr["price"] == Decimal("0.01")
 
 
-async def _refused_at_once(running, seen):
-    """The call ended by the node within seconds of its answer, with the DTLS failure as cause."""
+async def _refused_at_once(running, seen, cause="DTLS failed: peer certificate does not match a=fingerprint",
+                           within=(0, 5)):
+    """The call ended by the node soon after its answer (`within` seconds), `cause` said in its BYE."""
     bye = seen.get("their_bye")
     assert bye is not None, f"no BYE from the node\n{running.node.output.text[-3000:]}"
-    assert seen["bye_after"] < 5, seen["bye_after"]
+    assert within[0] <= seen["bye_after"] < within[1], seen["bye_after"]
     reason = bye.get("Reason")
-    assert reason.startswith("SIP ;cause=503 ;text=") and "peer certificate does not match a=fingerprint" in reason
+    assert reason.startswith("SIP ;cause=503 ;text=") and cause in reason, reason
     await running.idle()
 
     async def carrier_hung_up():
@@ -215,7 +222,7 @@ async def _refused_at_once(running, seen):
     cdr = await running.last_cdr()
     assert (cdr["disposition"], cdr["hangup_by"], cdr["sip_code"]) == ("failed", "system", 200)
     assert (cdr["talk_ms"], cdr["billable_seconds"], cdr["price"], cdr["ledger_id"]) == (0, 0, 0, None)
-    assert "media of the browser on leg a not set up: DTLS failed" in running.node.output.text
+    assert f"media of the browser on leg a not set up: {cause}" in running.node.output.text
 
 
 @pytest_twisted.ensureDeferred
@@ -234,3 +241,10 @@ async def test_a_wrong_fingerprint_ends_the_call_at_once_and_bills_nothing(runni
         return _fingerprints(sdp, ["sha-256 " + ":".join(["A5"] * 32)])
     seen = await call(running, wrong, talk=15.0)
     await _refused_at_once(running, seen)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_never_starts_ice_is_ended_at_the_set_up_timeout(running):
+    seen = await call(running, talk=15.0, ice=False)
+    await _refused_at_once(running, seen, cause=f"ICE did not complete within {SETUP_MS // 1000} s",
+                           within=(SETUP_MS / 1000 - 0.5, SETUP_MS / 1000 + 2))
