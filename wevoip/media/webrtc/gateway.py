@@ -173,7 +173,7 @@ class _Browser:
 
 @implementer(IMediaSession)
 class GatewaySession:
-    def __init__(self, gateway: WebRtcGateway, inner: RelaySession, on_lost: Callable[[str], None]):
+    def __init__(self, gateway: WebRtcGateway, inner: RelaySession, on_lost: Callable[..., None]):
         self.gateway = gateway
         self.inner = inner
         self.call_id = inner.call_id
@@ -367,7 +367,9 @@ class WebRtcGateway:
         self.consent_timeout = consent_timeout
         self.setup_timeout = setup_timeout
 
-    def allocate(self, call_id: str, on_lost: Callable[[str], None]) -> defer.Deferred:
+    def allocate(self, call_id: str, on_lost: Callable[..., None]) -> defer.Deferred:
+        """`on_lost(reason)` as the wrapped relay calls it; the browser legs add
+        `failed_setup=True` when their media never came up."""
         def wrap(inner):
             session = GatewaySession(self, inner, on_lost)
             self.sessions[call_id] = session
