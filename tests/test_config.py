@@ -88,6 +88,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[media]\nrelatch_after_ms = -1\n", "media.relatch_after_ms", "out of range"),
     ("[media]\nforwarder = 'fork'\n", "media.forwarder", "not one of process, thread"),
     ("[media]\nwebrtc_consent_timeout_ms = 500\n", "media.webrtc_consent_timeout_ms", "out of range"),
+    ("[media]\nwebrtc_setup_timeout_ms = 999\n", "media.webrtc_setup_timeout_ms", "out of range"),
     ("[sip]\ntls_certificate = 'cert.pem'\n", "sip.tls_private_key", "together"),
     ("[sip]\nadvertise = 'sip example.net'\n", "sip.advertise", "neither an IP address nor a host name"),
     ("[sip]\nnode_address = '0.0.0.0:5060'\n", "sip.node_address", "no wildcard, no port 0"),

@@ -338,6 +338,7 @@ class MediaConfig:
     relatch_after_ms: int = _key(2_000, _int_between(0, 60_000))
     forwarder: str = _key("process", _choice("process", "thread"))
     webrtc_consent_timeout_ms: int = _key(30_000, _int_between(1_000, 300_000))
+    webrtc_setup_timeout_ms: int = _key(20_000, _int_between(1_000, 120_000))
 
 
 def _directories(key: str, value: Any, base: Path) -> tuple[Path, ...]:

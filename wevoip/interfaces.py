@@ -46,7 +46,9 @@ class IMediaRelay(Interface):
         Returns a Deferred firing with an `IMediaSession`, or failing with
         `MediaUnavailable`. `on_lost(reason)` is called at most once, if no media flows for
         the configured time or the relay loses the session, so the call layer can end both
-        legs; it is not called after `release`.
+        legs; it is not called after `release`. `on_lost(reason, failed_setup=True)` says
+        the media path never came up (a browser leg's ICE or DTLS failed or timed out), so
+        the call carried nothing and is not billed as talk.
         """
 
 

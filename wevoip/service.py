@@ -71,7 +71,8 @@ class WeVoIPService(MultiService):
         self.media.setServiceParent(self)
         self.call_applications = discover(ICallApplication, config.plugins.directories)
         self.gateway = WebRtcGateway(reactor, self.media,
-                                     consent_timeout=config.media.webrtc_consent_timeout_ms / 1000)
+                                     consent_timeout=config.media.webrtc_consent_timeout_ms / 1000,
+                                     setup_timeout=config.media.webrtc_setup_timeout_ms / 1000)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
                                  relay=self.gateway, ports=self.media.pool,
                                  applications=self.call_applications)

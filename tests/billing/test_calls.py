@@ -1,3 +1,4 @@
+import dataclasses
 import datetime
 import itertools
 from decimal import Decimal as D
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from tests.billing.world import NOW, answered_for, authorise, build_world
-from wevoip.billing.calls import CallRefused, assess_call, settle_call, simulate_call
+from wevoip.billing.calls import CallRefused, assess_call, free_record, settle_call, simulate_call
 from wevoip.billing.recovery import recover_calls
 from wevoip.store import calls as store_calls
 from wevoip.store import customers, ledger, pricing, subscribers
@@ -101,6 +102,26 @@ async def test_a_hard_prepaid_call_gets_the_time_its_money_buys_and_settles_to_t
     await database.transact(lambda tx: ledger.add_payment(tx, world.isp_id, world.customer_id, amount="5",
                                                           description="top-up"))
     assert (await database.transact(authorise(world, call_id="after top-up"))).max_duration_ms > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answered_call_whose_media_never_came_up_is_recorded_failed_and_costs_nothing(database):
+    """Issue 12 point 3: a browser leg's DTLS failed after the SIP answer; nothing could be
+    heard, so neither the priced settlement nor a free record counts any talk."""
+    world = await build_world(database, balance="10.00")
+    auth = await database.transact(authorise(world))
+    failed = dataclasses.replace(answered_for(75, world.two["id"]), disposition="failed", hangup_by="system")
+    before, _ = await balance_and_ledger(database, world)
+    cdr = await database.transact(settle_call, world.isp_id, auth.reservation_id, failed)
+    assert (cdr["disposition"], cdr["talk_ms"], cdr["billable_seconds"], cdr["price"]) == ("failed", 0, 0, 0)
+    assert cdr["answered_at"] == NOW and cdr["duration_ms"] >= 0 and cdr["ledger_id"] is None
+    assert (await balance_and_ledger(database, world))[0] == before
+    free = free_record(failed, customer_id=world.customer_id, tenant_id=None, subscriber_id=None, node="n",
+                       direction="internal", callee_e164=None, a_call_id="free@phone", started_at=NOW)
+    assert (free["disposition"], free["talk_ms"]) == ("failed", 0)
+    assert free_record(answered_for(75), customer_id=world.customer_id, tenant_id=None, subscriber_id=None, node="n",
+                       direction="internal", callee_e164=None, a_call_id="talk@phone",
+                       started_at=NOW)["talk_ms"] == 75_000
 
 
 @pytest_twisted.ensureDeferred

@@ -645,6 +645,23 @@ async def test_a_phone_connected_to_another_node_is_called_through_that_node(wor
     assert (ack.method, bye.method) == ("ACK", "BYE")
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_phone_that_registered_transport_wss_is_called_with_transport_ws(world):
+    """RFC 7118 §5.2: the Request-URI towards a WebSocket phone says transport=ws even when
+    its Contact said wss (accepted as written); the flow token still names its WSS flow."""
+    node_a = Peer(world.core, world.wire, ("127.0.0.9", 5060), "node-a")
+    edge = EdgeProxy(world.core, "test-node")
+    edge.start(b"k" * 32, NODE, {"node-a": node_a.address}.get, lambda: frozenset({"127.0.0.9"}))
+    world.b2bua.edge = edge
+    world.bindings[world.bob["id"]] = [Binding("sip:q8x1@df7jal23ls0d.invalid;transport=wss", "", 1000, "reg", 1,
+                                               1e12, "192.0.2.2:40001", "wss", node="node-a")]
+    await dial(world, "101")
+    [invite] = node_a.take()
+    assert str(invite.uri) == "sip:q8x1@df7jal23ls0d.invalid;transport=ws"
+    [route] = parse_addresses(invite.headers.get_all("Route"))
+    assert read(b"k" * 32, route.uri.user) == FlowRef("node-a", "wss", "192.0.2.2", 40001)
+
+
 # Session timers (RFC 4028) and the B2BUA's own requests.
 
 SDP_B2 = SDP_B.replace("192.0.2.2", "192.0.2.3").replace("5000", "5002")

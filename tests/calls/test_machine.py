@@ -680,6 +680,37 @@ def test_lost_media_while_ringing_refuses_the_call():
     assert actions[-1].record.disposition == "failed"
 
 
+def test_media_that_never_came_up_fails_a_ringing_call_with_its_cause():
+    clock, owner, call = make([["bob"]])
+    call.b_invite_response(0, 183, "183", sdp=True)
+    owner.take()
+    assert call.media_failed("media of the browser on leg a not set up: ICE did not complete within 20 s")
+    actions = owner.take()
+    assert actions[:2] == [RespondA(503, "Service Unavailable: the media could not be set up: media of the browser "
+                                         "on leg a not set up: ICE did not complete within 20 s"), CancelLeg(0)]
+    record = actions[-1].record
+    assert (record.disposition, record.status, record.hung_up_by, record.answer_ms) == ("failed", 503, "system", None)
+
+
+def test_media_that_never_came_up_after_the_answer_ends_both_sides_with_a_reason_and_is_no_talk():
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    clock.advance(0.3)
+    assert call.media_failed('media of the browser on leg b not set up: DTLS failed: "mismatch"')
+    actions = owner.take()
+    cause = 'SIP ;cause=503 ;text="media of the browser on leg b not set up: DTLS failed: \\"mismatch\\""'
+    assert ByeA(cause) in actions and ByeLeg(0, cause) in actions
+    [record] = [a.record for a in actions if isinstance(a, Ended)]
+    assert (record.disposition, record.status, record.hung_up_by) == ("failed", 200, "system")
+    assert record.answer_ms is not None and record.reason.startswith("setup: media of the browser on leg b")
+    assert not call.media_failed("again") and not call.media_lost("and again")
+    # A call whose media merely got lost later keeps its plain BYEs and is answered talk.
+    clock, owner, call = make([["bob"]])
+    answer(call, owner)
+    call.media_lost("no media")
+    assert {ByeA(), ByeLeg(0)} <= set(owner.actions) and owner.ended()[0].disposition == "answered"
+
+
 def test_an_admission_never_committed_ends_the_call_as_lost_media_does():
     clock, owner, call = make([["bob"]])
     call.b_invite_response(0, 180, "180")

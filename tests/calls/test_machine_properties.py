@@ -26,6 +26,7 @@ ARGUMENTS = {
                             st.sampled_from([100, 200, 488])),
     "advance": st.tuples(st.just("advance"), st.floats(0.1, 40)),
     "media_lost": st.tuples(st.just("media_lost")),
+    "media_failed": st.tuples(st.just("media_failed")),
     "own_response": st.tuples(st.just("own_response"), st.sampled_from("ab"), st.integers(1, 4),
                               st.sampled_from([100, 200, 408, 422, 481, 500])),
 }
@@ -98,6 +99,8 @@ def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel
                 call.b_response(0, ("own", number), status, "response", timer=b_timer)
         elif kind == "advance":
             clock.advance(step[1])
+        elif kind == "media_failed":
+            call.media_failed("DTLS failed")
         else:
             call.media_lost("lost")
     clock.advance(10_000)
@@ -107,7 +110,10 @@ def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel
     assert len(ended) == 1
     finals = {a.status for a in owner.actions if isinstance(a, RespondA) and a.status >= 200}
     assert len(finals) == 1, finals                 # one final answer (a 2xx may be resent)
-    assert (200 in finals) == (ended[0].record.disposition == "answered")
+    record = ended[0].record
+    # An answer whose media never came up is a 200 to A recorded as failed, with no talk to bill.
+    assert (200 in finals) == (record.answer_ms is not None)
+    assert (record.disposition == "answered") == (200 in finals and record.reason != "setup: DTLS failed")
     started = [a.leg for a in owner.actions if isinstance(a, StartLeg)]
     assert started == list(range(len(call.legs)))
     for leg in call.legs:
@@ -115,5 +121,6 @@ def test_any_sequence_of_events_keeps_the_calls_promises(rounds, steps, a_100rel
     winner = ended[0].record.answered_leg
     for leg in call.legs:
         if leg.state is LegState.ENDED and leg.index != winner:
-            assert ByeLeg(leg.index) in owner.actions    # a 2xx that lost its race was hung up
+            # a 2xx that lost its race was hung up (saying why, when the media failed)
+            assert any(isinstance(a, ByeLeg) and a.leg == leg.index for a in owner.actions)
     assert not clock.getDelayedCalls() or all(not c.active() for c in clock.getDelayedCalls())

@@ -3,7 +3,9 @@
 import pytest
 
 from wevoip.calls.machine import SessionTimer, Timer
-from wevoip.calls.messages import is_reliable, rack_of, same_session, session_timer, timer_headers, too_brief
+from wevoip.calls.messages import (contact_for, is_reliable, rack_of, same_session, session_timer, timer_headers,
+                                   too_brief)
+from wevoip.sip.flow import Flow
 from wevoip.sip.message import parse
 
 
@@ -65,3 +67,19 @@ def test_descriptions_differing_only_in_origin_and_name_are_the_same_session():
     assert same_session(early, other_fork)
     assert not same_session(early, early.replace(b"RTP/AVP 0", b"RTP/AVP 8"))
     assert not same_session(early, early.replace(b"5000", b"5002"))
+
+
+class _Core:
+    """What `contact_for` asks of the SIP core: our host:port on a flow."""
+
+    @staticmethod
+    def sent_by(flow):
+        return f"{flow.local[0]}:{flow.local[1]}"
+
+
+@pytest.mark.parametrize("transport, param", [("udp", ""), ("tcp", ";transport=tcp"), ("tls", ";transport=tls"),
+                                              ("ws", ";transport=ws"), ("wss", ";transport=ws")])
+def test_our_contact_names_websockets_ws_whether_secure_or_not(transport, param):
+    """RFC 7118 §5.2 defines transport=ws alone for SIP URIs; WSS appears only in Via."""
+    flow = Flow(transport, ("192.0.2.9", 50123), ("127.0.0.1", 5063), lambda data: None)
+    assert contact_for(_Core(), flow) == f"<sip:b2bua@127.0.0.1:5063{param}>"

@@ -37,10 +37,14 @@ class Recorder:
 
 
 def in_memory_pair(certificates, clock, client_trusts=None, server_trusts=None):
+    """`*_trusts`: a fingerprint, or a list of them, in place of the peer's own."""
     browser, node = certificates
+
+    def listed(trusts, default):
+        return [default] if trusts is None else list(trusts) if isinstance(trusts, list) else [trusts]
     client_owner, server_owner = Recorder(), Recorder()
-    client = DtlsEndpoint(clock, browser, True, [client_trusts or node.fingerprint], client_owner)
-    server = DtlsEndpoint(clock, node, False, [server_trusts or browser.fingerprint], server_owner)
+    client = DtlsEndpoint(clock, browser, True, listed(client_trusts, node.fingerprint), client_owner)
+    server = DtlsEndpoint(clock, node, False, listed(server_trusts, browser.fingerprint), server_owner)
     client_owner.deliver = server.receive
     server_owner.deliver = client.receive
     return client, server, client_owner, server_owner
@@ -86,6 +90,41 @@ def test_the_server_refuses_a_client_whose_certificate_is_not_in_the_sdp(certifi
     client.start()
     assert server_owner.failures == ["peer certificate does not match a=fingerprint"]
     assert server_owner.keys == [] and client_owner.keys == []
+
+
+def _der(certificate):
+    return certificate.certificate.public_bytes(Encoding.DER)
+
+
+def _wrong(algorithm):
+    """A well-formed fingerprint of `algorithm` that matches no certificate here."""
+    return Fingerprint.of(b"no certificate", algorithm)
+
+
+@pytest.mark.parametrize("offered, connects", [
+    # RFC 8122 §5: only the strongest hash function offered counts.
+    (("sha-1", "sha-256"), True),
+    (("sha-1", "sha-256!"), False),          # a weak hash that matches does not save a strong one that does not
+    (("sha-256!", "sha-512"), True),
+    (("sha-512!", "sha-256", "sha-384"), False),
+    (("sha-384", "sha-256!"), True),         # the weaker wrong one is never looked at
+    (("sha-512", "sha-512!"), True),         # two of the strongest (two certificates): one must match
+    (("sha-1!",), False),
+])
+def test_several_fingerprints_are_checked_with_the_strongest_hash_only(certificates, offered, connects):
+    clock = Clock()
+    node = certificates[1]
+    prints = [_wrong(name.rstrip("!")) if name.endswith("!") else Fingerprint.of(_der(node), name)
+              for name in offered]
+    client, server, client_owner, server_owner = in_memory_pair(certificates, clock, client_trusts=prints)
+    server.start()
+    client.start()
+    if connects:
+        assert client.state is server.state is DtlsState.CONNECTED
+    else:
+        assert client.state is DtlsState.FAILED
+        assert client_owner.failures == ["peer certificate does not match a=fingerprint"]
+        assert client_owner.keys == [] and server_owner.keys == []
 
 
 def test_a_handshake_that_never_finishes_fails_at_the_deadline(certificates):

@@ -236,6 +236,63 @@ async def test_a_browser_that_stops_checking_loses_the_call_once(gateway, phone)
     assert clock.getDelayedCalls() == []
 
 
+class Lost(list):
+    """An `on_lost` that keeps (reason, failed_setup)."""
+
+    def __call__(self, reason, failed_setup=False):
+        self.append((reason, failed_setup))
+
+
+class RefusedBrowser(UdpBrowser):
+    """A browser whose handshake our side aborts: it takes the alert without complaint."""
+
+    def failed(self, reason):
+        self.failure = reason
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_whose_certificate_is_not_its_fingerprint_fails_the_call_at_once(gateway, phone,
+                                                                                       browser_certificate):
+    lost = Lost()
+    session = await gateway.allocate("wrong-fingerprint", lost)
+    await session.offer("a", offer_signed_by(Certificate.generate("someone else")))
+    await session.answer("b", phone.sdp())
+    local = session.browsers["a"].local
+    far = RefusedBrowser(reactor, browser_certificate, gateway.certificate.fingerprint, ("127.0.0.1", local.port),
+                         local.ice_ufrag, local.ice_pwd)
+    port = reactor.listenUDP(0, far, interface="127.0.0.1")
+    try:
+        far.check()
+        await until(lambda: lost)
+    finally:
+        await port.stopListening()
+    assert lost == [("media of the browser on leg a not set up: DTLS failed: peer certificate does not match "
+                     "a=fingerprint", True)]
+    assert far.srtp is None and session.live_stats()["a"]["dtls"]["state"] == "failed"
+    await session.release()
+    assert lost[1:] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_browser_that_never_checks_fails_the_call_at_the_set_up_timeout(gateway, phone):
+    clock = task.Clock()
+    timed = WebRtcGateway(reactor, gateway.relay, gateway.certificate, clock=clock, setup_timeout=3)
+    lost = Lost()
+    session = await timed.allocate("no-ice", lost)
+    to_b = await session.offer("a", phone.sdp())
+    await session.offer_to_browser("b", to_b, fork=0)
+    clock.advance(10)
+    assert lost == [], "a ringing browser fork has no set-up clock yet"
+    session.fork_answers(0, final=True)
+    await session.answer("b", CHROMIUM_ANSWER)
+    clock.advance(2.9)
+    assert lost == []
+    clock.advance(0.1)
+    assert lost == [("media of the browser on leg b not set up: ICE did not complete within 3 s", True)]
+    await session.release()
+    assert clock.getDelayedCalls() == []
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_browser_offer_that_cannot_be_bridged_is_an_sdp_error_and_takes_nothing(gateway):
     pool = gateway.relay.pool

@@ -37,17 +37,41 @@ def rtp(payload_type, sequence, payload, ssrc=0x11223344, marker=False):
                        sequence * 160, ssrc) + payload
 
 
-def connected_leg(certificates, offer=CHROMIUM_OFFER, answer=PHONE_ANSWER):
+class Failures(list):
+    """A leg's `on_failed`: (reason, keyed) as told."""
+
+    def __call__(self, reason, keyed):
+        self.append((reason, keyed))
+
+
+class TolerantBrowser(FarBrowser):
+    """A far browser that takes a failed handshake (our alert) without complaint."""
+
+    def failed(self, reason):
+        self.failure = reason
+
+
+class MuteBrowser(FarBrowser):
+    """A far browser that answers ICE but never DTLS (its datagrams are lost)."""
+
+    def network(self, datagram, address):
+        if not 20 <= datagram[0] <= 63:
+            self.inbox.append(datagram)
+
+
+def connected_leg(certificates, offer=CHROMIUM_OFFER, answer=PHONE_ANSWER, fingerprint=None, far=FarBrowser,
+                  **options):
+    """`fingerprint`: the a=fingerprint value the offer carries instead of the browser's own."""
     browser_certificate, node = certificates
     clock = Clock()
     offer = offer.replace(offer.split(b"a=fingerprint:")[1].split(b"\r\n")[0],
-                          str(browser_certificate.fingerprint).encode())
+                          (fingerprint or str(browser_certificate.fingerprint)).encode())
     local = WebRtcLocal("203.0.113.5", 31000, "wvU1", "wevoip-ice-password-0001", node.fingerprint)
     _, offered = browser_offer_to_plain(offer, PLAIN, OriginCounter())
     answered = plain_answer_to_browser(answer, offered, local, OriginCounter())
     plain = PlainRecorder()
-    browser = FarBrowser(clock, browser_certificate, node.fingerprint, local.ice_ufrag, local.ice_pwd)
-    leg = BrowserLeg(clock, node, local.ice_ufrag, local.ice_pwd, plain, browser.network)
+    browser = far(clock, browser_certificate, node.fingerprint, local.ice_ufrag, local.ice_pwd)
+    leg = BrowserLeg(clock, node, local.ice_ufrag, local.ice_pwd, plain, browser.network, **options)
     browser.leg = leg
     leg.configure(answered.transport, answered.dtls_client, answered.plan)
     return leg, browser, plain, clock
@@ -200,6 +224,48 @@ def test_a_leg_whose_browser_stops_checking_says_so_once_and_a_closed_leg_says_n
     leg.close()
     clock.advance(60)
     assert lost == [50] and clock.getDelayedCalls() == []
+
+
+def test_a_wrong_fingerprint_fails_the_set_up_at_once_and_says_so_once(certificates):
+    failures = Failures()
+    stranger = str(Certificate.generate("stranger").fingerprint)
+    leg, browser, plain, clock = connected_leg(certificates, fingerprint=stranger, far=TolerantBrowser,
+                                               on_failed=failures)
+    browser.check()
+    assert failures == [("DTLS failed: peer certificate does not match a=fingerprint", False)]
+    assert leg.srtp is None and not leg.keyed and browser.keys is None
+    assert leg.stats()["dtls"]["failure"] == "peer certificate does not match a=fingerprint"
+    clock.advance(60)
+    assert len(failures) == 1 and clock.getDelayedCalls() == [], "the set-up timer went with the failure"
+
+
+@pytest.mark.parametrize("checks, stage", [(False, "ICE"), (True, "DTLS")])
+def test_a_set_up_not_done_in_time_fails_naming_what_did_not_complete(certificates, checks, stage):
+    failures = Failures()
+    leg, browser, plain, clock = connected_leg(certificates, on_failed=failures, setup_timeout=5, far=MuteBrowser)
+    if checks:
+        browser.check()
+        assert leg.ice.selected == BROWSER and leg.dtls.state is DtlsState.CONNECTING
+    clock.advance(4.9)
+    assert failures == []
+    clock.advance(0.2)
+    assert failures == [(f"{stage} did not complete within 5 s", False)]
+
+
+def test_a_leg_that_keys_in_time_has_no_set_up_timer_left_and_later_failures_count_as_lost(certificates):
+    failures = Failures()
+    leg, browser, plain, clock = connected_leg(certificates, on_failed=failures, setup_timeout=5)
+    browser.check()
+    assert leg.keyed and leg.dtls.state is DtlsState.CONNECTED
+    clock.advance(10)
+    assert failures == []
+    leg.failed("handshake failed: a later association")
+    assert failures == [("DTLS failed: handshake failed: a later association", True)]
+    closed, far, _, clock = connected_leg(certificates, on_failed=failures, setup_timeout=5)
+    closed.close()
+    far.dtls.close()
+    clock.advance(10)
+    assert len(failures) == 1 and clock.getDelayedCalls() == []
 
 
 def test_a_client_hello_before_the_answer_is_counted(certificates):

@@ -179,12 +179,35 @@ def test_phone_hold_reoffers_reach_the_browser_with_our_current_role(hold, expec
     (("m=audio 51234", "m=audio 0"), "has no audio stream"),
     (("a=setup:actpass\r\na=mid:0", "a=setup:holdconn\r\na=mid:0"), "a=setup:holdconn is not valid"),
     (("sha-256 40:41", "sha-256 40:ZZ"), "a=fingerprint: fingerprint"),
+    (("a=fingerprint:sha-256", "a=fingerprint:md5"), "no hash function we support among md5"),
     (("a=candidate:2897334103 1 udp 2122260223 192.0.2.10 51234 typ host",
       "a=candidate:2897334103 1 udp"), "is not 'foundation"),
 ])
 def test_browser_offers_we_cannot_bridge_are_refused_with_a_reason(change, reason):
     with pytest.raises(SdpError, match=reason):
         browser_offer_to_plain(replace(CHROMIUM_OFFER, *change), PLAIN, OriginCounter())
+
+
+def test_fingerprints_of_every_hash_are_kept_and_unsupported_ones_passed_over():
+    """RFC 8122 §5: the DTLS endpoint picks the strongest; md5 (which we do not support)
+    beside a supported hash is passed over rather than refused."""
+    sha1 = "sha-1 " + ":".join(["AB"] * 20)
+    sha512 = "sha-512 " + ":".join(["CD"] * 64)
+    several = replace(CHROMIUM_OFFER, f"a=fingerprint:sha-256 {BROWSER_PRINT}\r\na=setup:actpass\r\na=mid:0",
+                      f"a=fingerprint:sha-256 {BROWSER_PRINT}\r\na=fingerprint:{sha1}\r\n"
+                      f"a=fingerprint:md5 {':'.join(['EF'] * 16)}\r\na=fingerprint:{sha512}\r\n"
+                      "a=setup:actpass\r\na=mid:0")
+    _, offered = browser_offer_to_plain(several, PLAIN, OriginCounter())
+    assert offered.transport.fingerprints == (Fingerprint.parse(f"sha-256 {BROWSER_PRINT}"), Fingerprint.parse(sha1),
+                                              Fingerprint.parse(sha512))
+
+
+def test_session_level_fingerprints_count_when_the_audio_has_none():
+    moved = CHROMIUM_OFFER.replace(f"a=fingerprint:sha-256 {BROWSER_PRINT}\r\n".encode(), b"")
+    moved = moved.replace(b"a=group:BUNDLE 0 1\r\n",
+                          f"a=group:BUNDLE 0 1\r\na=fingerprint:sha-256 {BROWSER_PRINT}\r\n".encode())
+    _, offered = browser_offer_to_plain(moved, PLAIN, OriginCounter())
+    assert offered.transport.fingerprints == (Fingerprint.parse(f"sha-256 {BROWSER_PRINT}"),)
 
 
 def test_a_phone_answer_without_g711_is_refused():

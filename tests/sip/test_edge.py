@@ -174,6 +174,19 @@ def test_a_call_passes_through_the_edge_both_ways(node_a):
     assert core.stats["edge_forwarded"] == 3 and not core.transactions.servers
 
 
+def test_a_phone_on_a_secure_websocket_is_record_routed_with_transport_ws(node_a):
+    """RFC 7118 §5.2: a SIP URI says transport=ws over WSS too; WSS is for Via alone."""
+    core, edge, wire, _, _ = node_a
+    sent = []
+    browser = FlowRef("node-a", "wss", "192.0.2.9", 50123)
+    core.flows.add(Flow("wss", (browser.host, browser.port), ("127.0.0.1", 5063), sent.append))
+    from_node_b(core, invite(token_route(browser), uri="sip:x7k2@df7jal23ls0d.invalid;transport=ws"))
+    forwarded = parse(sent[0])
+    assert forwarded.via[0].transport == "WSS"
+    record_route = [address.uri for address in parse_addresses(forwarded.headers.get_all("Record-Route"))]
+    assert [(uri.port, uri.param("transport")) for uri in record_route] == [(5063, "ws"), (5060, None)]
+
+
 def test_a_cancel_follows_its_invite_with_the_same_branch(node_a):
     core, edge, wire, phone, phone_sent = node_a
     from_node_b(core, invite(token_route()))

@@ -3,7 +3,7 @@
 import pytest
 
 from wevoip.sip.errors import ParseError
-from wevoip.sip.uri import URI, Address, parse_address, parse_params, parse_uri, quote, unquote
+from wevoip.sip.uri import URI, Address, parse_address, parse_params, parse_uri, quote, unquote, websocket_uri
 
 
 def test_a_full_sip_uri_keeps_every_part_and_prints_back_the_same():
@@ -113,3 +113,13 @@ def test_parsed_uris_are_kept_bounded_and_malformed_ones_fail_every_time():
     long_text = "sip:" + "a" * uri_module.PARSED_TEXT_LIMIT + "@example.com"
     assert uri_module.parse_uri(long_text).user == "a" * uri_module.PARSED_TEXT_LIMIT
     assert long_text not in uri_module._PARSED
+
+
+@pytest.mark.parametrize("text, sent", [
+    ("sip:x7k2@df7jal23ls0d.invalid;transport=wss", "sip:x7k2@df7jal23ls0d.invalid;transport=ws"),
+    ("sip:x7k2@df7jal23ls0d.invalid;TRANSPORT=WSS;ob", "sip:x7k2@df7jal23ls0d.invalid;TRANSPORT=ws;ob"),
+    ("sip:x7k2@df7jal23ls0d.invalid;transport=ws", "sip:x7k2@df7jal23ls0d.invalid;transport=ws"),
+    ("sip:bob@192.0.2.7:5060;transport=tcp", "sip:bob@192.0.2.7:5060;transport=tcp"),
+])
+def test_a_websocket_uri_written_with_wss_is_accepted_and_sent_on_as_ws(text, sent):
+    assert str(websocket_uri(parse_uri(text))) == sent

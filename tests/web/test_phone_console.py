@@ -215,6 +215,16 @@ async def _no_calls(running):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_page_registers_over_wss_with_a_contact_that_says_transport_ws(running):
+    """RFC 7118 §5.2: JsSIP as the page configures it names its Contact transport=ws over WSS."""
+    rows = await running.database.fetch(
+        "select b.contact, b.transport from registrations b join subscribers s on s.id = b.subscriber_id"
+        " where s.username in ('ann', 'cat')")
+    assert len(rows) == 2 and all(row["transport"] == "wss" for row in rows), rows
+    assert all(row["contact"].endswith(";transport=ws") for row in rows), rows
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_browser_calls_a_phone_which_hears_the_tone_and_hangs_up(running):
     console, phone = running.console, running.phone
     await until(lambda: _registered(running), lambda: f"bob to register:\n{phone.output}")

@@ -403,7 +403,8 @@ def free_record(end: CallEnd, *, customer_id: int, tenant_id: int, subscriber_id
     """The CDR of a call billing does not price: on-net, to an application, or in to a
     subscriber's own number."""
     ended_at = max(end.ended_at, started_at)
-    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) if end.answered_at else 0
+    talk_ms = int((ended_at - end.answered_at).total_seconds() * 1000) \
+        if end.answered_at and end.disposition == "answered" else 0
     return {"customer_id": customer_id, "tenant_id": tenant_id, "subscriber_id": subscriber_id,
             "carrier_id": end.carrier_id, "gateway_id": end.gateway_id, "node": node, "direction": direction,
             "caller_dialled": end.caller_dialled, "caller_e164": end.caller_e164,

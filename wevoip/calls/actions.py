@@ -52,12 +52,15 @@ class PrackLeg:
 
 @dataclass(frozen=True)
 class ByeLeg:
+    """`reason`: a Reason header (RFC 3326) saying why the B2BUA hangs up, when it says."""
+
     leg: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class ByeA:
-    pass
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

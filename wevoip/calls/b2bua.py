@@ -42,7 +42,7 @@ from wevoip.sip.errors import ParseError
 from wevoip.sip.flow import Flow
 from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
-from wevoip.sip.uri import Address, parse_uri
+from wevoip.sip.uri import Address, parse_uri, websocket_uri
 from wevoip.store import calls
 from wevoip.store.errors import LimitReached, NotAllowed, NotFound
 
@@ -150,7 +150,8 @@ class B2BUA:
         media, offer = None, request.body
         if self.relay is not None:
             try:
-                media = await self.relay.allocate(request.call_id, lambda reason: self._media_lost(incoming, reason))
+                media = await self.relay.allocate(request.call_id, lambda reason, failed_setup=False:
+                                                  self._media_lost(incoming, reason, failed_setup))
                 if offer and is_sdp(request):
                     offer = await media.offer("a", offer)
             except (SdpError, MediaUnavailable) as error:
@@ -168,9 +169,13 @@ class B2BUA:
         session.start()
         admitted.durable.wait().addCallback(lambda ok: ok or session.call.store_lost("not committed"))
 
-    def _media_lost(self, incoming: Incoming, reason: str) -> None:
+    def _media_lost(self, incoming: Incoming, reason: str, failed_setup: bool) -> None:
         session = self.sessions.get(incoming)
-        if session is not None:
+        if session is None:
+            return
+        if failed_setup:
+            session.call.media_failed(reason)
+        else:
             session.call.media_lost(reason)
 
     def _cancelled(self, incoming: Incoming) -> None:
@@ -282,6 +287,8 @@ class B2BUA:
                     uri = parse_uri(binding.contact)
                 except ParseError:
                     continue
+                if binding.transport in ("ws", "wss"):
+                    uri = websocket_uri(uri)
                 host, _, port = binding.source.rpartition(":")
                 through = self.edge.route_for(binding) if self.edge is not None else None
                 if through is not None:     # its connection ends on another node: via that node

@@ -128,7 +128,7 @@ TABLE: dict[Row, Step] = {
     (C.CALLING, None, "resend_1xx"): Step(C.CALLING, None, ("resend_1xx",)),
     (C.CALLING, None, "no_prack"): Step(C.ENDED, None, ("respond_a_no_prack", "give_up_legs",
                                                         "end_no_prack")),
-    (C.CALLING, None, "lost"): Step(C.ENDED, None, ("respond_a_lost", "give_up_legs", "end_lost")),
+    (C.CALLING, None, "lost"): Step(C.ENDED, None, ("note_cause", "respond_a_lost", "give_up_legs", "end_lost")),
     (C.CALLING, None, "next_round"): Step(C.CALLING, None, ("start_round",)),
     (C.CALLING, None, "exhausted"): Step(C.ENDED, None, ("respond_a_best", "end_unanswered")),
     (C.CALLING, None, "declined"): Step(C.ENDED, None, ("respond_a_best", "give_up_legs",
@@ -163,7 +163,7 @@ TABLE: dict[Row, Step] = {
     (C.ANSWERING, None, "a_response"): Step(C.ANSWERING, None, ("relay_response",)),
     (C.ANSWERING, None, "max_duration"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                               "fail_pending", "end_max_duration")),
-    (C.ANSWERING, None, "lost"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
+    (C.ANSWERING, None, "lost"): Step(C.ENDED, None, ("note_cause", "stop_2xx", "bye_a", "hang_up_winner",
                                                       "fail_pending", "end_lost")),
     (C.ANSWERING, None, "session_expired"): Step(C.ENDED, None, ("stop_2xx", "bye_a", "hang_up_winner",
                                                                  "fail_pending", "end_session_expired")),
@@ -196,7 +196,8 @@ TABLE: dict[Row, Step] = {
                                                                  "end_session_expired")),
     (C.CONFIRMED, None, "side_gone"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending",
                                                            "end_side_gone")),
-    (C.CONFIRMED, None, "lost"): Step(C.ENDED, None, ("bye_a", "hang_up_winner", "fail_pending", "end_lost")),
+    (C.CONFIRMED, None, "lost"): Step(C.ENDED, None, ("note_cause", "bye_a", "hang_up_winner", "fail_pending",
+                                                      "end_lost")),
     (C.CONFIRMED, L.CONFIRMED, "success"): Step(C.CONFIRMED, L.CONFIRMED, ("ack_leg_again",)),
     (C.CONFIRMED, L.CONFIRMED, "bye"): Step(C.ENDED, L.ENDED, ("respond_ok", "bye_a", "fail_pending",
                                                                "end_by_callee")),
@@ -274,7 +275,8 @@ REASONS = {200: "OK", 480: "Temporarily Unavailable", 481: "Call/Transaction Doe
            422: "Session Interval Too Small",
            500: "Server Internal Error"}
 _LOST = {"media": "Service Unavailable: the media relay lost the call",
-         "store": "Service Unavailable: the call's admission could not be written"}
+         "store": "Service Unavailable: the call's admission could not be written",
+         "setup": "Service Unavailable: the media could not be set up"}
 
 
 @dataclass
@@ -360,6 +362,7 @@ class Call:
         self._answer_a: RespondA | None = None
         self._last_reliable: RespondA | None = None
         self._final_status = 0
+        self._cause: str | None = None      # the Reason (RFC 3326) of the B2BUA's own BYEs
 
     @property
     def started_ms(self) -> int:
@@ -398,6 +401,12 @@ class Call:
     def media_lost(self, reason: str) -> bool:
         """The media relay saw no packets for too long, or lost the session."""
         return self._handle(Event("lost", key="media", method=reason))
+
+    def media_failed(self, reason: str) -> bool:
+        """The media never got going: a browser leg's ICE or DTLS failed, or did not complete
+        in time. Before the answer the call fails; after it, both sides get BYE with the
+        cause, and the record says failed (no talk to bill: nothing could be heard)."""
+        return self._handle(Event("lost", key="setup", method=reason))
 
     def store_lost(self, reason: str) -> bool:
         """The call's admission was never committed: it has no row to be counted or
@@ -601,7 +610,7 @@ class Call:
         self.owner.perform(AckLeg(self._event.leg.index))
 
     def _bye_leg(self) -> None:
-        self.owner.perform(ByeLeg(self._event.leg.index))
+        self.owner.perform(ByeLeg(self._event.leg.index, self._cause))
 
     def _hang_up_winner(self) -> None:
         self._fire("hang_up", self.winner)
@@ -812,7 +821,17 @@ class Call:
 
     def _respond_a_lost(self) -> None:
         self._stop_reliable()
-        self.owner.perform(RespondA(503, _LOST[self._event.key]))
+        reason = _LOST[self._event.key]
+        if self._event.key == "setup":
+            reason = f"{reason}: {self._event.method}"
+        self.owner.perform(RespondA(503, reason))
+
+    def _note_cause(self) -> None:
+        """A media set-up that failed is said in the BYEs (RFC 3326), so both ends and any
+        proxy between see why the call went."""
+        if self._event.key == "setup":
+            text = self._event.method.replace("\\", "\\\\").replace('"', '\\"')
+            self._cause = f'SIP ;cause=503 ;text="{text}"'
 
     def _respond_a_no_prack(self) -> None:
         self._stop_reliable()
@@ -833,7 +852,7 @@ class Call:
         self._final_status = relayed
 
     def _bye_a(self) -> None:
-        self.owner.perform(ByeA())
+        self.owner.perform(ByeA(self._cause))
 
     # -- actions: in-dialog requests --------------------------------------------------
 
@@ -1000,6 +1019,8 @@ class Call:
         reason = f"{self._event.key}: {self._event.method}"
         if self.winner is None:
             self._end("failed", 503, "system", reason)
+        elif self._event.key == "setup":
+            self._end("failed", 200, "system", reason)     # answered, but nothing could be heard
         else:
             self._end_answered("system", reason)
 

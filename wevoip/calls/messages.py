@@ -104,5 +104,5 @@ def is_sdp(message: Request | Response) -> bool:
 
 
 def contact_for(core: SipCore, flow: Flow) -> str:
-    transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+    transport = "" if flow.transport == "udp" else f";transport={flow.uri_transport}"
     return f"<sip:b2bua@{core.sent_by(flow)}{transport}>"

@@ -38,6 +38,10 @@ LINGER = 64 * T1   # a call's dialogs stay known this long after it ends, for la
 DISPOSITIONS = {"no answer": "no_answer"}   # the machine's words where billing spells them otherwise
 
 
+def _reason(reason: str | None) -> tuple[tuple[str, str], ...]:
+    return (("Reason", reason),) if reason else ()
+
+
 @dataclass
 class BLeg:
     target: Target
@@ -295,10 +299,12 @@ class Session:
     def _do_ByeLeg(self, action: ByeLeg) -> None:  # noqa: N802
         leg = self.legs[action.leg]
         if leg.flow is not None:
-            self.core.request(leg.dialog.request("BYE"), leg.flow).addErrback(lambda _: None)
+            bye = leg.dialog.request("BYE", headers=_reason(action.reason))
+            self.core.request(bye, leg.flow).addErrback(lambda _: None)
 
     def _do_ByeA(self, action: ByeA) -> None:  # noqa: N802
-        self.core.request(self.a_dialog.request("BYE"), self._a_flow()).addErrback(lambda _: None)
+        bye = self.a_dialog.request("BYE", headers=_reason(action.reason))
+        self.core.request(bye, self._a_flow()).addErrback(lambda _: None)
 
     def _a_flow(self) -> Flow:
         flow = self.a_flow
@@ -446,8 +452,8 @@ class Session:
                       tenant_id=admitted.tenant_id, caller_dialled=(invite.from_.uri.user or "")[:64],
                       caller_e164=admitted.caller_e164, callee_dialled=facts.dialled[:64])
         b2bua._release(admitted, self.media, end, after=self._marked, started_at=utc_at(record.start_ms))
-        log.info("call {call_id} ended: {disposition} {status}, hung up by {by}", call_id=invite.call_id,
-                 disposition=record.disposition, status=record.status, by=record.hung_up_by)
+        log.info("call {call_id} ended: {disposition} {status}, hung up by {by} ({reason})", call_id=invite.call_id,
+                 disposition=record.disposition, status=record.status, by=record.hung_up_by, reason=record.reason)
         if b2bua.on_record is not None:
             try:
                 b2bua.on_record(facts)

@@ -222,7 +222,7 @@ class EdgeProxy:
             with_param(via.params, "received", flow.remote[0]), "rport", str(flow.remote[1]))))
         if decision.record_route:
             outgoing.headers.prepend("Record-Route", f"<sip:{decision.token}@{_hostport(*self.address)};lr>")
-            transport = "" if out.transport == "udp" else f";transport={out.transport}"
+            transport = "" if out.transport == "udp" else f";transport={out.uri_transport}"
             outgoing.headers.prepend("Record-Route",
                                      f"<sip:{decision.token}@{self.core.sent_by(out)}{transport};lr>")
         outgoing.headers.prepend("Via", f"SIP/2.0/{out.via_transport} {self.core.sent_by(out)};"

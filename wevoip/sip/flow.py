@@ -15,6 +15,9 @@ from typing import Callable
 RELIABLE = frozenset({"tcp", "tls", "ws", "wss"})
 SECURE = frozenset({"tls", "wss"})
 VIA_NAMES = {"udp": "UDP", "tcp": "TCP", "tls": "TLS", "ws": "WS", "wss": "WSS"}
+# A SIP URI's transport parameter for each: RFC 7118 §5.2 defines only "ws", for WS and WSS
+# alike (WSS appears in Via only).
+URI_TRANSPORTS = {"udp": "udp", "tcp": "tcp", "tls": "tls", "ws": "ws", "wss": "ws"}
 
 
 def normalise_host(host: str) -> str:
@@ -53,6 +56,11 @@ class Flow:
     @property
     def via_transport(self) -> str:
         return VIA_NAMES[self.transport]
+
+    @property
+    def uri_transport(self) -> str:
+        """What a URI we make for this flow says in `transport=` (RFC 7118 §5.2: ws over WSS)."""
+        return URI_TRANSPORTS[self.transport]
 
     def send(self, data: bytes) -> bool:
         if self.closed:

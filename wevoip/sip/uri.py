@@ -123,6 +123,16 @@ class URI:
         return replace(self, params=with_param(self.params, name, value))
 
 
+def websocket_uri(uri: URI) -> URI:
+    """RFC 7118 §5.2 defines only `transport=ws` for SIP URIs, over WS and WSS alike; some
+    WebSocket clients write `transport=wss`. Their URIs are accepted as written (a binding
+    keeps its Contact, so the REGISTER's 200 lists it as the phone sent it) and said with
+    `ws` whenever we send them on (a Request-URI towards that phone)."""
+    if (uri.param("transport") or "").lower() == "wss":
+        return uri.with_param("transport", "ws")
+    return uri
+
+
 # A request names the same URI several times (a REGISTER's From and To, the Request-URI
 # domain every phone of a tenant uses, a phone's Contact each time it refreshes); URIs are
 # immutable, so the parsed value of a short text is kept, the oldest dropped first. Only

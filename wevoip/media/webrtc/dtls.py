@@ -9,7 +9,9 @@ Trust comes from SDP, not from a CA: each side's certificate is self-signed and 
 travels in `a=fingerprint`. The peer's certificate is checked against that hash in
 OpenSSL's verify callback, so a mismatch aborts the handshake with an alert, and checked
 again before keys are handed out. The server asks for the client's certificate, as RFC 5763
-§5 requires.
+§5 requires. A peer may give several fingerprints; RFC 8122 §5 has the certificate checked
+with the strongest hash function among them that we support, so only the fingerprints of
+that hash count (a weak hash that matches cannot stand in for a strong one that does not).
 
 Retransmission: OpenSSL keeps the DTLS timer (1 s, doubling) against the wall clock; the
 endpoint asks it how long is left and waits that long on the injected clock, then lets
@@ -48,8 +50,10 @@ OFFERED_PROFILES = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AES128_CM_SHA1_80", b"SRTP_
 HANDSHAKE_TIMEOUT = 30.0
 MTU = 1200
 _RECORD_HEADER = struct.Struct("!B2sH6sH")
+# The hash functions of RFC 8122's registry we support, weakest first (md2 and md5 are not).
 _HASHES = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256",
            "sha-384": "sha384", "sha-512": "sha512"}
+_STRENGTH = {name: rank for rank, name in enumerate(_HASHES)}
 
 
 class DtlsState(enum.Enum):
@@ -66,6 +70,11 @@ class Fingerprint:
 
     algorithm: str
     digest: bytes
+
+    @staticmethod
+    def supported(text: str) -> bool:
+        """Whether an `a=fingerprint` value names a hash function we support."""
+        return text.strip().partition(" ")[0].lower() in _HASHES
 
     @classmethod
     def parse(cls, text: str) -> "Fingerprint":
@@ -90,6 +99,15 @@ class Fingerprint:
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.digest.hex(':').upper()}"
+
+
+def strongest(fingerprints: list[Fingerprint]) -> list[Fingerprint]:
+    """The fingerprints of the strongest hash function among them (RFC 8122 §5): the only
+    ones a certificate is checked against. Several of one hash stay (one per certificate)."""
+    if not fingerprints:
+        return []
+    best = max(_STRENGTH[fingerprint.algorithm] for fingerprint in fingerprints)
+    return [fingerprint for fingerprint in fingerprints if _STRENGTH[fingerprint.algorithm] == best]
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,7 @@ class DtlsEndpoint:
             raise ValueError("DTLS-SRTP needs the peer's a=fingerprint to trust its certificate")
         self.clock, self.is_client, self.owner = clock, is_client, owner
         self.remote_fingerprints = list(remote_fingerprints)
+        self._trusted = strongest(self.remote_fingerprints)
         self.handshake_timeout = handshake_timeout
         self.state = DtlsState.NEW
         self.keys: SrtpKeys | None = None
@@ -222,10 +241,13 @@ class DtlsEndpoint:
         if depth > 0:
             return True
         der = certificate.to_cryptography().public_bytes(Encoding.DER)
-        if any(fingerprint.matches(der) for fingerprint in self.remote_fingerprints):
+        if self._matches(der):
             return True
         self._mismatch = True
         return False
+
+    def _matches(self, der: bytes) -> bool:
+        return any(fingerprint.matches(der) for fingerprint in self._trusted)
 
     def _drive(self) -> None:
         try:
@@ -246,7 +268,7 @@ class DtlsEndpoint:
         self._stop_timers()
         peer = self._connection.get_peer_certificate(as_cryptography=True)
         der = peer.public_bytes(Encoding.DER) if peer is not None else b""
-        if not any(fingerprint.matches(der) for fingerprint in self.remote_fingerprints):
+        if not self._matches(der):
             self._fail("peer certificate does not match a=fingerprint")
             return
         selected = self._connection.get_selected_srtp_profile()

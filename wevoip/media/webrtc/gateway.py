@@ -22,7 +22,10 @@ phone's fork wins.
 
 A browser leg whose ICE consent stays lost (RFC 7675: no good check for the consent
 timeout, because the tab was closed or its network went) reports the call's media lost,
-through the `on_lost` the B2BUA gave `allocate`, once; the B2BUA then ends the call.
+through the `on_lost` the B2BUA gave `allocate`, once; the B2BUA then ends the call. A
+browser leg whose media never came up (DTLS failed, say on a wrong `a=fingerprint`, or ICE
+and DTLS not done within the set-up timeout) reports it the same way with
+`failed_setup=True`: the call ends at once and is not billed.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from wevoip.media.relay import Flow, InProcessRelay, RelaySession
 from wevoip.media.sdp import SessionDescription
 from wevoip.media.webrtc.dtls import Certificate
 from wevoip.media.webrtc.ice import CONSENT_TIMEOUT, new_credentials
-from wevoip.media.webrtc.leg import BrowserLeg, BrowserLegProtocol
+from wevoip.media.webrtc.leg import SETUP_TIMEOUT, BrowserLeg, BrowserLegProtocol
 from wevoip.media.webrtc.translate import (WEBRTC_PROTOS, BrowserOffer, OriginCounter, PlainLocal, PlainOffer,
                                            WebRtcLocal, browser_answer_to_plain, browser_offer_to_plain,
                                            plain_answer_to_browser, plain_offer_to_browser)
@@ -90,7 +93,8 @@ class _PlainPort(DatagramProtocol):
 class _Browser:
     """One browser leg: its ICE/DTLS port, its plain port pair, and the offer in flight."""
 
-    def __init__(self, gateway: WebRtcGateway, on_consent_lost: Callable[[_Browser], None]):
+    def __init__(self, gateway: WebRtcGateway, on_consent_lost: Callable[[_Browser], None],
+                 on_failed: Callable[[_Browser, str, bool], None]):
         self.gateway = gateway
         pool = gateway.relay.pool
         self._taken: list[tuple[int, Any, Any]] = []
@@ -107,7 +111,8 @@ class _Browser:
         self.rtcp = _PlainPort(lambda packet: self.leg.rtcp_to_browser(packet))
         self.protocol = BrowserLegProtocol(
             lambda send: BrowserLeg(gateway.clock, gateway.certificate, ufrag, pwd, self, send,
-                                    gateway.consent_timeout, lambda: on_consent_lost(self)))
+                                    gateway.consent_timeout, lambda: on_consent_lost(self),
+                                    gateway.setup_timeout, lambda reason, keyed: on_failed(self, reason, keyed)))
         reactor, family = gateway.reactor, pool.family
         for sock, protocol in ((browser_rtp, self.protocol), (plain_rtp, self.rtp), (plain_rtcp, self.rtcp)):
             sock.setblocking(False)
@@ -168,7 +173,7 @@ class _Browser:
 
 @implementer(IMediaSession)
 class GatewaySession:
-    def __init__(self, gateway: WebRtcGateway, inner: RelaySession, on_lost: Callable[[str], None]):
+    def __init__(self, gateway: WebRtcGateway, inner: RelaySession, on_lost: Callable[..., None]):
         self.gateway = gateway
         self.inner = inner
         self.call_id = inner.call_id
@@ -261,17 +266,29 @@ class GatewaySession:
     def _new_browser(self) -> _Browser:
         if self._released:
             raise MediaUnavailable("the media session has ended")
-        return _Browser(self.gateway, self._consent_lost)
+        return _Browser(self.gateway, self._consent_lost, self._failed)
 
     def _consent_lost(self, browser: _Browser) -> None:
-        """Only the call's own browser legs count; the call's media is lost once."""
+        self._lose(browser, lambda leg: f"ICE consent of the browser on leg {leg} expired", False)
+
+    def _failed(self, browser: _Browser, reason: str, keyed: bool) -> None:
+        """A leg whose media never came up fails the call's set-up; one that had keys and
+        lost them (a new DTLS association after a re-offer that failed) lost its media."""
+        state = "lost" if keyed else "not set up"
+        self._lose(browser, lambda leg: f"media of the browser on leg {leg} {state}: {reason}", not keyed)
+
+    def _lose(self, browser: _Browser, reason: Callable[[str], str], failed_setup: bool) -> None:
+        """Only the call's own browser legs count (not a ringing fork); the media is lost once."""
         leg = next((name for name, held in self.browsers.items() if held is browser), None)
         if leg is None or self._released or self._lost:
             return
         self._lost = True
-        reason = f"ICE consent of the browser on leg {leg} expired"
-        log.info("call {call_id}: {reason}", call_id=self.call_id, reason=reason)
-        self.on_lost(reason)
+        text = reason(leg)
+        log.info("call {call_id}: {reason}", call_id=self.call_id, reason=text)
+        if failed_setup:
+            self.on_lost(text, failed_setup=True)
+        else:
+            self.on_lost(text)
 
     def _point(self, leg: str) -> None:
         browser = self.browsers.get(leg)
@@ -340,7 +357,7 @@ class WebRtcGateway:
 
     def __init__(self, reactor: Any, relay: InProcessRelay, certificate: Certificate | None = None,
                  clock: Any = None, on_released: Callable[[GatewaySession], None] | None = None,
-                 consent_timeout: float = CONSENT_TIMEOUT):
+                 consent_timeout: float = CONSENT_TIMEOUT, setup_timeout: float = SETUP_TIMEOUT):
         self.reactor = reactor
         self.clock = clock or reactor
         self.relay = relay
@@ -348,8 +365,11 @@ class WebRtcGateway:
         self.sessions: dict[str, GatewaySession] = {}
         self.on_released = on_released
         self.consent_timeout = consent_timeout
+        self.setup_timeout = setup_timeout
 
-    def allocate(self, call_id: str, on_lost: Callable[[str], None]) -> defer.Deferred:
+    def allocate(self, call_id: str, on_lost: Callable[..., None]) -> defer.Deferred:
+        """`on_lost(reason)` as the wrapped relay calls it; the browser legs add
+        `failed_setup=True` when their media never came up."""
         def wrap(inner):
             session = GatewaySession(self, inner, on_lost)
             self.sessions[call_id] = session

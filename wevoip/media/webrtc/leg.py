@@ -9,6 +9,12 @@ from an address that passed a connectivity check, and we send only to the addres
 selected (or, before nomination, the latest valid one), and stop sending when the browser's
 consent lapses (no good check for 30 s, RFC 7675); `on_consent_lost` hears when it has.
 
+Set-up is bounded: once the offer/answer is complete (`configure`), ICE must validate a
+pair and DTLS key SRTP within `setup_timeout` (`media.webrtc_setup_timeout_ms`). A DTLS
+handshake that fails (a certificate that does not match `a=fingerprint`) or a set-up not
+done in time is told to `on_failed(reason, keyed)` once, with whether SRTP was ever keyed:
+a leg that never was could not carry a sound, so the call is ended at once and not billed.
+
 `BrowserLeg` is sans-IO; `BrowserLegProtocol` is the DatagramProtocol around it.
 """
 
@@ -30,6 +36,7 @@ from wevoip.media.webrtc.srtp import SrtpError, SrtpKeys, SrtpSession
 from wevoip.media.webrtc.translate import BrowserTransport, CodecPlan
 
 _HEADER = struct.Struct("!BBHII")
+SETUP_TIMEOUT = 20.0
 
 
 class PlainSide(Protocol):
@@ -94,9 +101,15 @@ def rtp_payload(packet: bytes) -> bytes | None:
 class BrowserLeg:
     def __init__(self, clock: IReactorTime, certificate: Certificate, local_ufrag: str,
                  local_pwd: str, plain: PlainSide, send, consent_timeout: float = CONSENT_TIMEOUT,
-                 on_consent_lost: Callable[[], None] | None = None) -> None:
+                 on_consent_lost: Callable[[], None] | None = None, setup_timeout: float = SETUP_TIMEOUT,
+                 on_failed: Callable[[str, bool], None] | None = None) -> None:
         """`send(datagram, address)` puts a datagram on the port's socket."""
         self.clock, self.certificate, self.plain, self._send = clock, certificate, plain, send
+        self.setup_timeout = setup_timeout
+        self._on_failed = on_failed
+        self.keyed = False                  # DTLS keyed SRTP at least once: media could flow
+        self.failure: str | None = None     # why the media failed, told once
+        self._setup_timer = None
         self.ice = IceLiteAgent(clock, local_ufrag, local_pwd, consent_timeout=consent_timeout,
                                 on_consent_lost=on_consent_lost)
         self.dtls: DtlsEndpoint | None = None
@@ -126,6 +139,26 @@ class BrowserLeg:
         if plan.transcode and self._opus_in is None:
             self._opus_in, self._opus_out = OpusToG711(plan.plain.name), G711ToOpus(plan.plain.name)
             self._restamp_plain, self._restamp_browser = _Restamp(160), _Restamp(960)
+        if self._setup_timer is None and not self.keyed and self.failure is None:
+            self._setup_timer = self.clock.callLater(self.setup_timeout, self._setup_expired)
+
+    def _setup_expired(self) -> None:
+        self._setup_timer = None
+        stage = "DTLS" if self.ice.valid else "ICE"
+        self._fail(f"{stage} did not complete within {self.setup_timeout:g} s")
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is not None:
+            return
+        self.failure = reason
+        self._stop_setup_timer()
+        if self._on_failed is not None:
+            self._on_failed(reason, self.keyed)
+
+    def _stop_setup_timer(self) -> None:
+        if self._setup_timer is not None and self._setup_timer.active():
+            self._setup_timer.cancel()
+        self._setup_timer = None
 
     def _new_dtls(self, transport: BrowserTransport, dtls_client: bool) -> None:
         if self.dtls is not None:
@@ -136,6 +169,8 @@ class BrowserLeg:
             self.dtls.start()
 
     def close(self) -> None:
+        self._on_failed = None
+        self._stop_setup_timer()
         self.ice.stop()
         if self.dtls is not None:
             self.dtls.close()
@@ -149,9 +184,12 @@ class BrowserLeg:
 
     def established(self, keys: SrtpKeys) -> None:
         self.srtp = SrtpSession(keys)
+        self.keyed = True
+        self._stop_setup_timer()
 
     def failed(self, reason: str) -> None:
         self.srtp = None
+        self._fail(f"DTLS failed: {reason}")
 
     # From the browser.
 

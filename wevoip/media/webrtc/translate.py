@@ -252,11 +252,17 @@ def _browser_transport(description: SessionDescription, audio: MediaDescription,
     ufrag, pwd = value("ice-ufrag"), value("ice-pwd")
     if not ufrag or not pwd:
         raise SdpError(f"the browser's {kind} has no a=ice-ufrag and a=ice-pwd")
+    # Media-level fingerprints replace the session's (RFC 8122 §5); hash functions we do not
+    # support (md5, md2, unknown) are passed over, the rest must be well formed.
     texts = audio.attributes("fingerprint") or description.attributes("fingerprint")
     if not texts:
         raise SdpError(f"the browser's {kind} has no a=fingerprint")
+    usable = [text for text in texts if Fingerprint.supported(text)]
+    if not usable:
+        named = ", ".join(text.split()[0] for text in texts if text.split())
+        raise SdpError(f"a=fingerprint: no hash function we support among {named}")
     try:
-        fingerprints = tuple(Fingerprint.parse(text) for text in texts)
+        fingerprints = tuple(Fingerprint.parse(text) for text in usable)
     except ValueError as error:
         raise SdpError(f"a=fingerprint: {error}") from None
     setup = value("setup") or ("actpass" if kind == "offer" else "active")
