@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from wevoip.store import outbox
 from wevoip.store.database import Database, Row
+from wevoip.store.notify import EVERYTHING
 
 log = Logger(namespace="wevoip.outbox")
 
@@ -56,7 +57,7 @@ class OutboxDrainer(Service):
         return running if running is not None else defer.succeed(None)
 
     def on_notify(self, payload: str) -> None:
-        if payload == self.kind:
+        if payload in (self.kind, EVERYTHING):     # everything: notifications were missed
             self.wake()
 
     def wake(self) -> defer.Deferred:

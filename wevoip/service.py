@@ -157,5 +157,6 @@ class WeVoIPService(MultiService):
             status = "starting"
         else:
             status = "ok" if store["status"] == "ok" else "degraded"
-        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
+        retry = {"retry_after": store["retry_after"]} if "retry_after" in store else {}
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store, **retry,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

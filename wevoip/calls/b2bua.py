@@ -44,7 +44,7 @@ from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri
 from wevoip.store import calls
-from wevoip.store.errors import LimitReached, NotAllowed, NotFound
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound, StoreUnavailable
 
 log = Logger(namespace="wevoip.calls")
 
@@ -135,6 +135,10 @@ class B2BUA:
             admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision)
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
+            return
+        except StoreUnavailable as error:
+            incoming.respond(503, "Service Unavailable: database unavailable",
+                             headers=(("Retry-After", str(error.retry_after)),))
             return
         except Exception:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)

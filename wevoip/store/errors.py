@@ -47,3 +47,15 @@ class NotAllowed(StoreError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class StoreUnavailable(StoreError):
+    """PostgreSQL cannot be reached now (it crashed, restarts, or the network to it broke).
+
+    Nothing the caller did is wrong and nothing was written: the web answers 503 and SIP
+    503, both with `Retry-After: retry_after`, while the store service reconnects."""
+
+    def __init__(self, reason: str, retry_after: int = 5):
+        super().__init__(f"the database is unavailable ({reason}); try again in {retry_after} s")
+        self.reason = reason
+        self.retry_after = retry_after
