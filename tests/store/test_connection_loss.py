@@ -16,7 +16,7 @@ from wevoip.store.errors import StoreUnavailable
 from wevoip.store.notify import InvalidatedCache, Notifier, publish
 
 
-def end_sessions(dsn: str, application: str = "") -> int:
+def end_sessions(dsn: str) -> int:
     """What a crash does to our connections: the server closes them."""
     [(count,)] = run_sql(dsn, "select count(pg_terminate_backend(pid)) from pg_stat_activity "
                               "where datname = current_database() and pid <> pg_backend_pid()")

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from wevoip.sip.locate import Locator
 from wevoip.store import carriers
 from wevoip.store.database import Database
-from wevoip.store.errors import StoreUnavailable
+from wevoip.store.errors import quiet_when_unavailable
 
 log = Logger(namespace="wevoip.sip.gatewaydns")
 
@@ -81,13 +81,9 @@ class GatewayResolver(Service):
             self._again = True
             return self._running
         self._running = defer.Deferred.fromCoroutine(self._pass())
-        self._running.addErrback(self._failed)
+        self._running.addErrback(quiet_when_unavailable(log, "resolving gateway names failed"))
         self._running.addBoth(self._done)
         return self._running
-
-    def _failed(self, failure) -> None:
-        if not failure.check(StoreUnavailable):     # the store logs its loss once
-            log.failure("resolving gateway names failed", failure)
 
     def _done(self, _) -> None:
         self._running = None
