@@ -27,7 +27,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.node import Node, free_port
-from tests.pg import reachable_tmpdir, run_sql
+from tests.pg import children_of, reachable_tmpdir, run_sql
 from tests.store.builders import build_tree
 from wevoip.store.admins import create_api_token
 from wevoip.store.database import Database
@@ -45,19 +45,6 @@ MD5 = textwrap.dedent("""
 
 def postmaster_pid(node: Node) -> int:
     return int((node.folder / "data" / "postgres" / "postmaster.pid").read_text().split()[0])
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
