@@ -56,8 +56,11 @@ async def test_lost_connections_refuse_work_as_unavailable_until_a_reconnect(dsn
         await deferLater(reactor, 0.2, lambda: None)
         assert len(losses) == 1                 # three broken connections, one report
 
+        old = database._pool
         await database.reconnect()
         assert database.lost is None
+        old._lost("a late word from a connection of the old pool")
+        assert database.lost is None and len(losses) == 1     # the new pool stays up
         assert await database.transact(lambda tx: tx.fetch_value("select count(*) from t")) == 0
     finally:
         await database.close()

@@ -146,14 +146,17 @@ class _Pool(txpostgres.ConnectionPool):
 
     connectionFactory = _Connection  # noqa: N815 (txpostgres's name)
 
-    def __init__(self, reactor, dsn: str, size: int, on_lost: Callable[[str], None]):
+    def __init__(self, reactor, dsn: str, size: int, on_lost: Callable[["_Pool", str], None]):
         self.reactor = reactor
         super().__init__(None, dsn, min=size, cursor_factory=psycopg2.extras.RealDictCursor,
                          options=_SESSION_OPTIONS)
         self.on_lost = on_lost
         self.every = frozenset(self.connections)    # in use or not: the pool pops them
         for connection in self.every:
-            connection.on_lost = on_lost
+            connection.on_lost = self._lost
+
+    def _lost(self, reason: str) -> None:
+        self.on_lost(self, reason)
 
     def _runInteraction(self, interaction, *args, **kwargs):  # noqa: N802 (txpostgres's name)
         connection = self.connections.pop()
@@ -162,7 +165,7 @@ class _Pool(txpostgres.ConnectionPool):
             if not _broken(connection):
                 return failure
             reason = failure.getErrorMessage().strip() or failure.type.__name__
-            self.on_lost(reason)
+            self._lost(reason)
             raise StoreUnavailable(reason)
 
         done = connection.runInteraction(interaction, *args, **kwargs).addErrback(lost)
@@ -205,7 +208,7 @@ class Database:
         self.on_lost: Callable[[str], None] | None = None
 
     async def connect(self) -> None:
-        pool = _Pool(self.reactor, self.dsn, self.size, self.mark_lost)
+        pool = _Pool(self.reactor, self.dsn, self.size, self._pool_lost)
         try:
             await pool.start()
         except defer.FirstError as error:
@@ -213,6 +216,11 @@ class Database:
             reason = error.subFailure.getErrorMessage().strip()
             raise StoreError(f"cannot connect to PostgreSQL: {reason}") from None
         self._pool = pool
+
+    def _pool_lost(self, pool: _Pool, reason: str) -> None:
+        """A pool lost before the last reconnect tells of its own end, not the new pool's."""
+        if pool is self._pool:
+            self.mark_lost(reason)
 
     def mark_lost(self, reason: str) -> None:
         """The first sign of a broken connection takes the whole pool down: a server that
