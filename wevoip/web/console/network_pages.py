@@ -81,8 +81,7 @@ def _trusted(row: dict) -> str:
     if not row["ip_auth"]:
         return "(no IP auth)"
     trusted = ", ".join(row["trusted_sources"]) or "nothing yet"
-    if row["source_ips"] or row["resolved_at"] is None and row["resolve_error"] is None \
-            and row["next_resolve_at"] is None:
+    if row["source_ips"] or carriers.is_address(row["host"]):
         return trusted
     when = f"resolved {row['resolved_at']:%Y-%m-%d %H:%M:%S} UTC" if row["resolved_at"] else "not resolved yet"
     failed = f"; last look-up failed: {row['resolve_error']}" if row["resolve_error"] else ""
