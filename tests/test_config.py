@@ -133,3 +133,11 @@ def test_dns_servers_need_a_port_and_webhook_limits_are_bounded():
     assert config.dns.servers == (Listen("127.0.0.1", 5353),) and config.webhooks.max_attempts == 8
     assert error_for('[dns]\nservers = ["127.0.0.1:0"]\n').key == "dns.servers[0]"
     assert error_for("[webhooks]\ntimeout_seconds = 0\n").key == "webhooks.timeout_seconds"
+
+
+def test_the_gateway_ttl_bounds_are_checked_alone_and_together():
+    config = parse_config("[dns]\ngateway_ttl_floor_seconds = 5\ngateway_ttl_ceiling_seconds = 600\n", Path("/srv"))
+    assert (config.dns.gateway_ttl_floor_seconds, config.dns.gateway_ttl_ceiling_seconds) == (5, 600)
+    assert error_for("[dns]\ngateway_ttl_floor_seconds = 0\n").key == "dns.gateway_ttl_floor_seconds"
+    assert error_for("[dns]\ngateway_ttl_floor_seconds = 60\ngateway_ttl_ceiling_seconds = 30\n").key == \
+        "dns.gateway_ttl_ceiling_seconds"

@@ -368,6 +368,8 @@ def _dns_servers(key: str, value: Any, base: Path) -> tuple[Listen, ...]:
 class DnsConfig:
     servers: tuple[Listen, ...] = _key((), _dns_servers)
     timeout_seconds: int = _key(5, _int_between(1, 60))
+    gateway_ttl_floor_seconds: int = _key(30, _int_between(1, 3600))
+    gateway_ttl_ceiling_seconds: int = _key(3600, _int_between(1, 86400))
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,8 @@ def _check_whole(config: Config) -> None:
         raise ConfigError("sip_security.request_burst", "must be at least sip_security.requests_per_second")
     if config.billing.dead_node_seconds < 3 * config.billing.heartbeat_seconds:
         raise ConfigError("billing.dead_node_seconds", "must be at least three billing.heartbeat_seconds")
+    if config.dns.gateway_ttl_ceiling_seconds < config.dns.gateway_ttl_floor_seconds:
+        raise ConfigError("dns.gateway_ttl_ceiling_seconds", "must be at least dns.gateway_ttl_floor_seconds")
     if bool(config.mail.username) != bool(config.mail.password):
         raise ConfigError("mail.password" if config.mail.username else "mail.username",
                           "the relay login needs both a username and a password")

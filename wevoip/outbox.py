@@ -17,6 +17,8 @@ from twisted.logger import Logger
 
 from wevoip.store import outbox
 from wevoip.store.database import Database, Row
+from wevoip.store.errors import quiet_when_unavailable
+from wevoip.store.notify import EVERYTHING
 
 log = Logger(namespace="wevoip.outbox")
 
@@ -56,7 +58,7 @@ class OutboxDrainer(Service):
         return running if running is not None else defer.succeed(None)
 
     def on_notify(self, payload: str) -> None:
-        if payload == self.kind:
+        if payload in (self.kind, EVERYTHING):     # everything: notifications were missed
             self.wake()
 
     def wake(self) -> defer.Deferred:
@@ -66,8 +68,7 @@ class OutboxDrainer(Service):
             return self._running
         self._again = False
         self._running = defer.Deferred.fromCoroutine(self.drain())
-        self._running.addErrback(lambda failure: log.failure("draining the {kind} outbox failed",
-                                                             failure, kind=self.kind))
+        self._running.addErrback(quiet_when_unavailable(log, "draining the {kind} outbox failed", kind=self.kind))
         self._running.addBoth(self._done)
         return self._running
 

@@ -32,8 +32,10 @@ from wevoip.outbox import OutboxDrainer
 from wevoip.plugins import discover
 from wevoip.resolver import make_resolver
 from wevoip.sip.access import SipAccess
+from wevoip.sip.gatewaydns import GatewayResolver
+from wevoip.sip.locate import Locator
 from wevoip.sip.service import SipService
-from wevoip.store import outbox
+from wevoip.store import carriers, outbox
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
 from wevoip.web.console.housekeeping import ConsoleHousekeeping
@@ -73,12 +75,18 @@ class WeVoIPService(MultiService):
         self.gateway = WebRtcGateway(reactor, self.media,
                                      consent_timeout=config.media.webrtc_consent_timeout_ms / 1000,
                                      setup_timeout=config.media.webrtc_setup_timeout_ms / 1000)
+        resolver = make_resolver(reactor, config.dns)
+        locator = Locator(resolver)
+        self.gateway_dns = GatewayResolver(reactor, self.store.when_ready, locator,
+                                           floor=config.dns.gateway_ttl_floor_seconds,
+                                           ceiling=config.dns.gateway_ttl_ceiling_seconds)
+        self.gateway_dns.setServiceParent(self)
         self.calls = CallService(reactor, config, self.store, self.sip, self.sip_access, self.dialplan_presets,
                                  relay=self.gateway, ports=self.media.pool,
-                                 applications=self.call_applications)
+                                 applications=self.call_applications, locator=locator)
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
-                                Services(self.dialplan_presets, make_resolver(reactor, config.dns),
+                                Services(self.dialplan_presets, resolver,
                                          self.listeners, self.gateway, self.calls))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
@@ -112,6 +120,7 @@ class WeVoIPService(MultiService):
         webhooks (added last, so they stop first), woken by any node's enqueue through the
         notifier, and the sweeping of expired console sessions."""
         await ensure_platform_admin(self.reactor, database, self.environ)
+        await self.store.notifier.subscribe(carriers.GATEWAYS_CHANNEL, self.gateway_dns.on_notify)
         mail = SmtpSender(self.reactor, self.config.mail, database)
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
         for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
@@ -158,5 +167,6 @@ class WeVoIPService(MultiService):
             status = "starting"
         else:
             status = "ok" if store["status"] == "ok" else "degraded"
-        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
+        retry = {"retry_after": store["retry_after"]} if "retry_after" in store else {}
+        return {"status": status, "ready": ready, "node": self.config.node.name, "store": store, **retry,
                 "listeners": [bound.as_json() for bound in self.listeners.all()]}

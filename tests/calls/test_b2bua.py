@@ -144,7 +144,7 @@ async def cdrs(world):
     return await world.database.fetch("select * from cdrs order by id")
 
 
-async def make_world(database, relay=None, timers=CallTimers(no_answer=60, progress=2)):
+async def make_world(database, relay=None, timers=CallTimers(no_answer=60, progress=2), locator=None):
     tree = await build_tree(database, "calls.example.net")
     isp_id = tree.isp["id"]
 
@@ -173,7 +173,7 @@ async def make_world(database, relay=None, timers=CallTimers(no_answer=60, progr
 
     b2bua = B2BUA(clock, core, database, node="test-node", authenticate=authenticate,
                   contacts=lambda subscriber_id: bindings.get(subscriber_id, []), rules=lambda isp: us.rules(),
-                  timers=timers, on_record=records.append, relay=relay)
+                  timers=timers, on_record=records.append, relay=relay, locator=locator)
     b2bua.install()
     return World(database, tree, bob, clock, core, wire, bindings, records, b2bua)
 

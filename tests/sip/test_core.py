@@ -3,6 +3,7 @@
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from wevoip.sip.core import SipCore
 from wevoip.sip.flow import Flow, FlowTable
@@ -10,6 +11,7 @@ from wevoip.sip.message import Headers, Request, Response, parse
 from wevoip.sip.transaction import T1
 from wevoip.sip.transactions import TransactionTimeout
 from wevoip.sip.uri import parse_uri
+from wevoip.store.errors import StoreUnavailable
 
 
 def request_bytes(method="OPTIONS", branch="z9hG4bKabc", extra="", cseq=1, to_tag="", via_host="10.0.0.5:5060",
@@ -256,3 +258,24 @@ def test_a_response_whose_connection_closed_goes_through_the_peers_newer_connect
     core.receive(request_bytes("MESSAGE", branch="z9hG4bKlost", call_id="other"), new.flow)
     held[1].respond(200)
     assert core.stats["responses_undeliverable"] == 1
+
+
+def test_a_handler_meeting_a_lost_database_answers_503_with_retry_after_and_logs_nothing(core):
+    peer, logged = Peer(), []
+
+    async def needs_the_store(incoming):
+        await defer.succeed(None)
+        raise StoreUnavailable("server closed the connection unexpectedly", retry_after=7)
+
+    core.register("MESSAGE", needs_the_store)
+    observer = logged.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        core.receive(request_bytes("MESSAGE"), peer.flow)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    [response] = peer.responses()
+    assert response.status == 503 and response.headers.get("Retry-After") == "7"
+    assert "database unavailable" in response.reason
+    assert core.stats["store_unavailable"] == 1 and core.stats["handler_errors"] == 0
+    assert not [event for event in logged if "log_failure" in event]

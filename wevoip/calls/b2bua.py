@@ -44,7 +44,7 @@ from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri, websocket_uri
 from wevoip.store import calls
-from wevoip.store.errors import LimitReached, NotAllowed, NotFound
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound, StoreUnavailable
 
 log = Logger(namespace="wevoip.calls")
 
@@ -74,7 +74,7 @@ class B2BUA:
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None, edge=None, routes: RoutingCache | None = None):
+                 applications=None, edge=None, routes: RoutingCache | None = None, locator=None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -90,6 +90,7 @@ class B2BUA:
         self.max_call_ms = max_call_ms
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.edge = edge                     # `sip.edge.EdgeProxy`: phones connected to other nodes
+        self.locator = locator               # `sip.locate.Locator`: gateways given by DNS name (RFC 3263)
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -135,6 +136,10 @@ class B2BUA:
             admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision)
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
+            return
+        except StoreUnavailable as error:
+            incoming.respond(503, "Service Unavailable: database unavailable",
+                             headers=(("Retry-After", str(error.retry_after)),))
             return
         except Exception:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
@@ -302,7 +307,8 @@ class B2BUA:
         rounds = []
         for gateway in route.gateways:
             host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
-            uri = parse_uri(f"sip:{gateway.number}@{host}:{gateway.port}")
+            port = "" if gateway.port is None else f":{gateway.port}"     # none: SRV finds it
+            uri = parse_uri(f"sip:{gateway.number}@{host}{port}")
             shown = route.caller_id or "anonymous"
             identity = f"<sip:{shown}@{local};user=phone>"
             rounds.append([Target(uri, Address(uri), Address(parse_uri(f"sip:{shown}@{local}")),
@@ -385,23 +391,34 @@ class B2BUA:
             return target.flow
         if target.route is not None:        # the node holding the phone's connection, over UDP
             return self.core.flows.datagram(target.host, target.port)
-        host = target.host
+        host, port = target.host, target.port
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            try:
-                host = await self.reactor.resolve(host)
-            except Exception:
+            located = await self._locate(target)
+            if located is None:
                 return None
+            host, port = located
         if target.gateway is not None and target.transport in ("tcp", "tls"):
             try:
-                return await connect(self.reactor, self.core, self.core.flows, target.transport, host, target.port,
+                return await connect(self.reactor, self.core, self.core.flows, target.transport, host, port,
                                      server_name=target.host, timeout=self.timers.progress or 10.0)
             except Exception as error:
                 log.info("no {transport} connection to gateway {host}:{port}: {error}", transport=target.transport,
-                         host=target.host, port=target.port, error=error)
+                         host=target.host, port=port, error=error)
                 return None
-        return self.core.flows.find(target.transport, host, target.port)
+        return self.core.flows.find(target.transport, host, port)
+
+    async def _locate(self, target: Target) -> tuple[str, int] | None:
+        """A gateway's name through RFC 3263 (SRV, then A/AAAA; only the latter when it has
+        a port): its first target, in SRV priority and weight order."""
+        if self.locator is None:
+            return None
+        found = await self.locator.locate(target.host, target.port, target.transport)
+        if not found:
+            log.info("gateway {host} resolves to no address", host=target.host)
+            return None
+        return found[0].address, found[0].port
 
 
 async def _admitted_by_a_carrier(carriers: list[int | None], targets: list[list[Target]], admit):

@@ -29,7 +29,7 @@ class Target:
     from_: Address
     transport: str
     host: str
-    port: int
+    port: int | None    # None: a gateway by DNS name whose port SRV gives
     flow: Flow | None = None        # a registered phone's own connection
     gateway: Gateway | None = None
     identity: str | None = None     # P-Asserted-Identity for a carrier

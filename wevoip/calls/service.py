@@ -32,10 +32,12 @@ class CallService(Service):
     name = "calls"
 
     def __init__(self, reactor, config: Config, store, sip, access, presets: dict, *, relay=None,
-                 ports=None, applications: dict | None = None):
+                 ports=None, applications: dict | None = None, locator=None):
         """`relay` anchors calls' media (an IMediaRelay); `ports` is the port pool the
-        server's own media endpoints (call applications) take their ports from."""
+        server's own media endpoints (call applications) take their ports from; `locator`
+        finds gateways given by DNS name (RFC 3263)."""
         self.reactor = reactor
+        self.locator = locator
         self.config = config
         self.store = store
         self.sip = sip
@@ -88,7 +90,8 @@ class CallService(Service):
                            authenticate=self._authenticate, contacts=self.access.registrar.bindings,
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
                            relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
-                           applications=self.applications, edge=self.access.edge, routes=routes)
+                           applications=self.applications, edge=self.access.edge, routes=routes,
+                           locator=self.locator)
         self.b2bua.install()
 
     def _endpoint(self) -> MediaEndpoint:

@@ -70,7 +70,7 @@ class Gateway:
     carrier_id: int
     gateway_id: int
     host: str
-    port: int
+    port: int | None    # None: a gateway by DNS name whose port SRV gives
     transport: str
     number: str
 

@@ -28,6 +28,7 @@ from wevoip.sip.message import Request, Response
 from wevoip.sip.nodes import Nodes
 from wevoip.sip.register import Origin, RegisterHandler, reply
 from wevoip.sip.registrar import Registrar, RegistrarPolicy
+from wevoip.store.errors import quiet_when_unavailable
 from wevoip.store.secrets import shared_secret
 
 log = Logger(namespace="wevoip.sip.access")
@@ -152,7 +153,7 @@ class SipAccess(Service):
     def _tidy(self) -> defer.Deferred:
         self.digest.prune()
         return defer.Deferred.fromCoroutine(self.location.sweep()).addErrback(
-            lambda failure: log.failure("sweeping expired registrations failed", failure))
+            quiet_when_unavailable(log, "sweeping expired registrations failed"))
 
     def attach(self, sip) -> None:
         """Serve REGISTER on the node's SIP core, and ping UDP phones through its sockets."""

@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
+from wevoip.store.errors import StoreUnavailable
 from wevoip.sip.flow import Flow, FlowTable
 from wevoip.sip.headers import MAGIC_COOKIE, Via, parse_cseq, parse_vias
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
@@ -36,6 +37,7 @@ from wevoip.sip.transactions import TransactionLayer, new_branch, server_key
 from wevoip.sip.uri import with_param
 
 log = Logger(namespace="wevoip.sip.core")
+UNAVAILABLE = "Service Unavailable: database unavailable"
 
 KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
                            "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
@@ -375,12 +377,19 @@ class SipCore:
             defer.ensureDeferred(result).addErrback(lambda failure: self._handler_failed(incoming, failure))
 
     def _handler_failed(self, incoming: Incoming, failure: Failure) -> None:
-        """A header the handler read was malformed: 400 with its reason; otherwise a bug: 500."""
+        """A header the handler read was malformed: 400 with its reason; the database is lost
+        for now: 503 with Retry-After (RFC 3261 21.5.4), not logged, as the store logs the
+        loss once; otherwise a bug: 500."""
         error = failure.value
         if isinstance(error, ParseError):
             self.stats["malformed"] += 1
             if incoming.request.method != "ACK" and not incoming.final_sent:
                 incoming.respond(error.status, error.reason)
+            return
+        if isinstance(error, StoreUnavailable):
+            self.stats["store_unavailable"] += 1
+            if incoming.request.method != "ACK" and not incoming.final_sent:
+                incoming.respond(503, UNAVAILABLE, headers=(("Retry-After", str(error.retry_after)),))
             return
         self.stats["handler_errors"] += 1
         log.failure("handler for {method} failed (Call-ID {call_id})", failure,

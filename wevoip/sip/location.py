@@ -20,6 +20,8 @@ from twisted.logger import Logger
 
 from wevoip.sip.registrar import Binding, Outcome, Registrar, contact_key
 from wevoip.store import registrations
+from wevoip.store.errors import StoreUnavailable
+from wevoip.store.notify import EVERYTHING
 
 log = Logger(namespace="wevoip.sip.location")
 
@@ -80,6 +82,10 @@ class Location:
         await notifier.subscribe(CHANNEL, self._notified)
 
     def _notified(self, payload: str) -> None:
+        if payload == EVERYTHING:   # notifications were missed (the store reconnected)
+            defer.Deferred.fromCoroutine(self.load()).addErrback(
+                lambda failure: log.failure("reloading registrations failed", failure))
+            return
         node, _, keys = payload.partition("|")
         if node == self.node or not keys:
             return
@@ -134,7 +140,8 @@ class Location:
         self._schedule()
 
     def _failed(self, failure, taken, waiting) -> None:
-        log.failure("saving registrations failed", failure)
+        if not failure.check(StoreUnavailable):     # a lost database is logged once, by the store
+            log.failure("saving registrations failed", failure)
         for waiter in waiting:
             waiter.errback(failure)
         defer.Deferred.fromCoroutine(self._catch_up(sorted(taken))).addErrback(lambda _: None)

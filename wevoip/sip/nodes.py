@@ -12,6 +12,7 @@ from twisted.logger import Logger
 
 from wevoip.sip.flow import normalise_host
 from wevoip.store import nodes
+from wevoip.store.errors import quiet_when_unavailable
 
 log = Logger(namespace="wevoip.sip.nodes")
 
@@ -35,8 +36,7 @@ class Nodes:
         self._hosts = frozenset(host for host, _ in self._addresses.values())
 
     def _notified(self, payload: str) -> None:
-        defer.Deferred.fromCoroutine(self.load()).addErrback(
-            lambda failure: log.failure("reading the nodes failed", failure))
+        defer.Deferred.fromCoroutine(self.load()).addErrback(quiet_when_unavailable(log, "reading the nodes failed"))
 
     def address(self, name: str) -> tuple[str, int] | None:
         return self._addresses.get(name)

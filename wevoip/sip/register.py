@@ -21,6 +21,7 @@ from wevoip.sip.location import Location
 from wevoip.sip.message import Request, Response, response_to
 from wevoip.sip.registrar import ContactRequest, RegisterRequest, Registrar, contact_value
 from wevoip.sip.tags import random_hex
+from wevoip.store.errors import StoreUnavailable
 
 log = Logger(namespace="wevoip.sip.register")
 
@@ -95,6 +96,10 @@ class RegisterHandler:
         try:
             await self.location.persist(subscriber.isp_id, subscriber.tenant_id, subscriber.subscriber_id,
                                         outcome, (request.headers.get("User-Agent") or "")[:256])
+        except StoreUnavailable as error:
+            response = reply(request, 503, "Service Unavailable: database unavailable")
+            response.headers.add("Retry-After", str(error.retry_after))
+            return response
         except Exception:
             log.failure("registration of {user}@{domain} not saved", user=subscriber.username,
                         domain=subscriber.domain)

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from txpostgres import txpostgres
 
 from wevoip.store.constraints import error_for_constraint
-from wevoip.store.errors import StoreError
+from wevoip.store.errors import StoreError, StoreUnavailable
 
 log = Logger(namespace="wevoip.store")
 
@@ -87,7 +87,28 @@ class Tx:
         return None if row is None else next(iter(row.values()))
 
 
-class _Connection(txpostgres.Connection):
+def _broken(connection: txpostgres.Connection) -> bool:
+    """psycopg2 marks a connection whose server went away as closed (2) when it finds out."""
+    raw = connection.pollable()
+    return raw is None or bool(raw.closed)
+
+
+class _Watched(txpostgres.Connection):
+    """`on_lost` hears that the server went away while the connection sat idle (its socket
+    became readable with an error), instead of the reactor logging a traceback."""
+
+    on_lost: Callable[[str], None] | None = None
+
+    def doRead(self):  # noqa: N802 (Twisted's name)
+        try:
+            super().doRead()
+        except psycopg2.Error as error:
+            self.reactor.removeReader(self)
+            if self.on_lost is not None:
+                self.on_lost(str(error).strip() or type(error).__name__)
+
+
+class _Connection(_Watched):
     """txpostgres's transaction, less two round trips: BEGIN rides on the first statement
     (`Tx`), and work that sent no statement sends no COMMIT either."""
 
@@ -103,7 +124,7 @@ class _Connection(txpostgres.Connection):
             return tx._cursor.execute("commit").addCallback(lambda _: result)
 
         def roll_back(failure):
-            if not tx.begun or tx._alone:
+            if not tx.begun or tx._alone or _broken(self):
                 return failure
             rolled = defer.maybeDeferred(tx._cursor.execute, "rollback")
 
@@ -120,21 +141,47 @@ _SESSION_OPTIONS = "-c timezone=UTC -c statement_timeout=30000"
 
 
 class _Pool(txpostgres.ConnectionPool):
-    """txpostgres's pool with the reactor passed in rather than imported."""
+    """txpostgres's pool with the reactor passed in rather than imported, which turns the
+    failure of work whose connection broke into StoreUnavailable and tells `on_lost`."""
 
     connectionFactory = _Connection  # noqa: N815 (txpostgres's name)
 
-    def __init__(self, reactor, dsn: str, size: int):
+    def __init__(self, reactor, dsn: str, size: int, on_lost: Callable[["_Pool", str], None]):
         self.reactor = reactor
         super().__init__(None, dsn, min=size, cursor_factory=psycopg2.extras.RealDictCursor,
                          options=_SESSION_OPTIONS)
+        self.on_lost = on_lost
+        self.every = frozenset(self.connections)    # in use or not: the pool pops them
+        for connection in self.every:
+            connection.on_lost = self._lost
+
+    def _lost(self, reason: str) -> None:
+        self.on_lost(self, reason)
+
+    def _runInteraction(self, interaction, *args, **kwargs):  # noqa: N802 (txpostgres's name)
+        connection = self.connections.pop()
+
+        def lost(failure):
+            if not _broken(connection):
+                return failure
+            reason = failure.getErrorMessage().strip() or failure.type.__name__
+            self._lost(reason)
+            raise StoreUnavailable(reason)
+
+        done = connection.runInteraction(interaction, *args, **kwargs).addErrback(lost)
+        return done.addBoth(self._putBackAndPassthrough, connection)
+
+    def close_all(self) -> None:
+        """Every connection, including those that work still holds (which then fails)."""
+        for connection in self.every:
+            if connection.pollable() is not None:
+                connection.close()
 
 
-
-
-async def open_connection(reactor, dsn: str) -> txpostgres.Connection:
+async def open_connection(reactor, dsn: str, on_lost: Callable[[str], None] | None = None) -> txpostgres.Connection:
     """A lone connection outside the pool, for work that holds a session (locks, LISTEN)."""
-    connection = txpostgres.Connection(reactor=reactor)
+    connection = _Watched(reactor=reactor)
+    connection.on_lost = on_lost
     try:
         await connection.connect(dsn, cursor_factory=psycopg2.extras.RealDictCursor,
                                  options=_SESSION_OPTIONS)
@@ -144,6 +191,10 @@ async def open_connection(reactor, dsn: str) -> txpostgres.Connection:
 
 
 class Database:
+    """The pool, kept by everything that needs the store for the node's whole life: when
+    the connections are lost it stays the same object, refusing work with StoreUnavailable
+    until `reconnect` has a new pool (the store service drives that)."""
+
     def __init__(self, reactor, dsn: str, size: int = 4):
         self.reactor = reactor
         self.dsn = dsn
@@ -152,18 +203,41 @@ class Database:
         self._in_flight = 0
         self._idle: list[defer.Deferred[None]] = []
         self._closing = False
+        self.lost: str | None = None            # why the connections went, until they are back
+        self.retry_after: Callable[[], int] = lambda: 5    # seconds a refused caller is told to wait
+        self.on_lost: Callable[[str], None] | None = None
 
     async def connect(self) -> None:
-        self._pool = _Pool(self.reactor, self.dsn, self.size)
+        pool = _Pool(self.reactor, self.dsn, self.size, self._pool_lost)
         try:
-            await self._pool.start()
+            await pool.start()
         except defer.FirstError as error:
-            for connection in self._pool.connections:
-                if connection.pollable() is not None and not connection.closed:
-                    connection.close()
-            self._pool = None
+            pool.close_all()
             reason = error.subFailure.getErrorMessage().strip()
             raise StoreError(f"cannot connect to PostgreSQL: {reason}") from None
+        self._pool = pool
+
+    def _pool_lost(self, pool: _Pool, reason: str) -> None:
+        """A pool lost before the last reconnect tells of its own end, not the new pool's."""
+        if pool is self._pool:
+            self.mark_lost(reason)
+
+    def mark_lost(self, reason: str) -> None:
+        """The first sign of a broken connection takes the whole pool down: a server that
+        dropped one connection has usually dropped them all (a crash, a restart)."""
+        if self.lost is not None or self._pool is None or self._closing:
+            return
+        self.lost = reason
+        self._pool.close_all()
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    async def reconnect(self) -> None:
+        """A new pool in place of the lost one; raises StoreError while the server is away."""
+        if self._closing:
+            raise StoreError("the store is stopping")
+        await self.connect()
+        self.lost = None
 
     async def close(self) -> None:
         """Refuse new work, let the work in flight finish, then close the connections."""
@@ -173,7 +247,7 @@ class Database:
             self._idle.append(waiter)
             await waiter
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close_all()
             self._pool = None
 
     async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, _alone: bool = False,
@@ -181,12 +255,16 @@ class Database:
         """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back."""
         if self._pool is None or self._closing:
             raise StoreError("the store is not running")
+        if self.lost is not None:
+            raise StoreUnavailable(self.lost, self.retry_after())
         self._in_flight += 1
         try:
             return await self._pool.runInteraction(
                 lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
         except psycopg2.IntegrityError as error:
             raise error_for_constraint(error) from None
+        except StoreUnavailable as error:
+            raise StoreUnavailable(error.reason, self.retry_after()) from None
         finally:
             self._in_flight -= 1
             if not self._in_flight:

@@ -24,6 +24,7 @@ import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IReactorCore, IReactorProcess
@@ -58,11 +59,14 @@ class RunAs:
 
 
 class _ProcessWatcher(protocol.ProcessProtocol):
-    """Collects a child's output into the log and fires `ended` with its exit status."""
+    """Collects a child's output into the log and fires `ended` with its exit status once
+    its output is closed too, `exited` as soon as the process itself is gone (a killed
+    postmaster's backends keep its output open for as long as they live)."""
 
     def __init__(self, label: str):
         self.label = label
         self.ended: defer.Deferred[int] = defer.Deferred()
+        self.exited: defer.Deferred[int] = defer.Deferred()
         self.tail: list[str] = []
 
     def _lines(self, data: bytes) -> None:
@@ -77,9 +81,16 @@ class _ProcessWatcher(protocol.ProcessProtocol):
     def errReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         self._lines(data)
 
+    def processExited(self, reason) -> None:  # noqa: N802 (Twisted's name)
+        self.exited.callback(_status(reason))
+
     def processEnded(self, reason) -> None:  # noqa: N802 (Twisted's name)
-        code = getattr(reason.value, "exitCode", None)
-        self.ended.callback(0 if isinstance(reason.value, error.ProcessDone) else (code or -1))
+        self.ended.callback(_status(reason))
+
+
+def _status(reason) -> int:
+    code = getattr(reason.value, "exitCode", None)
+    return 0 if isinstance(reason.value, error.ProcessDone) else (code or -1)
 
 
 class EmbeddedPostgres:
@@ -93,6 +104,11 @@ class EmbeddedPostgres:
         self._server: _ProcessWatcher | None = None
         self._transport = None
         self.socket_dir = self._choose_socket_dir()
+        self.on_exit: Callable[[int], None] | None = None   # told when the server dies unasked
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None and not self._server.exited.called
 
     @property
     def dsn(self) -> str:
@@ -109,6 +125,7 @@ class EmbeddedPostgres:
         run_as = await self._run_as()
         self._prepare_directories(run_as)
         await self._stop_leftover_server()
+        self._note_stale_pid_file()
         if not (self.data_dir / "PG_VERSION").exists():
             await self._initdb(run_as)
         await self._start_server(run_as)
@@ -173,6 +190,16 @@ class EmbeddedPostgres:
                 return
         raise StoreError(f"a PostgreSQL (pid {pid}) in {self.data_dir} did not stop")
 
+    def _note_stale_pid_file(self) -> None:
+        """A server killed with -9 leaves postmaster.pid saying "ready". It stays: the new
+        server replaces it itself, after checking that no process of the old one still
+        holds the shared memory named in it (removing it would defeat that interlock and
+        let two servers write one directory). Only `_start_server` must not believe it."""
+        pid = self._postmaster_pid()
+        if pid is not None and not self._is_our_postgres(pid):
+            log.warn("postmaster.pid names pid {pid}, no PostgreSQL on {dir}: a crashed server's; "
+                     "the new server replaces it", pid=pid, dir=self.data_dir)
+
     def _postmaster_pid(self) -> int | None:
         try:
             first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
@@ -198,6 +225,8 @@ class EmbeddedPostgres:
             raise StoreError(f"initdb failed in {self.data_dir} (exit {code}); see the log above")
 
     async def _start_server(self, run_as: RunAs) -> None:
+        """Ready when postmaster.pid says so and names the server just started: a stale
+        file (its pid dead or another program's) says "ready" before this one listens."""
         watcher = _ProcessWatcher("postgres")
         # Its own session, so a Ctrl-C at the terminal reaches us, and we shut it down last.
         argv = [_SETSID, str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
@@ -210,8 +239,10 @@ class EmbeddedPostgres:
         for _ in range(int(START_TIMEOUT * 10)):
             if watcher.ended.called:
                 raise StoreError("PostgreSQL exited while starting: " + " | ".join(watcher.tail[-5:]))
-            if self._status() == "ready":
+            pid = self._postmaster_pid()
+            if self._status() == "ready" and pid is not None and self._is_our_postgres(pid):
                 log.info("embedded PostgreSQL ready on {dir}", dir=self.socket_dir)
+                watcher.exited.addCallback(self._exited, watcher)
                 return
             await _sleep(self.reactor, 0.1)
         await self.stop()
@@ -224,6 +255,15 @@ class EmbeddedPostgres:
         except OSError:
             return None
         return lines[7].strip() if len(lines) >= 8 else None
+
+    def _exited(self, code: int, watcher: _ProcessWatcher) -> None:
+        if self._server is not watcher:     # stopped on purpose
+            return
+        self._server = None
+        log.error("the embedded PostgreSQL exited unasked (status {code}): {tail}",
+                  code=code, tail=" | ".join(watcher.tail[-3:]))
+        if self.on_exit is not None:
+            self.on_exit(code)
 
     async def stop(self) -> None:
         """Fast shutdown: open transactions roll back, committed ones are checkpointed."""

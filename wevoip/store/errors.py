@@ -47,3 +47,26 @@ class NotAllowed(StoreError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class StoreUnavailable(StoreError):
+    """PostgreSQL cannot be reached now (it crashed, restarts, or the network to it broke).
+
+    Nothing the caller did is wrong: the web answers 503 and SIP 503, both with
+    `Retry-After: retry_after`, while the store service reconnects. Work refused at once
+    wrote nothing; work whose connection broke under it was rolled back by the server,
+    unless the break came after its COMMIT had reached it (then it is unknown)."""
+
+    def __init__(self, reason: str, retry_after: int = 5):
+        super().__init__(f"the database is unavailable ({reason}); try again in {retry_after} s")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def quiet_when_unavailable(log, text: str, **fields):
+    """An errback for timed work that logs a failure with its traceback, except a lost
+    database: the store service logs that once, and the timer tries again anyway."""
+    def errback(failure):
+        if not failure.check(StoreUnavailable):
+            log.failure(text, failure, **fields)
+    return errback

@@ -34,25 +34,42 @@ async def publish(tx: Tx, channel: str, payload: str) -> None:
 
 
 class Notifier:
-    """One listening connection per node, fanning notifications out to callbacks."""
+    """One listening connection per node, fanning notifications out to callbacks.
+
+    When that connection is lost (`on_lost` hears it), what was published meanwhile is
+    never delivered: `restart` listens again on every channel and then tells every
+    callback EVERYTHING, so each cache forgets what it holds rather than serve stale rows."""
 
     def __init__(self, reactor, dsn: str):
         self.reactor = reactor
         self.dsn = dsn
         self._connection = None
         self._callbacks: dict[str, list[Callable[[str], Any]]] = defaultdict(list)
+        self.on_lost: Callable[[str], None] | None = None
 
     async def start(self) -> None:
-        self._connection = await open_connection(self.reactor, self.dsn)
+        self._connection = await open_connection(self.reactor, self.dsn, self._lost)
         self._connection.addNotifyObserver(self._dispatch)
+
+    def _lost(self, reason: str) -> None:
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def stop(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
+    async def restart(self) -> None:
+        self.stop()
+        await self.start()
+        for channel in [channel for channel, callbacks in self._callbacks.items() if callbacks]:
+            await self._connection.runOperation(f'listen "{channel}"')
+        for channel in list(self._callbacks):
+            self._dispatch(_Missed(channel))
+
     async def subscribe(self, channel: str, callback: Callable[[str], Any]) -> None:
-        if not self._callbacks[_checked(channel)]:
+        if not self._callbacks[_checked(channel)] and self._connection is not None:
             await self._connection.runOperation(f'listen "{channel}"')
         self._callbacks[channel].append(callback)
 
@@ -63,6 +80,14 @@ class Notifier:
             except Exception:
                 log.failure("notification handler for {channel} failed",
                             channel=notification.channel)
+
+
+class _Missed:
+    """A notification of everything on `channel`, for what was published while deaf."""
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self.payload = EVERYTHING
 
 
 class InvalidatedCache:

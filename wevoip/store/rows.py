@@ -59,11 +59,15 @@ async def fetch_row(tx: Tx, table: str, where: dict[str, Any], what: str,
     return row
 
 
-async def fetch_page(tx: Tx, table: str, where: dict[str, Any], limit: int, offset: int) -> list[Row]:
+def check_window(limit: int, offset: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise Invalid("limit", "must be from 1 to 1000")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise Invalid("offset", "must be a whole number, not negative")
+
+
+async def fetch_page(tx: Tx, table: str, where: dict[str, Any], limit: int, offset: int) -> list[Row]:
+    check_window(limit, offset)
     return await tx.fetch(_page_sql(table, tuple(where)), (*where.values(), limit, offset))
 
 

@@ -2,7 +2,8 @@
 `/healthz`: what a load balancer or an operator's script asks before trusting the node.
 
 It answers 200 only once the node is ready and the store answers (503 "starting" before
-that), and lists every bound listener either way, so a failing check says what is missing.
+that, and 503 with Retry-After while a lost database is being reconnected), and lists every
+bound listener either way, so a failing check says what is missing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def add_health_route(app: Klein, report: Callable[[], Awaitable[dict[str, Any]]]
     async def healthz(request) -> bytes:
         result = await report()
         request.setResponseCode(200 if result["status"] == "ok" else 503)
+        if "retry_after" in result:
+            request.setHeader(b"Retry-After", str(result["retry_after"]).encode())
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
         return json.dumps(result, indent=2).encode()

@@ -22,7 +22,7 @@ from wevoip.web.api import billing  # noqa: F401 (it fills the route table)
 from wevoip.web.api import dialplans, tokens, webhooks  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api import live  # noqa: F401 (issue 7: calls in progress)
 from wevoip.web.api.auth import authenticate
-from wevoip.web.api.errors import ApiError, from_store
+from wevoip.web.api.errors import RETRY_AFTER, ApiError, from_store
 from wevoip.web.api.jsonio import Download, dumps, read_json
 from wevoip.web.api.openapi import openapi_document
 from wevoip.web.api.routes import ROUTES, Call, Route, Services
@@ -74,6 +74,8 @@ class ApiApp:
             request.setResponseCode(status)
             if status == 401:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="wevoip"')
+            if status == 503:
+                request.setHeader(b"Retry-After", str(body.get("retry_after", RETRY_AFTER)).encode())
             if status == 204:
                 return b""
             if isinstance(body, Download):
@@ -88,7 +90,7 @@ class ApiApp:
     async def _serve(self, route: Route, validator, request, params: dict[str, int]) -> tuple[int, object]:
         database = self.store.database
         if database is None or not database.running:
-            raise ApiError(503, "unavailable", "the store is not ready")
+            raise ApiError(503, "unavailable", "the store is not ready", retry_after=RETRY_AFTER)
         if any(value < 1 or value > MAX_ID for value in params.values()):
             raise ApiError(404, "not_found", "not found")
         principal = await authenticate(request, database)

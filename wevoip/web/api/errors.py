@@ -3,14 +3,17 @@ HTTP errors as JSON bodies: `{"error": code, "message": ..., "field": ...}`.
 
 Store errors map onto statuses here, once: a missing or foreign object is 404 (another
 ISP's objects are indistinguishable from missing ones), a bad value 422 naming the field,
-a taken name or a reached limit 409.
+a taken name or a reached limit 409, a store that cannot answer now 503 with `retry_after`
+(also sent as the Retry-After header).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from wevoip.store.errors import Conflict, Invalid, LimitReached, NotFound, StoreError
+from wevoip.store.errors import Conflict, Invalid, LimitReached, NotFound, StoreError, StoreUnavailable
+
+RETRY_AFTER = 5     # seconds, for a 503 that knows no better (the store is still starting)
 
 
 class ApiError(Exception):
@@ -30,4 +33,6 @@ def from_store(error: StoreError) -> ApiError:
     if isinstance(error, LimitReached):
         return ApiError(409, "limit_reached", f"the plan allows {error.value} ({error.limit})",
                         limit=error.limit, value=error.value)
-    return ApiError(503, "unavailable", str(error))
+    if isinstance(error, StoreUnavailable):
+        return ApiError(503, "unavailable", str(error), retry_after=error.retry_after)
+    return ApiError(503, "unavailable", str(error), retry_after=RETRY_AFTER)

@@ -18,7 +18,9 @@ CARRIER_FIELDS = {"name": text(100), "enabled": BOOLEAN, "max_concurrent_calls":
 CARRIER_CREATE = obj(CARRIER_FIELDS, ("name",))
 CARRIER_UPDATE = obj(CARRIER_FIELDS)
 GATEWAY_FIELDS = {"host": shaped(r"^\S+$", 253, "a host name or IP address"),
-                  "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                  "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535,
+                           "description": "null or left out: found by DNS SRV for a host name (RFC 3263); "
+                                          "5060 (5061 for TLS) for an IP address"},
                   "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": {"type": "integer", "minimum": 0,
                                                                                  "maximum": 15},
                   "prefix": shaped(r"^\+?[0-9]{0,15}$", 16, "digits, optionally after '+'"),
@@ -28,10 +30,14 @@ GATEWAY_CREATE = obj(GATEWAY_FIELDS, ("host",))
 GATEWAY_UPDATE = obj(GATEWAY_FIELDS)
 CARRIER = record({"id": ID, "isp_id": ID, "name": {"type": "string"}, "enabled": BOOLEAN,
                   "max_concurrent_calls": nullable(ID), "created_at": STAMP})
-GATEWAY = record({"id": ID, "isp_id": ID, "carrier_id": ID, "host": {"type": "string"}, "port": ID,
+GATEWAY = record({"id": ID, "isp_id": ID, "carrier_id": ID, "host": {"type": "string"}, "port": nullable(ID),
                   "transport": {"enum": ["udp", "tcp", "tls"]}, "strip_digits": ID, "prefix": {"type": "string"},
                   "ip_auth": BOOLEAN, "source_ips": {"type": "array", "items": {"type": "string"}}, "priority": ID,
-                  "enabled": BOOLEAN, "created_at": STAMP})
+                  "enabled": BOOLEAN, "created_at": STAMP,
+                  # what IP authentication trusts now: source_ips, or what the host name resolved to
+                  "trusted_sources": {"type": "array", "items": {"type": "string"}},
+                  "resolved_at": nullable(STAMP), "next_resolve_at": nullable(STAMP),
+                  "resolve_error": nullable({"type": "string"})})
 DIDS_CREATE = obj({"first": E164, "last": E164}, ("first",))
 DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id": nullable(ID),
               "tenant_id": nullable(ID), "subscriber_id": nullable(ID), "feature": nullable({"type": "string"}),

@@ -6,7 +6,7 @@ from wevoip.web.api.routes import Route
 
 ERROR = {"type": "object", "required": ["error", "message"],
          "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                        "field": {"type": "string"}}}
+                        "field": {"type": "string"}, "retry_after": {"type": "integer", "minimum": 1}}}
 
 
 def _error(description: str) -> dict:
@@ -45,7 +45,9 @@ def _operation(route: Route) -> dict:
                       "401": _error("no valid token"), "403": _error("scope or role missing"),
                       "404": _error("no such object for this ISP"), "409": _error("taken or limit reached"),
                       "413": _error("body too large"), "415": _error("not JSON"),
-                      "422": _error("a field is invalid")},
+                      "422": _error("a field is invalid"),
+                      "503": {**_error("the database cannot answer now; try again after Retry-After seconds"),
+                              "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}}},
     }
     if route.body is not None:
         operation["requestBody"] = {"required": True,

@@ -79,6 +79,7 @@ class ConsoleApp:
         database = self.database
         if database is None or not database.running:
             request.setResponseCode(503)
+            request.setHeader(b"Retry-After", b"5")
             return b"The service is starting; try again in a moment."
         length = int(request.getHeader(b"content-length") or 0)
         if length > MAX_BODY:

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from wevoip.store import logins, sessions, signups
 from wevoip.store.database import Database, Tx
+from wevoip.store.errors import quiet_when_unavailable
 
 log = Logger(namespace="wevoip.web.console")
 
@@ -46,7 +47,7 @@ class ConsoleHousekeeping(Service):
     def _sweep(self) -> defer.Deferred:
         sweep = defer.Deferred.fromCoroutine(self.database.transact(self.sweep))
         sweep.addCallback(lambda count: setattr(self, "swept", self.swept + count))
-        self.last_sweep = sweep.addErrback(lambda failure: log.failure("console housekeeping failed", failure))
+        self.last_sweep = sweep.addErrback(quiet_when_unavailable(log, "console housekeeping failed"))
         return self.last_sweep
 
     async def sweep(self, tx: Tx) -> int:

@@ -53,7 +53,8 @@ async def carrier_form(ctx: Ctx):
                 await carriers.list_gateways(tx, ctx.isp_id, carrier_id, limit=1000))
     carrier, gateways = await ctx.tx(load)
     for row in gateways:
-        row["sources"] = ", ".join(str(network) for network in row["source_ips"]) if row["ip_auth"] else "(no IP auth)"
+        row["sources"] = _trusted(row)
+        row["port"] = row["port"] or "SRV"
     v = ctx.value
     return ctx.render(carrier["name"], Table(
         [("host", "Host"), ("port", "Port"), ("transport", "Transport"), ("strip_digits", "Strip"),
@@ -61,16 +62,30 @@ async def carrier_form(ctx: Ctx):
         title="Gateways", empty="No gateway yet."),
         Form(f"/isp/carriers/{carrier_id}/gateways", "Add gateway", [
             Field("host", "Host", value=v("host"), required=True, help="IP address or DNS name of the carrier's SBC."),
-            Field("port", "Port", "number", v("port", "5060"), required=True),
+            Field("port", "Port", "number", v("port"),
+                  help="Empty: 5060 (5061 for TLS) for an IP address; for a DNS name, DNS SRV finds it."),
             Field("transport", "Transport", "select", v("transport", "udp"),
                   [("udp", "UDP"), ("tcp", "TCP"), ("tls", "TLS")]),
             Field("strip_digits", "Strip digits", "number", v("strip_digits", "0"),
                   help="How many leading digits to remove before sending a number to this gateway."),
             Field("prefix", "Prefix", value=v("prefix"), help="Digits to put in front after stripping, such as 00."),
             Field("source_ips", "Calls come from", value=v("source_ips"),
-                  help="IP addresses or networks, separated by commas; empty: the host's address."),
+                  help="IP addresses or networks, separated by commas; empty: the host's address, or for a "
+                       "DNS name the addresses it resolves to, looked up again as its records' TTL ends."),
             Field("priority", "Priority", "number", v("priority", "10"), help="Lower is tried first.")],
             title="New gateway"))
+
+
+def _trusted(row: dict) -> str:
+    """What IP authentication trusts, and for a DNS name when it was resolved or why not."""
+    if not row["ip_auth"]:
+        return "(no IP auth)"
+    trusted = ", ".join(row["trusted_sources"]) or "nothing yet"
+    if row["source_ips"] or carriers.is_address(row["host"]):
+        return trusted
+    when = f"resolved {row['resolved_at']:%Y-%m-%d %H:%M:%S} UTC" if row["resolved_at"] else "not resolved yet"
+    failed = f"; last look-up failed: {row['resolve_error']}" if row["resolve_error"] else ""
+    return f"{trusted} ({when}{failed})"
 
 
 @page("/isp/carriers/<int:carrier_id>", roles=ISP)
@@ -81,7 +96,7 @@ async def carrier_page(ctx: Ctx):
 @page("/isp/carriers/<int:carrier_id>/gateways", roles=ISP, method="POST", form_of=carrier_form)
 async def gateway_create(ctx: Ctx):
     carrier_id = ctx.params["carrier_id"]
-    details = {"port": ctx.number("port"), "transport": ctx.value("transport"),
+    details = {"port": ctx.number("port", required=False), "transport": ctx.value("transport"),
                "strip_digits": ctx.number("strip_digits"), "prefix": ctx.value("prefix"),
                "priority": ctx.number("priority")}
     sources = [part.strip() for part in ctx.value("source_ips").split(",") if part.strip()]
