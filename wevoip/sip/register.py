@@ -94,7 +94,7 @@ class RegisterHandler:
             return response
         try:
             await self.location.persist(subscriber.isp_id, subscriber.tenant_id, subscriber.subscriber_id,
-                                        outcome, (request.headers.get("User-Agent") or "")[:256])
+                                        outcome, _text(request.headers.get("User-Agent") or "")[:256])
         except Exception:
             log.failure("registration of {user}@{domain} not saved", user=subscriber.username,
                         domain=subscriber.domain)
@@ -106,6 +106,8 @@ class RegisterHandler:
         return response
 
     def _request(self, request: Request, source: Origin, subscriber) -> RegisterRequest:
+        if _text(request.call_id) != request.call_id:
+            raise ParseError("Call-ID is not UTF-8")
         values = request.headers.get_all("Contact")
         wildcard = [v.strip() for v in values] == ["*"]
         contacts = () if wildcard or not values else tuple(
@@ -119,6 +121,12 @@ class RegisterHandler:
             contacts=contacts, wildcard=wildcard, source=hostport(source.remote),
             transport=source.transport, local=hostport(source.local),
             flow=source if source.reliable else None)
+
+
+def _text(value: str) -> str:
+    """Bytes that are not UTF-8 (kept as surrogates by the parser) as U+FFFD: the store
+    takes only UTF-8, and a User-Agent is only shown, never compared."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _contact(address) -> ContactRequest:
