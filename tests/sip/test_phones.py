@@ -26,7 +26,6 @@ NAMESPACE = "phones.example.net"
 DOMAIN = f"acme.{NAMESPACE}"
 SECURITY = textwrap.dedent("""
     [sip_security]
-    digest_algorithms = ["MD5"]
     ban_after_failures = 5
     ban_seconds = 600
     drop_scanners = false

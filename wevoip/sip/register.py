@@ -50,7 +50,8 @@ def asked_of(request: Request, source: Origin) -> Asked:
     return Asked(method=request.method, request_host=request.uri.host_bare,
                  from_user=from_uri.user or "", from_host=from_uri.host_bare,
                  to_user=to_uri.user or "", to_host=to_uri.host_bare,
-                 authorization=tuple(request.headers.get_all(header)), source=source.remote[0])
+                 authorization=tuple(request.headers.get_all(header)), source=source.remote[0],
+                 user_agent=request.headers.get("User-Agent") or "")
 
 
 def answer(request: Request, decision: Decision) -> Response:
