@@ -1,5 +1,6 @@
 """Digest authentication: RFC 7616's own example, nonces that expire, replays refused."""
 
+import re
 from types import SimpleNamespace
 
 import hypothesis.strategies as st
@@ -98,6 +99,25 @@ def test_challenges_offer_sha256_then_md5(authority):
     assert first.startswith(f'Digest realm="{REALM}"') and "algorithm=SHA-256" in first
     assert "algorithm=MD5" in second and 'qop="auth"' in second and "stale" not in second
     assert all("stale=true" in c for c in authority.challenges(REALM, stale=True))
+
+
+@pytest.mark.parametrize("agent, offer", [
+    ("", ("SHA-256", "MD5")), ("Grandstream GXP2160 1.0.11.23", ("SHA-256", "MD5")),
+    ("sipsak 0.9.8.1", ("MD5",)), ("baresip v1.0.0 (x86_64/linux)", ("MD5",)),
+    ("baresip v3.10.1 (x86_64/linux)", ("SHA-256", "MD5")), ("friendly-scanner", ("MD5",)),
+    ("pyVoIP 1.6.8", ("SHA-256", "MD5")),
+])
+def test_user_agents_that_cannot_take_the_rfc8760_offer_get_md5_alone(authority, agent, offer):
+    """Issue 12 point 9: sipsak and sipvicious read only the first challenge, libre 1.x gives up
+    on any that is not MD5; pyVoIP keeps the last one, so it takes the standard offer."""
+    challenges = authority.challenges(REALM, user_agent=agent)
+    assert tuple(re.search(r"algorithm=([A-Z0-9-]+)", c).group(1) for c in challenges) == offer
+
+
+def test_md5_alone_is_only_for_sites_that_offer_md5():
+    authority = DigestAuthority(Clock(), b"s" * 32, offered=("SHA-256",), md5_user_agents=("sipsak",))
+    assert authority.offer("sipsak 0.9.8.1") == ("SHA-256",)
+    assert DigestAuthority(Clock(), b"s" * 32, md5_user_agents=()).offer("sipsak") == ("SHA-256", "MD5")
 
 
 def test_the_offer_order_is_configurable():
