@@ -120,6 +120,9 @@ def test_what_is_not_the_same_phone_is_kept(registrar):
     _register(registrar, "sip:a@203.0.113.7:40000", "sip:a@203.0.113.7:40001", source="203.0.113.7:40000")
     assert _register(registrar, "sip:a@203.0.113.7:40000", cseq=2, source="203.0.113.7:40000").removed == []
     assert len(registrar.bindings(ALICE)) == 2
+    added = _register(registrar, "sip:a@203.0.113.7:40002", cseq=3, source="203.0.113.7:40000")
+    assert added.removed == [] and len(registrar.bindings(ALICE)) == 3, "contacts added from the same port"
+    _register(registrar, "sip:a@203.0.113.7:40002", cseq=4, expires=0, source="203.0.113.7:40000")
     other = _register(registrar, "sip:a@203.0.113.7:41000", call_id="c2", source="203.0.113.7:41000")
     assert other.removed == [] and len(registrar.bindings(ALICE)) == 3
     moved = _register(registrar, "sip:a@198.51.100.9:5060", call_id="c2", cseq=2, source="198.51.100.9:5060")

@@ -204,14 +204,15 @@ class Registrar:
         A phone behind NAT whose public port changed registers its new address as a new
         contact; without `+sip.instance` only its Call-ID (RFC 3261 §10.2.4: the same for
         every REGISTER of a boot cycle) and its source address say it is the same phone.
-        Its bindings this REGISTER does not name are that phone's stale ones: replaced,
-        not kept until they expire, so the contact limit counts phones, not rebindings.
-        Only when the REGISTER adds a contact, so a refresh of some of a phone's several
-        contacts keeps the others.
+        Its bindings from another port of that address that this REGISTER does not name
+        are that phone's stale ones: replaced, not kept until they expire, so the contact
+        limit counts phones, not rebindings. Only when the REGISTER adds a contact, so a
+        refresh of some of a phone's several contacts keeps the others; and never from the
+        same port, where a client adding contacts one REGISTER at a time sits.
         """
         host = request.source.rpartition(":")[0]
         for key, binding in list(result.items()):
-            if (key not in named and binding.call_id == request.call_id
+            if (key not in named and binding.call_id == request.call_id and binding.source != request.source
                     and binding.source.rpartition(":")[0] == host):
                 del result[key]
                 removed.append(binding.contact)

@@ -14,6 +14,7 @@ import datetime
 
 from wevoip.store import webhooks
 from wevoip.store.database import Row, Tx
+from wevoip.store.errors import NotFound
 from wevoip.store.notify import publish
 from wevoip.store.outbox import enqueue_mail
 
@@ -28,6 +29,9 @@ async def lock_user(tx: Tx, *, isp_id: int, tenant_id: int, subscriber_id: int, 
                     now: float, seconds: int, failures: int, sources: list[str]) -> Row | None:
     """A new lock (or one replacing an expired lock) and its notices. A lock that holds
     already is only extended to `now + seconds` (the guessing outlasts it): None, no notice."""
+    if await tx.fetch_one("select 1 from subscribers where isp_id = %s and id = %s and tenant_id = %s",
+                          (isp_id, subscriber_id, tenant_id)) is None:
+        raise NotFound("subscriber")
     held = await tx.fetch_one("select locked_until from sip_user_locks where subscriber_id = %s for update",
                               (subscriber_id,))
     if held is not None and held["locked_until"] > _utc(now):
