@@ -260,6 +260,8 @@ CASES.update({
                                             now=2e9, seconds=60, failures=20, sources=[]), NOT_FOUND),
     "siplocks.unlock_user": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.unlock_user(
         tx, a.subscriber["id"], b.isp["id"])), lambda result, a, b: result is False),
+    "siplocks.list_locks": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.list_locks(tx, b.isp["id"])),
+                            lambda result, a, b: a.subscriber["id"] not in {r["subscriber_id"] for r in result}),
     "siplocks.active_locks": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.active_locks(tx, 2e9, b.isp["id"])),
                               lambda result, a, b: a.subscriber["id"] not in {r["subscriber_id"] for r in result}),
     "webhooks.set_webhook": (lambda tx, a, b: webhooks.set_webhook(tx, b.isp["id"], "https://b.example.org/h"),

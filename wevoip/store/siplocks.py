@@ -91,6 +91,17 @@ async def active_locks(tx: Tx, now: float, isp_id: int | None = None) -> list[Ro
                           " order by subscriber_id", (_utc(now), isp_id))
 
 
+async def list_locks(tx: Tx, isp_id: int, *, customer_id: int | None = None, limit: int = 100,
+                     offset: int = 0) -> list[Row]:
+    """An ISP's (or one customer's) locks in force, for the API and the console."""
+    return await tx.fetch(
+        "select l.subscriber_id, l.tenant_id, s.customer_id, l.username, l.domain, l.locked_at, l.locked_until,"
+        " l.failures, l.reason from sip_user_locks l join subscribers s on s.id = l.subscriber_id"
+        " where l.isp_id = %s and s.isp_id = %s and (%s::bigint is null or s.customer_id = %s)"
+        " and l.locked_until > now() order by l.locked_at desc, l.subscriber_id limit %s offset %s",
+        (isp_id, isp_id, customer_id, customer_id, limit, offset))
+
+
 async def note_source(tx: Tx, subscriber_id: int, address: str, now: float) -> None:
     await tx.execute(
         "insert into sip_known_sources (subscriber_id, address, last_seen_at) values (%s, %s, %s)"
