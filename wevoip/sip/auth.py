@@ -126,8 +126,9 @@ class Authenticator:
             return self._challenge(register, realm, tenant, agent)
         row = await self.directory.credentials(realm, credentials.username)
         verdict = self.digest.check(credentials, asked.method, row)
-        if verdict is Verdict.OK and self.locks is not None and not self.defence.trusted(asked.source) \
-                and not await self.locks.admits(row.subscriber_id, asked.source):
+        if verdict is Verdict.OK and self.locks is not None and self.locks.locked(row.subscriber_id) \
+                and not self.defence.trusted(asked.source) and not await self.locks.admits(row.subscriber_id,
+                                                                                          asked.source):
             log.warn("a right answer for locked SIP user {user}@{realm} from {source} refused as a wrong one",
                      user=row.username, realm=realm, source=asked.source)
             verdict = Verdict.BAD
