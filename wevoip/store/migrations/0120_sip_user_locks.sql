@@ -23,3 +23,6 @@ create table sip_known_sources (
     last_seen_at    timestamptz not null,
     primary key (subscriber_id, address)
 );
+
+-- Every node forgets addresses unused for known_source_days once a minute.
+create index sip_known_sources_seen on sip_known_sources (last_seen_at);
