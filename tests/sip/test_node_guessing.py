@@ -4,7 +4,8 @@ source addresses (127.0.0.x) with the small client of tests/sip/sipclient.py:
 
 - a distributed password guess locks the user: the right password from a new address is
   refused, the user's registered phone keeps working, the ISP gets the webhook event and
-  the mail, and a new SIP password lifts the lock (issue 12 point 13);
+  the mail, the lock outlives a restart of the node, and a new SIP password lifts it
+  (issue 12 point 13);
 - a phone whose NAT gives it a new port on every REGISTER keeps one binding (point 16);
 - digest fields that are not UTF-8 get 400 and count towards the ban (point 15);
 - a SHA-256 client answers SHA-256, an MD5-only one MD5, with the default offer (point 9).
@@ -131,6 +132,24 @@ async def test_a_distributed_guess_cannot_use_the_right_password_while_the_users
     assert "locked to its known addresses" in running.node.output.text
     assert "Traceback" not in running.node.output.text
 
+    phone.close()
+    thief.close()
+
+    await running.database.close()
+    await running.node.stop()
+    health = await running.node.start_ready()
+    running.port = Node.sip_port(health, "udp")
+    running.database = Database(reactor, running.node.dsn, size=2)
+    await running.database.connect()
+    assert "1 SIP users are locked after password guessing" in running.node.output.text
+    thief = _client(running, "alice", "127.0.0.70")
+    stolen = await _register(thief)
+    assert stolen.response.status == 401, "still locked after a restart (and this node has banned no one yet)"
+    phone = _client(running, "alice", "127.0.0.2")
+    assert (await _register(phone)).response.status == 200, "the phone's address is remembered across the restart"
+    phone.close()
+    thief.close()
+
     await running.database.transact(subscribers.set_sip_password, row["isp_id"], row["id"], "battery-staple-42")
     for attempt in range(10):
         await deferLater(reactor, 0.2, lambda: None)
@@ -141,8 +160,6 @@ async def test_a_distributed_guess_cannot_use_the_right_password_while_the_users
         if answer.response is not None and answer.response.status == 200:
             break
     assert answer.response.status == 200, "a new password lifts the lock"
-    phone.close()
-    thief.close()
 
 
 @pytest_twisted.ensureDeferred
