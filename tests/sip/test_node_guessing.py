@@ -5,7 +5,7 @@ source addresses (127.0.0.x) with the small client of tests/sip/sipclient.py:
 - a distributed password guess locks the user: the right password from a new address is
   refused, the user's registered phone keeps working, the ISP gets the webhook event and
   the mail, the lock outlives a restart of the node, and a new SIP password lifts it
-  (issue 12 point 13);
+  (issue 12 point 13); a lock made on one node holds on a second one on the same database;
 - a phone whose NAT gives it a new port on every REGISTER keeps one binding (point 16);
 - digest fields that are not UTF-8 get 400 and count towards the ban (point 15);
 - a SHA-256 client answers SHA-256, an MD5-only one MD5, with the default offer (point 9).
@@ -33,6 +33,15 @@ NAMESPACE = "guess.example.net"
 DOMAIN = f"acme.{NAMESPACE}"
 
 
+SECURITY = textwrap.dedent("""
+    [sip_security]
+    ban_after_failures = 5
+    ban_after_user_failures = 20
+    requests_per_second = 500
+    request_burst = 2000
+""")
+
+
 class Running:
     pass
 
@@ -44,15 +53,7 @@ async def _start():
     smtp_port = running.smtp.start()
     running.receiver = WebhookReceiver()
     node = Node(running.folder, sip=True)
-    node.config_path.write_text(node.config_path.read_text() + textwrap.dedent(f"""
-        [sip_security]
-        ban_after_failures = 5
-        ban_after_user_failures = 20
-        requests_per_second = 500
-        request_burst = 2000
-        [mail]
-        relay_port = {smtp_port}
-    """))
+    node.config_path.write_text(node.config_path.read_text() + SECURITY + f"[mail]\nrelay_port = {smtp_port}\n")
     running.node = node
     health = await node.start_ready()
     running.port = Node.sip_port(health, "udp")
@@ -62,7 +63,7 @@ async def _start():
     isp = running.tree.isp["id"]
 
     async def users(tx):
-        for name in ("bob", "carol", "dave", "erin"):
+        for name in ("bob", "carol", "dave", "erin", "frank"):
             await subscribers.create_subscriber(tx, isp, running.tree.tenant["id"], username=name, password=PASSWORD)
         return await webhooks.set_webhook(tx, isp, running.receiver.url)
     hook = await running.database.transact(users)
@@ -160,6 +161,34 @@ async def test_a_distributed_guess_cannot_use_the_right_password_while_the_users
         if answer.response is not None and answer.response.status == 200:
             break
     assert answer.response.status == 200, "a new password lifts the lock"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lock_made_on_one_node_holds_on_another_sharing_the_database(running):
+    folder = reachable_tmpdir("wevoip-test-guessing-b-")
+    other = Node(folder, sip=True, name="node-b")
+    other.config_path.write_text(other.config_path.read_text().replace(
+        "[sip]", f'[store]\ndsn = "{running.node.dsn}"\n[sip]') + SECURITY)
+    health = await other.start_ready()
+    try:
+        phone = _client(running, "frank", "127.0.0.4")
+        assert (await _register(phone)).response.status == 200
+        phone.close()
+        for n in range(20):
+            guesser = _client(running, "frank", f"127.0.0.{120 + n}")
+            await _register(guesser, password=f"guess-{n:03d}-wrong")
+            guesser.close()
+        port_b = Node.sip_port(health, "udp")
+        thief = Client(port_b, "frank", DOMAIN, PASSWORD, address="127.0.0.150")
+        stolen = await _register(thief)
+        thief.close()
+        assert stolen.response.status == 401, "node B has seen no failure, yet the lock holds there"
+        phone = Client(port_b, "frank", DOMAIN, PASSWORD, address="127.0.0.4")
+        assert (await _register(phone)).response.status == 200, "frank's phone moves to node B"
+        phone.close()
+    finally:
+        await other.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest_twisted.ensureDeferred
