@@ -263,6 +263,8 @@ class RegistrarConfig:
 @dataclass(frozen=True)
 class SipSecurityConfig:
     digest_algorithms: tuple[str, ...] = _key(("SHA-256", "MD5"), _digest_algorithms)
+    digest_md5_user_agents: tuple[str, ...] = _key(("sipsak", "baresip v0.", "baresip v1.", "friendly-scanner"),
+                                                   _words)
     nonce_lifetime: int = _key(300, _int_between(10, 86400))
     tracked_nonces: int = _key(100_000, _int_between(100, 10_000_000))
     trusted_networks: tuple[str, ...] = _key((), _networks)
@@ -270,6 +272,8 @@ class SipSecurityConfig:
     ban_after_user_failures: int = _key(20, _int_between(1, 100_000))
     failure_window: int = _key(300, _int_between(1, 86400))
     ban_seconds: int = _key(1800, _int_between(1, 30 * 86400))
+    user_lock_seconds: int = _key(3600, _int_between(0, 30 * 86400))
+    known_source_days: int = _key(30, _int_between(1, 366))
     requests_per_second: int = _key(50, _int_between(1, 1_000_000))
     request_burst: int = _key(200, _int_between(1, 1_000_000))
     drop_scanners: bool = _key(True, _bool)

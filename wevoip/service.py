@@ -92,7 +92,8 @@ class WeVoIPService(MultiService):
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
                           "media": self.media, "gateway": self.gateway,
-                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar}
+                          "sip_defence": self.sip_access.defence, "registrar": self.sip_access.registrar,
+                          "sip_access": self.sip_access}
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)

@@ -39,7 +39,6 @@ OPERATOR_PLUGIN = textwrap.dedent("""
 def extra(plugins: str) -> str:
     return textwrap.dedent(f"""
         [sip_security]
-        digest_algorithms = ["MD5"]
         drop_scanners = false
         [media]
         rtp_address = "127.0.0.1"

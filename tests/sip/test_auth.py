@@ -153,3 +153,20 @@ async def test_malformed_credentials_get_400_and_count(world):
 def test_what_counts_as_a_bare_address(host, expected):
     from wevoip.sip.auth import is_address
     assert is_address(host) is expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_credentials_that_are_not_utf8_get_400_naming_the_field_and_count_towards_a_ban(world):
+    """Issue 12 point 15: these used to raise in hashing (500, never counted)."""
+    authenticator, _, _ = world
+    challenge = (await authenticator.authenticate(_asked())).headers[0][1]
+    good = _authorization(challenge)
+    decisions = []
+    for field, bad in (("username", 'username="al\udcffice"'), ("cnonce", 'cnonce="\udcfe\udcff"'),
+                       ("uri", 'uri="sip:acme.auth.example.net\udc80"')):
+        value = re.sub(field + r'="[^"]*"', bad, good)
+        decisions.append(await authenticator.authenticate(_asked(authorization=[value])))
+    assert [(d.status, d.reason) for d in decisions[:2]] == [
+        (400, "Bad credentials: username is not UTF-8"), (400, "Bad credentials: cnonce is not UTF-8")]
+    assert decisions[2].drop is True
+    assert not authenticator.defence.admit("198.51.100.20")

@@ -66,6 +66,18 @@ def test_guessing_one_user_from_many_sources_bans_the_sources_past_the_user_limi
     assert {ban["address"] for ban in defence.bans()} == set(sources[4:])
 
 
+def test_a_user_under_attack_is_told_with_its_last_distinct_sources_in_the_window():
+    defence = _defence()
+    for i in range(30):
+        defence.failed(f"203.0.113.{i}", "Alice@Acme")
+        defence.failed(f"203.0.113.{i}", "alice@acme")
+    count, sources = defence.user_failures("ALICE@acme")
+    assert count == 60 and sources == [f"203.0.113.{i}" for i in range(10, 30)]
+    assert defence.under_attack("alice@acme") and not defence.under_attack("bob@acme")
+    defence.clock.advance(300)
+    assert defence.user_failures("alice@acme") == (0, []) and not defence.under_attack("alice@acme")
+
+
 def test_trusted_networks_are_never_banned_or_limited():
     defence = _defence(trusted_networks=("10.0.0.0/8", "2001:db8::/32"))
     for _ in range(10):

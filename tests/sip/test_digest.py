@@ -1,5 +1,6 @@
 """Digest authentication: RFC 7616's own example, nonces that expire, replays refused."""
 
+import re
 from types import SimpleNamespace
 
 import hypothesis.strategies as st
@@ -100,6 +101,25 @@ def test_challenges_offer_sha256_then_md5(authority):
     assert all("stale=true" in c for c in authority.challenges(REALM, stale=True))
 
 
+@pytest.mark.parametrize("agent, offer", [
+    ("", ("SHA-256", "MD5")), ("Grandstream GXP2160 1.0.11.23", ("SHA-256", "MD5")),
+    ("sipsak 0.9.8.1", ("MD5",)), ("baresip v1.0.0 (x86_64/linux)", ("MD5",)),
+    ("baresip v3.10.1 (x86_64/linux)", ("SHA-256", "MD5")), ("friendly-scanner", ("MD5",)),
+    ("pyVoIP 1.6.8", ("SHA-256", "MD5")),
+])
+def test_user_agents_that_cannot_take_the_rfc8760_offer_get_md5_alone(authority, agent, offer):
+    """Issue 12 point 9: sipsak and sipvicious read only the first challenge, libre 1.x gives up
+    on any that is not MD5; pyVoIP keeps the last one, so it takes the standard offer."""
+    challenges = authority.challenges(REALM, user_agent=agent)
+    assert tuple(re.search(r"algorithm=([A-Z0-9-]+)", c).group(1) for c in challenges) == offer
+
+
+def test_md5_alone_is_only_for_sites_that_offer_md5():
+    authority = DigestAuthority(Clock(), b"s" * 32, offered=("SHA-256",), md5_user_agents=("sipsak",))
+    assert authority.offer("sipsak 0.9.8.1") == ("SHA-256",)
+    assert DigestAuthority(Clock(), b"s" * 32, md5_user_agents=()).offer("sipsak") == ("SHA-256", "MD5")
+
+
 def test_the_offer_order_is_configurable():
     authority = DigestAuthority(Clock(), b"s" * 32, offered=("MD5",))
     [only] = authority.challenges(REALM)
@@ -182,3 +202,56 @@ def test_prune_drops_expired_counts(authority):
     assert authority.check(_answer(authority, authority.challenges(REALM)[0]), "REGISTER", ROW) is Verdict.OK
     assert authority.prune() == 1
     assert authority.tracked() == 1
+
+
+FIELDS = ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce", "opaque")
+_SAFE = {"username": b"alice", "realm": REALM.encode(), "nonce": b"AAAA", "uri": b"sip:" + REALM.encode(),
+         "response": b"0" * 64, "qop": b"auth", "nc": b"00000001", "cnonce": b"c0ffee", "opaque": b"x"}
+
+
+def _register_with(field: str, value: bytes) -> bytes:
+    params = dict(_SAFE, **{field: value})
+    quoted = b", ".join(f'{name}="'.encode() + params[name] + b'"' for name in FIELDS)
+    return (b"REGISTER sip:" + REALM.encode() + b" SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKp\r\n"
+            b"From: <sip:alice@" + REALM.encode() + b">;tag=1\r\nTo: <sip:alice@" + REALM.encode() + b">\r\n"
+            b"Call-ID: prop\r\nCSeq: 2 REGISTER\r\nAuthorization: Digest algorithm=SHA-256, " + quoted +
+            b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@given(st.sampled_from(FIELDS), st.binary(max_size=40))
+def test_any_bytes_in_any_field_are_malformed_or_checked_never_an_error(field, value):
+    """Issue 12 point 15: bytes that are not UTF-8 used to raise in hashing (500, a traceback
+    per packet, never counted). Through the real parser, every field: either the message is
+    refused by the parser, or the credentials are malformed (400, counted), or checked."""
+    from wevoip.sip.errors import ParseError
+    from wevoip.sip.message import parse
+    try:
+        request = parse(_register_with(field, value))
+        header = request.headers.get("Authorization")
+    except ParseError:
+        return
+    authority = DigestAuthority(Clock(), b"s" * 32)
+    try:
+        credentials = parse_credentials(header)
+    except MalformedCredentials as error:
+        assert str(error)
+        return
+    assert _is_utf8(value), f"{field}={value!r} passed as credentials"
+    assert authority.check(credentials, "REGISTER", ROW) in set(Verdict)
+    assert authority.check(credentials, "REGISTER", None) is Verdict.BAD
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_field_that_is_not_utf8_is_named(field):
+    from wevoip.sip.message import parse
+    request = parse(_register_with(field, b"al\xffce"))
+    with pytest.raises(MalformedCredentials, match=f"{field} is not UTF-8"):
+        parse_credentials(request.headers.get("Authorization"))

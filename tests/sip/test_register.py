@@ -46,11 +46,11 @@ async def handler(database):
 
 
 def _register(*, user="alice", contact="<sip:alice@192.168.1.20:5060>", cseq=1, expires=None,
-              authorization=None, call_id="reg-call-1", host=DOMAIN, extra=""):
+              authorization=None, call_id="reg-call-1", host=DOMAIN, extra="", agent="test-phone/1.0"):
     lines = [f"REGISTER sip:{host} SIP/2.0",
              f"Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK{cseq}x{abs(hash(contact)) % 9999}",
              "Max-Forwards: 70", f"From: <sip:{user}@{host}>;tag=abc", f"To: <sip:{user}@{host}>",
-             f"Call-ID: {call_id}", f"CSeq: {cseq} REGISTER", "User-Agent: test-phone/1.0"]
+             f"Call-ID: {call_id}", f"CSeq: {cseq} REGISTER", f"User-Agent: {agent}"]
     if contact is not None:
         lines.append(f"Contact: {contact}")
     if expires is not None:
@@ -59,7 +59,7 @@ def _register(*, user="alice", contact="<sip:alice@192.168.1.20:5060>", cseq=1, 
         lines.append(f"Authorization: {authorization}")
     if extra:
         lines.append(extra)
-    return parse(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return parse(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
 
 
 def _credentials(response, *, password="correct-horse-9", host=DOMAIN, user="alice"):
@@ -134,3 +134,15 @@ async def test_query_lists_without_changing(handler):
     response = await _authenticated(handler, contact=None, cseq=2)
     assert response.status == 200
     assert [c.split(";")[0] for c in response.headers.get_all("Contact")] == ["<sip:alice@192.168.1.20:5060>"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bytes_that_are_not_utf8_in_call_id_or_user_agent_are_no_server_error(handler, database):
+    """The parser keeps such bytes as surrogates; the store takes only UTF-8 (issue 12 point 15)."""
+    refused = await _authenticated(handler, call_id="reg-\udcff")
+    assert (refused.status, refused.reason) == (400, "Call-ID is not UTF-8")
+    saved = await _authenticated(handler, call_id="reg-call-ua", agent="phone-\udcff/1")
+    assert saved.status == 200
+    rows = await database.transact(registrations.bindings_of, handler.tree.isp["id"],
+                                   handler.tree.subscriber["id"])
+    assert "phone-\ufffd/1" in [r["user_agent"] for r in rows]

@@ -99,9 +99,36 @@ def test_same_instance_replaces_its_old_contact(registrar):
 
 def test_contact_limit(registrar):
     _register(registrar, *[f"sip:a@10.0.0.{i}" for i in range(3)])
-    outcome = _register(registrar, "sip:a@10.0.0.9", cseq=2)
+    outcome = _register(registrar, "sip:a@10.0.0.9", call_id="another-phone")
     assert outcome.status == 403
     assert len(registrar.bindings(ALICE)) == 3
+
+
+def test_a_phone_rebound_by_its_nat_replaces_its_stale_binding(registrar):
+    """Issue 12 point 16: no +sip.instance, the same Call-ID and source address, a new port
+    each time (the contact follows it): the limit (3 here) must never be reached."""
+    for n in range(20):
+        outcome = _register(registrar, f"sip:a@203.0.113.7:{40000 + n}", cseq=n + 1,
+                            source=f"203.0.113.7:{40000 + n}")
+        assert (outcome.status, outcome.removed) == (200, [f"sip:a@203.0.113.7:{39999 + n}"] if n else [])
+    assert [b.contact for b in registrar.bindings(ALICE)] == ["sip:a@203.0.113.7:40019"]
+
+
+def test_what_is_not_the_same_phone_is_kept(registrar):
+    """Another Call-ID (another phone behind the same NAT, or a reboot), another source
+    address, or a refresh that adds nothing: no binding is dropped."""
+    _register(registrar, "sip:a@203.0.113.7:40000", "sip:a@203.0.113.7:40001", source="203.0.113.7:40000")
+    assert _register(registrar, "sip:a@203.0.113.7:40000", cseq=2, source="203.0.113.7:40000").removed == []
+    assert len(registrar.bindings(ALICE)) == 2
+    added = _register(registrar, "sip:a@203.0.113.7:40002", cseq=3, source="203.0.113.7:40000")
+    assert added.removed == [] and len(registrar.bindings(ALICE)) == 3, "contacts added from the same port"
+    _register(registrar, "sip:a@203.0.113.7:40002", cseq=4, expires=0, source="203.0.113.7:40000")
+    other = _register(registrar, "sip:a@203.0.113.7:41000", call_id="c2", source="203.0.113.7:41000")
+    assert other.removed == [] and len(registrar.bindings(ALICE)) == 3
+    moved = _register(registrar, "sip:a@198.51.100.9:5060", call_id="c2", cseq=2, source="198.51.100.9:5060")
+    assert moved.status == 403
+    rebound = _register(registrar, "sip:a@203.0.113.7:41001", call_id="c2", cseq=3, source="203.0.113.7:41001")
+    assert rebound.removed == ["sip:a@203.0.113.7:41000"] and len(registrar.bindings(ALICE)) == 3
 
 
 def test_bindings_expire_on_time(registrar):

@@ -15,12 +15,12 @@ from tests.store.builders import build_tree
 from tests.store.builders import BINDING
 from wevoip.store import (admins, audit, calllog, calls, carriers, customers, dialplans, dids, domains, hostnames,
                           isps, ledger, outbox, ownership, pricing, ratedecks, recurring, registrations, reports,
-                          routing, secrets, selfcare, subscribers, tenants, webhooks, webusers)
+                          routing, secrets, selfcare, siplocks, subscribers, tenants, webhooks, webusers)
 from wevoip.store.errors import Invalid, NotFound
 
 MODULES = (isps, customers, domains, tenants, subscribers, carriers, dids, admins, registrations, outbox,
            dialplans, ownership, webhooks, webusers, audit, selfcare, hostnames, ratedecks, pricing, ledger, calls,
-           recurring, reports, calllog, routing)
+           recurring, reports, calllog, routing, siplocks)
 
 
 def _ids(rows):
@@ -249,6 +249,21 @@ CASES.update({
     "webhooks.signup_waiting": (
         lambda tx, a, b: webhooks.signup_waiting(tx, b.isp["id"], customer_id=b.customer["id"], name="n", email=""),
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "webhooks.sip_user_locked": (
+        lambda tx, a, b: webhooks.sip_user_locked(
+            tx, b.isp["id"], subscriber_id=b.subscriber["id"], tenant_id=b.tenant["id"], username="alice",
+            domain="x", locked_until=datetime.datetime.now(datetime.timezone.utc), failures=20, sources=[]),
+        lambda result, a, b: result["isp_id"] == b.isp["id"]),
+    "siplocks.lock_user": (
+        lambda tx, a, b: siplocks.lock_user(tx, isp_id=b.isp["id"], tenant_id=a.tenant["id"],
+                                            subscriber_id=a.subscriber["id"], username="alice", domain="x",
+                                            now=2e9, seconds=60, failures=20, sources=[]), NOT_FOUND),
+    "siplocks.unlock_user": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.unlock_user(
+        tx, a.subscriber["id"], b.isp["id"])), lambda result, a, b: result is False),
+    "siplocks.list_locks": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.list_locks(tx, b.isp["id"])),
+                            lambda result, a, b: a.subscriber["id"] not in {r["subscriber_id"] for r in result}),
+    "siplocks.active_locks": (lambda tx, a, b: victim_locked_then(tx, a, siplocks.active_locks(tx, 2e9, b.isp["id"])),
+                              lambda result, a, b: a.subscriber["id"] not in {r["subscriber_id"] for r in result}),
     "webhooks.set_webhook": (lambda tx, a, b: webhooks.set_webhook(tx, b.isp["id"], "https://b.example.org/h"),
                              lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "dialplans.replace_rules": (
@@ -441,6 +456,12 @@ async def victim_logo_then(tx, a, b):
     found = await hostnames.isp_logo(tx, b.isp["id"])
     await tx.execute("update isps set brand_logo = null, brand_logo_type = null where id = %s", (a.isp["id"],))
     return found
+
+
+async def victim_locked_then(tx, a, then):
+    await siplocks.lock_user(tx, isp_id=a.isp["id"], tenant_id=a.tenant["id"], subscriber_id=a.subscriber["id"],
+                             username="alice", domain="x", now=2e9, seconds=600, failures=20, sources=[])
+    return await then
 
 
 async def victim_admin_then(tx, a, then):

@@ -24,6 +24,7 @@ from wevoip.sip.edge import EdgeProxy
 from wevoip.sip.errors import ParseError
 from wevoip.sip.keepalive import OptionsPinger
 from wevoip.sip.location import Location
+from wevoip.sip.lockout import UserLocks
 from wevoip.sip.message import Request, Response
 from wevoip.sip.nodes import Nodes
 from wevoip.sip.register import Origin, RegisterHandler, reply
@@ -78,6 +79,7 @@ class SipAccess(Service):
                                    node=config.node.name)
         self.digest: DigestAuthority | None = None
         self.location: Location | None = None
+        self.locks: UserLocks | None = None
         self.handler: RegisterHandler | None = None
         self.pinger: OptionsPinger | None = None
         self.sip = None
@@ -102,15 +104,23 @@ class SipAccess(Service):
         secret = await database.transact(shared_secret, "sip_nonce")
         self.digest = DigestAuthority(self.reactor, secret, nonce_lifetime=security.nonce_lifetime,
                                       tracked_nonces=security.tracked_nonces,
-                                      offered=security.digest_algorithms)
+                                      offered=security.digest_algorithms,
+                                      md5_user_agents=security.digest_md5_user_agents)
         directory = Directory(database, secret, limit=security.max_tracked)
         location = Location(self.reactor, database, self.registrar, self.config.node.name)
+        locks = UserLocks(self.reactor, database, lock_seconds=security.user_lock_seconds,
+                          known_days=security.known_source_days, sources_of=self._sources_of)
         await directory.attach(self.store.notifier)
         await location.attach(self.store.notifier)
+        await locks.attach(self.store.notifier)
         loaded = await location.load()
         log.info("registrar loaded {count} live bindings", count=loaded)
+        locked = await locks.load()
+        if locked:
+            log.warn("{count} SIP users are locked after password guessing", count=locked)
         self.location = location
-        self.handler = RegisterHandler(Authenticator(self.digest, directory, self.defence),
+        self.locks = locks
+        self.handler = RegisterHandler(Authenticator(self.digest, directory, self.defence, locks),
                                        self.registrar, location)
         await self._start_edge(database)
         self._housekeeping.start(HOUSEKEEPING_SECONDS, now=False)
@@ -150,10 +160,24 @@ class SipAccess(Service):
             return host, port
         return None
 
+    def unlock(self, subscriber_id: int) -> defer.Deferred:
+        """For the manhole: lift a SIP user's guessing lock now (fires with whether one held)."""
+        return defer.Deferred.fromCoroutine(self.locks.unlock(subscriber_id))
+
+    def locked(self) -> list[dict]:
+        """For the manhole: the SIP users locked now, with the seconds left."""
+        return self.locks.locks()
+
+    def _sources_of(self, subscriber_id: int) -> list[str]:
+        return [binding.source for binding in self.registrar.bindings(subscriber_id)]
+
     def _tidy(self) -> defer.Deferred:
         self.digest.prune()
-        return defer.Deferred.fromCoroutine(self.location.sweep()).addErrback(
-            quiet_when_unavailable(log, "sweeping expired registrations failed"))
+        return defer.gatherResults([
+            defer.Deferred.fromCoroutine(self.location.sweep()).addErrback(
+                quiet_when_unavailable(log, "sweeping expired registrations failed")),
+            defer.Deferred.fromCoroutine(self.locks.forget()).addErrback(
+                quiet_when_unavailable(log, "forgetting old SIP source addresses failed"))])
 
     def attach(self, sip) -> None:
         """Serve REGISTER on the node's SIP core, and ping UDP phones through its sockets."""

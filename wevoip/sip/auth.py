@@ -22,9 +22,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from twisted.logger import Logger
+
 from wevoip.sip.defence import Defence
 from wevoip.sip.digest import DigestAuthority, MalformedCredentials, Verdict, parse_credentials
 from wevoip.sip.directory import Directory, Tenant, Trunk
+from wevoip.sip.lockout import UserLocks
+
+log = Logger(namespace="wevoip.sip.auth")
 
 DECOY_REALM = "unknown.invalid"
 
@@ -63,6 +68,7 @@ class Asked:
     to_host: str
     authorization: tuple[str, ...]  # Authorization (REGISTER) or Proxy-Authorization values
     source: str                     # the packet's source IP address
+    user_agent: str = ""            # chooses the challenges offered (DigestAuthority.offer)
 
 
 _DOTTED = frozenset("0123456789.")
@@ -80,10 +86,12 @@ def is_address(host: str) -> bool:
 
 
 class Authenticator:
-    def __init__(self, digest: DigestAuthority, directory: Directory, defence: Defence):
+    def __init__(self, digest: DigestAuthority, directory: Directory, defence: Defence,
+                 locks: UserLocks | None = None):
         self.digest = digest
         self.directory = directory
         self.defence = defence
+        self.locks = locks
 
     async def authenticate(self, asked: Asked) -> Decision:
         register = asked.method == "REGISTER"
@@ -113,24 +121,41 @@ class Authenticator:
             realm = credentials.realm if credentials else await self.directory.bare_realm(user)
             tenant = await self.directory.tenant(realm) if realm else None
         realm = tenant.domain if tenant else DECOY_REALM
+        agent = asked.user_agent
         if credentials is None:
-            return self._challenge(register, realm, tenant)
+            return self._challenge(register, realm, tenant, agent)
         row = await self.directory.credentials(realm, credentials.username)
         verdict = self.digest.check(credentials, asked.method, row)
+        if verdict is Verdict.OK and self.locks is not None and self.locks.locked(row.subscriber_id) \
+                and not self.defence.trusted(asked.source) and not await self.locks.admits(row.subscriber_id,
+                                                                                          asked.source):
+            log.warn("a right answer for locked SIP user {user}@{realm} from {source} refused as a wrong one",
+                     user=row.username, realm=realm, source=asked.source)
+            verdict = Verdict.BAD
         if verdict is Verdict.BAD:
-            decision = self._failed(asked, f"{credentials.username}@{realm}", 0, "")
-            return decision if decision.drop else self._challenge(register, realm, tenant)
+            user = f"{credentials.username}@{realm}"
+            decision = self._failed(asked, user, 0, "")
+            if row is not None and self.locks is not None and self.defence.under_attack(user):
+                failures, sources = self.defence.user_failures(user)
+                try:
+                    await self.locks.lock(row, realm, failures, sources)
+                except Exception:
+                    log.failure("locking SIP user {user} failed", user=user)
+            return decision if decision.drop else self._challenge(register, realm, tenant, agent)
         if verdict is not Verdict.OK:
-            return self._challenge(register, realm, tenant, stale=True)
+            return self._challenge(register, realm, tenant, agent, stale=True)
         self.defence.succeeded(asked.source)
+        if register and self.locks is not None:
+            self.locks.registered(row.subscriber_id, asked.source)
         return Decision(subscriber=Subscriber(row.isp_id, row.tenant_id, row.subscriber_id,
                                               row.username, realm), tenant=tenant)
 
-    def _challenge(self, register: bool, realm: str, tenant: Tenant | None, *, stale: bool = False) -> Decision:
+    def _challenge(self, register: bool, realm: str, tenant: Tenant | None, agent: str = "", *,
+                   stale: bool = False) -> Decision:
         name = "WWW-Authenticate" if register else "Proxy-Authenticate"
         status, reason = (401, "Unauthorized") if register else (407, "Proxy Authentication Required")
-        return Decision(status=status, reason=reason, tenant=tenant,
-                        headers=[(name, value) for value in self.digest.challenges(realm, stale=stale)])
+        return Decision(status=status, reason=reason, tenant=tenant, headers=[
+            (name, value) for value in self.digest.challenges(realm, stale=stale, user_agent=agent)])
 
     def _failed(self, asked: Asked, user: str, status: int, reason: str) -> Decision:
         if self.defence.failed(asked.source, user):

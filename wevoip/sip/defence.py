@@ -40,6 +40,10 @@ class DefencePolicy:
 class _Window:
     start: float
     count: int
+    sources: list[str] | None = None    # for a user: the last few distinct failing sources
+
+
+_USER_SOURCES = 20
 
 
 @dataclass
@@ -141,7 +145,7 @@ class Defence:
             return False
         now = self.clock.seconds()
         by_source = self._count(self._source_failures, address, now)
-        by_user = self._count(self._user_failures, user.lower(), now) if user else 0
+        by_user = self._count(self._user_failures, user.lower(), now, address) if user else 0
         if by_source >= self.policy.ban_after_failures:
             self.ban(address, "failed authentication")
             return True
@@ -154,13 +158,27 @@ class Defence:
         """A phone that got its password right after a typo starts afresh."""
         self._source_failures.pop(address, None)
 
-    def _count(self, table: _Lru, key: str, now: float) -> int:
+    def _count(self, table: _Lru, key: str, now: float, source: str = "") -> int:
         window = table.get(key)
         if window is None or now - window.start >= self.policy.failure_window:
-            window = _Window(now, 0)
+            window = _Window(now, 0, [] if source else None)
         window.count += 1
+        if source and source not in window.sources:
+            window.sources.append(source)
+            del window.sources[:-_USER_SOURCES]
         table.touch(key, window)
         return window.count
+
+    def user_failures(self, user: str) -> tuple[int, list[str]]:
+        """Failures against `user` in the current window, and the last distinct sources of them."""
+        window = self._user_failures.get(user.lower())
+        if window is None or self.clock.seconds() - window.start >= self.policy.failure_window:
+            return 0, []
+        return window.count, list(window.sources or ())
+
+    def under_attack(self, user: str) -> bool:
+        """As many failures against one user as `ban_after_user_failures`: a distributed guess."""
+        return self.user_failures(user)[0] >= self.policy.ban_after_user_failures
 
     def ban(self, address: str, reason: str) -> None:
         if self.trusted(address):

@@ -32,10 +32,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
-# RFC 8760 §2.4: offer the strongest first; a phone takes the first it knows. Some phones
-# read only the first challenge (sipsak 0.9, libre before SHA-256 support), so the order
-# is the operator's (sip_security.digest_algorithms).
+# RFC 8760 §2.4: one challenge per algorithm, the preferred first; a UAC answers the
+# topmost it supports, so a SHA-256 phone uses SHA-256. Stacks that fall short of that
+# (sipsak and sipvicious read only the first challenge; libre 1.x, hence baresip 1.0,
+# gives up on any challenge that is not MD5; pyVoIP keeps the last one) are met by
+# User-Agent: `MD5_USER_AGENTS` (sip_security.digest_md5_user_agents) get MD5 alone.
 OFFERED = ("SHA-256", "MD5")
+MD5_USER_AGENTS = ("sipsak", "baresip v0.", "baresip v1.", "friendly-scanner")
 HA1_COLUMN = {"SHA-256": "ha1_sha256", "MD5": "ha1_md5"}
 
 MAX_HEADER = 2048
@@ -78,6 +81,9 @@ def parse_credentials(value: str) -> Credentials:
     if scheme.lower() != "digest":
         raise MalformedCredentials("only the Digest scheme is accepted")
     params = _parameters(rest)
+    for name, text in params.items():
+        if not _is_utf8(text):
+            raise MalformedCredentials(f"{name[:32]} is not UTF-8")
     try:
         credentials = Credentials(
             username=params["username"], realm=params["realm"], nonce=params["nonce"],
@@ -94,6 +100,16 @@ def parse_credentials(value: str) -> Credentials:
                                 and credentials.cnonce):
         raise MalformedCredentials("qop=auth needs an 8-digit hex nc and a cnonce")
     return credentials
+
+
+def _is_utf8(text: str) -> bool:
+    """The parser keeps bytes that are not UTF-8 as lone surrogates (surrogateescape): such
+    a value can be neither hashed nor looked up, so it is malformed, not a server error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_hex(text: str) -> bool:
@@ -155,13 +171,16 @@ class DigestAuthority:
     """Issues challenges and checks credentials; the clock is injected (task.Clock in tests)."""
 
     def __init__(self, clock, secret: bytes, *, nonce_lifetime: int = 300,
-                 tracked_nonces: int = 100_000, offered: tuple[str, ...] = OFFERED):
+                 tracked_nonces: int = 100_000, offered: tuple[str, ...] = OFFERED,
+                 md5_user_agents: tuple[str, ...] = MD5_USER_AGENTS):
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
         self.clock = clock
         self.secret = secret
         self.nonce_lifetime = nonce_lifetime
         self.offered = offered
+        self._md5_agents = tuple(agent.lower() for agent in md5_user_agents)
+        self._md5_offer = ("MD5",) if "MD5" in offered else offered
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._tracked_limit = tracked_nonces
         self._floor = -1
@@ -190,12 +209,20 @@ class DigestAuthority:
             return None
         return struct.unpack(">Q", raw[:8])[0]
 
-    def challenges(self, realm: str, *, stale: bool = False) -> list[str]:
+    def offer(self, user_agent: str = "") -> tuple[str, ...]:
+        """The algorithms to challenge a phone with: MD5 alone for the stacks that need it."""
+        if user_agent and self._md5_agents:
+            agent = user_agent.lower()
+            if any(known in agent for known in self._md5_agents):
+                return self._md5_offer
+        return self.offered
+
+    def challenges(self, realm: str, *, stale: bool = False, user_agent: str = "") -> list[str]:
         """One WWW-Authenticate / Proxy-Authenticate value per algorithm, strongest first."""
         nonce = self.new_nonce(realm)
         tail = ", stale=true" if stale else ""
         return [f"Digest realm={_quote(realm)}, nonce={_quote(nonce)}, algorithm={name}, "
-                f'qop="auth"{tail}' for name in self.offered]
+                f'qop="auth"{tail}' for name in self.offer(user_agent)]
 
     def check(self, credentials: Credentials, method: str, user) -> Verdict:
         """`user` has `ha1_md5` and `ha1_sha256` (a subscriber), or is None for an unknown user."""

@@ -51,7 +51,8 @@ def asked_of(request: Request, source: Origin) -> Asked:
     return Asked(method=request.method, request_host=request.uri.host_bare,
                  from_user=from_uri.user or "", from_host=from_uri.host_bare,
                  to_user=to_uri.user or "", to_host=to_uri.host_bare,
-                 authorization=tuple(request.headers.get_all(header)), source=source.remote[0])
+                 authorization=tuple(request.headers.get_all(header)), source=source.remote[0],
+                 user_agent=request.headers.get("User-Agent") or "")
 
 
 def answer(request: Request, decision: Decision) -> Response:
@@ -95,7 +96,7 @@ class RegisterHandler:
             return response
         try:
             await self.location.persist(subscriber.isp_id, subscriber.tenant_id, subscriber.subscriber_id,
-                                        outcome, (request.headers.get("User-Agent") or "")[:256])
+                                        outcome, _text(request.headers.get("User-Agent") or "")[:256])
         except StoreUnavailable as error:
             response = reply(request, 503, "Service Unavailable: database unavailable")
             response.headers.add("Retry-After", str(error.retry_after))
@@ -111,6 +112,8 @@ class RegisterHandler:
         return response
 
     def _request(self, request: Request, source: Origin, subscriber) -> RegisterRequest:
+        if _text(request.call_id) != request.call_id:
+            raise ParseError("Call-ID is not UTF-8")
         values = request.headers.get_all("Contact")
         wildcard = [v.strip() for v in values] == ["*"]
         contacts = () if wildcard or not values else tuple(
@@ -124,6 +127,12 @@ class RegisterHandler:
             contacts=contacts, wildcard=wildcard, source=hostport(source.remote),
             transport=source.transport, local=hostport(source.local),
             flow=source if source.reliable else None)
+
+
+def _text(value: str) -> str:
+    """Bytes that are not UTF-8 (kept as surrogates by the parser) as U+FFFD: the store
+    takes only UTF-8, and a User-Agent is only shown, never compared."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _contact(address) -> ContactRequest:

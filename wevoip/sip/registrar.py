@@ -160,8 +160,11 @@ class Registrar:
         result = {binding.key: binding for binding in current}
         saved: list[Binding] = []
         removed: list[str] = []
+        named: set[str] = set()
+        added = False
         for contact, expires in wanted:
             key = contact_key(contact.uri)
+            named.add(key)
             existing = result.get(key)
             if existing is None and contact.instance:
                 existing = next((b for b in result.values()
@@ -177,6 +180,8 @@ class Registrar:
                     removed.append(existing.contact)
             elif expires == 0:
                 continue
+            else:
+                added = True
             binding = Binding(
                 contact=contact.uri, key=key if key != contact.uri else contact.uri,
                 q=1000 if contact.q is None else contact.q, call_id=request.call_id,
@@ -185,10 +190,32 @@ class Registrar:
                 local=request.local, node=self.node, flow=request.flow)
             result[key] = binding
             saved.append(binding)
+        if added:
+            self._drop_rebound(request, result, named, removed)
         if len(result) > policy.max_contacts:
             return Outcome(403, f"Too many contacts (at most {policy.max_contacts})")
         contacts = sorted(result.values(), key=lambda b: -b.q)
         return Outcome(200, "OK", contacts=contacts, saved=saved, removed=removed)
+
+    @staticmethod
+    def _drop_rebound(request: RegisterRequest, result: dict[str, Binding], named: set[str],
+                      removed: list[str]) -> None:
+        """
+        A phone behind NAT whose public port changed registers its new address as a new
+        contact; without `+sip.instance` only its Call-ID (RFC 3261 §10.2.4: the same for
+        every REGISTER of a boot cycle) and its source address say it is the same phone.
+        Its bindings from another port of that address that this REGISTER does not name
+        are that phone's stale ones: replaced, not kept until they expire, so the contact
+        limit counts phones, not rebindings. Only when the REGISTER adds a contact, so a
+        refresh of some of a phone's several contacts keeps the others; and never from the
+        same port, where a client adding contacts one REGISTER at a time sits.
+        """
+        host = request.source.rpartition(":")[0]
+        for key, binding in list(result.items()):
+            if (key not in named and binding.call_id == request.call_id and binding.source != request.source
+                    and binding.source.rpartition(":")[0] == host):
+                del result[key]
+                removed.append(binding.contact)
 
     def _set(self, subscriber_id: int, isp_id: int, tenant_id: int, bindings: list[Binding]) -> None:
         old = self._aors.get(subscriber_id)

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from wevoip.credentials import sip_ha1s
-from wevoip.store import fields
+from wevoip.store import fields, siplocks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.notify import publish
@@ -133,6 +133,8 @@ async def set_sip_password(tx: Tx, isp_id: int, subscriber_id: int, password: st
     row = await update_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id},
                            "subscriber", ha1s, checks)
     await sip_credentials_changed(tx, current["username"], tenant["sip_domain"])
+    # A new password is the remedy for a guessed one: it lifts a guessing lock (issue 12).
+    await siplocks.unlock_user(tx, subscriber_id, isp_id)
     return public(row)
 
 

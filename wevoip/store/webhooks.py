@@ -24,8 +24,9 @@ CALL_ENDED = "call.ended"
 BALANCE_LOW = "balance.low"
 ACCOUNT_LOCKED = "account.locked"
 SIGNUP_WAITING = "signup.waiting"
+SIP_USER_LOCKED = "sip.user_locked"
 PING = "webhook.ping"
-EVENTS = (CALL_ENDED, BALANCE_LOW, ACCOUNT_LOCKED, SIGNUP_WAITING, PING)
+EVENTS = (CALL_ENDED, BALANCE_LOW, ACCOUNT_LOCKED, SIGNUP_WAITING, SIP_USER_LOCKED, PING)
 
 
 def webhook_url(field: str, value: Any) -> str:
@@ -121,6 +122,15 @@ async def signup_waiting(tx: Tx, isp_id: int, *, customer_id: int, name: str, em
     """The consoles, when a signup waits in WAIT for the ISP to activate it."""
     return await _event(tx, isp_id, SIGNUP_WAITING, f"{SIGNUP_WAITING}:{customer_id}", customer_id=customer_id,
                         name=name, email=email)
+
+
+async def sip_user_locked(tx: Tx, isp_id: int, *, subscriber_id: int, tenant_id: int, username: str,
+                          domain: str, locked_until: datetime.datetime, failures: int,
+                          sources: list[str]) -> Row | None:
+    """The SIP stack, when a distributed password guess locks a user to its known addresses."""
+    return await _event(tx, isp_id, SIP_USER_LOCKED, None, subscriber_id=subscriber_id, tenant_id=tenant_id,
+                        username=username, domain=domain, locked_until=locked_until, failures=failures,
+                        sources=sources)
 
 
 async def ping(tx: Tx, isp_id: int) -> Row | None:

@@ -21,6 +21,7 @@ from wevoip.web.api import customers, isps, network  # noqa: F401 (they fill the
 from wevoip.web.api import billing  # noqa: F401 (it fills the route table)
 from wevoip.web.api import dialplans, tokens, webhooks  # noqa: F401 (issue 5: they fill the route table too)
 from wevoip.web.api import live  # noqa: F401 (issue 7: calls in progress)
+from wevoip.web.api import siplocks  # noqa: F401 (issue 12: SIP guessing locks)
 from wevoip.web.api.auth import authenticate
 from wevoip.web.api.errors import RETRY_AFTER, ApiError, from_store
 from wevoip.web.api.jsonio import Download, dumps, read_json

@@ -6,7 +6,7 @@ one, with each such login in the audit trail), the customer's admins, and the au
 from __future__ import annotations
 
 from wevoip.credentials import hash_password
-from wevoip.store import audit, customers, tenants, webusers
+from wevoip.store import audit, customers, siplocks, subscribers, tenants, webusers
 from wevoip.store.database import Tx
 from wevoip.store.webusers import get_isp_admin
 from wevoip.web.console.context import Ctx, Redirect
@@ -44,7 +44,30 @@ async def dashboard(ctx: Ctx):
     if todo:
         sections.insert(0, Text("To start selling: create " + ", then ".join(t.lower() for t in todo) +
                                 ". The menu on the left has a page for each."))
+    locks = await ctx.tx(siplocks.list_locks, ctx.isp_id, limit=1000)
+    if locks:
+        for lock in locks:
+            lock["user"] = f"{lock['username']}@{lock['domain']}"
+            lock["_buttons"] = [Button("Unlock", f"/isp/sip-locks/{lock['subscriber_id']}/unlock")]
+        sections.insert(0, Table(
+            [("user", "SIP user"), ("locked_at", "Locked"), ("locked_until", "Until"), ("reason", "Why")], locks,
+            title="SIP users locked after password guessing", buttons="_buttons"))
+        sections.insert(1, Text("Until the lock ends, these users' phones register only from the addresses "
+                                "they used lately. Unlock when the user has a new SIP password, or knows why."))
     return ctx.render("Dashboard", *sections)
+
+
+@page("/isp/sip-locks/<int:subscriber_id>/unlock", roles=ISP, method="POST")
+async def sip_lock_unlock(ctx: Ctx):
+    subscriber_id = ctx.params["subscriber_id"]
+
+    async def unlock(tx):
+        await subscribers.get_subscriber(tx, ctx.isp_id, subscriber_id)     # another ISP's: 404
+        if await siplocks.unlock_user(tx, subscriber_id, ctx.isp_id):
+            await audit.record(tx, ctx.isp_id, actor=await _actor(tx, ctx), action="sip_lock.unlock",
+                               target=f"subscriber {subscriber_id}", source=ctx.source())
+    await ctx.tx(unlock)
+    return Redirect("/isp")
 
 
 # --- service plans ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from wevoip.store import subscribers, tenants
+from wevoip.store import siplocks, subscribers, tenants
 from wevoip.web.console import calllist
 from wevoip.web.console.context import Ctx
 from wevoip.web.console.routes import page
@@ -39,6 +39,9 @@ async def phone_page(ctx: Ctx):
 
     async def load(tx):
         subscriber = await subscribers.get_subscriber(tx, ctx.isp_id, ctx.session["subscriber_id"])
+        # The browser phone registers from this address: the web login vouches for it even
+        # while a SIP password guess has the account locked (wevoip/sip/lockout.py).
+        await siplocks.note_source(tx, subscriber["id"], ctx.source(), ctx.console.reactor.seconds())
         return subscriber, await tenants.get_tenant(tx, ctx.isp_id, subscriber["tenant_id"])
     subscriber, tenant = await ctx.tx(load)
     rows = await calllist.search(ctx, subscriber_id=ctx.session["subscriber_id"])

@@ -6,7 +6,7 @@ voicemail settings and the web password.
 from __future__ import annotations
 
 from wevoip.credentials import hash_password, verify_password
-from wevoip.store import selfcare, subscribers, tenants
+from wevoip.store import selfcare, siplocks, subscribers, tenants
 from wevoip.web.console import calllist
 from wevoip.web.console.context import Ctx, FormError, Redirect
 from wevoip.web.console.routes import page
@@ -22,11 +22,24 @@ def _subscriber_id(ctx: Ctx) -> int:
 
 @page("/me", roles=SUBSCRIBER)
 async def me_page(ctx: Ctx):
+    now = ctx.console.reactor.seconds()
+
     async def load(tx):
         subscriber = await subscribers.get_subscriber(tx, ctx.isp_id, _subscriber_id(ctx))
-        return subscriber, await tenants.get_tenant(tx, ctx.isp_id, subscriber["tenant_id"])
-    subscriber, tenant = await ctx.tx(load)
-    return ctx.render(subscriber["display_name"] or subscriber["username"], Facts([
+        # Logged in with the web password, this address is the subscriber's own: its phones
+        # register from here even while a SIP password guess has the account locked.
+        await siplocks.note_source(tx, subscriber["id"], ctx.source(), now)
+        return (subscriber, await tenants.get_tenant(tx, ctx.isp_id, subscriber["tenant_id"]),
+                await siplocks.lock_of(tx, subscriber["id"]))
+    subscriber, tenant, lock = await ctx.tx(load)
+    notices = []
+    if lock is not None and lock["locked_until"].timestamp() > now:
+        notices.append(Text(
+            f"Someone has been guessing your SIP password from the internet. Until "
+            f"{lock['locked_until']:%Y-%m-%d %H:%M} UTC your phones register only from addresses they used "
+            f"lately; this address ({ctx.source()}) is one of them now. If you did not expect this, ask your "
+            f"administrator for a new SIP password, which also ends the lock."))
+    return ctx.render(subscriber["display_name"] or subscriber["username"], *notices, Facts([
         ("PBX", tenant["name"]), ("SIP address", f"{subscriber['username']}@{tenant['sip_domain']}"),
         ("Extension", subscriber["extension"]), ("Number", subscriber["e164"]),
         ("Web login", subscriber["web_username"])], title="My line"),
