@@ -52,6 +52,7 @@ class CallService(Service):
         self.b2bua: B2BUA | None = None
         for method in METHODS:
             sip.core.register(method, self._starting)
+        sip.lifetimes.keep_while(self._carries)
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
@@ -95,6 +96,14 @@ class CallService(Service):
         """The server's own end of an application's call, on ports from the relay's pool."""
         media = self.config.media
         return MediaEndpoint(self.reactor, self.ports, media.advertised_address or media.rtp_address)
+
+    def _carries(self, flow) -> bool:
+        """A connection a call's dialog runs over is not closed as idle, however quiet the
+        call (asked only when one has been idle for connections.idle_seconds)."""
+        if self.b2bua is None:
+            return False
+        return any(session.a_flow is flow or any(leg.flow is flow for leg in session.legs)
+                   for session in self.b2bua.sessions.values())
 
     def _starting(self, incoming: Incoming) -> None:
         if incoming.request.method != "ACK":
