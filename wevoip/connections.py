@@ -12,8 +12,9 @@ connection (no TLS state, no HTTP parser):
 - a total cap; when it is reached the gate may ask `make_room` to close a connection that
   carries nothing (the SIP side closes its least recently active one), else it refuses;
 - a descriptor ceiling: an accepted socket whose descriptor number reaches it is closed at
-  once. Linux hands out the lowest free number, so a number that high means every lower
-  one is taken, whatever took them (media ports, the store, files).
+  once (unless room is made as above). Linux hands out the lowest free number, so a number
+  that high means every lower one is taken, whatever took them (media ports, the store,
+  files).
 
 The ceilings come from RLIMIT_NOFILE, read (and raised to the hard limit) at start:
 SIP stops `reserved_descriptors + web_max` below the limit, the web `reserved_descriptors`
@@ -122,7 +123,13 @@ class ConnectionGate:
             del self.by_source[key]
 
     def within_descriptors(self, fileno: int, host: str) -> bool:
+        """Whether an accepted socket's descriptor lies below the ceiling; at it, room made
+        by closing an idle connection lets this one in (its descriptor is freed on the next
+        turn of the reactor, out of the reserve meanwhile)."""
         if fileno < self.ceiling:
+            return True
+        if self.make_room is not None and self.make_room():
+            self.evicted += 1
             return True
         return self._refuse("descriptors", host)
 
