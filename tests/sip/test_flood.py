@@ -96,6 +96,7 @@ def running():
 
 def register_request(transport: str, local: tuple[str, int], cseq: int, call_id: str,
                      authorization: str = "") -> bytes:
+    """`local` is the address in Via and Contact."""
     host, port = local
     lines = [f"REGISTER sip:{DOMAIN} SIP/2.0",
              f"Via: SIP/2.0/{transport} {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport",
@@ -153,14 +154,16 @@ def flood(port: int, first: int, count: int, per_source: int) -> list[socket.soc
     return opened
 
 
-def tls_register_from(address: str, port: int, cafile: str) -> tuple[int, ssl.SSLSocket]:
+def tls_register_from(address: str, port: int, cafile: str,
+                      contact: tuple[str, int] | None = None) -> tuple[int, ssl.SSLSocket]:
+    """`contact`: the same one each time (a phone re-registering), else the socket's."""
     context = ssl.create_default_context(cafile=cafile)
     raw = socket.socket()
     raw.bind((address, 0))
     raw.settimeout(10)
     raw.connect(("127.0.0.1", port))
     client = context.wrap_socket(raw, server_hostname="localhost")
-    status = register(client.sendall, lambda: read_message(client), "TLS", client.getsockname())
+    status = register(client.sendall, lambda: read_message(client), "TLS", contact or client.getsockname())
     return status, client
 
 
