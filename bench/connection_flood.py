@@ -49,11 +49,16 @@ def open_flood(ports: tuple[int, int], sources: int, per_source: int, stop_at: f
     """Idle connections, bounded, connected without waiting (the kernel completes them as
     the node's backlog allows); sockets that could not even be made are counted."""
     opened, failed = [], 0
+    limit = min(MAX_CONNECTIONS, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 500)
     for index in range(per_source):
         for source in range(sources):
-            if time.monotonic() > stop_at or len(opened) >= MAX_CONNECTIONS:
+            if time.monotonic() > stop_at or len(opened) >= limit:
                 return opened, failed
-            client = socket.socket()
+            try:
+                client = socket.socket()
+            except OSError:
+                failed += 1
+                continue
             try:
                 client.bind((f"127.0.1.{source + 1}", 0))
                 client.setblocking(False)

@@ -132,3 +132,13 @@ def test_dns_servers_need_a_port_and_webhook_limits_are_bounded():
     assert config.dns.servers == (Listen("127.0.0.1", 5353),) and config.webhooks.max_attempts == 8
     assert error_for('[dns]\nservers = ["127.0.0.1:0"]\n').key == "dns.servers[0]"
     assert error_for("[webhooks]\ntimeout_seconds = 0\n").key == "webhooks.timeout_seconds"
+
+
+def test_connection_caps_and_timeouts_are_bounded_and_consistent():
+    assert error_for("[connections]\nsip_max = 0\n").key == "connections.sip_max"
+    assert error_for("[connections]\ntls_handshake_seconds = 0\n").key == "connections.tls_handshake_seconds"
+    assert error_for("[connections]\nidle_seconds = 5\n").key == "connections.idle_seconds"
+    assert error_for("[connections]\nreserved_descriptors = 8\n").key == "connections.reserved_descriptors"
+    error = error_for("[connections]\nsip_max = 100\nsip_max_per_source = 200\n")
+    assert error.key == "connections.sip_max_per_source" and "connections.sip_max" in error.problem
+    assert error_for("[connections]\nweb_max = 10\n").key == "connections.web_max_per_source"
