@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.task import Clock, deferLater
 
-from wevoip.connections import ConnectionGate, GatedFactory, source_key
+from wevoip.connections import EVICTION_SLACK, ConnectionGate, GatedFactory, source_key
 
 
 def gate(**kw):
@@ -42,10 +42,15 @@ def test_a_trusted_network_still_counts_towards_the_total():
     assert not g.admit("10.1.1.1", "tcp") and g.refused["total"] == 1
 
 
-def test_the_descriptor_ceiling():
+def test_the_descriptor_ceiling_with_room_made_only_just_past_it():
     g = gate(ceiling=100)
     assert g.within_descriptors(99, "192.0.2.1")
     assert not g.within_descriptors(100, "192.0.2.1") and g.refused["descriptors"] == 1
+    rooms = []
+    g = gate(ceiling=100, make_room=lambda: rooms.append(1) or True)
+    assert g.within_descriptors(100, "192.0.2.1") and g.evicted == 1
+    assert not g.within_descriptors(100 + EVICTION_SLACK, "192.0.2.1"), "past the slack nothing is evicted"
+    assert rooms == [1] and g.refused["descriptors"] == 1
 
 
 class Echo(protocol.Protocol):

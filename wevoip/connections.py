@@ -36,6 +36,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 log = Logger(namespace="wevoip.connections")
 
 REFUSAL_LOG_SECONDS = 60
+EVICTION_SLACK = 32
 
 
 def source_key(host: str) -> str:
@@ -124,11 +125,12 @@ class ConnectionGate:
 
     def within_descriptors(self, fileno: int, host: str) -> bool:
         """Whether an accepted socket's descriptor lies below the ceiling; at it, room made
-        by closing an idle connection lets this one in (its descriptor is freed on the next
-        turn of the reactor, out of the reserve meanwhile)."""
+        by closing an idle connection lets this one in. The closed one's descriptor is only
+        freed on the next turn of the reactor, so within one burst of accepts at most
+        `EVICTION_SLACK` descriptors past the ceiling are taken from the reserve this way."""
         if fileno < self.ceiling:
             return True
-        if self.make_room is not None and self.make_room():
+        if fileno < self.ceiling + EVICTION_SLACK and self.make_room is not None and self.make_room():
             self.evicted += 1
             return True
         return self._refuse("descriptors", host)

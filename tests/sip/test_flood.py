@@ -37,6 +37,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request as WSReque
 from tests.node import Node
 from tests.pg import reachable_tmpdir
 from tests.store.builders import build_tree
+from wevoip.connections import EVICTION_SLACK
 from wevoip.credentials import sip_ha1s
 from wevoip.sip.digest import digest_response
 from wevoip.sip.message import Response, parse
@@ -198,9 +199,9 @@ async def test_a_flood_of_idle_connections_leaves_the_web_the_api_and_phones_ser
         sip = connections["sip"]
         assert connections["descriptors"]["limit"] == NOFILE
         assert connections["descriptors"]["open"] < NOFILE - 64, "the reserve stays free"
-        assert sip["refused"]["per_source"] == SOURCES * 2, sip
+        assert 0 < sip["refused"]["per_source"] <= SOURCES * 2, sip
         assert sip["evicted"] > 0, "the flood reached the descriptor ceiling, and old idle ones made room"
-        assert sip["open"] <= sip["descriptor_ceiling"]
+        assert connections["descriptors"]["open"] <= sip["descriptor_ceiling"] + EVICTION_SLACK
         assert await api_isps(running) == 200
 
         status, phone = await threads.deferToThread(tls_register_from, "127.0.0.250", running.port["tls"],
