@@ -98,12 +98,7 @@ class CallService(Service):
         return MediaEndpoint(self.reactor, self.ports, media.advertised_address or media.rtp_address)
 
     def _carries(self, flow) -> bool:
-        """A connection a call's dialog runs over is not closed as idle, however quiet the
-        call (asked only when one has been idle for connections.idle_seconds)."""
-        if self.b2bua is None:
-            return False
-        return any(session.a_flow is flow or any(leg.flow is flow for leg in session.legs)
-                   for session in self.b2bua.sessions.values())
+        return self.b2bua is not None and self.b2bua.carries(flow)
 
     def _starting(self, incoming: Incoming) -> None:
         if incoming.request.method != "ACK":
