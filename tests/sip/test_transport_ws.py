@@ -15,7 +15,7 @@ from wsproto.frame_protocol import CloseReason
 from wevoip.sip.flow import FlowTable
 from wevoip.sip.lifetime import Lifetimes, Timeouts
 from wevoip.sip.message import MAX_MESSAGE_BYTES
-from wevoip.sip.transport_ws import SipWebSocketFactory
+from wevoip.sip.transport_ws import MAX_FRAGMENTS, SipWebSocketFactory
 
 OPTIONS = ("OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS x.invalid;branch=z9hG4bK1\r\n"
            "From: <sip:t@x.invalid>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ws1\r\n"
@@ -113,6 +113,18 @@ def test_fragments_adding_up_past_the_limit_are_refused():
     peer.protocol.dataReceived(frame_header(0x0, half, fin=True))
     [closed] = peer.answer()
     assert closed.code == CloseReason.MESSAGE_TOO_BIG and peer.core.received == []
+
+
+def test_empty_fragments_keep_nothing_and_endless_ones_are_refused():
+    peer = Peer()
+    peer.upgrade()
+    peer.protocol.dataReceived(frame_header(0x1, 0, fin=False) + frame_header(0x0, 0, fin=False) * 200)
+    assert len(peer.protocol._message) == 0 and not peer.transport.disconnecting
+    peer.protocol.dataReceived(frame_header(0x0, len(OPTIONS)) + OPTIONS.encode())
+    assert [data for data, _ in peer.core.received] == [OPTIONS.encode()]
+    peer.protocol.dataReceived(frame_header(0x1, 0, fin=False) + frame_header(0x0, 0, fin=False) * MAX_FRAGMENTS)
+    [closed] = peer.answer()
+    assert closed.code == CloseReason.POLICY_VIOLATION and peer.transport.disconnecting
 
 
 def test_a_message_of_exactly_the_limit_in_fragments_passes():

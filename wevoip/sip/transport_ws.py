@@ -6,7 +6,8 @@ whose header announces more than `max_message` bytes, or a fragmented message wh
 frames add up to more, closes the connection with 1009 (Message Too Big) as soon as the
 header is read, before any of its payload is kept and before anyone is authenticated.
 (Twisted's own `twisted.web.websocket` buffers a message of any announced size: one frame
-announced as 2 GiB grew a node by 380 MB and kept its CPU busy.) The upgrade request is
+announced as 2 GiB grew a node by 380 MB and kept its CPU busy.) A message in more than
+`MAX_FRAGMENTS` frames is refused with 1008. The upgrade request is
 parsed by wsproto's h11, which refuses a request head over 16 KiB; it must arrive, with
 the TLS handshake for WSS, within the set-up time of the connection's `Lifetime`; and
 RFC 7118 §4.1's `sip` subprotocol must be offered, else the answer is 400.
@@ -35,17 +36,22 @@ SUBPROTOCOL = "sip"
 # After our close frame, how long the peer has to close before the connection is cut.
 CLOSE_GRACE_SECONDS = 2.0
 NO_RSV = RsvBits(False, False, False)
+MAX_FRAGMENTS = 256
 
 
 class MessageSizeLimit(Extension):
     """Not an extension any peer negotiates: wsproto's hook that sees every frame header
-    (opcode and announced length) before the payload is read."""
+    (opcode and announced length) before the payload is read. It also bounds the frames of
+    one message: endless empty fragments would cost CPU for nothing (clients send a SIP
+    message as one frame, or a few)."""
 
     name = "x-wevoip-message-size-limit"
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, max_fragments: int = MAX_FRAGMENTS):
         self.limit = limit
+        self.max_fragments = max_fragments
         self._message = 0
+        self._fragments = 0
 
     def enabled(self) -> bool:
         return True
@@ -58,9 +64,13 @@ class MessageSizeLimit(Extension):
             return NO_RSV
         if opcode is not Opcode.CONTINUATION:
             self._message = 0
+            self._fragments = 0
         self._message += payload_length
+        self._fragments += 1
         if self._message > self.limit:
             return CloseReason.MESSAGE_TOO_BIG
+        if self._fragments > self.max_fragments:
+            return CloseReason.POLICY_VIOLATION
         return NO_RSV
 
 
@@ -85,7 +95,7 @@ class SipWebSocketProtocol(protocol.Protocol):
         self.flow: Flow | None = None
         self.lifetime: Lifetime | None = None
         self.closing = False
-        self._parts: list = []
+        self._message = bytearray()
         self._cut = None
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
@@ -112,13 +122,11 @@ class SipWebSocketProtocol(protocol.Protocol):
 
     def _event(self, event) -> None:
         if isinstance(event, (TextMessage, BytesMessage)):
-            self._parts.append(event.data)
+            # One buffer of at most max_message bytes, however many (even empty) fragments.
+            data = event.data
+            self._message += data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
             if event.message_finished:
-                parts, self._parts = self._parts, []
-                if isinstance(event, TextMessage):
-                    message = "".join(parts).encode("utf-8", "surrogateescape")
-                else:
-                    message = b"".join(bytes(part) for part in parts)
+                message, self._message = bytes(self._message), bytearray()
                 deliver(self.receiver, message, self.flow)
         elif isinstance(event, Ping):
             self.transport.write(self.ws.send(event.response()))
@@ -196,7 +204,7 @@ class SipWebSocketProtocol(protocol.Protocol):
 
     def connectionLost(self, reason) -> None:  # noqa: N802 (Twisted's name)
         self.closing = True
-        self._parts = []
+        self._message = bytearray()
         if self._cut is not None and self._cut.active():
             self._cut.cancel()
         if self.lifetime is not None:
