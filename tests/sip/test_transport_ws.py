@@ -170,3 +170,12 @@ def test_a_secure_websocket_must_also_finish_its_tls_handshake_in_time():
     peer = Peer(transport_name="wss")
     peer.clock.advance(5)
     assert peer.protocol.closing and peer.lifetimes.closed["handshake"] == 1
+
+
+def test_an_idle_websocket_is_told_it_is_going_away():
+    peer = Peer()
+    peer.upgrade()
+    peer.clock.advance(100)
+    [closed] = peer.answer()
+    assert closed.code == CloseReason.GOING_AWAY and peer.transport.disconnecting
+    assert peer.lifetimes.closed["idle"] == 1 and peer.flows.connections()[0].closed

@@ -186,12 +186,12 @@ class SipWebSocketProtocol(protocol.Protocol):
         self._close_then_cut()
 
     def _expire(self, reason: str) -> None:
-        """A set-up never finished is cut at once; an idle or evicted connection is told
-        it is going away."""
+        """An idle connection is told it is going away; one that never finished its set-up,
+        or that makes room for another, is cut at once (its descriptor is needed now)."""
         log.debug("closing WebSocket {flow!r}: {reason}", flow=self.flow, reason=reason)
         if self.flow is not None:
             self.flow.closed = True
-        if reason in ("idle", "evicted") and self.ws.state is ConnectionState.OPEN:
+        if reason == "idle" and self.ws.state is ConnectionState.OPEN:
             self._close(CloseReason.GOING_AWAY)
         else:
             self.closing = True
