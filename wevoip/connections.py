@@ -37,6 +37,8 @@ log = Logger(namespace="wevoip.connections")
 
 REFUSAL_LOG_SECONDS = 60
 EVICTION_SLACK = 32
+# What an unlimited RLIMIT_NOFILE counts as (Linux itself stops at fs.nr_open, 2**20).
+UNLIMITED_DESCRIPTORS = 1 << 20
 
 
 def source_key(host: str) -> str:
@@ -56,6 +58,8 @@ def descriptor_limit() -> int:
     """RLIMIT_NOFILE, its soft limit first raised to the hard one (as servers do: the soft
     default of 1024 is for interactive programs, not for a switch holding connections)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_DESCRIPTORS
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

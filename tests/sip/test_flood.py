@@ -216,6 +216,7 @@ async def test_a_flood_of_idle_connections_leaves_the_web_the_api_and_phones_ser
         assert sip["closed"].get("idle", 0) > 0 and sip["open"] == 1, sip
         assert await threads.deferToThread(still_open, phone), "the registered phone's connection stays"
         phone.close()
+        assert "Traceback" not in running.node.output.text, running.node.output.text[-5000:]
     finally:
         for client in idle_tcp + idle_tls:
             client.close()
@@ -297,6 +298,7 @@ async def test_one_huge_websocket_frame_is_refused_at_its_header(running):
     code, health = await running.node.health()
     assert code == 200 and health["connections"]["sip"]["open"] <= 1
     assert await threads.deferToThread(websocket_register, running.port["ws"]) == 200
+    assert "Traceback" not in running.node.output.text, running.node.output.text[-5000:]
 
 
 @pytest_twisted.ensureDeferred
