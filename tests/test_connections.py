@@ -2,13 +2,15 @@
 (with room made by the SIP side when it can), the descriptor ceiling, and the wrapping
 factory that counts real loopback connections in and out."""
 
+import resource
 import socket
 
 import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.task import Clock, deferLater
 
-from wevoip.connections import EVICTION_SLACK, ConnectionGate, GatedFactory, source_key
+from wevoip.connections import (EVICTION_SLACK, ConnectionGate, GatedFactory, descriptor_limit, open_descriptors,
+                                source_key)
 
 
 def gate(**kw):
@@ -112,3 +114,14 @@ async def test_a_descriptor_over_the_ceiling_is_cut_before_the_protocol_sees_it(
         assert g.open == 0
     finally:
         await port.stopListening()
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_one_at_start():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        assert descriptor_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert 0 < open_descriptors() < hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
