@@ -118,7 +118,11 @@ class SipWebSocketProtocol(protocol.Protocol):
                 if self.closing:
                     return
         except RemoteProtocolError as error:
-            self._refuse_upgrade(f"not a WebSocket upgrade ({error})")
+            if self.flow is None:
+                self._refuse_upgrade(f"not a WebSocket upgrade ({error})")
+            else:
+                self.receiver.stats["framing_errors"] += 1
+                self._close(CloseReason.PROTOCOL_ERROR)
 
     def _event(self, event) -> None:
         if isinstance(event, (TextMessage, BytesMessage)):
