@@ -118,11 +118,7 @@ class SipWebSocketProtocol(protocol.Protocol):
                 if self.closing:
                     return
         except RemoteProtocolError as error:
-            if self.flow is None:
-                self._refuse_upgrade(f"not a WebSocket upgrade ({error})")
-            else:
-                self.receiver.stats["framing_errors"] += 1
-                self._close(CloseReason.PROTOCOL_ERROR)
+            self._refuse_upgrade(f"not a WebSocket upgrade ({error})")
 
     def _event(self, event) -> None:
         if isinstance(event, (TextMessage, BytesMessage)):
