@@ -60,8 +60,12 @@ def node_for_module(start):
 
 class Node:
     def __init__(self, folder: Path, *, config: str | None = None, env: dict | None = None,
-                 args: tuple[str, ...] = (), sip: bool = False, name: str = "test-node"):
+                 args: tuple[str, ...] = (), sip: bool = False, name: str = "test-node",
+                 nofile: int | None = None):
+        """`nofile`: an RLIMIT_NOFILE (soft and hard) for the node's process, as a tight
+        system would give it."""
         self.folder = folder
+        self.nofile = nofile
         self.name = name
         self.web_port = free_port()
         self.manhole_port = free_port()
@@ -91,7 +95,10 @@ class Node:
         self.output = _Output()
         env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
                "PYTHONUNBUFFERED": "1", **self.env}
-        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+        code = "from twisted.scripts.twistd import run; run()"
+        if self.nofile is not None:
+            code = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({self.nofile}, {self.nofile})); {code}"
+        argv = [sys.executable, "-c", code,
                 "--nodaemon", "--pidfile=", "wevoip",
                 "--config", str(self.config_path), *self.args]
         self.transport = reactor.spawnProcess(self.output, sys.executable, argv, env=env,

@@ -145,3 +145,13 @@ def test_the_gateway_ttl_bounds_are_checked_alone_and_together():
     assert error_for("[dns]\ngateway_ttl_floor_seconds = 0\n").key == "dns.gateway_ttl_floor_seconds"
     assert error_for("[dns]\ngateway_ttl_floor_seconds = 60\ngateway_ttl_ceiling_seconds = 30\n").key == \
         "dns.gateway_ttl_ceiling_seconds"
+
+
+def test_connection_caps_and_timeouts_are_bounded_and_consistent():
+    assert error_for("[connections]\nsip_max = 0\n").key == "connections.sip_max"
+    assert error_for("[connections]\ntls_handshake_seconds = 0\n").key == "connections.tls_handshake_seconds"
+    assert error_for("[connections]\nidle_seconds = 5\n").key == "connections.idle_seconds"
+    assert error_for("[connections]\nreserved_descriptors = 8\n").key == "connections.reserved_descriptors"
+    error = error_for("[connections]\nsip_max = 100\nsip_max_per_source = 200\n")
+    assert error.key == "connections.sip_max_per_source" and "connections.sip_max" in error.problem
+    assert error_for("[connections]\nweb_max = 10\n").key == "connections.web_max_per_source"

@@ -326,6 +326,19 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionsConfig:
+    sip_max: int = _key(10_000, _int_between(1, 1_000_000))
+    sip_max_per_source: int = _key(128, _int_between(1, 1_000_000))
+    web_max: int = _key(1024, _int_between(1, 1_000_000))
+    web_max_per_source: int = _key(64, _int_between(1, 1_000_000))
+    reserved_descriptors: int = _key(256, _int_between(32, 1_000_000))
+    idle_seconds: int = _key(180, _int_between(10, 86400))
+    tls_handshake_seconds: int = _key(10, _int_between(1, 300))
+    ws_upgrade_seconds: int = _key(10, _int_between(1, 300))
+    web_idle_seconds: int = _key(60, _int_between(5, 3600))
+
+
+@dataclass(frozen=True)
 class ManholeConfig:
     listen: Listen | None = _key(Listen("127.0.0.1", 2222), _optional_listen)
     authorized_keys: Path | None = _key(None, _optional_path)
@@ -409,6 +422,7 @@ class Config:
     sip_security: SipSecurityConfig = field(default_factory=SipSecurityConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     manhole: ManholeConfig = field(default_factory=ManholeConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -474,6 +488,11 @@ def _check_whole(config: Config) -> None:
     if bool(config.mail.username) != bool(config.mail.password):
         raise ConfigError("mail.password" if config.mail.username else "mail.username",
                           "the relay login needs both a username and a password")
+    connections = config.connections
+    if connections.sip_max_per_source > connections.sip_max:
+        raise ConfigError("connections.sip_max_per_source", "must not be above connections.sip_max")
+    if connections.web_max_per_source > connections.web_max:
+        raise ConfigError("connections.web_max_per_source", "must not be above connections.web_max")
     stream_ports: dict[tuple[str, int], str] = {}
     streams = [("sip.tcp", sip.tcp), ("sip.tls", sip.tls), ("sip.ws", sip.ws),
                ("sip.wss", sip.wss), ("web.http", config.web.http)]

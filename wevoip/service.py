@@ -21,6 +21,7 @@ from wevoip import manhole
 from wevoip.billing.recurring import BillingTimer
 from wevoip.calls.service import CallService
 from wevoip.config import Config
+from wevoip.connections import ConnectionGate, descriptor_limit, open_descriptors
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import ICallApplication, IDialplanPreset
 from wevoip.listeners import Listeners
@@ -61,7 +62,9 @@ class WeVoIPService(MultiService):
         self.store.setServiceParent(self)
         self.sip_access = SipAccess(reactor, config, self.store)
         self.sip_access.setServiceParent(self)
-        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate)
+        self.descriptors = descriptor_limit()
+        self.sip = SipService(reactor, config, self.listeners, gate=self.sip_access.gate,
+                              descriptors=self.descriptors)
         self.sip_access.attach(self.sip)
         self.sip.setServiceParent(self)
         BillingTimer(reactor, self.store.when_ready, config.node.name,
@@ -88,7 +91,12 @@ class WeVoIPService(MultiService):
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, resolver,
                                          self.listeners, self.gateway, self.calls))
-        web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
+        limits = config.connections
+        self.web_gate = ConnectionGate(reactor, "web", total=limits.web_max, per_source=limits.web_max_per_source,
+                                       ceiling=self.descriptors - limits.reserved_descriptors)
+        web_service(reactor, config.web.http, web_app.resource(), self.listeners, gate=self.web_gate,
+                    idle_seconds=limits.web_idle_seconds).setServiceParent(self)
+        self._warn_unreachable_caps()
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
                           "media": self.media, "gateway": self.gateway,
@@ -97,6 +105,15 @@ class WeVoIPService(MultiService):
         manhole_service = self._manhole()
         if manhole_service is not None:
             manhole_service.setServiceParent(self)
+
+    def _warn_unreachable_caps(self) -> None:
+        limits = self.config.connections
+        log.info("open-file limit {limit}: SIP accepts below descriptor {sip}, the web below {web}",
+                 limit=self.descriptors, sip=self.sip.connection_gate.ceiling, web=self.web_gate.ceiling)
+        if self.sip.connection_gate.ceiling < limits.sip_max:
+            log.warn("connections.sip_max ({cap}) cannot be reached under the open-file limit ({limit}); "
+                     "SIP stops at descriptor {ceiling}: raise the limit (LimitNOFILE) to serve more",
+                     cap=limits.sip_max, limit=self.descriptors, ceiling=self.sip.connection_gate.ceiling)
 
     def _manhole(self) -> Service | None:
         settings = self.config.manhole
@@ -170,4 +187,7 @@ class WeVoIPService(MultiService):
             status = "ok" if store["status"] == "ok" else "degraded"
         retry = {"retry_after": store["retry_after"]} if "retry_after" in store else {}
         return {"status": status, "ready": ready, "node": self.config.node.name, "store": store, **retry,
-                "listeners": [bound.as_json() for bound in self.listeners.all()]}
+                "listeners": [bound.as_json() for bound in self.listeners.all()],
+                "connections": {"sip": self.sip.report(), "web": self.web_gate.report(),
+                                "descriptors": {"limit": self.descriptors, "open": open_descriptors(),
+                                                "reserved": self.config.connections.reserved_descriptors}}}

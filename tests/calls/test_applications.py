@@ -24,6 +24,7 @@ from wevoip.media.sdp import parse as parse_sdp
 from wevoip.plugins import PluginError, discover, require
 from wevoip.sip.core import SipCore
 from wevoip.sip.flow import FlowTable
+from wevoip.sip.lifetime import Lifetimes, Timeouts
 from wevoip.sip.transaction import T1
 from wevoip.store import dids
 from zope.interface.verify import verifyObject
@@ -307,6 +308,7 @@ def _call_service(tmp_path, text):
 
     class Sip:
         core = SipCore(Clock(), FlowTable())
+        lifetimes = Lifetimes(Clock(), Timeouts())
     config = parse_config(text, tmp_path)
     return CallService(Clock(), config, None, Sip(), None, discover(IDialplanPreset),
                        applications=discover(ICallApplication))

@@ -14,6 +14,7 @@ from tests.store.builders import build_tree
 from wevoip.calls.b2bua import B2BUA
 from tests.media.phones import Phone, phones, receive, rtp  # noqa: F401 (phones is a fixture)
 from wevoip.calls.machine import CallTimers
+from wevoip.calls.session import LINGER
 from wevoip.config import MediaConfig
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.sdp import parse as parse_sdp
@@ -942,3 +943,22 @@ async def test_a_call_whose_admission_is_not_committed_is_ended_and_leaves_nothi
     await world.b2bua.settled()
     for table in ("active_calls", "call_reservations", "cdrs"):
         assert await world.database.fetch(f"select id from {table}") == [], table
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_keeps_the_flows_it_runs_over_from_being_closed_as_idle(world):
+    """What sip/lifetime.py asks before closing a quiet connection."""
+    bob = world.phone(world.bob["id"], ("192.0.2.2", 5062), "bob")
+    await dial(world, "101")
+    [invite] = bob.take()
+    bob.answer(invite, 200, body=SDP_B)
+    [session] = world.b2bua.sessions.values()
+    a_flow, b_flow = session.a_flow, session.legs[0].flow
+    assert world.b2bua.carries(a_flow) and world.b2bua.carries(b_flow)
+    assert not world.b2bua.carries(Flow("tcp", ("192.0.2.99", 5060), NODE, lambda data: None))
+    bob.in_dialog("BYE", invite)
+    await until(lambda: world.records, "the record")
+    assert world.b2bua.carries(a_flow), "an ended call lingers for retransmissions"
+    world.clock.advance(LINGER)
+    assert not world.b2bua.carries(a_flow) and not world.b2bua.carries(b_flow)
+    await world.b2bua.settled()

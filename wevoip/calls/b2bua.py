@@ -375,6 +375,13 @@ class B2BUA:
         """Fires when every ended call's row is gone (for a clean stop, and for tests)."""
         return defer.DeferredList(list(self._releasing))
 
+    def carries(self, flow: Flow) -> bool:
+        """Whether a call's dialog runs over `flow` (either side): such a connection is not
+        closed as idle, however quiet the call (sip/lifetime.py asks, once one has been
+        idle for connections.idle_seconds)."""
+        return any(session.a_flow is flow or any(leg.flow is flow for leg in session.legs)
+                   for session in self.sessions.values())
+
     def forget(self, session: Session) -> None:
         self.sessions.pop(session.incoming, None)
         for key in session.keys:

@@ -54,6 +54,7 @@ class CallService(Service):
         self.b2bua: B2BUA | None = None
         for method in METHODS:
             sip.core.register(method, self._starting)
+        sip.lifetimes.keep_while(self._carries)
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
@@ -98,6 +99,9 @@ class CallService(Service):
         """The server's own end of an application's call, on ports from the relay's pool."""
         media = self.config.media
         return MediaEndpoint(self.reactor, self.ports, media.advertised_address or media.rtp_address)
+
+    def _carries(self, flow) -> bool:
+        return self.b2bua is not None and self.b2bua.carries(flow)
 
     def _starting(self, incoming: Incoming) -> None:
         if incoming.request.method != "ACK":

@@ -30,7 +30,7 @@ class Flow:
     """One way to a peer: `transport` ("udp", "tcp", "tls", "ws", "wss") and the remote
     (host, port). `send` never raises; on a closed connection it drops and says False."""
 
-    __slots__ = ("transport", "remote", "local", "_write", "_close", "closed")
+    __slots__ = ("transport", "remote", "local", "_write", "_close", "closed", "held_until")
 
     def __init__(self, transport: str, remote: tuple[str, int], local: tuple[str, int],
                  write: Callable[[bytes], None], close: Callable[[], None] | None = None):
@@ -40,6 +40,12 @@ class Flow:
         self._write = write
         self._close = close
         self.closed = False
+        self.held_until = 0.0
+
+    def hold_until(self, when: float) -> None:
+        """A registration binding lives through this connection until `when` (clock
+        seconds): it is not closed as idle before then (see `sip/lifetime.py`)."""
+        self.held_until = max(self.held_until, when)
 
     @property
     def key(self) -> tuple[str, str, int]:

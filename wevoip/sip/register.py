@@ -105,6 +105,9 @@ class RegisterHandler:
             log.failure("registration of {user}@{domain} not saved", user=subscriber.username,
                         domain=subscriber.domain)
             return reply(request, 500, "Registration not saved")
+        for binding in outcome.saved:
+            if binding.flow is not None:
+                binding.flow.hold_until(binding.expires_at)
         response = reply(request, 200)
         now = self.registrar.clock.seconds()
         for binding in outcome.contacts:

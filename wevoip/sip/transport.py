@@ -4,7 +4,9 @@ UDP, TCP and TLS: thin protocol classes between sockets and the SIP core.
 They only frame and hand over: a datagram is one message; a stream goes through the
 sans-IO `StreamFramer`, whose RFC 5626 pings are answered here with a pong. Whatever a
 peer sends, nothing raises out of these classes: a framing error closes that connection
-and is counted, and anything unexpected is logged and counted.
+and is counted, and anything unexpected is logged and counted. An accepted connection is
+watched by a `Lifetime` (sip/lifetime.py): its TLS handshake must end in time, and it is
+closed once idle with nothing through it; connections the node opens itself are not.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import socket
 
 from typing import Protocol as TypingProtocol
 
-from twisted.internet import defer, protocol, ssl
+from twisted.internet import defer, interfaces, protocol, ssl
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from wevoip.sip.flow import Flow, FlowTable
 from wevoip.sip.framing import PING, PONG, FramingError, StreamFramer
+from wevoip.sip.lifetime import Lifetime, Lifetimes
 
 log = Logger(namespace="wevoip.sip.transport")
 
@@ -75,25 +79,46 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
         deliver(self.receiver, data, Flow("udp", remote, self._local, lambda out: self._write(out, remote)))
 
 
+@implementer(interfaces.IHandshakeListener)
 class SipStreamProtocol(protocol.Protocol):
     def __init__(self, receiver: Receiver, flows: FlowTable, transport_name: str,
-                 on_connected: defer.Deferred | None = None):
+                 on_connected: defer.Deferred | None = None, lifetimes: Lifetimes | None = None):
         self.receiver = receiver
         self.flows = flows
         self.transport_name = transport_name
         self.on_connected = on_connected
+        self.lifetimes = lifetimes
         self.framer = StreamFramer()
         self.flow: Flow | None = None
+        self.lifetime: Lifetime | None = None
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         peer, host = self.transport.getPeer(), self.transport.getHost()
         self.flow = Flow(self.transport_name, (peer.host, peer.port), (host.host, host.port),
                          self.transport.write, self.transport.loseConnection)
         self.flows.add(self.flow)
+        if self.lifetimes is not None:
+            self.lifetime = self.lifetimes.watch(self._expire)
+            self.lifetime.flow = self.flow
+            if self.transport_name == "tls":
+                self.lifetime.await_setup("handshake")
         if self.on_connected is not None:
             self.on_connected.callback(self.flow)
 
+    def handshakeCompleted(self) -> None:  # noqa: N802 (Twisted's name)
+        if self.lifetime is not None:
+            self.lifetime.done("handshake")
+
+    def _expire(self, reason: str) -> None:
+        """Cut at once: nothing is waiting to be sent on an idle connection, and a TLS close
+        would wait for the peer's close_notify, which an attacker never sends."""
+        log.debug("closing {flow!r}: {reason}", flow=self.flow, reason=reason)
+        self.flow.closed = True
+        self.transport.abortConnection()
+
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        if self.lifetime is not None:
+            self.lifetime.received()
         try:
             items = self.framer.feed(data)
         except FramingError as error:
@@ -108,24 +133,28 @@ class SipStreamProtocol(protocol.Protocol):
                 deliver(self.receiver, item, self.flow)
 
     def connectionLost(self, reason) -> None:  # noqa: N802 (Twisted's name)
+        if self.lifetime is not None:
+            self.lifetime.stop()
         if self.flow is not None:
             self.flow.closed = True
             self.flows.remove(self.flow)
 
 
 class SipStreamFactory(protocol.ClientFactory):
-    """Builds the protocol for accepted connections, or for one outgoing connection
-    when `connected` is given (it fires with the flow, or fails with the reason)."""
+    """Builds the protocol for accepted connections (watched by `lifetimes`), or for one
+    outgoing connection when `connected` is given (it fires with the flow, or fails with
+    the reason)."""
 
     def __init__(self, receiver: Receiver, flows: FlowTable, transport_name: str,
-                 connected: defer.Deferred | None = None):
+                 connected: defer.Deferred | None = None, lifetimes: Lifetimes | None = None):
         self.receiver = receiver
         self.flows = flows
         self.transport_name = transport_name
         self.connected = connected
+        self.lifetimes = lifetimes
 
     def buildProtocol(self, addr) -> SipStreamProtocol:  # noqa: N802 (Twisted's name)
-        built = SipStreamProtocol(self.receiver, self.flows, self.transport_name, self.connected)
+        built = SipStreamProtocol(self.receiver, self.flows, self.transport_name, self.connected, self.lifetimes)
         built.factory = self
         return built
 
