@@ -24,13 +24,13 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import Assessment, CallEnd, CallRefused, announce_end, assess_call, free_record, \
-    settle_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, assess_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Durable, Target, media_flow
 from wevoip.calls.machine import CallTimers
 from wevoip.calls.messages import is_sdp, media_refusal, too_brief
+from wevoip.calls.records import CallRecords, PendingRecord
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
@@ -74,7 +74,8 @@ class B2BUA:
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None, edge=None, routes: RoutingCache | None = None):
+                 applications=None, edge=None, routes: RoutingCache | None = None,
+                 records: CallRecords | None = None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -90,6 +91,10 @@ class B2BUA:
         self.max_call_ms = max_call_ms
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.edge = edge                     # `sip.edge.EdgeProxy`: phones connected to other nodes
+        # where ended calls' records go: a node's keeps in its data directory those the
+        # database does not take; one built here keeps them in memory
+        self.records = records if records is not None else CallRecords(reactor, database, folder=None,
+                                                                       indexes=self.indexes)
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -260,7 +265,7 @@ class B2BUA:
             return "Service Unavailable: the call's admission could not be written"
         try:
             await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id,
-                                      gateway.carrier_id, gateway.gateway_id)
+                                      gateway.carrier_id, gateway.gateway_id, _retry=True)
         except LimitReached as error:
             return f"Service Unavailable: {error.limit} of {error.value} reached"
         except (NotAllowed, NotFound) as error:
@@ -309,37 +314,26 @@ class B2BUA:
         goes, and in the same transaction its reservation is settled into a CDR and a charge
         (a free call, on-net or to a subscriber's own number, gets its CDR at no price),
         with which ways its media went, which the relay knows once it has let go of the
-        ports. `after`: what must be written first (the answer's mark). Should the record
-        fail, the active call still goes, so limits never keep a call that ended. A call
+        ports. `after`: what must be written first (the answer's mark). A record the
+        database does not take is kept and written later (`records.CallRecords`); the
+        active call still goes if it can, so limits never keep a call that ended. A call
         whose admission was never committed has no row to end and nothing to record."""
-        async def work(tx):
-            await calls.end_call(tx, admitted.isp_id, admitted.active_id)
-            recorded = replace(end, media_flow=media_flow(media, end))
-            if admitted.reservation_id is not None:
-                cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, recorded, indexes=self.indexes)
-            elif started_at is not None:
-                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(
-                    recorded, customer_id=admitted.customer_id, tenant_id=admitted.tenant_id,
-                    subscriber_id=admitted.subscriber_id, node=self.node, direction=admitted.direction,
-                    callee_e164=getattr(admitted.route, "e164", None), a_call_id=admitted.call_id,
-                    started_at=started_at))
-            else:
-                return
-            await announce_end(tx, admitted.isp_id, cdr)
-
-        def unrecorded(failure):
-            log.failure("recording a call failed; it is ended without its record", failure)
-            return defer.Deferred.fromCoroutine(
-                self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
+        def record(_):
+            if not admitted.durable.ok:
+                return None
+            return defer.Deferred.fromCoroutine(self.records.write(PendingRecord(
+                admitted.isp_id, admitted.active_id, admitted.reservation_id, admitted.customer_id,
+                admitted.tenant_id, admitted.subscriber_id, self.node, admitted.direction,
+                getattr(admitted.route, "e164", None), admitted.call_id, started_at,
+                replace(end, media_flow=media_flow(media, end)))))
 
         released = defer.maybeDeferred(media.release) if media is not None else defer.succeed(None)
         released.addErrback(lambda failure: log.failure("releasing media failed", failure))
         done = defer.DeferredList([after or defer.succeed(None), released, admitted.durable.wait()],
                                   consumeErrors=True)
-        done.addCallback(lambda _: defer.Deferred.fromCoroutine(self.database.transact(work))
-                         if admitted.durable.ok else None)
-        done.addErrback(unrecorded)
-        done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
+        done.addCallback(record)
+        done.addErrback(lambda failure: log.failure("recording call {call_id} failed", failure,
+                                                    call_id=admitted.call_id))
         self._releasing.add(done)
         done.addBoth(lambda _: self._releasing.discard(done))
 
@@ -354,7 +348,7 @@ class B2BUA:
         async def mark() -> None:
             if await admitted.durable.wait():
                 await self.database.alone(calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
-                                          reservation_id=admitted.reservation_id, at=at)
+                                          reservation_id=admitted.reservation_id, at=at, _retry=True)
         done = defer.Deferred.fromCoroutine(mark())
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
