@@ -158,4 +158,4 @@ class WeVoIPService(MultiService):
         else:
             status = "ok" if store["status"] == "ok" else "degraded"
         return {"status": status, "ready": ready, "node": self.config.node.name, "store": store,
-                "listeners": [bound.as_json() for bound in self.listeners.all()]}
+                "calls": self.calls.health(), "listeners": [bound.as_json() for bound in self.listeners.all()]}

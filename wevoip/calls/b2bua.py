@@ -31,6 +31,7 @@ from wevoip.calls.facts import Admitted, CallFacts, Durable, Target, media_flow
 from wevoip.calls.machine import CallTimers
 from wevoip.calls.messages import is_sdp, media_refusal, too_brief
 from wevoip.calls.records import CallRecords, PendingRecord
+from wevoip.calls.refusals import Attempt, Refusals
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
@@ -75,7 +76,7 @@ class B2BUA:
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
                  applications=None, edge=None, routes: RoutingCache | None = None,
-                 records: CallRecords | None = None):
+                 records: CallRecords | None = None, refusals: Refusals | None = None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -95,6 +96,7 @@ class B2BUA:
         # database does not take; one built here keeps them in memory
         self.records = records if records is not None else CallRecords(reactor, database, folder=None,
                                                                        indexes=self.indexes)
+        self.refusals = refusals if refusals is not None else Refusals(reactor)
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -129,21 +131,29 @@ class B2BUA:
         incoming.on_cancel(lambda: self._cancelled(incoming))
         decision = await self.authenticate(request, incoming.flow)
         if decision.drop:
+            self.refusals.refused_anonymous()
             return
         if decision.status:
             incoming.respond(decision.status, decision.reason, headers=tuple(decision.headers or ()))
+            if decision.status not in (401, 407):   # a challenge is the digest's first step, no refusal
+                self.refusals.refused_anonymous()
             return
+        attempt = _attempt(request, incoming.flow, decision)
         if too_brief(request, self.timers.min_se):
             incoming.respond(422, "Session Interval Too Small", headers=(("Min-SE", str(self.timers.min_se)),))
+            self._refused(attempt, 422, "Session Interval Too Small")
             return
         try:
-            admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision)
+            admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision,
+                                                             attempt)
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
+            self._refused(attempt, refused.refusal.status, refused.refusal.reason)
             return
         except Exception:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
             incoming.respond(500, "Server Internal Error: routing failed")
+            self._refused(attempt, 500, "Server Internal Error: routing failed")
             return
         admitted.durable = Durable(committed)
         if isinstance(admitted.route, Feature):
@@ -186,7 +196,24 @@ class B2BUA:
         else:
             session.call.a_cancel()
 
-    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted:
+    def _refused(self, attempt: Attempt, status: int, reason: str) -> None:
+        """A call refused before admission: its log line, and its record when it named an
+        ISP (within the record rate, `refusals.Refusals`); a record that cannot be written
+        is only logged (it carries no money)."""
+        if not self.refusals.to_record(attempt, status, reason):
+            return
+        written = defer.Deferred.fromCoroutine(self.database.alone(
+            calls.insert_refusal, attempt.isp_id, call_id=attempt.call_id, node=self.node,
+            direction=attempt.direction, sip_code=status, reason=reason, at=self._now(),
+            customer_id=attempt.customer_id, tenant_id=attempt.tenant_id, subscriber_id=attempt.subscriber_id,
+            carrier_id=attempt.carrier_id, caller_dialled=attempt.caller_dialled, caller_e164=attempt.caller_e164,
+            callee_dialled=attempt.dialled))
+        written.addErrback(lambda failure: log.failure("recording refused call {call_id} failed", failure,
+                                                       call_id=attempt.call_id))
+        self._releasing.add(written)
+        written.addBoth(lambda _: self._releasing.discard(written))
+
+    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision, attempt: Attempt) -> Admitted:
         """Route, assess (billing) and admit (limits) in one transaction; a refusal at any
         step is raised, so no reservation or active call is left behind. Routing reads the
         node's cache; billing reads the locked account in one round trip; the admission,
@@ -201,9 +228,14 @@ class B2BUA:
             route = Feature(origin.isp_id, origin.customer_id, origin.tenant_id, code, None) if code else \
                 await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id), cache=self.routes)
             payer = (origin.isp_id, origin.customer_id, origin.tenant_id)
+            attempt.customer_id, attempt.caller_e164 = origin.customer_id, origin.e164
+            if isinstance(route, Outbound):
+                attempt.direction = "outbound"
         else:
             isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled, cache=self.routes)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
+            if isp_id is not None:
+                attempt.isp_id, attempt.customer_id, attempt.tenant_id = payer
         if isinstance(route, Refusal):
             raise Refused(route)
         if isinstance(route, Feature) and (self.applications is None or not self.applications.serves(route.feature)):
@@ -389,6 +421,19 @@ class B2BUA:
                          host=target.host, port=target.port, error=error)
                 return None
         return self.core.flows.find(target.transport, host, target.port)
+
+
+def _attempt(request: Request, flow: Flow, decision) -> Attempt:
+    """What authentication identified: a subscriber (ISP, tenant) or a carrier (ISP)."""
+    attempt = Attempt(request.call_id, f"{flow.remote[0]}:{flow.remote[1]}", (request.uri.user or "")[:64],
+                      (request.from_.uri.user or "")[:64])
+    if decision.subscriber is not None:
+        caller = decision.subscriber
+        attempt.isp_id, attempt.tenant_id, attempt.subscriber_id = caller.isp_id, caller.tenant_id, caller.subscriber_id
+        attempt.direction = "internal"
+    elif decision.trunk is not None:
+        attempt.isp_id, attempt.carrier_id = decision.trunk.isp_id, decision.trunk.carrier_id
+    return attempt
 
 
 async def _admitted_by_a_carrier(carriers: list[int | None], targets: list[list[Target]], admit):

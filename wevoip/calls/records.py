@@ -141,6 +141,10 @@ class CallRecords:
             pass
         return None
 
+    def waiting(self) -> int:
+        """How many records wait for the database (for /healthz: anything but 0 needs a look)."""
+        return len(self._memory) if self.folder is None else sum(1 for _ in self.folder.glob("*.json"))
+
     def pending(self) -> list[PendingRecord]:
         """What is kept, oldest first."""
         if self.folder is None:

@@ -15,6 +15,7 @@ from wevoip.calls.b2bua import METHODS, B2BUA
 from wevoip.calls.live import webrtc_calls
 from wevoip.calls.facts import CallFacts
 from wevoip.calls.records import CallRecords
+from wevoip.calls.refusals import Refusals
 from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.recovery import recover_calls
 from wevoip.calls.machine import CallTimers
@@ -52,6 +53,7 @@ class CallService(Service):
                                          self._endpoint, dict(config.calls.feature_codes))
         self.b2bua: B2BUA | None = None
         self.records: CallRecords | None = None
+        self.refusals = Refusals(reactor, per_second=config.calls.refused_records_per_second)
         for method in METHODS:
             sip.core.register(method, self._starting)
 
@@ -102,7 +104,7 @@ class CallService(Service):
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
                            relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
                            applications=self.applications, edge=self.access.edge, routes=routes,
-                           records=self.records)
+                           records=self.records, refusals=self.refusals)
         self.b2bua.install()
 
     def _endpoint(self) -> MediaEndpoint:
@@ -132,6 +134,11 @@ class CallService(Service):
                  status=record.status, by=record.hung_up_by, start=record.start_ms, answer=record.answer_ms,
                  end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id,
                  attempts=",".join(str(attempt.status) for attempt in record.attempts))
+
+    def health(self) -> dict[str, int]:
+        """Refusals only counted, and records waiting for the database (0 is what is wanted)."""
+        return {**self.refusals.health(),
+                "records_waiting": self.records.waiting() if self.records is not None else 0}
 
     def webrtc_calls(self, isp_id: int, *, customer_id: int | None = None,
                      tenant_id: int | None = None) -> list[dict]:
