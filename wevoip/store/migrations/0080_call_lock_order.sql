@@ -7,7 +7,8 @@
 -- settlement and recovery delete the call's row, then its reservation, then lock the
 -- customer. The heartbeat took the reservations before the calls and the answer's mark
 -- did too (in a WITH whose order PostgreSQL does not promise): each could deadlock with a
--- settlement. Both are functions now, calls first, each table's rows in id order.
+-- settlement. Both are functions now, calls first, each table's rows in id order. A
+-- failover's count (`move_call_to_carrier`) locks the call's row before the carrier's.
 
 create function touch_node_calls(p_node text, p_at timestamptz) returns integer
 language plpgsql as $$
@@ -35,6 +36,39 @@ begin
     update call_reservations set answered_at = p_at, last_seen_at = p_at where isp_id = p_isp and id = p_reservation;
     get diagnostics v_reservations = row_count;
     return v_calls + v_reservations;
+end $$;
+
+-- A failover's count locked the carrier before the call's row: the call's row first now.
+create or replace function move_call_to_carrier(p_isp bigint, p_active bigint, p_carrier bigint, p_gateway bigint)
+returns table (refusal text, limit_value integer)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+    v_enabled boolean;
+    v_limit integer;
+begin
+    perform 1 from active_calls a where a.isp_id = p_isp and a.id = p_active for no key update;
+    if not found then
+        return query select 'call missing', null::integer; return;
+    end if;
+    select k.enabled, k.max_concurrent_calls into v_enabled, v_limit from carriers k
+        where k.isp_id = p_isp and k.id = p_carrier for update;
+    if not found then
+        return query select 'carrier missing', null::integer; return;
+    end if;
+    if not exists (select 1 from gateways g where g.isp_id = p_isp and g.id = p_gateway
+                   and g.carrier_id = p_carrier) then
+        return query select 'gateway missing', null::integer; return;
+    end if;
+    if not v_enabled then
+        return query select 'carrier disabled', null::integer; return;
+    end if;
+    if v_limit is not null and (select count(*) from active_calls a
+                                where a.carrier_id = p_carrier and a.id <> p_active) >= v_limit then
+        return query select 'carrier limit', v_limit; return;
+    end if;
+    update active_calls set carrier_id = p_carrier, gateway_id = p_gateway where isp_id = p_isp and id = p_active;
+    return query select null::text, null::integer;
 end $$;
 
 -- A call refused before admission (403, 402, 404, 480, 503 ...) is a record too, at no
