@@ -108,3 +108,18 @@ async def test_a_spooled_record_that_reached_the_database_is_not_written_twice(d
     assert sorted(row["a_call_id"] for row in cdrs) == ["free@phone", "twice@phone"]
     price = next(row["price"] for row in cdrs if row["a_call_id"] == "twice@phone")
     assert len(charges) == 1 and held == [] and balance == Decimal("100.00") - price
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_record_whose_own_facts_are_refused_is_written_without_them_and_the_hold_goes(database, tmp_path):
+    """The database would refuse it forever: waiting would keep a HARD customer's hold held."""
+    world = await build_world(database, balance="100.00")
+    pending = await _billed_call(database, world, "odd@phone")
+    pending = PendingRecord(**{**pending.__dict__, "end": CallEnd(**{**pending.end.__dict__,
+                                                                     "b_call_id": "b" * 300})})
+    records = CallRecords(task.Clock(), database, folder=tmp_path, indexes=world.indexes)
+    cdr = await records.write(pending)
+    assert cdr is not None and cdr["b_call_id"] is None and cdr["talk_ms"] == 95_000 and cdr["price"] > 0
+    assert records.pending() == []
+    cdrs, charges, held, balance = await _money(database, world)
+    assert len(cdrs) == 1 and held == [] and balance == Decimal("100.00") - cdr["price"]

@@ -10,6 +10,11 @@ record: the record is kept in a spool folder under the node's data directory, on
 call, written and flushed to disk before the failure is let go of, and written to the
 database from there as soon as it answers again, with growing pauses between tries.
 
+A record whose own facts the database refuses (a check, a value out of range) would be
+refused forever, and a HARD customer's hold with it: it is written at once without the
+facts money does not need (numbers as dialled, the second Call-ID, the media flow), and
+the refusal is logged.
+
 Why a local file and not a table: the database is what failed; a file on the node's own disk
 survives both the outage and a restart of the node, which replays the spool before it
 recovers the calls its last run left (`replay` first, then billing's recovery), so that a
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -39,7 +45,7 @@ from wevoip.billing.calls import CallEnd, announce_end, free_record, settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.store import calls
 from wevoip.store.database import Row, Tx
-from wevoip.store.errors import NotFound
+from wevoip.store.errors import Conflict, Invalid, NotFound
 
 log = Logger(namespace="wevoip.calls")
 
@@ -106,6 +112,13 @@ async def write_record(tx: Tx, pending: PendingRecord, indexes: DeckIndexes | No
     return cdr
 
 
+def plain(pending: PendingRecord) -> PendingRecord:
+    """The record with only what its money and its place need."""
+    end = dataclasses.replace(pending.end, caller_dialled="", caller_e164=None, callee_dialled="", b_call_id=None,
+                              media_flow=None)
+    return dataclasses.replace(pending, callee_e164=None, end=end)
+
+
 class CallRecords:
     """Writes calls' records, and keeps in `folder` those the database would not take.
 
@@ -126,10 +139,22 @@ class CallRecords:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
 
+    async def _write(self, pending: PendingRecord) -> Row | None:
+        """A record whose own facts the database refuses (a constraint, a value out of range:
+        it would refuse it forever, and a HARD customer's hold would stay held) is written
+        with the facts it needs for its money and nothing else: times, disposition, code,
+        who hung up, carrier, gateway, tenant."""
+        try:
+            return await self.database.transact(write_record, pending, self.indexes, _retry=True)
+        except (Invalid, Conflict, psycopg2.DataError) as error:
+            log.error("call {call_id}'s record was refused ({error}); it is written without its numbers,"
+                      " second Call-ID and media flow", call_id=pending.call_id, error=str(error).strip())
+        return await self.database.transact(write_record, plain(pending), self.indexes, _retry=True)
+
     async def write(self, pending: PendingRecord) -> Row | None:
         """Write it now, or keep it (and try again later). Never raises."""
         try:
-            return await self.database.transact(write_record, pending, self.indexes, _retry=True)
+            return await self._write(pending)
         except Exception:
             log.failure("recording call {call_id} failed; its record is kept until the database takes it",
                         call_id=pending.call_id)
@@ -172,7 +197,7 @@ class CallRecords:
         done = 0
         for pending in self.pending():
             try:
-                cdr = await self.database.transact(write_record, pending, self.indexes, _retry=True)
+                cdr = await self._write(pending)
             except Exception as error:
                 self._failures += 1
                 log.warn("spooled records are not written yet ({count} kept): {error}",
