@@ -14,10 +14,10 @@ from wevoip.store.errors import Invalid
 # A call refused before admission has a record (for ASR) but no time and no money: it is
 # counted apart, never as a call.
 _CALL_TOTALS = ("count(*) filter (where c.disposition <> 'refused') as calls,"
-                " count(*) filter (where c.disposition = 'refused') as refused,"
                 " count(*) filter (where c.disposition = 'answered') as answered,"
                 " coalesce(sum(c.talk_ms), 0) as talk_ms, coalesce(sum(c.cost), 0) as cost,"
-                " coalesce(sum(c.price), 0) as price, coalesce(sum(c.profit), 0) as profit")
+                " coalesce(sum(c.price), 0) as price, coalesce(sum(c.profit), 0) as profit,"
+                " count(*) filter (where c.disposition = 'refused') as refused")
 _GROUPS = {
     "total": ("", "", ""),
     "customer": ("c.customer_id, cu.name as customer_name,",
