@@ -195,19 +195,20 @@ class Database:
             raise StoreError("the store is not running")
         self._in_flight += 1
         try:
-            for pause in (*RETRY_PAUSES, None):
+            attempts = 0
+            while True:
                 try:
                     return await self._pool.runInteraction(
                         lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
                 except psycopg2.errors.TransactionRollbackError as error:
                     again = _retry() if callable(_retry) else _retry
-                    if pause is None or not again or error.pgcode not in RETRIED_STATES:
+                    if attempts == len(RETRY_PAUSES) or not again or error.pgcode not in RETRIED_STATES:
                         raise
+                    pause, attempts = RETRY_PAUSES[attempts], attempts + 1
                     log.info("transaction {work} failed ({state}: {error}); again in {pause} s",
                              work=getattr(work, "__qualname__", "work"), state=error.pgcode,
                              error=str(error).strip().splitlines()[0], pause=pause)
                     await task.deferLater(self.reactor, pause * (0.5 + random.random()), lambda: None)
-            raise AssertionError("unreachable")
         except psycopg2.IntegrityError as error:
             raise error_for_constraint(error) from None
         finally:
