@@ -71,6 +71,7 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[sip_security]\nknown_source_days = 0\n", "sip_security.known_source_days", "out of range"),
     ("[registrar]\nmin_expires = 600\ndefault_expires = 300\n", "registrar.default_expires", "between"),
     ("[calls]\nmin_se_seconds = 60\n", "calls.min_se_seconds", "out of range"),
+    ("[calls]\nrefused_records_per_second = -1\n", "calls.refused_records_per_second", "out of range"),
     ("[calls]\nmin_se_seconds = 600\nsession_expires_seconds = 300\n", "calls.session_expires_seconds",
      "at least calls.min_se_seconds"),
     ("[billing]\nheartbeat_seconds = 60\ndead_node_seconds = 120\n", "billing.dead_node_seconds",

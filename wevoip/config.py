@@ -312,6 +312,7 @@ class CallsConfig:
     feature_codes: tuple[tuple[str, str], ...] = _key((("*43", "echo"),), _feature_codes)
     session_expires_seconds: int = _key(1800, _int_between(0, 86400))
     min_se_seconds: int = _key(90, _int_between(90, 86400))
+    refused_records_per_second: int = _key(20, _int_between(0, 100_000))
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,7 @@ class MailConfig:
 class BillingConfig:
     recurring_interval_seconds: int = _key(3600, _int_between(60, 86400))
     max_call_seconds: int = _key(7200, _int_between(60, 86400))
-    heartbeat_seconds: int = _key(30, _int_between(5, 600))
+    heartbeat_seconds: int = _key(30, _int_between(1, 600))
     dead_node_seconds: int = _key(600, _int_between(60, 86400))
 
 

@@ -187,7 +187,7 @@ class WeVoIPService(MultiService):
             status = "ok" if store["status"] == "ok" else "degraded"
         retry = {"retry_after": store["retry_after"]} if "retry_after" in store else {}
         return {"status": status, "ready": ready, "node": self.config.node.name, "store": store, **retry,
-                "listeners": [bound.as_json() for bound in self.listeners.all()],
+                "calls": self.calls.health(), "listeners": [bound.as_json() for bound in self.listeners.all()],
                 "connections": {"sip": self.sip.report(), "web": self.web_gate.report(),
                                 "descriptors": {"limit": self.descriptors, "open": open_descriptors(),
                                                 "reserved": self.config.connections.reserved_descriptors}}}

@@ -8,6 +8,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import globalLogPublisher
 
 from plugins.dialplan_presets import us
 from tests.store.builders import build_tree
@@ -962,3 +963,38 @@ async def test_a_call_keeps_the_flows_it_runs_over_from_being_closed_as_idle(wor
     world.clock.advance(LINGER)
     assert not world.b2bua.carries(a_flow) and not world.b2bua.carries(b_flow)
     await world.b2bua.settled()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_call_leaves_a_record_and_a_log_line_one_that_named_nobody_only_a_count(world):
+    lines = []
+    globalLogPublisher.addObserver(lines.append)
+    try:
+        await dial(world, "101")                                      # bob has no phone: 480
+        carrier = Peer(world.core, world.wire, ("127.0.0.2", 5070), "carrier")
+        carrier.request("INVITE", "sip:15550199999@127.0.0.1", call_id="t404", to="<sip:15550199999@127.0.0.1>",
+                        from_="<sip:+442071234567@127.0.0.2>", body=SDP_A)
+        stranger = Peer(world.core, world.wire, ("198.51.100.9", 5060), "stranger")
+        for n in range(3):
+            stranger.request("INVITE", "sip:101@calls.example.net", call_id=f"flood{n}",
+                             to="<sip:101@calls.example.net>", from_="<sip:x@nowhere.example>", body=SDP_A)
+        await until(lambda: len([m for m in stranger.take() if m.status >= 200]) == 3 or
+                    world.b2bua.refusals.unidentified == 3, "the stranger's refusals")
+        await until(lambda: any(m.status == 404 for m in carrier.take()), "the carrier's 404")
+    finally:
+        globalLogPublisher.removeObserver(lines.append)
+    rows = await cdrs(world)
+    tree = world.tree
+    assert [(r["a_call_id"], r["disposition"], r["sip_code"], r["direction"], r["customer_id"], r["tenant_id"],
+             r["subscriber_id"], r["carrier_id"], r["talk_ms"], r["price"]) for r in rows] == [
+        ("c1", "refused", 480, "internal", tree.customer["id"], tree.tenant["id"], tree.subscriber["id"], None, 0, 0),
+        ("t404", "refused", 404, "inbound", None, None, None, tree.carrier["id"], 0, 0)]
+    assert "no registered contact" in rows[0]["reason"] and rows[1]["reason"] == "Not Found: no such number here"
+    assert rows[0]["callee_dialled"] == "101" and rows[0]["caller_e164"] == "+15550100100"
+    refused = [event for event in lines if event.get("log_namespace") == "wevoip.calls"
+               and "refused {status}" in event.get("log_format", "")]
+    assert [(e["call_id"], e["status"], e["isp"], e["tenant"]) for e in refused] == [
+        ("c1", 480, tree.isp["id"], tree.tenant["id"]), ("t404", 404, tree.isp["id"], None)]
+    assert world.b2bua.refusals.unidentified == 3       # counted, neither recorded nor logged one by one
+    assert not [e for e in refused if e["call_id"].startswith("flood")]
+    assert await world.active() == 0

@@ -4,6 +4,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from wevoip.store import database as database_module
 from wevoip.store.database import Database
 from wevoip.store.errors import Invalid, StoreError
 
@@ -120,3 +121,57 @@ async def test_a_failed_decision_raises_and_a_failed_commit_fails_committed(data
     with pytest.raises(Invalid, match="up: refers to something that does not exist"):
         await committed
     assert await database.fetch("select count(*) as n from t") == [{"n": 0}]
+
+
+async def _crossing(database, retry):
+    """Two transactions that lock rows 1 and 2 in opposite orders, each taking its second
+    only once the other holds its first: PostgreSQL must pick a victim (40P01)."""
+    await database.transact(lambda tx: tx.execute("create table t (id int primary key, n int);"
+                                                   " insert into t values (1, 0), (2, 0)"))
+    first_locked = {1: defer.Deferred(), 2: defer.Deferred()}
+    runs = []
+
+    async def lock(tx, first, second):
+        runs.append(first)
+        await tx.execute("update t set n = n + 1 where id = %s", (first,))
+        if not first_locked[first].called:
+            first_locked[first].callback(None)
+        await first_locked[second]
+        await tx.execute("update t set n = n + 1 where id = %s", (second,))
+        return first
+
+    both = defer.DeferredList([defer.Deferred.fromCoroutine(database.transact(lock, 1, 2, _retry=retry)),
+                               defer.Deferred.fromCoroutine(database.transact(lock, 2, 1, _retry=retry))],
+                              consumeErrors=True)
+    return await both, runs
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadlock_victim_is_run_again_when_its_work_may_be(database):
+    results, runs = await _crossing(database, True)
+    assert [ok for ok, _ in results] == [True, True]
+    assert sorted(runs) == [1, 1, 2] or sorted(runs) == [1, 2, 2]     # the victim ran twice
+    assert await database.fetch("select id, n from t order by id") == [{"id": 1, "n": 2}, {"id": 2, "n": 2}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadlock_victim_fails_when_its_work_may_not_run_again(database):
+    results, runs = await _crossing(database, False)
+    failures = [result for ok, result in results if not ok]
+    assert len(failures) == 1 and failures[0].check(psycopg2.errors.DeadlockDetected)
+    assert sorted(runs) == [1, 2]
+    assert await database.fetch("select sum(n) as n from t") == [{"n": 2}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retries_are_bounded(database, monkeypatch):
+    """Work that fails on serialisation every time is given up after the last pause."""
+    monkeypatch.setattr(database_module, "RETRY_PAUSES", (0.001, 0.001))
+    runs = []
+
+    async def never(tx):
+        runs.append(1)
+        await tx.execute("do $$ begin raise exception using errcode = 'serialization_failure'; end $$")
+    with pytest.raises(psycopg2.errors.SerializationFailure):
+        await database.transact(never, _retry=True)
+    assert len(runs) == 3

@@ -354,6 +354,12 @@ CASES.update({
                                 lambda result, a, b: result == 0),
     "calls.insert_cdr": (lambda tx, a, b: calls.insert_cdr(tx, b.isp["id"], {**CDR, "customer_id": a.customer["id"]}),
                          REFUSED),
+    "calls.insert_free_cdr": (lambda tx, a, b: calls.insert_free_cdr(tx, b.isp["id"],
+                                                                     {**CDR, "customer_id": a.customer["id"]}),
+                              REFUSED),
+    "calls.insert_refusal": (lambda tx, a, b: calls.insert_refusal(
+        tx, b.isp["id"], call_id="x", node="n", direction="outbound", sip_code=403, reason="Forbidden",
+        at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), customer_id=a.customer["id"]), REFUSED),
     "calls.link_cdr": (lambda tx, a, b: calls.link_cdr(tx, b.isp["id"], a.cdr["id"], 1),
                        lambda result, a, b: result is None),
     "calls.get_cdr": (lambda tx, a, b: calls.get_cdr(tx, b.isp["id"], a.cdr["id"]), NOT_FOUND),

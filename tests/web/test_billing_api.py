@@ -1,12 +1,14 @@
 """Billing through the API, as an ISP's provisioning script and billing system use it."""
 
 import csv
+import datetime
 import io
 
 import pytest_twisted
 import treq
 
 from tests.web.flows import onboard
+from wevoip.store import calls
 
 CARD = "prefix,description,cost,increment\n44,UK,0.0200,1/1\n1,North America,0.0090,6/6\n"
 
@@ -114,3 +116,21 @@ async def test_report_periods_with_odd_offsets_or_edge_years_are_utc_or_refused(
     assert code == 200 and report["items"] is not None
     code, error, _ = await api.call("GET", f"{base}?until=0001-01-02T00%3A00%3A00Z", made["token"])
     assert code == 422 and error["field"] == "until"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_call_is_listed_with_its_code_and_reason_and_reports_count_it_apart(api, database):
+    made = await onboard(api, "refusals.example.net")
+    base, t = made["base"], made["token"]
+    isp_id, customer_id = made["isp"]["id"], made["customer"]["id"]
+    await database.alone(calls.insert_refusal, isp_id, call_id="r1@phone", node="n", direction="outbound",
+                         sip_code=404, reason="Not Found: no route to 0033142685300",
+                         at=datetime.datetime.now(datetime.timezone.utc), customer_id=customer_id,
+                         callee_dialled="0033142685300")
+    code, listed, _ = await api.call("GET", f"{base}/cdrs", t)     # conforms to the OpenAPI document
+    assert code == 200 and [(row["disposition"], row["sip_code"], row["reason"], row["price"])
+                            for row in listed["items"]] == [("refused", 404, "Not Found: no route to 0033142685300",
+                                                             "0.000000")]
+    code, report, _ = await api.call("GET", f"{base}/reports/calls", t)
+    assert code == 200 and [(row["calls"], row["refused"], row["price"]) for row in report["items"]] == [
+        (0, 1, "0.000000")]

@@ -243,6 +243,14 @@ async def test_the_call_lists_filter_and_export_csv(console):
     assert len(lines) == 2 and "'=HYPERLINK" in lines[1] and "+15550199000" in lines[1]
     page = await people.subscriber.get("/me/calls")
     assert page.text.count("<tr>") == 3 and "+15550100555" not in page
+    await console.database.alone(calls.insert_refusal, tree.isp["id"], call_id="d", node="n", direction="outbound",
+                                 sip_code=402, reason="Payment Required: the balance is used up", at=later,
+                                 customer_id=tree.customer["id"], tenant_id=tree.tenant["id"],
+                                 subscriber_id=tree.subscriber["id"], callee_dialled="011442071234567")
+    page = await admin.get(f"{base}?disposition=refused")
+    assert page.text.count("<tr>") == 2 and "refused 402 Payment Required: the balance is used up" in page
+    download = await admin.request("GET", f"{base}.csv?disposition=refused")
+    assert ",refused 402 Payment Required: the balance is used up," in download.body.decode()
 
 
 @pytest_twisted.ensureDeferred

@@ -60,10 +60,12 @@ async def _record_calls(tx: Tx, taken: list[Row]) -> list[Row]:
             except NotFound:        # settled by a recovery that took the reservation alone
                 continue
         else:
-            cdr = await store_calls.insert_cdr(tx, isp_id, free_record(
+            cdr = await store_calls.insert_free_cdr(tx, isp_id, free_record(
                 end, customer_id=call["customer_id"], tenant_id=call["tenant_id"],
                 subscriber_id=call["subscriber_id"], node=call["node"], direction=call["direction"],
                 callee_e164=call["callee_e164"], a_call_id=call["call_id"], started_at=call["started_at"]))
+            if cdr is None:         # recorded already: its record was spooled, and written since
+                continue
         await announce_end(tx, isp_id, cdr)
         records.append(cdr)
     return records

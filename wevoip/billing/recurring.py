@@ -96,12 +96,12 @@ class BillingTimer(Service):
         the other nodes take this node's live calls for a dead node's."""
         now = utc(self.clock)
         try:
-            await self.database.transact(touch_calls, self.node, now)
+            await self.database.transact(touch_calls, self.node, now, _retry=True)
         except Exception:
             log.failure("marking this node's calls alive failed")
         seen_before = now - datetime.timedelta(seconds=self.dead_node_seconds)
         try:
-            recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before)
+            recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before, _retry=True)
         except Exception:
             log.failure("closing the calls of nodes not seen since {seen_before} failed",
                         seen_before=seen_before.isoformat())
@@ -116,7 +116,7 @@ class BillingTimer(Service):
 
     async def run_once(self) -> int:
         """Recover this node's dead calls, then bill every due account; the fees charged."""
-        recovered = await self.database.transact(recover_calls, self.node, self._started_at)
+        recovered = await self.database.transact(recover_calls, self.node, self._started_at, _retry=True)
         if recovered:
             log.info("settled {count} calls left by this node's last run", count=len(recovered))
         today = utc(self.clock).date()

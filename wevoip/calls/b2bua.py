@@ -24,13 +24,14 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import Assessment, CallEnd, CallRefused, announce_end, assess_call, free_record, \
-    settle_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, assess_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Durable, Target, media_flow
 from wevoip.calls.machine import CallTimers
 from wevoip.calls.messages import is_sdp, media_refusal, too_brief
+from wevoip.calls.records import CallRecords, PendingRecord
+from wevoip.calls.refusals import Attempt, Refusals
 from wevoip.calls.session import Session
 from wevoip.interfaces import MediaUnavailable
 from wevoip.media.sdp import SdpError
@@ -74,7 +75,8 @@ class B2BUA:
                  contacts: Callable[[int], Sequence[Any]], rules: Callable[[int], Sequence[Any]],
                  timers: CallTimers = CallTimers(), on_record: Callable[[CallFacts], None] | None = None,
                  relay=None, indexes: DeckIndexes | None = None, max_call_ms: int = 7_200_000,
-                 applications=None, edge=None, routes: RoutingCache | None = None, locator=None):
+                 applications=None, edge=None, routes: RoutingCache | None = None, locator=None,
+                 records: CallRecords | None = None, refusals: Refusals | None = None):
         self.reactor = reactor
         self.core = core
         self.database = database
@@ -91,6 +93,11 @@ class B2BUA:
         self.applications = applications     # `calls.applications.Applications`: calls the server answers
         self.edge = edge                     # `sip.edge.EdgeProxy`: phones connected to other nodes
         self.locator = locator               # `sip.locate.Locator`: gateways given by DNS name (RFC 3263)
+        # where ended calls' records go: a node's keeps in its data directory those the
+        # database does not take; one built here keeps them in memory
+        self.records = records if records is not None else CallRecords(reactor, database, folder=None,
+                                                                       indexes=self.indexes)
+        self.refusals = refusals if refusals is not None else Refusals(reactor)
         self.dialogs: dict[tuple[str, str], tuple[Session, int | None]] = {}
         self.sessions: dict[Incoming, Session] = {}
         self._releasing: set[defer.Deferred] = set()
@@ -125,17 +132,24 @@ class B2BUA:
         incoming.on_cancel(lambda: self._cancelled(incoming))
         decision = await self.authenticate(request, incoming.flow)
         if decision.drop:
+            self.refusals.refused_anonymous()
             return
         if decision.status:
             incoming.respond(decision.status, decision.reason, headers=tuple(decision.headers or ()))
+            if decision.status not in (401, 407):   # a challenge is the digest's first step, no refusal
+                self.refusals.refused_anonymous()
             return
+        attempt = _attempt(request, incoming.flow, decision)
         if too_brief(request, self.timers.min_se):
             incoming.respond(422, "Session Interval Too Small", headers=(("Min-SE", str(self.timers.min_se)),))
+            self._refused(attempt, 422, "Session Interval Too Small")
             return
         try:
-            admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision)
+            admitted, committed = await self.database.decide(self._route_and_admit, request, incoming.flow, decision,
+                                                             attempt)
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
+            self._refused(attempt, refused.refusal.status, refused.refusal.reason)
             return
         except StoreUnavailable as error:
             incoming.respond(503, "Service Unavailable: database unavailable",
@@ -144,6 +158,7 @@ class B2BUA:
         except Exception:
             log.failure("routing a call failed (Call-ID {call_id})", call_id=request.call_id)
             incoming.respond(500, "Server Internal Error: routing failed")
+            self._refused(attempt, 500, "Server Internal Error: routing failed")
             return
         admitted.durable = Durable(committed)
         if isinstance(admitted.route, Feature):
@@ -191,7 +206,24 @@ class B2BUA:
         else:
             session.call.a_cancel()
 
-    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision) -> Admitted:
+    def _refused(self, attempt: Attempt, status: int, reason: str) -> None:
+        """A call refused before admission: its log line, and its record when it named an
+        ISP (within the record rate, `refusals.Refusals`); a record that cannot be written
+        is only logged (it carries no money)."""
+        if not self.refusals.to_record(attempt, status, reason):
+            return
+        written = defer.Deferred.fromCoroutine(self.database.alone(
+            calls.insert_refusal, attempt.isp_id, call_id=attempt.call_id, node=self.node,
+            direction=attempt.direction, sip_code=status, reason=reason, at=self._now(),
+            customer_id=attempt.customer_id, tenant_id=attempt.tenant_id, subscriber_id=attempt.subscriber_id,
+            carrier_id=attempt.carrier_id, caller_dialled=attempt.caller_dialled, caller_e164=attempt.caller_e164,
+            callee_dialled=attempt.dialled))
+        written.addErrback(lambda failure: log.failure("recording refused call {call_id} failed", failure,
+                                                       call_id=attempt.call_id))
+        self._releasing.add(written)
+        written.addBoth(lambda _: self._releasing.discard(written))
+
+    async def _route_and_admit(self, tx, request: Request, flow: Flow, decision, attempt: Attempt) -> Admitted:
         """Route, assess (billing) and admit (limits) in one transaction; a refusal at any
         step is raised, so no reservation or active call is left behind. Routing reads the
         node's cache; billing reads the locked account in one round trip; the admission,
@@ -206,9 +238,14 @@ class B2BUA:
             route = Feature(origin.isp_id, origin.customer_id, origin.tenant_id, code, None) if code else \
                 await route_from_subscriber(tx, origin, dialled, self.rules(caller.isp_id), cache=self.routes)
             payer = (origin.isp_id, origin.customer_id, origin.tenant_id)
+            attempt.customer_id, attempt.caller_e164 = origin.customer_id, origin.e164
+            if isinstance(route, Outbound):
+                attempt.direction = "outbound"
         else:
             isp_id, route = await route_from_trunk(tx, flow.remote[0], dialled, cache=self.routes)
             payer = (isp_id, getattr(route, "customer_id", None), getattr(route, "tenant_id", None))
+            if isp_id is not None:
+                attempt.isp_id, attempt.customer_id, attempt.tenant_id = payer
         if isinstance(route, Refusal):
             raise Refused(route)
         if isinstance(route, Feature) and (self.applications is None or not self.applications.serves(route.feature)):
@@ -270,7 +307,7 @@ class B2BUA:
             return "Service Unavailable: the call's admission could not be written"
         try:
             await self.database.alone(calls.move_to_carrier, admitted.isp_id, admitted.active_id,
-                                      gateway.carrier_id, gateway.gateway_id)
+                                      gateway.carrier_id, gateway.gateway_id, _retry=True)
         except LimitReached as error:
             return f"Service Unavailable: {error.limit} of {error.value} reached"
         except (NotAllowed, NotFound) as error:
@@ -322,37 +359,26 @@ class B2BUA:
         goes, and in the same transaction its reservation is settled into a CDR and a charge
         (a free call, on-net or to a subscriber's own number, gets its CDR at no price),
         with which ways its media went, which the relay knows once it has let go of the
-        ports. `after`: what must be written first (the answer's mark). Should the record
-        fail, the active call still goes, so limits never keep a call that ended. A call
+        ports. `after`: what must be written first (the answer's mark). A record the
+        database does not take is kept and written later (`records.CallRecords`); the
+        active call still goes if it can, so limits never keep a call that ended. A call
         whose admission was never committed has no row to end and nothing to record."""
-        async def work(tx):
-            await calls.end_call(tx, admitted.isp_id, admitted.active_id)
-            recorded = replace(end, media_flow=media_flow(media, end))
-            if admitted.reservation_id is not None:
-                cdr = await settle_call(tx, admitted.isp_id, admitted.reservation_id, recorded, indexes=self.indexes)
-            elif started_at is not None:
-                cdr = await calls.insert_cdr(tx, admitted.isp_id, free_record(
-                    recorded, customer_id=admitted.customer_id, tenant_id=admitted.tenant_id,
-                    subscriber_id=admitted.subscriber_id, node=self.node, direction=admitted.direction,
-                    callee_e164=getattr(admitted.route, "e164", None), a_call_id=admitted.call_id,
-                    started_at=started_at))
-            else:
-                return
-            await announce_end(tx, admitted.isp_id, cdr)
-
-        def unrecorded(failure):
-            log.failure("recording a call failed; it is ended without its record", failure)
-            return defer.Deferred.fromCoroutine(
-                self.database.transact(calls.end_call, admitted.isp_id, admitted.active_id))
+        def record(_):
+            if not admitted.durable.ok:
+                return None
+            return defer.Deferred.fromCoroutine(self.records.write(PendingRecord(
+                admitted.isp_id, admitted.active_id, admitted.reservation_id, admitted.customer_id,
+                admitted.tenant_id, admitted.subscriber_id, self.node, admitted.direction,
+                getattr(admitted.route, "e164", None), admitted.call_id, started_at,
+                replace(end, media_flow=media_flow(media, end)))))
 
         released = defer.maybeDeferred(media.release) if media is not None else defer.succeed(None)
         released.addErrback(lambda failure: log.failure("releasing media failed", failure))
         done = defer.DeferredList([after or defer.succeed(None), released, admitted.durable.wait()],
                                   consumeErrors=True)
-        done.addCallback(lambda _: defer.Deferred.fromCoroutine(self.database.transact(work))
-                         if admitted.durable.ok else None)
-        done.addErrback(unrecorded)
-        done.addErrback(lambda failure: log.failure("ending an active call failed", failure))
+        done.addCallback(record)
+        done.addErrback(lambda failure: log.failure("recording call {call_id} failed", failure,
+                                                    call_id=admitted.call_id))
         self._releasing.add(done)
         done.addBoth(lambda _: self._releasing.discard(done))
 
@@ -367,7 +393,7 @@ class B2BUA:
         async def mark() -> None:
             if await admitted.durable.wait():
                 await self.database.alone(calls.mark_answered, admitted.isp_id, active_call_id=admitted.active_id,
-                                          reservation_id=admitted.reservation_id, at=at)
+                                          reservation_id=admitted.reservation_id, at=at, _retry=True)
         done = defer.Deferred.fromCoroutine(mark())
         return done.addErrback(lambda failure: log.failure("marking a call answered failed", failure))
 
@@ -426,6 +452,19 @@ class B2BUA:
             log.info("gateway {host} resolves to no address", host=target.host)
             return None
         return found[0].address, found[0].port
+
+
+def _attempt(request: Request, flow: Flow, decision) -> Attempt:
+    """What authentication identified: a subscriber (ISP, tenant) or a carrier (ISP)."""
+    attempt = Attempt(request.call_id, f"{flow.remote[0]}:{flow.remote[1]}", (request.uri.user or "")[:64],
+                      (request.from_.uri.user or "")[:64])
+    if decision.subscriber is not None:
+        caller = decision.subscriber
+        attempt.isp_id, attempt.tenant_id, attempt.subscriber_id = caller.isp_id, caller.tenant_id, caller.subscriber_id
+        attempt.direction = "internal"
+    elif decision.trunk is not None:
+        attempt.isp_id, attempt.carrier_id = decision.trunk.isp_id, decision.trunk.carrier_id
+    return attempt
 
 
 async def _admitted_by_a_carrier(carriers: list[int | None], targets: list[list[Target]], admit):

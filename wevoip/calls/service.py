@@ -14,6 +14,8 @@ from wevoip.calls.applications import Applications
 from wevoip.calls.b2bua import METHODS, B2BUA
 from wevoip.calls.live import webrtc_calls
 from wevoip.calls.facts import CallFacts
+from wevoip.calls.records import CallRecords
+from wevoip.calls.refusals import Refusals
 from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.recovery import recover_calls
 from wevoip.calls.machine import CallTimers
@@ -52,6 +54,8 @@ class CallService(Service):
         self.applications = Applications({application.name: application for application in enabled},
                                          self._endpoint, dict(config.calls.feature_codes))
         self.b2bua: B2BUA | None = None
+        self.records: CallRecords | None = None
+        self.refusals = Refusals(reactor, per_second=config.calls.refused_records_per_second)
         for method in METHODS:
             sip.core.register(method, self._starting)
         sip.lifetimes.keep_while(self._carries)
@@ -68,22 +72,33 @@ class CallService(Service):
             log.failure("the B2BUA could not start", failure)
 
     async def _start(self, database) -> None:
-        """Calls this node's last run left get their records here (billed ones settled by
-        billing's own settlement), before the B2BUA admits any; should that fail, the node
-        still takes calls and billing's timer tries again."""
+        """Records this node kept because the database would not take them are written first
+        (they know how their calls ended); then calls this node's last run left get their
+        records here (billed ones settled by billing's own settlement), before the B2BUA
+        admits any; should that fail, the node still takes calls and billing's timer tries
+        again."""
         calls = self.config.calls
         longest = self.config.billing.max_call_seconds
         timers = CallTimers(no_answer=calls.no_answer_seconds, max_duration=longest,
                             progress=calls.progress_seconds or None,
                             session_expires=calls.session_expires_seconds or None, min_se=calls.min_se_seconds)
+        indexes = DeckIndexes()
+        self.records = CallRecords(self.reactor, database, folder=self.config.node.data_dir / "spool" / "records",
+                                   indexes=indexes)
         try:
-            left = await database.transact(recover_calls, self.config.node.name, None)
+            written = await self.records.replay()
+        except Exception:
+            log.failure("writing the records this node kept for the database failed")
+        else:
+            if written:
+                log.info("{count} call records this node kept for the database are written", count=written)
+        try:
+            left = await database.transact(recover_calls, self.config.node.name, None, _retry=True)
         except Exception:
             log.failure("closing the calls this node left when it stopped failed")
         else:
             if left:
                 log.info("{count} calls this node left when it stopped are closed", count=len(left))
-        indexes = DeckIndexes()
         await indexes.attach(self.store.notifier)
         routes = RoutingCache()
         await routes.attach(self.store.notifier)
@@ -92,7 +107,7 @@ class CallService(Service):
                            rules=lambda isp_id: self.rules, timers=timers, on_record=self._record,
                            relay=self.relay, indexes=indexes, max_call_ms=longest * 1000,
                            applications=self.applications, edge=self.access.edge, routes=routes,
-                           locator=self.locator)
+                           locator=self.locator, records=self.records, refusals=self.refusals)
         self.b2bua.install()
 
     def _endpoint(self) -> MediaEndpoint:
@@ -126,6 +141,11 @@ class CallService(Service):
                  end=record.end_ms, carrier=facts.carrier_id, gateway=facts.gateway_id,
                  attempts=",".join(str(attempt.status) for attempt in record.attempts))
 
+    def health(self) -> dict[str, int]:
+        """Refusals only counted, and records waiting for the database (0 is what is wanted)."""
+        return {**self.refusals.health(),
+                "records_waiting": self.records.waiting() if self.records is not None else 0}
+
     def webrtc_calls(self, isp_id: int, *, customer_id: int | None = None,
                      tenant_id: int | None = None) -> list[dict]:
         """This node's calls in progress with a browser leg (see `calls.live`)."""
@@ -136,6 +156,8 @@ class CallService(Service):
 
     def stopService(self):  # noqa: N802 (Twisted's name)
         super().stopService()
+        if self.records is not None:
+            self.records.stop()
         if self.b2bua is not None:
             return self.b2bua.settled()
         return defer.succeed(None)

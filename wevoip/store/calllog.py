@@ -13,7 +13,7 @@ from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 
 DIRECTIONS = ("outbound", "inbound", "forwarded", "internal")
-DISPOSITIONS = ("answered", "busy", "no_answer", "failed", "cancelled")
+DISPOSITIONS = ("answered", "busy", "no_answer", "failed", "cancelled", "refused")
 MAX_ROWS = 10_000
 
 

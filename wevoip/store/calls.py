@@ -2,6 +2,16 @@
 Calls in the store: admission against concurrent-call limits, the money reserved for calls
 in progress, call records (CDRs), the spend they add up to, and the fraud guard's locks.
 
+Locks are taken in one order by every transaction, so none can wait on another that waits on
+it (a deadlock, which cost a call its record): a call's row in `active_calls`, then its
+reservation in `call_reservations`, then the customer, the tenant, the carrier, the
+subscriber and the ISP (a CDR's and a ledger row's foreign keys share-lock their parents,
+after the customer); each table's rows in id order where a statement locks several.
+Settlement and recovery end the call's row, then take its reservation, then lock the
+customer; the heartbeat (`touch_calls`) and the answer's mark (`mark_answered`) touch the
+call's row before the reservation. A deadlock that still happens (an operator's delete
+cascading the other way) is run again by `Database.transact`.
+
 Admission (`admit_call`, migration 0052's `set_up_call`) locks the customer, then the tenant, then the carrier (always that
 order, so two admissions cannot deadlock), counts what is active under each, and inserts
 the call into `active_calls`, with what its record needs; a second node admitting for the
@@ -104,24 +114,21 @@ async def lock_account(tx: Tx, isp_id: int, customer_id: int, *, subscriber_id: 
 
 async def mark_answered(tx: Tx, isp_id: int, *, active_call_id: int | None, reservation_id: int | None,
                         at: datetime.datetime) -> int:
-    """The answer, on the call's row and on its reservation (a billed call's), in one statement:
-    recovery closes an answered call at its last heartbeat, and bills it to there. How many
-    rows it marked."""
-    return int(await tx.fetch_value(
-        "with reserved as (update call_reservations set answered_at = %s, last_seen_at = %s"
-        " where isp_id = %s and id = %s returning 1),"
-        " active as (update active_calls set answered_at = %s, last_seen_at = %s where isp_id = %s and id = %s"
-        " returning 1) select (select count(*) from reserved) + (select count(*) from active)",
-        (at, at, isp_id, reservation_id, at, at, isp_id, active_call_id)))
+    """The answer, on the call's row and on its reservation (a billed call's), in one statement
+    (migration 0080's `mark_call_answered`, the call's row first as everywhere): recovery
+    closes an answered call at its last heartbeat, and bills it to there. How many rows it
+    marked."""
+    return int(await tx.fetch_value("select mark_call_answered(%s, %s, %s, %s)",
+                                    (isp_id, active_call_id, reservation_id, at)))
 
 
 async def touch_calls(tx: Tx, node: str, at: datetime.datetime) -> int:
     """A node's heartbeat for its calls: recovery closes a crashed call at the last one (and
     bills an answered one to there), and another node takes the calls of a node whose beats
-    have stopped. The answered calls' reservations are touched with them."""
-    await tx.execute("update call_reservations set last_seen_at = %s where node = %s"
-                     " and answered_at is not null", (at, node))
-    return await tx.execute("update active_calls set last_seen_at = %s where node = %s", (at, node))
+    have stopped. The answered calls' reservations are touched with them, after them, each
+    table's rows in id order (migration 0080's `touch_node_calls`), as a settlement locks a
+    call's rows. How many calls it touched."""
+    return int(await tx.fetch_value("select touch_node_calls(%s, %s)", (node, at)))
 
 
 async def take_reservation(tx: Tx, isp_id: int, reservation_id: int) -> Row:
@@ -162,6 +169,34 @@ async def insert_cdr(tx: Tx, isp_id: int, values: dict[str, Any]) -> Row:
     if unknown:
         raise Invalid(sorted(unknown)[0], "is not a field of a call record")
     return await insert_row(tx, "cdrs", {"isp_id": isp_id, **values})
+
+
+async def insert_free_cdr(tx: Tx, isp_id: int, values: dict[str, Any]) -> Row | None:
+    """A call's record at no price, unless the call has one already (None): written again
+    from the spool, or by a recovery that took the call first."""
+    unknown = set(values) - set(CDR_FIELDS)
+    if unknown:
+        raise Invalid(sorted(unknown)[0], "is not a field of a call record")
+    columns = ["isp_id", *values]
+    return await tx.fetch_one(
+        f"insert into cdrs ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})"
+        " on conflict (isp_id, node, a_call_id) where disposition <> 'refused' do nothing returning *",
+        (isp_id, *values.values()))
+
+
+async def insert_refusal(tx: Tx, isp_id: int, *, call_id: str, node: str, direction: str, sip_code: int,
+                         reason: str, at: datetime.datetime, customer_id: int | None = None,
+                         tenant_id: int | None = None, subscriber_id: int | None = None,
+                         carrier_id: int | None = None, caller_dialled: str = "", caller_e164: str | None = None,
+                         callee_dialled: str = "") -> None:
+    """The record of a call refused before it was admitted: no time, no price (one statement)."""
+    await tx.fetch_last(
+        "insert into cdrs (isp_id, customer_id, tenant_id, subscriber_id, carrier_id, node, direction,"
+        " caller_dialled, caller_e164, callee_dialled, started_at, ended_at, duration_ms, talk_ms,"
+        " disposition, sip_code, reason, a_call_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0,"
+        " 'refused', %s, %s, %s) returning id",
+        (isp_id, customer_id, tenant_id, subscriber_id, carrier_id, node, direction, caller_dialled[:64],
+         caller_e164, callee_dialled[:64], at, at, sip_code, reason[:200], call_id[:255]))
 
 
 async def link_cdr(tx: Tx, isp_id: int, cdr_id: int, ledger_id: int) -> Row | None:

@@ -10,13 +10,14 @@ connections close.
 from __future__ import annotations
 
 import ipaddress
+import random
 from typing import Any, Awaitable, Callable, TypeVar
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 import psycopg2.sql
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from txpostgres import txpostgres
 
@@ -39,6 +40,13 @@ for _network in (ipaddress.IPv4Network, ipaddress.IPv6Network):
 
 T = TypeVar("T")
 Row = dict[str, Any]
+
+# A transaction PostgreSQL chose as a deadlock's victim (40P01) or could not serialise
+# (40001) did nothing: run again, it succeeds once the other has gone. The pauses between
+# attempts grow, with jitter so that two victims do not meet again; after the last, the
+# error is the caller's.
+RETRIED_STATES = ("40P01", "40001")
+RETRY_PAUSES = (0.005, 0.02, 0.08, 0.2, 0.5)
 
 
 class Tx:
@@ -251,16 +259,32 @@ class Database:
             self._pool = None
 
     async def transact(self, work: Callable[..., Awaitable[T]], *args: Any, _alone: bool = False,
-                       **kwargs: Any) -> T:
-        """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back."""
+                       _retry: bool | Callable[[], bool] = False, **kwargs: Any) -> T:
+        """Run `work(tx, *args, **kwargs)` in one transaction; an exception rolls it back.
+
+        `_retry`: the work is safe to run again (all it does is in the transaction, which a
+        failure rolls back), so a deadlock or serialisation failure runs it again after a
+        short pause (`RETRY_PAUSES`); a callable says so at the moment of the failure."""
         if self._pool is None or self._closing:
             raise StoreError("the store is not running")
         if self.lost is not None:
             raise StoreUnavailable(self.lost, self.retry_after())
         self._in_flight += 1
         try:
-            return await self._pool.runInteraction(
-                lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
+            attempts = 0
+            while True:
+                try:
+                    return await self._pool.runInteraction(
+                        lambda tx: defer.Deferred.fromCoroutine(work(tx, *args, **kwargs)), alone=_alone)
+                except psycopg2.errors.TransactionRollbackError as error:
+                    again = _retry() if callable(_retry) else _retry
+                    if attempts == len(RETRY_PAUSES) or not again or error.pgcode not in RETRIED_STATES:
+                        raise
+                    pause, attempts = RETRY_PAUSES[attempts], attempts + 1
+                    log.info("transaction {work} failed ({state}: {error}); again in {pause} s",
+                             work=getattr(work, "__qualname__", "work"), state=error.pgcode,
+                             error=str(error).strip().splitlines()[0], pause=pause)
+                    await task.deferLater(self.reactor, pause * (0.5 + random.random()), lambda: None)
         except psycopg2.IntegrityError as error:
             raise error_for_constraint(error) from None
         except StoreUnavailable as error:
@@ -294,14 +318,17 @@ class Database:
                 return None
             return failure
 
-        committed = defer.Deferred.fromCoroutine(self.transact(work_then_decide))
+        # Run again after a deadlock only while nothing was decided: after, the caller acts on it.
+        committed = defer.Deferred.fromCoroutine(
+            self.transact(work_then_decide, _retry=lambda: not decided.called))
         committed.addCallbacks(lambda _: None, failed)
         return await decided, committed
 
-    async def alone(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def alone(self, work: Callable[..., Awaitable[T]], *args: Any, _retry: bool = False,
+                    **kwargs: Any) -> T:
         """Run work of exactly one statement, which PostgreSQL makes its own transaction: one
         round trip instead of a transaction's two (a second statement raises StoreError)."""
-        return await self.transact(work, *args, _alone=True, **kwargs)
+        return await self.transact(work, *args, _alone=True, _retry=_retry, **kwargs)
 
     async def fetch(self, sql: str, params: Any = None) -> list[Row]:
         return await self.transact(lambda tx: tx.fetch(sql, params))

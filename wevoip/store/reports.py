@@ -11,9 +11,13 @@ import datetime
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 
-_CALL_TOTALS = ("count(*) as calls, count(*) filter (where c.disposition = 'answered') as answered,"
+# A call refused before admission has a record (for ASR) but no time and no money: it is
+# counted apart, never as a call.
+_CALL_TOTALS = ("count(*) filter (where c.disposition <> 'refused') as calls,"
+                " count(*) filter (where c.disposition = 'answered') as answered,"
                 " coalesce(sum(c.talk_ms), 0) as talk_ms, coalesce(sum(c.cost), 0) as cost,"
-                " coalesce(sum(c.price), 0) as price, coalesce(sum(c.profit), 0) as profit")
+                " coalesce(sum(c.price), 0) as price, coalesce(sum(c.profit), 0) as profit,"
+                " count(*) filter (where c.disposition = 'refused') as refused")
 _GROUPS = {
     "total": ("", "", ""),
     "customer": ("c.customer_id, cu.name as customer_name,",
@@ -52,7 +56,7 @@ async def financial_report(tx: Tx, isp_id: int, *, since: datetime.datetime, unt
         "  from ledger where isp_id = %s and created_at >= %s and created_at < %s group by 1"
         "  union all"
         "  select date_trunc('month', started_at), 0, 0, sum(cost) from cdrs"
-        "  where isp_id = %s and started_at >= %s and started_at < %s group by 1)"
+        "  where isp_id = %s and started_at >= %s and started_at < %s and disposition <> 'refused' group by 1)"
         " select to_char(month, 'YYYY-MM') as month, coalesce(sum(revenue), 0) as revenue,"
         " coalesce(sum(deposits), 0) as deposits, coalesce(sum(costs), 0) as costs,"
         " coalesce(sum(revenue), 0) - coalesce(sum(costs), 0) as margin"
@@ -66,7 +70,7 @@ async def dids_report(tx: Tx, isp_id: int, *, since: datetime.datetime, until: d
         "select d.id as did_id, d.e164, d.customer_id, d.tenant_id, d.subscriber_id,"
         " count(c.id) as calls, coalesce(sum(c.talk_ms), 0) as talk_ms, coalesce(sum(c.price), 0) as price"
         " from dids d left join cdrs c on c.did_id = d.id and c.isp_id = d.isp_id"
-        " and c.started_at >= %s and c.started_at < %s"
+        " and c.started_at >= %s and c.started_at < %s and c.disposition <> 'refused'"
         " where d.isp_id = %s group by d.id order by d.e164", (since, until, isp_id))
 
 
@@ -78,7 +82,7 @@ async def subscribers_report(tx: Tx, isp_id: int, *, since: datetime.datetime,
         " count(c.id) as calls, coalesce(sum(c.talk_ms), 0) as talk_ms, coalesce(sum(c.cost), 0) as cost,"
         " coalesce(sum(c.price), 0) as price"
         " from subscribers s left join cdrs c on c.subscriber_id = s.id and c.isp_id = s.isp_id"
-        " and c.started_at >= %s and c.started_at < %s"
+        " and c.started_at >= %s and c.started_at < %s and c.disposition <> 'refused'"
         " where s.isp_id = %s group by s.id order by s.id", (since, until, isp_id))
 
 
@@ -92,5 +96,5 @@ async def daily_report(tx: Tx, isp_id: int, *, since: datetime.datetime, until: 
         " from generate_series(date_trunc('day', %s::timestamptz), %s::timestamptz - interval '1 microsecond',"
         " interval '1 day') as day"
         " left join cdrs c on c.isp_id = %s and c.started_at >= day and c.started_at < day + interval '1 day'"
-        " and c.started_at >= %s and c.started_at < %s"
+        " and c.started_at >= %s and c.started_at < %s and c.disposition <> 'refused'"
         " group by day order by day", (since, until, isp_id, since, until))

@@ -70,8 +70,9 @@ CDR = record({"id": ID, "isp_id": ID, **{name: nullable(ID) for name in (
                "callee_e164": nullable(_TEXT), "forwarded_e164": nullable(_TEXT), "started_at": STAMP,
                "answered_at": nullable(STAMP), "ended_at": STAMP, "duration_ms": ID, "talk_ms": ID,
                "billable_seconds": ID, "free_minutes": ID,
-               "disposition": {"enum": ["answered", "busy", "no_answer", "failed", "cancelled"]},
-               "sip_code": nullable(ID), "hangup_by": {"enum": ["", "caller", "callee", "system"]},
+               # refused: refused before it was admitted, with the SIP code and the reason it was given
+               "disposition": {"enum": ["answered", "busy", "no_answer", "failed", "cancelled", "refused"]},
+               "sip_code": nullable(ID), "reason": _TEXT, "hangup_by": {"enum": ["", "caller", "callee", "system"]},
                "a_call_id": _TEXT, "b_call_id": nullable(_TEXT), "prefix": _TEXT, "dest_class": _TEXT,
                "price_version_id": nullable(ID), "cost_version_id": nullable(ID), "cost": AMOUNT, "price": AMOUNT,
                "profit": AMOUNT, "ledger_id": nullable(ID), "created_at": STAMP,

@@ -18,7 +18,7 @@ from wevoip.web.console.widgets import Field, Form, Table
 
 _FILTERS = ("since", "until", "number", "direction", "disposition")
 COLUMNS = [("started", "Started (UTC)"), ("direction", "Direction"), ("username", "Subscriber"),
-           ("caller", "From"), ("callee", "To"), ("talk", "Talk time"), ("disposition", "Result"),
+           ("caller", "From"), ("callee", "To"), ("talk", "Talk time"), ("result", "Result"),
            ("media", "Media"), ("price", "Price")]
 # What the relay saw of an answered call's media; nothing shown when it did not measure.
 MEDIA = {"both": "both ways", "caller_only": "one way: only the caller was heard",
@@ -55,6 +55,9 @@ def shaped(rows: list[dict]) -> list[dict]:
         row["callee"] = row["callee_e164"] or row["callee_dialled"]
         row["talk"] = _talk(row["talk_ms"])
         row["media"] = MEDIA[row["media_flow"]]
+        row["result"] = row["disposition"]
+        if row["disposition"] == "refused":     # why: what the caller was answered
+            row["result"] = f"refused {row['sip_code'] or ''} {row['reason']}".replace("  ", " ").strip()
     return rows
 
 

@@ -98,7 +98,9 @@ async def reports_page(ctx: Ctx):
             Field("until", "To (inclusive)", "date", last.isoformat())],
             method="get"),
         Figure(daily_chart(found["daily"], currency), title="Minutes and revenue per day"),
-        Facts([("Calls", f"{total['calls']} ({total['answered']} answered)"), ("Minutes", total["minutes"]),
+        Facts([("Calls", f"{total['calls']} ({total['answered']} answered)"
+                 + (f"; {total['refused']} more refused before admission" if total["refused"] else "")),
+                ("Minutes", total["minutes"]),
                *((label, f"{total[key]:.2f} {currency}") for key, label in totals)],
               title=f"Calls from {first.isoformat()} to {last.isoformat()}"),
         Table([("customer_name", "Customer"), ("calls", "Calls"), ("minutes", "Minutes"), *totals],
