@@ -111,6 +111,9 @@ async def get_gateway(tx: Tx, isp_id: int, gateway_id: int) -> Row:
 
 async def list_gateways(tx: Tx, isp_id: int, carrier_id: int, *, limit: int = 100,
                         offset: int = 0) -> list[Row]:
+    """A carrier's gateways; a carrier that is missing or another ISP's is NotFound, not an
+    empty list, as for every object nested under another."""
+    await get_carrier(tx, isp_id, carrier_id)
     return await fetch_page(tx, "gateways", {"isp_id": isp_id, "carrier_id": carrier_id}, limit, offset)
 
 
