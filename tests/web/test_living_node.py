@@ -165,22 +165,40 @@ def _path(route, ids, node: Node) -> str:
     return path
 
 
-async def read_everything(node: Node, day: int) -> dict:
-    """Every GET route for every role: what each is owed, and an answer the document allows."""
+def _owed(route, role: str) -> int:
+    if role == "customer":
+        return 200 if route.customer_ok else 403
+    return 403 if route.platform_only and role == "isp" else 200
+
+
+_GETS = [route for route in ROUTES if route.method == "GET"]
+# A list's items and the detail route that shows one: .../customers -> .../customers/{customer_id},
+# .../tenants/{tenant_id}/subscribers -> /isps/{isp_id}/subscribers/{subscriber_id}.
+_DETAIL_OF = {lister.path: detail for lister in _GETS if lister.listing for detail in _GETS
+              if not detail.listing and re.fullmatch(r"/isps/\{isp_id\}/" + re.escape(lister.path.split("/")[-1])
+                                                     + r"/\{\w+\}", detail.path)}
+_DETAIL_OF["/isps"] = next(route for route in _GETS if route.path == "/isps/{isp_id}")
+
+
+async def read_everything(node: Node, day: int, every_item: bool) -> dict:
+    """Every GET route for every role: what each is owed, and an answer the document allows;
+    with `every_item`, also the detail route of every item of every list the role sees."""
     ids = await node.ids()
     seen = {}
-    for route in ROUTES:
-        if route.method != "GET":
-            continue
+    for route in _GETS:
         path = _path(route, ids, node)
         for role, token in (("platform", PLATFORM_TOKEN), ("isp", node.token), ("customer", node.customer_token)):
-            if role == "customer":
-                expected = 200 if route.customer_ok else 403
-            else:
-                expected = 403 if route.platform_only and role == "isp" else 200
             code, body, _ = await node.api.call("GET", path, token)
-            assert code == expected, (day, role, path, code, body)
+            assert code == _owed(route, role), (day, role, path, code, body)
             seen[(role, route.path)] = body
+            detail = _DETAIL_OF.get(route.path)
+            if not every_item or detail is None or code != 200:
+                continue
+            for item in body["items"]:
+                one = _path(detail, {**ids, detail.path_params[-1]: item["id"]}, node)
+                code, shown, _ = await node.api.call("GET", one, token)
+                assert code == _owed(detail, role) and (code != 200 or shown["id"] == item["id"]), (
+                    day, role, one, code, shown)
     return seen
 
 
@@ -191,7 +209,7 @@ async def test_a_node_lives_forty_days_and_every_answer_keeps_its_promise(api, d
     statuses, registered, balances = [], [], []
     for day in range(DAYS):
         await node.live_a_day(day)
-        seen = await read_everything(node, day)
+        seen = await read_everything(node, day, every_item=day % 10 == 9)
         acme = seen[("customer", "/isps/{isp_id}/customers/{customer_id}")]
         listed = {c["id"]: c for c in seen[("isp", "/isps/{isp_id}/customers")]["items"]}
         statuses.append((listed[node.acme]["status"], listed[node.beta]["status"], listed[node.gamma]["status"]))
