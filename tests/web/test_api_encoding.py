@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 from tests.web.conftest import PLATFORM_TOKEN
 from tests.web.flows import onboard
 from wevoip.billing.recurring import BillingTimer
-from wevoip.store import customers
+from wevoip.store import customers, ledger
 from wevoip.web.api.jsonio import dumps, read_json
 from wevoip.web.api.routes import ROUTES
 
@@ -85,8 +85,8 @@ async def test_a_billed_customer_answers_every_role_and_route(api, database):
     for who in (PLATFORM_TOKEN, token, customer_token["token"]):
         code, shown, _ = await api.call("GET", path, who)
         assert code == 200 and {key: shown[key] for key in dates} == dates, shown
-        code, ledger, _ = await api.call("GET", f"{path}/ledger", who)
-        assert code == 200 and sorted(entry["amount"] for entry in ledger["items"])[0].startswith("-15"), ledger
+        code, entries, _ = await api.call("GET", f"{path}/ledger", who)
+        assert code == 200 and sorted(entry["amount"] for entry in entries["items"])[0].startswith("-15"), entries
     for who in (PLATFORM_TOKEN, token):
         code, listed, _ = await api.call("GET", f"{base}/customers", who)
         assert code == 200 and [c["next_billing_date"] for c in listed["items"]] == [dates["next_billing_date"]]
@@ -104,13 +104,11 @@ async def test_an_answer_without_a_json_form_rolls_its_write_back(api, database,
     written, for a plain PATCH and for a POST under an Idempotency-Key, so a retry is safe."""
     made, _ = await _billed(api, database)
     base, token, customer_id = made["base"], made["token"], made["customer"]["id"]
-    update_customer, add_payment = customers.update_customer, None
+    update_customer, add_payment = customers.update_customer, ledger.add_payment
 
     async def update_with_unknown(tx, *args, **kwargs):
         return {**await update_customer(tx, *args, **kwargs), "surprise": object()}
     monkeypatch.setattr(customers, "update_customer", update_with_unknown)
-    from wevoip.store import ledger
-    add_payment = ledger.add_payment
 
     async def pay_with_unknown(tx, *args, **kwargs):
         return {**await add_payment(tx, *args, **kwargs), "surprise": object()}
