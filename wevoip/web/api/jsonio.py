@@ -65,8 +65,8 @@ def _default(value: Any) -> Any:
     if isinstance(value, (uuid.UUID, ipaddress.IPv4Network, ipaddress.IPv6Network, ipaddress.IPv4Address,
                           ipaddress.IPv6Address, ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
     if isinstance(value, (bytes, memoryview)):
         return None
     raise TypeError(f"cannot put {type(value).__name__} in JSON")
