@@ -35,6 +35,17 @@ def test_a_csv_needs_its_columns_and_classes_default_from_the_home_prefix():
         ("1212", "domestic", D("0.01")), ("44", "international", D("0.02")), ("1900", "premium", D("0.5"))]
 
 
+def test_text_that_is_no_csv_is_invalid_and_old_mac_line_ends_are_lines():
+    """Found by schemathesis on a lived-in node: a lone CR inside a line, or a field over the
+    csv module's limit, raised csv.Error out of the parser (a 500)."""
+    with pytest.raises(RateCsvError):
+        parse_rate_csv("9\u00f6\u00a2\U000dd0f2\r\x8b")
+    with pytest.raises(Invalid) as raised:
+        parse_rate_csv('prefix,cost\n1,"' + "x" * 200_000 + '"\n')
+    assert raised.value.field == "csv" and "not CSV" in raised.value.problem
+    assert [row.prefix for row in parse_rate_csv("prefix,cost\r44,0.1\r1,0.2\r")] == ["44", "1"]
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_bad_upload_writes_nothing(database):
     world = await build_world(database)

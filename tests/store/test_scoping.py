@@ -102,7 +102,7 @@ CASES = {
         lambda tx, a, b: carriers.create_gateway(tx, b.isp["id"], a.carrier["id"], host="198.51.100.1"), NOT_FOUND),
     "carriers.get_gateway": (lambda tx, a, b: carriers.get_gateway(tx, b.isp["id"], a.gateway["id"]), NOT_FOUND),
     "carriers.list_gateways": (lambda tx, a, b: carriers.list_gateways(tx, b.isp["id"], a.carrier["id"]),
-                               lambda result, a, b: result == []),
+                               NOT_FOUND),
     "carriers.update_gateway": (
         lambda tx, a, b: carriers.update_gateway(tx, b.isp["id"], a.gateway["id"], port=5080), NOT_FOUND),
     "dids.add_dids": (lambda tx, a, b: number_of_both(tx, a, b),

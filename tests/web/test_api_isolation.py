@@ -95,3 +95,43 @@ async def test_every_route_refuses_another_isp_and_another_customer(api, databas
     after["api_tokens"] = [{**row, "last_used_at": None} for row in after["api_tokens"]]
     before["api_tokens"] = [{**row, "last_used_at": None} for row in before["api_tokens"]]
     assert after == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_nested_route_under_ones_own_isp_finds_no_foreign_or_missing_parent(api, database):
+    """An ISP's own path with another ISP's object (or a missing one) in it: a list of a
+    foreign carrier's gateways, a foreign deck's versions, and every other route nested
+    under an object is 404, never an empty 200; nothing of the victim's changes."""
+    victim = await onboard(api, "victim.example.net")
+    victim["token_id"] = (await _token(api, victim["base"], name="victim's"))["id"]
+    code, deck, _ = await api.call("POST", f"{victim['base']}/rate-decks", PLATFORM_TOKEN,
+                                   json={"name": "Victim's card", "kind": "carrier",
+                                         "carrier_id": victim["carrier"]["id"]})
+    code, draft, _ = await api.call("POST", f"{victim['base']}/rate-decks/{deck['id']}/drafts", PLATFORM_TOKEN,
+                                    json={"csv": "prefix,description,cost,connection_fee,increment\n"
+                                                 "1,USA,0.01,0,1/1\n"})
+    victim["deck_id"], victim["version_id"] = deck["id"], draft["id"]
+    foreign = await _victim_ids(api, database, victim)
+    attacker = await onboard(api, "attacker.example.net")
+    attacker_token = (await _token(api, attacker["base"]))["token"]
+    missing = {name: 2**62 for name in foreign}
+    before = await _state(database, victim["isp"]["id"])
+
+    checked = 0
+    for ids, token in (({**foreign, "isp_id": attacker["isp"]["id"]}, attacker_token),
+                       ({**missing, "isp_id": attacker["isp"]["id"]}, attacker_token),
+                       ({**missing, "isp_id": attacker["isp"]["id"]}, PLATFORM_TOKEN)):
+        for route in ROUTES:
+            if route.path_params in (["isp_id"], []):
+                continue
+            checked += 1
+            code, answer, _ = await api.call(route.method, _concrete(route.path, ids), token,
+                                             json=None if route.body is None else {})
+            if route.method == "GET":
+                assert code == 404 and answer["error"] == "not_found", (route.path, ids["isp_id"], code, answer)
+            else:
+                # A write is refused for its body (422) or its missing object (404), never done.
+                assert code in (404, 422), (route.method, route.path, code, answer)
+    assert checked > 30
+    after = await _state(database, victim["isp"]["id"])
+    assert after == before

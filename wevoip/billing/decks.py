@@ -70,7 +70,14 @@ def parse_rate_csv(text: str, *, home_prefix: str = "") -> list[RateRow]:
     connection_fee, increment as 1/1 or 30/6, class). Any bad line refuses the whole file."""
     if not isinstance(text, str) or not text.strip():
         raise Invalid("csv", "is empty")
-    reader = csv.reader(io.StringIO(text))
+    try:
+        return _parse_rows(csv.reader(io.StringIO(text, newline="")), home_prefix)
+    except csv.Error as error:
+        # A field over the csv module's limit, a stray quote: the text is no CSV to read.
+        raise Invalid("csv", f"is not CSV: {error}") from None
+
+
+def _parse_rows(reader, home_prefix: str) -> list[RateRow]:
     header = [_COLUMNS.get(name.strip().lower()) for name in next(reader)]
     problems = []
     if "prefix" not in header or "per_minute" not in header:

@@ -153,7 +153,10 @@ async def get_gateway(tx: Tx, isp_id: int, gateway_id: int) -> Row:
 
 async def list_gateways(tx: Tx, isp_id: int, carrier_id: int, *, limit: int = 100,
                         offset: int = 0) -> list[Row]:
+    """A carrier's gateways; a carrier that is missing or another ISP's is NotFound, not an
+    empty list, as for every object nested under another."""
     check_window(limit, offset)
+    await get_carrier(tx, isp_id, carrier_id)
     rows = await tx.fetch(_WITH_TRUST + "where g.isp_id = %s and g.carrier_id = %s order by g.id limit %s offset %s",
                           (isp_id, carrier_id, limit, offset))
     return [_with_trust(row) for row in rows]

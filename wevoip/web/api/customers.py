@@ -5,7 +5,7 @@ from __future__ import annotations
 from wevoip.credentials import hash_password
 from wevoip.store import customers, registrations, subscribers, tenants
 from wevoip.web.api.errors import ApiError
-from wevoip.web.api.routes import (AMOUNT, BOOLEAN, DNS_LABEL, ID, ID_IN, INTEGER, NULLABLE_ID, OPTIONAL_E164, STAMP,
+from wevoip.web.api.routes import (AMOUNT, BOOLEAN, DATE, DNS_LABEL, ID, ID_IN, INTEGER, NULLABLE_ID, OPTIONAL_E164, STAMP,
                                    Call, api_route, nullable, obj, record, shaped, text)
 
 _CUSTOMER_FIELDS = {
@@ -31,7 +31,9 @@ CUSTOMER = record({"id": ID, "isp_id": ID, "name": _TEXT, "status": {"enum": lis
                    "service_plan_id": nullable(ID), "max_subscribers": ID, "max_concurrent_calls": ID,
                    "billing_mode": {"enum": ["prepaid", "postpaid"]}, "balance_management": {"enum": ["SOFT", "HARD"]},
                    "credit_limit": AMOUNT, "balance": AMOUNT, "first_name": _TEXT, "last_name": _TEXT,
-                   "email": _TEXT, "created_at": STAMP})
+                   "email": _TEXT, "created_at": STAMP,
+                   # The billing period the account is in; null until its first billing run.
+                   "period_start": nullable(DATE), "next_billing_date": nullable(DATE)})
 TENANT = record({"id": ID, "isp_id": ID, "customer_id": ID, "name": _TEXT, "domain_id": ID, "sip_domain": _TEXT,
                  "created_at": STAMP})
 SUBSCRIBER = record({"id": ID, "isp_id": ID, "customer_id": ID, "tenant_id": ID, "username": _TEXT,

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from wevoip.store.database import Database
 from wevoip.web.api.auth import Principal
 from wevoip.web.api.errors import ApiError
+from wevoip.web.api.jsonio import dumps
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,15 @@ class Call:
     services: Services = field(default_factory=Services)
 
     async def tx(self, work, *args, **kwargs):
-        """One transaction; for an idempotent request it also records the response."""
+        """One transaction; for an idempotent request it also records the response.
+
+        The result is put into JSON before the COMMIT: a value without a JSON form raises
+        here and rolls the work back, so no answer can fail after its write was committed
+        (a client retrying a 500 would write twice). Handlers reach the store only
+        through here (tests/web/test_api_encoding.py holds them to it)."""
         async def with_record(tx):
             result = await work(tx, *args, **kwargs)
+            dumps(result)
             if self.record is not None:
                 await self.record(tx, result)
             return result
@@ -143,6 +150,7 @@ ROW = {"type": "object", "additionalProperties": True}
 
 ID = {"type": "integer"}
 STAMP = {"type": "string", "format": "date-time"}
+DATE = {"type": "string", "format": "date"}
 
 
 def nullable(schema: dict) -> dict:
