@@ -78,7 +78,8 @@ class WeVoIPService(MultiService):
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns),
-                                         self.listeners, self.gateway, self.calls))
+                                         self.listeners, self.gateway, self.calls,
+                                         self.calls.applications.found))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,

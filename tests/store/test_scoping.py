@@ -180,11 +180,6 @@ CASES = {
                      lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "audit.list_audit": (lambda tx, a, b: victim_audit_then_list(tx, a, b),
                          lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
-    "selfcare.subscriber_settings": (
-        lambda tx, a, b: selfcare.subscriber_settings(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
-    "selfcare.update_subscriber_settings": (
-        lambda tx, a, b: selfcare.update_subscriber_settings(tx, b.isp["id"], a.subscriber["id"],
-                                                             forward_always="+15550100999"), NOT_FOUND),
     "selfcare.set_web_password": (
         lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
     "selfcare.set_web_login": (

@@ -78,7 +78,7 @@ async def test_every_console_page_refuses_another_isps_people(console):
 async def test_without_a_session_pages_send_to_their_login_and_forms_are_refused(console):
     browser = Browser(console.base)
     for path, login in (("/isp/customers", "/login"), ("/tenants", "/login/customer"),
-                        ("/me/voicemail", "/login/subscriber"), ("/platform", "/login/platform")):
+                        ("/me/calls", "/login/subscriber"), ("/platform", "/login/platform")):
         page = await browser.get(path, follow=False)
         assert page.code == 303 and page.location.startswith(login + "?next="), (path, page.location)
     await browser.get("/login")

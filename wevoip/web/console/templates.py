@@ -24,8 +24,8 @@ NAVIGATION = {
             ("/isp/rate-decks", "Rate decks"), ("/isp/reports", "Reports"),
             ("/isp/domains", "Domains"), ("/isp/branding", "Branding"), ("/isp/audit", "Audit trail")],
     "customer": [("/tenants", "Tenants")],
-    "subscriber": [("/me", "My line"), ("/phone", "Phone"), ("/me/calls", "Calls"), ("/me/forwarding", "Call forwarding"),
-                   ("/me/voicemail", "Voicemail"), ("/me/password", "Password")],
+    "subscriber": [("/me", "My line"), ("/phone", "Phone"), ("/me/calls", "Calls"),
+                   ("/me/password", "Password")],
 }
 
 
