@@ -88,6 +88,8 @@ CASES = {
         NOT_FOUND),
     "subscribers.delete_subscriber": (
         lambda tx, a, b: subscribers.delete_subscriber(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "subscribers.held_number": (
+        lambda tx, a, b: subscribers.held_number(tx, b.isp["id"], a.tenant["id"], a.subscriber["e164"]), REFUSED),
     "subscribers.count_subscribers": (
         lambda tx, a, b: subscribers.count_subscribers(tx, b.isp["id"], a.customer["id"]),
         lambda result, a, b: result == 0),

@@ -40,6 +40,13 @@ async def test_customers_are_created_activated_suspended_and_logged_into_with_an
     tenant_id = int(page.url.rsplit("/", 1)[1])
     page = await isp.post(f"/tenants/{tenant_id}/subscribers", {
         "username": "homer", "password": "donut-lover-1", "extension": "200", "e164": "+15550142000",
+        "is_pilot": "on"})
+    assert page.code == 422 and "is not a number this tenant holds" in page.error, page.error
+    [number] = await console.database.fetch("insert into dids (isp_id, e164) values (%s, '+15550142000') returning id",
+                                            (people.tree.isp["id"],))
+    await isp.post(f"/tenants/{tenant_id}/numbers/{number['id']}/take", {})
+    page = await isp.post(f"/tenants/{tenant_id}/subscribers", {
+        "username": "homer", "password": "donut-lover-1", "extension": "200", "e164": "+15550142000",
         "is_pilot": "on", "web_username": "homer", "web_password": "simpsons-password"})
     assert page.code == 200 and "homer" in page and "1 of 1 subscribers in use" in page
     page = await isp.post(f"/tenants/{tenant_id}/subscribers", {"username": "marge", "password": "blue-hair-99x"})
@@ -251,9 +258,10 @@ async def test_long_lists_come_in_pages(console):
     await isp.submit("/isp/numbers", "/isp/numbers", {"first": "+15550130000", "last": "+15550130149"})
     page = await isp.get("/isp/numbers")
     assert page.text.count("<tr>") == 101 and 'href="/isp/numbers?page=2" rel="next"' in page.text
-    assert "+15550130099" in page and "+15550130100" not in page
+    # The tree holds +15550100100 (the pilot's own number) and +15550199000 besides these 150.
+    assert "+15550100100" in page and "+15550130098" in page and "+15550130099" not in page
     page = await isp.get("/isp/numbers?page=2")
-    assert page.text.count("<tr>") == 52 and "+15550130100" in page and "+15550199000" in page
+    assert page.text.count("<tr>") == 53 and "+15550130099" in page and "+15550199000" in page
     assert 'rel="next"' not in page.text
     assert 'href="/isp/numbers?page=1" rel="prev"' in page.text
     page = await isp.get("/isp/customers?page=x")

@@ -39,7 +39,11 @@ async def test_ranges_are_bounded_checked_and_never_half_added(api):
 async def test_a_did_goes_to_a_feature_or_a_subscriber_and_comes_back_on_release(api):
     made = await onboard(api, "kages.example.net")
     base, token = made["base"], made["token"]
-    did = made["did"]
+    code, error, _ = await api.call("POST", f"{base}/dids/{made['did']['id']}/release", token)
+    assert (code, error["field"]) == (409, "did_id") and "own number of subscriber alice" in error["message"]
+    did = (await api.call("GET", f"{base}/dids?state=free", token))[1]["items"][0]
+    code, did, _ = await api.call("POST", f"{base}/dids/{did['id']}/allocate", token,
+                                  json={"tenant_id": made["tenant"]["id"]})
     code, routed, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token,
                                      json={"feature": "announcement"})
     assert code == 200 and routed["feature"] == "announcement" and routed["subscriber_id"] is None

@@ -115,8 +115,15 @@ async def route_did(tx: Tx, isp_id: int, did_id: int, subscriber_id: int | None 
 
 
 async def release_did(tx: Tx, isp_id: int, did_id: int) -> Row:
-    """Back to the free inventory; its route goes with its tenant."""
-    await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
+    """Back to the free inventory; its route goes with its tenant. Refused while a subscriber
+    of the tenant has it as its own number (the caller ID it shows): that subscriber's
+    number changes first, so no subscriber ever keeps a number its tenant gave back."""
+    did = await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
+    user = await tx.fetch_value(
+        "select username from subscribers where isp_id = %s and tenant_id = %s and e164 = %s",
+        (isp_id, did["tenant_id"], did["e164"])) if did["tenant_id"] is not None else None
+    if user is not None:
+        raise Conflict("did_id", f"is the own number of subscriber {user}: change that subscriber's number first")
     await tx.execute("update dids set tenant_id = null, customer_id = null, allocated_at = null "
                      "where isp_id = %s and id = %s", (isp_id, did_id))
     return await get_did(tx, isp_id, did_id)
