@@ -24,7 +24,7 @@ from wevoip.config import Config
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import ICallApplication, IDialplanPreset
 from wevoip.listeners import Listeners
-from wevoip.mail import SmtpSender
+from wevoip.mail import NoRelay, SmtpSender
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.webrtc.gateway import WebRtcGateway
 from wevoip.netservice import StreamListenService
@@ -79,7 +79,7 @@ class WeVoIPService(MultiService):
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, make_resolver(reactor, config.dns),
                                          self.listeners, self.gateway, self.calls,
-                                         self.calls.applications.found))
+                                         self.calls.applications.found, config.web.public_url))
         web_service(reactor, config.web.http, web_app.resource(), self.listeners).setServiceParent(self)
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
@@ -112,11 +112,17 @@ class WeVoIPService(MultiService):
         webhooks (added last, so they stop first), woken by any node's enqueue through the
         notifier, and the sweeping of expired console sessions."""
         await ensure_platform_admin(self.reactor, database, self.environ)
-        mail = SmtpSender(self.reactor, self.config.mail, database)
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
-        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
-                        OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
-                                      max_attempts=self.config.webhooks.max_attempts)):
+        drainers = [OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
+                                  max_attempts=self.config.webhooks.max_attempts)]
+        if self.config.mail.relay_host:
+            drainers.insert(0, OutboxDrainer(self.reactor, database, "mail",
+                                             SmtpSender(self.reactor, self.config.mail, database).send))
+        else:
+            no_relay = NoRelay(database)
+            no_relay.announce()
+            await self.store.notifier.subscribe(outbox.CHANNEL, no_relay.on_notify)
+        for drainer in drainers:
             await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
             drainer.setServiceParent(self)
         window = datetime.timedelta(minutes=self.config.web.login_window_minutes)

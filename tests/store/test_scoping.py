@@ -166,6 +166,8 @@ CASES = {
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "webusers.get_isp_admin": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.get_isp_admin(
         tx, b.isp["id"], admin["id"])), NOT_FOUND),
+    "webusers.list_isp_admins": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.list_isp_admins(
+        tx, b.isp["id"])), lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
     "webusers.isp_admin_for_login": (
         lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.isp_admin_for_login(
             tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),

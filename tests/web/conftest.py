@@ -1,5 +1,5 @@
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jsonschema
 import pytest
@@ -117,10 +117,11 @@ async def console(database, dns_server):
     async def health():
         return {"status": "ok"}
     resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
-    app = build_web_app(FakeStore(database), health, Config(), reactor,
+    mail = MailConfig(relay_host="127.0.0.1", relay_port=relay.port.getHost().port)
+    app = build_web_app(FakeStore(database), health, replace(Config(), mail=mail), reactor,
                         Services(discover(IDialplanPreset), resolver, applications=served_applications()))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-    sender = SmtpSender(reactor, MailConfig(relay_port=relay.port.getHost().port), database)
+    sender = SmtpSender(reactor, mail, database)
     drainer = OutboxDrainer(Clock(), database, "mail", sender.send)
     yield ConsoleSite(f"http://127.0.0.1:{port.getHost().port}", relay, drainer, database, dns_server)
     await port.stopListening()

@@ -292,7 +292,7 @@ async def test_the_getting_started_flow_in_a_browser_ending_in_a_call():
     node = Node(tmp_path, env={"WEVOIP_ADMIN_PASSWORD": ADMIN_PASSWORD}, sip=True)
     base = f"http://127.0.0.1:{node.web_port}"
     node.config_path.write_text(node.default_config(sip=True).replace(
-        "[web]\n", f'[web]\npublic_url = "{base}"\n') + f'[mail]\nrelay_port = {relay_port}\n'
+        "[web]\n", f'[web]\npublic_url = "{base}"\n') + f'[mail]\nrelay_host = "127.0.0.1"\nrelay_port = {relay_port}\n'
         f'sender = "signup@wevoip.example"\n' + EXTRA)
     node.start()
     database = None

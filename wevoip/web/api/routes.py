@@ -25,6 +25,7 @@ class Services:
     calls: Any = None         # the calls service: this node's calls in progress (`webrtc_calls`)
     # The call applications this node serves, by name: the only features a DID may be routed to.
     applications: Mapping[str, Any] = field(default_factory=dict)
+    public_url: str = ""      # web.public_url: where links the API hands out point (signup links)
 
 
 @dataclass

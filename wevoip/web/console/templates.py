@@ -18,7 +18,7 @@ from wevoip.web.console.routes import HOME_PATHS
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 NAVIGATION = {
-    "platform": [("/platform", "ISPs")],
+    "platform": [("/platform", "ISPs"), ("/platform/signups", "Signups")],
     "isp": [("/isp", "Dashboard"), ("/isp/plans", "Service plans"), ("/isp/customers", "Customers"),
             ("/isp/carriers", "Carriers"), ("/isp/dialplan", "Dialplan"), ("/isp/numbers", "Numbers"),
             ("/isp/rate-decks", "Rate decks"), ("/isp/reports", "Reports"),
