@@ -185,12 +185,17 @@ def _tenant_console(walk: Walk) -> None:
     page = walk.page
     walk.submit({"name": "Acme HQ", "label": "acme"}, "Create tenant", "tenant", expect="acme.flagon.example.net")
     tenant_path = page.url[len(walk.base):]
-    walk.submit({"username": "alice", "password": SIP_PASSWORD, "display_name": "Alice", "extension": "100",
-                 "e164": "+16175550100", "web_username": "alice", "web_password": "alice-web-password"},
-                "Create subscriber", "subscriber", expect="1 of 5 subscribers in use")
+    # A subscriber's number is one its tenant holds (issue 12, point 7): take it first.
     walk.go(f"{tenant_path}/numbers", "tenant-numbers")
     with page.expect_navigation():
         page.get_by_role("row", name=re.compile(r"\+16175550100")).get_by_role("button", name="Take").click()
+    walk.go(tenant_path, "tenant-again")
+    walk.submit({"username": "alice", "password": SIP_PASSWORD, "display_name": "Alice", "extension": "100",
+                 "e164": "+16175550100", "web_username": "alice", "web_password": "alice-web-password"},
+                "Create subscriber", "subscriber", expect="1 of 5 subscribers in use")
+    walk.go(f"{tenant_path}/numbers", "tenant-numbers-taken")
+    features = page.locator('form.card [name="feature"] option').all_inner_texts()
+    assert [f.split(":")[0] for f in features] == ["(none)", "announcement", "echo"], features
     walk.submit({"subscriber_id": "alice 100"}, "Route", "tenant-number-routed", expect="alice")
     walk.go(f"{tenant_path}/registrations", "registrations")
     walk.go(f"{tenant_path}/calls", "tenant-calls")
