@@ -111,7 +111,8 @@ async def tenant_form(ctx: Ctx):
                           Field("display_name", "Display name", value=v("display_name")),
                           Field("extension", "Extension", value=v("extension"), help="2 to 8 digits."),
                           Field("e164", "E.164 number", value=v("e164"),
-                                help="The pilot's number is the PBX's base number, such as +15550199000."),
+                                help="One of this tenant's numbers (Numbers tab): carriers are shown it as the "
+                                     "caller ID. The pilot's number is the PBX's base number."),
                           Field("is_pilot", "This is the pilot subscriber", "checkbox",
                                 ctx.checked("is_pilot") if ctx.form else not has_pilot),
                           Field("web_username", "Web username", value=v("web_username"),
