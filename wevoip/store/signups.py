@@ -36,13 +36,15 @@ def _mail_body(link: str) -> str:
 async def mail_link(tx: Tx, signup: Row, token: str, link: str) -> None:
     """The confirmation mail, queued in the caller's transaction; its outbox row is keyed by
     the signup and the token, so the platform admin's list shows whether it left."""
+    key = f"signup:{signup['id']}:{token_digest(token).hex()[:16]}"
     await enqueue_mail(tx, None, to=signup["email"], subject="Confirm your e-mail to create your ISP",
-                       body=_mail_body(link), dedupe_key=f"signup:{signup['id']}:{token_digest(token).hex()[:16]}")
+                       body=_mail_body(link), dedupe_key=key)
 
 
 async def pending_signups(tx: Tx, *, limit: int = 100, offset: int = 0) -> list[Row]:
     """Signups not finished yet, newest first, with what became of their latest mail:
-    `mail_state` is 'sent', 'failed' (with `mail_error`) or 'queued'."""
+    `mail_state` is 'sent', 'failed' (with `mail_error`), 'queued' or 'none' (no mail keyed
+    to it: a signup from before the mails were keyed)."""
     return await tx.fetch(
         "select s.id, s.email, s.created_at, s.expires_at, s.confirmed_at, s.expires_at <= now() as expired,"
         " coalesce(m.state, 'none') as mail_state, coalesce(m.last_error, '') as mail_error,"
