@@ -74,3 +74,20 @@ async def test_mail_is_not_sent_in_the_clear_or_unauthenticated_when_the_config_
     assert relay.inbox == []
     [row] = await database.fetch("select * from outbox")
     assert row["sent_at"] is None and row["last_error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_relay_nobody_runs_is_named_in_the_error(database):
+    """Issue 12, point 10: the log and the outbox row say which relay is missing and where
+    signup links are meanwhile, not only that the outbox failed."""
+    await database.transact(lambda tx: outbox.enqueue_mail(tx, None, to="x@acme.example", subject="s", body="b"))
+    relay = SmtpServer()
+    port = relay.start()
+    await relay.stop()      # a port where nothing listens any more
+    settings = MailConfig(relay_host="127.0.0.1", relay_port=port)
+    drainer = OutboxDrainer(Clock(), database, "mail", SmtpSender(reactor, settings, database).send)
+    assert await drainer.drain() == 0
+    [row] = await database.fetch("select * from outbox")
+    assert row["sent_at"] is None and row["attempts"] == 1
+    assert f"no SMTP relay answers at 127.0.0.1:{port} (mail.relay_host, mail.relay_port)" in row["last_error"]
+    assert "/platform/signups" in row["last_error"]

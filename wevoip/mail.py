@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.policy import default as policy
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectError
 from twisted.logger import Logger
 from twisted.mail import smtp
 
@@ -67,10 +68,18 @@ class SmtpSender:
         sender = await self.sender_for(row["isp_id"])
         message = build_message(sender, payload["to"], payload["subject"], payload["body"])
         settings = self.settings
-        await smtp.sendmail(
-            settings.relay_host, sender, [payload["to"]], message, port=settings.relay_port,
-            reactor=self.reactor, username=settings.username or None, password=settings.password or None,
-            requireAuthentication=bool(settings.username), requireTransportSecurity=settings.starttls)
+        try:
+            await smtp.sendmail(
+                settings.relay_host, sender, [payload["to"]], message, port=settings.relay_port,
+                reactor=self.reactor, username=settings.username or None, password=settings.password or None,
+                requireAuthentication=bool(settings.username), requireTransportSecurity=settings.starttls)
+        except smtp.SMTPConnectError as error:
+            if not isinstance(error.__cause__, ConnectError):    # connected, then failed (TLS, AUTH): as it is
+                raise
+            # The usual first-run story: a relay configured (or left over) where none runs.
+            raise MailError(f"no SMTP relay answers at {settings.relay_host}:{settings.relay_port} "
+                            f"(mail.relay_host, mail.relay_port): {error.__cause__}; mail waits in the outbox. "
+                            f"Signup links meanwhile: /platform/signups") from None
 
 
 class NoRelay:
