@@ -34,6 +34,7 @@ from wevoip.resolver import make_resolver
 from wevoip.sip.access import SipAccess
 from wevoip.sip.service import SipService
 from wevoip.store import outbox
+from wevoip.store.routing import unheld_numbers
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
 from wevoip.web.console.housekeeping import ConsoleHousekeeping
@@ -112,6 +113,10 @@ class WeVoIPService(MultiService):
         webhooks (added last, so they stop first), woken by any node's enqueue through the
         notifier, and the sweeping of expired console sessions."""
         await ensure_platform_admin(self.reactor, database, self.environ)
+        for row in await database.transact(unheld_numbers):
+            log.warn("ISP {isp_id}: {count} subscriber(s) have a number their tenant does not hold as a DID; "
+                     "carriers are not shown it: add it to the inventory and allocate it, or change it",
+                     isp_id=row["isp_id"], count=row["subscribers"])
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
         drainers = [OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
                                   max_attempts=self.config.webhooks.max_attempts)]

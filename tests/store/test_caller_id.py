@@ -75,6 +75,7 @@ async def test_a_number_the_tenant_does_not_hold_is_never_shown_nor_on_net(datab
     await database.fetch("update subscribers set e164 = '+12025550123' where id = %s returning id", (bob["id"],))
     assert await shown(bob["id"]) == "+15550100100"
     assert await database.transact(routing.local_number, isp_id, "+12025550123") is None
+    assert await database.transact(routing.unheld_numbers) == [{"isp_id": isp_id, "subscribers": 1}]
     await database.fetch("update dids set tenant_id = null, customer_id = null where isp_id = %s"
                          " and e164 = '+15550100100' returning id", (isp_id,))
     assert await shown(bob["id"]) is None and await shown(tree.subscriber["id"]) is None

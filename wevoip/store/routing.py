@@ -56,3 +56,13 @@ async def caller_identity(tx: Tx, isp_id: int, subscriber_id: int) -> Row | None
         " and d.e164 = p.e164 where p.isp_id = s.isp_id and p.tenant_id = s.tenant_id"
         " and (p.id = s.id or p.is_pilot) order by p.id = s.id desc limit 1) as e164"
         " from subscribers s where s.isp_id = %s and s.id = %s", (isp_id, subscriber_id))
+
+
+async def unheld_numbers(tx: Tx) -> list[Row]:
+    """Per ISP, how many subscribers have a number their tenant does not hold as a DID (rows
+    from before issue 12's check): carriers are not shown those numbers, which an operator
+    upgrading must hear about, at start."""
+    return await tx.fetch(
+        "select s.isp_id, count(*) as subscribers from subscribers s where s.e164 is not null and not exists"
+        " (select 1 from dids d where d.isp_id = s.isp_id and d.tenant_id = s.tenant_id and d.e164 = s.e164)"
+        " group by s.isp_id order by s.isp_id")
