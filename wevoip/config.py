@@ -398,7 +398,7 @@ class WebhooksConfig:
 
 @dataclass(frozen=True)
 class MailConfig:
-    relay_host: str = _key("127.0.0.1", _host)
+    relay_host: str = _key("", _optional_host)
     relay_port: int = _key(25, _int_between(1, 65535))
     starttls: bool = _key(False, _flag)
     username: str = _key("", _string)

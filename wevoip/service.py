@@ -25,7 +25,7 @@ from wevoip.connections import ConnectionGate, descriptor_limit, open_descriptor
 from wevoip.firstrun import ensure_platform_admin
 from wevoip.interfaces import ICallApplication, IDialplanPreset
 from wevoip.listeners import Listeners
-from wevoip.mail import SmtpSender
+from wevoip.mail import NoRelay, SmtpSender
 from wevoip.media.relay import InProcessRelay
 from wevoip.media.webrtc.gateway import WebRtcGateway
 from wevoip.netservice import StreamListenService
@@ -37,6 +37,7 @@ from wevoip.sip.gatewaydns import GatewayResolver
 from wevoip.sip.locate import Locator
 from wevoip.sip.service import SipService
 from wevoip.store import carriers, outbox
+from wevoip.store.routing import unheld_numbers
 from wevoip.store.service import StoreService
 from wevoip.web.api.routes import Services
 from wevoip.web.console.housekeeping import ConsoleHousekeeping
@@ -90,7 +91,8 @@ class WeVoIPService(MultiService):
         self.calls.setServiceParent(self)
         web_app = build_web_app(self.store, self.health, config, reactor,
                                 Services(self.dialplan_presets, resolver,
-                                         self.listeners, self.gateway, self.calls))
+                                         self.listeners, self.gateway, self.calls,
+                                         self.calls.applications.found, config.web.public_url))
         limits = config.connections
         self.web_gate = ConnectionGate(reactor, "web", total=limits.web_max, per_source=limits.web_max_per_source,
                                        ceiling=self.descriptors - limits.reserved_descriptors)
@@ -139,11 +141,21 @@ class WeVoIPService(MultiService):
         notifier, and the sweeping of expired console sessions."""
         await ensure_platform_admin(self.reactor, database, self.environ)
         await self.store.notifier.subscribe(carriers.GATEWAYS_CHANNEL, self.gateway_dns.on_notify)
-        mail = SmtpSender(self.reactor, self.config.mail, database)
+        for row in await database.transact(unheld_numbers):
+            log.warn("ISP {isp_id}: {count} subscriber(s) have a number their tenant does not hold as a DID; "
+                     "carriers are not shown it: add it to the inventory and allocate it, or change it",
+                     isp_id=row["isp_id"], count=row["subscribers"])
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
-        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
-                        OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
-                                      max_attempts=self.config.webhooks.max_attempts)):
+        drainers = [OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
+                                  max_attempts=self.config.webhooks.max_attempts)]
+        if self.config.mail.relay_host:
+            drainers.insert(0, OutboxDrainer(self.reactor, database, "mail",
+                                             SmtpSender(self.reactor, self.config.mail, database).send))
+        else:
+            no_relay = NoRelay(database)
+            no_relay.announce()
+            await self.store.notifier.subscribe(outbox.CHANNEL, no_relay.on_notify)
+        for drainer in drainers:
             await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
             drainer.setServiceParent(self)
         window = datetime.timedelta(minutes=self.config.web.login_window_minutes)

@@ -43,23 +43,25 @@ async def test_fees_are_charged_once_per_period_across_restarts_and_nodes(databa
     for node in nodes:
         node.startService()
     await defer.gatherResults([node.tick() for node in nodes])
+    # Two DIDs: the tree's and the pilot's own number (a subscriber's number is a held DID).
     assert [(f["kind"], f["period"], f["amount"]) for f in await fees(database, world)] == [
-        ("did", "2026-11", D("1.5")), ("e911", "2026-11", D("2")), ("monthly", "2026-11", D("15")),
-        ("did_setup", "once", D("0")), ("e911_setup", "once", D("0")), ("setup", "once", D("25"))]
+        ("did", "2026-11", D("1.5")), ("did", "2026-11", D("1.5")), ("e911", "2026-11", D("2")),
+        ("monthly", "2026-11", D("15")), ("did_setup", "once", D("0")), ("did_setup", "once", D("0")),
+        ("e911_setup", "once", D("0")), ("setup", "once", D("25"))]
     restarted = BillingTimer(clock, lambda: defer.succeed(database), "node-0", interval_seconds=DAY)
     for node in nodes:
         await node.stopService()
     restarted.startService()
     await restarted.tick()
-    assert len(await fees(database, world)) == 6
+    assert len(await fees(database, world)) == 8
     clock.advance(27 * DAY)                                # 20 December
     await restarted.tick()
     december = [f for f in await fees(database, world) if f["period"] == "2026-12"]
-    assert sorted(f["kind"] for f in december) == ["did", "e911", "monthly"]
+    assert sorted(f["kind"] for f in december) == ["did", "did", "e911", "monthly"]
     customer = await database.transact(customers.get_customer, world.isp_id, world.customer_id)
     assert customer["period_start"] == datetime.date(2026, 12, 20)
     assert customer["next_billing_date"] == datetime.date(2027, 1, 20)
-    assert customer["balance"] == D("10") - D("25") - 2 * (D("15") + D("1.5") + D("2"))
+    assert customer["balance"] == D("10") - D("25") - 2 * (D("15") + 2 * D("1.5") + D("2"))
     await restarted.stopService()
 
 

@@ -174,7 +174,8 @@ async def test_a_carrier_call_to_a_did_routed_to_a_feature_is_answered_and_the_a
     application = Recorder()
     world = await world_with(database, pool, application)
     isp_id = world.tree.isp["id"]
-    await world.database.transact(dids.route_did, isp_id, world.tree.did["id"], None, "recorder:7")
+    await world.database.transact(dids.route_did, isp_id, world.tree.did["id"], None, "recorder:7",
+                                  {"recorder"})
     carrier = Peer(world.core, world.wire, ("127.0.0.2", 5070), "carrier")
     phone = Phone()
     try:
@@ -236,7 +237,10 @@ async def test_dtmf_by_sip_info_reaches_the_application(database, pool):
 async def test_a_feature_no_application_serves_gets_480_and_admits_nothing(database, pool):
     world = await world_with(database, pool, Echo())
     isp_id = world.tree.isp["id"]
-    await world.database.transact(dids.route_did, isp_id, world.tree.did["id"], None, "voicemail:100")
+    # The store refuses such a route now (tests/web/test_numbers_api.py); a row written before
+    # that, or by hand, still meets the call path's own check.
+    await world.database.transact(lambda tx: tx.execute(
+        "update dids set feature = 'voicemail:100' where isp_id = %s and id = %s", (isp_id, world.tree.did["id"])))
     await dial(world, "+15550199000")
     final = await answered(world)
     assert final.status == 480 and final.reason == "Temporarily Unavailable: no application serves 'voicemail:100'"

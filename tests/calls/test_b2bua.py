@@ -11,7 +11,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.logger import globalLogPublisher
 
 from plugins.dialplan_presets import us
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.calls.b2bua import B2BUA
 from tests.media.phones import Phone, phones, receive, rtp  # noqa: F401 (phones is a fixture)
 from wevoip.calls.machine import CallTimers
@@ -151,6 +151,7 @@ async def make_world(database, relay=None, timers=CallTimers(no_answer=60, progr
     isp_id = tree.isp["id"]
 
     async def more(tx):
+        await held(tx, isp_id, tree.tenant["id"], "+15550100101")
         bob = await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob", password=PASSWORD,
                                                   extension="101", e164="+15550100101")
         await carriers.update_gateway(tx, isp_id, tree.gateway["id"], host="127.0.0.2", port=5070,
@@ -379,6 +380,25 @@ async def test_outbound_goes_to_the_first_gateway_with_its_digits_and_fails_over
     rows = await world.database.fetch("select direction, carrier_id from active_calls")
     assert [(r["direction"], r["carrier_id"]) for r in rows] == [("outbound", world.tree.carrier["id"])]
     assert await cdrs(world) == []     # a call is billed when it ends
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_carrier_is_shown_no_number_the_tenant_does_not_hold(world):
+    """Issue 12, point 7: a pilot whose number is not (or no longer) a DID of its tenant, as a
+    row written before the check could be, calls out anonymous: no P-Asserted-Identity, and
+    its record names no caller number."""
+    isp_id = world.tree.isp["id"]
+    await world.database.fetch("update subscribers set e164 = '+12025550199' where isp_id = %s and id = %s"
+                               " returning id", (isp_id, world.tree.subscriber["id"]))
+    first, _ = world.gateways()
+    await dial(world, "2125550100")
+    [invite] = first.take()
+    assert invite.from_.uri.user == "anonymous" and invite.headers.get("P-Asserted-Identity") is None
+    assert "+12025550199" not in str(invite) and "+15550100100" not in str(invite)
+    first.answer(invite, 486)
+    await until(lambda: world.records, "the record")
+    [cdr] = await cdrs(world)
+    assert cdr["caller_e164"] is None
 
 
 @pytest_twisted.ensureDeferred

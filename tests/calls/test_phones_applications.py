@@ -73,10 +73,10 @@ async def _start():
 
     async def more(tx):
         isp_id = tree.isp["id"]
-        await dids.route_did(tx, isp_id, tree.did["id"], None, "echo")
+        await dids.route_did(tx, isp_id, tree.did["id"], None, "echo", {"echo"})
         [second] = await dids.add_dids(tx, isp_id, WELCOME_DID)
         await dids.allocate_did(tx, isp_id, second["id"], tree.tenant["id"])
-        await dids.route_did(tx, isp_id, second["id"], None, "welcome")
+        await dids.route_did(tx, isp_id, second["id"], None, "welcome", {"welcome"})
     await database.transact(more)
     return Running(node, health, database, tree, folder)
 

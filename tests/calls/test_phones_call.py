@@ -28,7 +28,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from tests.node import Node, free_port, node_for_module
 from tests.billing.world import price_north_america, publish_csv
 from tests.pg import reachable_tmpdir
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.routing.dialplan import denormalise
 from wevoip.store import carriers, customers, dids, ledger, registrations, subscribers
 from wevoip.store.database import Database
@@ -211,6 +211,7 @@ async def _start():
 
     async def more(tx):
         isp_id = tree.isp["id"]
+        await held(tx, isp_id, tree.tenant["id"], "+15550100101")
         bob = await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob",
                                                   password=PASSWORD, extension="101", e164="+15550100101")
         await dids.route_did(tx, isp_id, tree.did["id"], bob["id"])
@@ -352,6 +353,31 @@ async def test_an_outbound_call_passes_over_a_silent_gateway_to_one_that_answers
         "outbound", "answered", "caller", running.gateway["id"], "+12125550100")
     assert cdr["talk_ms"] >= 2000 and cdr["price"] == Decimal("0.01")     # one started minute
     assert abs(await frequency(gateway.recordings()[-1]) - 1000) < 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_gateway_is_shown_only_a_number_the_tenant_holds(running, carrier_calls):
+    """Issue 12, point 7, end to end: bob's number written by hand to one his tenant does not
+    hold (as rows from before the check could be) never reaches the carrier's gateway: bob
+    calls out as his tenant's pilot, +15550100100, which the tenant holds."""
+    alice, bob, gateway, carrier = carrier_calls
+    isp_id = running.tree.isp["id"]
+    await running.database.fetch("update subscribers set e164 = '+12025550199' where isp_id = %s"
+                                 " and username = 'bob' returning id", (isp_id,))
+    try:
+        await until(lambda: running.registered("bob"), lambda: f"bob to register:\n{bob.output}")
+        before = len(running.records())
+        await bob.command("dial", "2125550100")
+        await _answered(running, before, bob, gateway)
+        assert "P-Asserted-Identity: <sip:+15550100100@127.0.0.1;user=phone>" in gateway.output
+        assert "+12025550199" not in gateway.output and "+15550100101" not in gateway.output
+        await bob.command("hangup")
+        await _ended(running, before)
+        cdr = await running.last_cdr()
+        assert (cdr["direction"], cdr["caller_e164"]) == ("outbound", "+15550100100")
+    finally:
+        await running.database.fetch("update subscribers set e164 = '+15550100101' where isp_id = %s"
+                                     " and username = 'bob' returning id", (isp_id,))
 
 
 @pytest_twisted.ensureDeferred

@@ -21,7 +21,7 @@ from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Bar
     until
 from tests.node import Node
 from tests.pg import reachable_tmpdir
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.routing.dialplan import denormalise
 from wevoip.store import carriers, subscribers
 from wevoip.store.database import Database
@@ -45,8 +45,10 @@ async def _world(database: Database):
 
     async def more(tx):
         isp_id = tree.isp["id"]
+        await held(tx, isp_id, tree.tenant["id"], "+15550100101")
         await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob", password=PASSWORD,
                                             extension="101", e164="+15550100101")
+        await held(tx, isp_id, tree.tenant["id"], "+15550100102")
         await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="carol", password=PASSWORD,
                                             extension="102", e164="+15550100102")
         await price_north_america(tx, isp_id, tree)

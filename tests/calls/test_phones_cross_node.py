@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Baresip, frequency, tones, until
 from tests.node import Node
 from tests.pg import reachable_tmpdir
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.store import registrations, subscribers
 from wevoip.store.database import Database
 
@@ -61,6 +61,7 @@ async def _start():
     tree = await build_tree(database, NAMESPACE)
 
     async def bob(tx):
+        await held(tx, tree.isp["id"], tree.tenant["id"], "+15550100101")
         return await subscribers.create_subscriber(tx, tree.isp["id"], tree.tenant["id"], username="bob",
                                                    password=PASSWORD, extension="101", e164="+15550100101")
     await database.transact(bob)

@@ -3,7 +3,7 @@
 import pytest_twisted
 
 from plugins.dialplan_presets import us
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.routing.router import (Gateway, Local, Origin, Outbound, Refusal, origin_of,
                                    route_from_subscriber, route_from_trunk)
 from wevoip.store import carriers, dids, subscribers, tenants
@@ -15,6 +15,7 @@ async def _world(database):
     isp_id = tree.isp["id"]
 
     async def more(tx):
+        await held(tx, isp_id, tree.tenant["id"], "+14155550101")
         bob = await subscribers.create_subscriber(tx, isp_id, tree.tenant["id"], username="bob",
                                                   password="correct-horse-9", extension="101",
                                                   e164="+14155550101")

@@ -32,6 +32,13 @@ class Tree:
     rule: dict
 
 
+async def held(tx, isp_id: int, tenant_id: int, e164: str) -> dict:
+    """A DID added to the inventory and allocated to the tenant, as a subscriber's own number
+    must be (issue 12, point 7)."""
+    did = (await dids.add_dids(tx, isp_id, e164))[0]
+    return await dids.allocate_did(tx, isp_id, did["id"], tenant_id)
+
+
 async def build_tree(database: Database, namespace: str, *, max_subscribers: int = 10) -> Tree:
     async def work(tx):
         isp = await create_isp(tx, name=f"ISP {namespace}", namespace=namespace, currency="USD",
@@ -40,6 +47,7 @@ async def build_tree(database: Database, namespace: str, *, max_subscribers: int
         customer = await customers.create_customer(tx, isp["id"], name="Acme", service_plan_id=plan["id"],
                                                    max_subscribers=max_subscribers, status="ACTIVE")
         tenant = await tenants.create_tenant(tx, isp["id"], customer["id"], name="Acme HQ", label="acme")
+        await held(tx, isp["id"], tenant["id"], "+15550100100")
         subscriber = await subscribers.create_subscriber(
             tx, isp["id"], tenant["id"], username="alice", password="correct-horse-9",
             extension="100", e164="+15550100100", is_pilot=True)

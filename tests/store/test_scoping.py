@@ -88,6 +88,8 @@ CASES = {
         NOT_FOUND),
     "subscribers.delete_subscriber": (
         lambda tx, a, b: subscribers.delete_subscriber(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
+    "subscribers.held_number": (
+        lambda tx, a, b: subscribers.held_number(tx, b.isp["id"], a.tenant["id"], a.subscriber["e164"]), REFUSED),
     "subscribers.count_subscribers": (
         lambda tx, a, b: subscribers.count_subscribers(tx, b.isp["id"], a.customer["id"]),
         lambda result, a, b: result == 0),
@@ -164,6 +166,8 @@ CASES = {
         lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "webusers.get_isp_admin": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.get_isp_admin(
         tx, b.isp["id"], admin["id"])), NOT_FOUND),
+    "webusers.list_isp_admins": (lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.list_isp_admins(
+        tx, b.isp["id"])), lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
     "webusers.isp_admin_for_login": (
         lambda tx, a, b: victim_admin_then(tx, a, lambda admin: webusers.isp_admin_for_login(
             tx, b.isp["id"], admin["email"])), lambda result, a, b: result is None),
@@ -180,11 +184,6 @@ CASES = {
                      lambda result, a, b: result["isp_id"] == b.isp["id"]),
     "audit.list_audit": (lambda tx, a, b: victim_audit_then_list(tx, a, b),
                          lambda result, a, b: all(row["isp_id"] == b.isp["id"] for row in result)),
-    "selfcare.subscriber_settings": (
-        lambda tx, a, b: selfcare.subscriber_settings(tx, b.isp["id"], a.subscriber["id"]), NOT_FOUND),
-    "selfcare.update_subscriber_settings": (
-        lambda tx, a, b: selfcare.update_subscriber_settings(tx, b.isp["id"], a.subscriber["id"],
-                                                             forward_always="+15550100999"), NOT_FOUND),
     "selfcare.set_web_password": (
         lambda tx, a, b: selfcare.set_web_password(tx, b.isp["id"], a.subscriber["id"], "h"), REFUSED),
     "selfcare.set_web_login": (

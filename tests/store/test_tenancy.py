@@ -5,7 +5,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from wevoip.credentials import ha1
 from wevoip.store import carriers, customers, dids, domains, subscribers, tenants
 from wevoip.store.errors import Conflict, Invalid, LimitReached, NotFound
@@ -92,6 +92,7 @@ async def test_sip_usernames_are_unique_per_domain_only(database):
 @pytest_twisted.ensureDeferred
 async def test_a_tenant_has_one_pilot(database):
     tree = await build_tree(database, "kages.example.net")
+    await database.transact(held, tree.isp["id"], tree.tenant["id"], "+15550100200")
     with pytest.raises(Conflict):
         await database.transact(subscribers.create_subscriber, tree.isp["id"], tree.tenant["id"],
                                 username="second", password="Sup3r-secret-99", is_pilot=True,
@@ -187,7 +188,7 @@ async def test_did_ranges_are_added_whole_or_not_at_all(database):
     assert len(added) == 10
     with pytest.raises(Conflict):
         await database.transact(dids.add_dids, isp_id, "+15550198999", "+15550199001")
-    assert len(await database.transact(dids.list_dids, isp_id, limit=1000)) == 11
+    assert len(await database.transact(dids.list_dids, isp_id, limit=1000)) == 12
     with pytest.raises(Invalid):
         await database.transact(dids.add_dids, isp_id, "+15550199100", "+1555019909")
 

@@ -1,5 +1,5 @@
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jsonschema
 import pytest
@@ -12,8 +12,8 @@ from wevoip.config import Config
 from wevoip.store.admins import create_api_token
 from tests.dnsserver import LoopbackDNS
 from wevoip.config import DnsConfig, Listen
-from wevoip.interfaces import IDialplanPreset
-from wevoip.plugins import discover
+from wevoip.interfaces import ICallApplication, IDialplanPreset
+from wevoip.plugins import discover, require
 from wevoip.resolver import make_resolver
 from wevoip.web.api.openapi import openapi_document
 from wevoip.web.api.routes import ROUTES, Services
@@ -74,6 +74,12 @@ def conforms(method: str, path: str, status: int, body) -> None:
     assert error is None, f"{method} {path} {status}: {error.message} at {list(error.absolute_path)}"
 
 
+def served_applications() -> dict:
+    """The call applications a node with the default configuration serves, found as it finds them."""
+    enabled = require(discover(ICallApplication), Config().calls.applications, "call application")
+    return {application.name: application for application in enabled}
+
+
 @pytest.fixture(scope="module")
 def dns_server():
     """The tests' own DNS server: the zone example.org, where verified domains publish TXT records."""
@@ -90,7 +96,7 @@ async def api(database, dns_server):
         return {"status": "ok"}
     resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
     app = build_web_app(FakeStore(database), health, Config(), reactor,
-                        Services(discover(IDialplanPreset), resolver))
+                        Services(discover(IDialplanPreset), resolver, applications=served_applications()))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
     yield Api(f"http://127.0.0.1:{port.getHost().port}", dns_server)
     await port.stopListening()
@@ -111,10 +117,11 @@ async def console(database, dns_server):
     async def health():
         return {"status": "ok"}
     resolver = make_resolver(reactor, DnsConfig(servers=(Listen(*dns_server.address),), timeout_seconds=2))
-    app = build_web_app(FakeStore(database), health, Config(), reactor,
-                        Services(discover(IDialplanPreset), resolver))
+    mail = MailConfig(relay_host="127.0.0.1", relay_port=relay.port.getHost().port)
+    app = build_web_app(FakeStore(database), health, replace(Config(), mail=mail), reactor,
+                        Services(discover(IDialplanPreset), resolver, applications=served_applications()))
     port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-    sender = SmtpSender(reactor, MailConfig(relay_port=relay.port.getHost().port), database)
+    sender = SmtpSender(reactor, mail, database)
     drainer = OutboxDrainer(Clock(), database, "mail", sender.send)
     yield ConsoleSite(f"http://127.0.0.1:{port.getHost().port}", relay, drainer, database, dns_server)
     await port.stopListening()

@@ -33,13 +33,13 @@ async def onboard(api, namespace: str, *, platform_token: str | None = None) -> 
     code, tenant, _ = await api.call("POST", f"{base}/tenants", t, json={
         "customer_id": customer["id"], "name": "Acme HQ", "label": "acme"})
     assert code == 201, tenant
+    did = numbers["items"][0]
+    code, did, _ = await api.call("POST", f"{base}/dids/{did['id']}/allocate", t, json={"tenant_id": tenant["id"]})
+    assert code == 200, did
     code, pilot, _ = await api.call("POST", f"{base}/tenants/{tenant['id']}/subscribers", t, json={
         "username": "alice", "password": "correct-horse-9", "extension": "100", "e164": "+15550199000",
         "is_pilot": True, "web_username": "alice@acme.example", "web_password": "web-secret-123"})
     assert code == 201, pilot
-    did = numbers["items"][0]
-    code, did, _ = await api.call("POST", f"{base}/dids/{did['id']}/allocate", t, json={"tenant_id": tenant["id"]})
-    assert code == 200, did
     code, did, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", t, json={"subscriber_id": pilot["id"]})
     assert code == 200, did
     code, domain, _ = await api.call("GET", f"{base}/domains/{tenant['domain_id']}", t)

@@ -6,6 +6,7 @@ lists under its ISP's path answer with its own rows only, so for those the check
 none of the victim's rows is among them.)
 """
 
+import datetime
 import re
 
 import pytest
@@ -15,7 +16,7 @@ from psycopg2 import sql
 from tests.web.conftest import PLATFORM_TOKEN
 from tests.web.flows import onboard
 from wevoip.store.admins import SCOPES
-from wevoip.store import ratedecks
+from wevoip.store import ratedecks, signups
 from wevoip.web.api.routes import ROUTES
 
 
@@ -26,7 +27,7 @@ async def _victim_ids(api, database, victim) -> dict[str, int]:
            "plan_id": victim["plan"]["id"], "domain_id": victim["domain"]["id"],
            "carrier_id": victim["carrier"]["id"], "gateway_id": victim["gateway"]["id"],
            "did_id": victim["did"]["id"], "rule_id": victim["rule"]["id"], "token_id": victim["token_id"],
-           "deck_id": victim["deck_id"], "version_id": victim["version_id"]}
+           "deck_id": victim["deck_id"], "version_id": victim["version_id"], "signup_id": victim["signup_id"]}
     for name in {param for route in ROUTES for param in route.path_params} - set(ids):
         table = name.removesuffix("_id") + "s"
         rows = await database.fetch(sql.SQL("select id from {} where isp_id = %s order by id limit 1").format(
@@ -53,7 +54,8 @@ async def _token(api, base, **body):
 
 async def _state(database, isp_id):
     tables = ["customers", "tenants", "subscribers", "domains", "carriers", "gateways", "dids",
-              "dialplan_rules", "api_tokens", "service_plans", "rate_decks", "rate_deck_versions", "ledger"]
+              "dialplan_rules", "api_tokens", "service_plans", "rate_decks", "rate_deck_versions", "ledger",
+              "isp_admins"]
     return {table: await database.fetch(sql.SQL("select * from {} where isp_id = %s order by id").format(
         sql.Identifier(table)), (isp_id,)) for table in tables}
 
@@ -76,6 +78,9 @@ async def test_every_route_refuses_another_isp_and_another_customer(api, databas
                                                  "1,USA,0.01,0,1/1\n"})
     assert code == 201, draft
     victim["deck_id"], victim["version_id"] = deck["id"], draft["id"]
+    # A signup in progress belongs to no ISP yet: only the platform reaches it.
+    victim["signup_id"] = (await database.transact(signups.start_signup, "new@victim.example", "t" * 43,
+                                                   datetime.timedelta(hours=1)))["id"]
     ids = await _victim_ids(api, database, victim)
     before = await _state(database, victim["isp"]["id"])
 

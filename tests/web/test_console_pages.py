@@ -8,7 +8,7 @@ from twisted.names import dns
 from tests.web.browser import Browser
 from tests.web.consoleflows import PNG
 from tests.web.consolepeople import PASSWORD, log_in, people_of
-from wevoip.store import audit, calls, selfcare
+from wevoip.store import audit, calls
 from wevoip.store.isps import get_isp
 
 
@@ -38,6 +38,13 @@ async def test_customers_are_created_activated_suspended_and_logged_into_with_an
     page = await isp.post("/tenants", {"name": "Globex PBX", "label": "globex"})
     assert "globex.cust.example.net" in page
     tenant_id = int(page.url.rsplit("/", 1)[1])
+    page = await isp.post(f"/tenants/{tenant_id}/subscribers", {
+        "username": "homer", "password": "donut-lover-1", "extension": "200", "e164": "+15550142000",
+        "is_pilot": "on"})
+    assert page.code == 422 and "is not a number this tenant holds" in page.error, page.error
+    [number] = await console.database.fetch("insert into dids (isp_id, e164) values (%s, '+15550142000') returning id",
+                                            (people.tree.isp["id"],))
+    await isp.post(f"/tenants/{tenant_id}/numbers/{number['id']}/take", {})
     page = await isp.post(f"/tenants/{tenant_id}/subscribers", {
         "username": "homer", "password": "donut-lover-1", "extension": "200", "e164": "+15550142000",
         "is_pilot": "on", "web_username": "homer", "web_password": "simpsons-password"})
@@ -159,8 +166,12 @@ async def test_tenant_numbers_are_taken_routed_and_released(console):
     page = await admin.post(f"{base}/route", {"did_id": str(free_id), "subscriber_id": str(tree.subscriber["id"])})
     row = (await console.database.fetch("select * from dids where id = %s", (free_id,)))[0]
     assert row["subscriber_id"] == tree.subscriber["id"]
+    assert "voicemail" not in page and "ivr" not in page and 'value="echo"' in page
     page = await admin.post(f"{base}/route", {"did_id": str(free_id), "subscriber_id": "", "feature": "voicemail:100"})
-    assert "voicemail:100" in page
+    assert page.code == 422 and "no installed call application serves 'voicemail'" in page.error
+    page = await admin.post(f"{base}/route", {"did_id": str(free_id), "subscriber_id": "", "feature": "echo"})
+    row = (await console.database.fetch("select * from dids where id = %s", (free_id,)))[0]
+    assert (row["subscriber_id"], row["feature"]) == (None, "echo")
     page = await admin.post(f"{base}/{free_id}/release", {})
     row = (await console.database.fetch("select * from dids where id = %s", (free_id,)))[0]
     assert row["tenant_id"] is None and row["feature"] is None
@@ -169,26 +180,21 @@ async def test_tenant_numbers_are_taken_routed_and_released(console):
 
 
 @pytest_twisted.ensureDeferred
-async def test_self_care_forwarding_voicemail_and_password(console):
+async def test_self_care_offers_no_setting_the_call_path_does_not_read_and_changes_the_password(console):
+    """Forwarding and voicemail settings had no effect on any call (issue 12, point 5): the
+    pages are gone, from the menu too, and posting to them changes nothing."""
     people = await people_of(console, "care.example.net")
     tree = people.tree
     me = people.subscriber
     page = await me.get("/me")
     assert "alice@acme.care.example.net" in page and "+15550100100" in page
-    page = await me.submit("/me/forwarding", "/me/forwarding", {
-        "forward_always": "", "forward_busy": "+15550100999", "forward_no_answer": "101", "no_answer_seconds": "15"})
-    settings = await console.database.transact(selfcare.subscriber_settings, tree.isp["id"], tree.subscriber["id"])
-    assert (settings["forward_busy"], settings["forward_no_answer"], settings["no_answer_seconds"]) == \
-        ("+15550100999", "101", 15)
-    page = await me.post("/me/forwarding", {"forward_always": "sip:x@evil", "no_answer_seconds": "15"})
-    assert page.code == 422 and "Forward always must be an E.164 number" in page.error
-    page = await me.submit("/me/voicemail", "/me/voicemail", {"voicemail_enabled": "on",
-                                                              "voicemail_email": "alice@acme.example", "pin": "1111"})
-    assert page.code == 422 and "too easy" in page.error
-    page = await me.post("/me/voicemail", {"voicemail_email": "alice@acme.example", "pin": "2580"})
-    settings = await console.database.transact(selfcare.subscriber_settings, tree.isp["id"], tree.subscriber["id"])
-    assert settings["voicemail_pin_set"] and not settings["voicemail_enabled"]
-    assert settings["voicemail_email"] == "alice@acme.example"
+    assert "/me/calls" in page and "/me/password" in page
+    assert "forward" not in page.text.lower() and "voicemail" not in page.text.lower()
+    for path in ("/me/forwarding", "/me/voicemail"):
+        assert (await me.get(path)).code == 404
+        assert (await me.post(path, {"forward_always": "+15550100999", "voicemail_enabled": "on"})).code == 404
+    assert await console.database.fetch("select * from subscriber_settings where isp_id = %s",
+                                        (tree.isp["id"],)) == []
     page = await me.submit("/me/password", "/me/password", {"current": "wrong", "password": "new-password-123",
                                                              "password_again": "new-password-123"})
     assert page.code == 422 and "not your current password" in page.error
@@ -260,9 +266,10 @@ async def test_long_lists_come_in_pages(console):
     await isp.submit("/isp/numbers", "/isp/numbers", {"first": "+15550130000", "last": "+15550130149"})
     page = await isp.get("/isp/numbers")
     assert page.text.count("<tr>") == 101 and 'href="/isp/numbers?page=2" rel="next"' in page.text
-    assert "+15550130099" in page and "+15550130100" not in page
+    # The tree holds +15550100100 (the pilot's own number) and +15550199000 besides these 150.
+    assert "+15550100100" in page and "+15550130098" in page and "+15550130099" not in page
     page = await isp.get("/isp/numbers?page=2")
-    assert page.text.count("<tr>") == 52 and "+15550130100" in page and "+15550199000" in page
+    assert page.text.count("<tr>") == 53 and "+15550130099" in page and "+15550199000" in page
     assert 'rel="next"' not in page.text
     assert 'href="/isp/numbers?page=1" rel="prev"' in page.text
     page = await isp.get("/isp/customers?page=x")

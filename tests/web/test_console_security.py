@@ -42,7 +42,7 @@ async def test_every_console_page_refuses_another_isps_people(console):
     ids = {"deck_id": deck["id"], "version_id": version["id"], "customer_id": tree.customer["id"],
            "carrier_id": tree.carrier["id"], "tenant_id": tree.tenant["id"],
            "subscriber_id": tree.subscriber["id"], "did_id": tree.did["id"], "domain_id": tree.domain["id"],
-           "rule_id": tree.rule["id"]}
+           "rule_id": tree.rule["id"], "isp_id": tree.isp["id"], "signup_id": 1}
     before = await _snapshot(console.database, tree.isp["id"])
     sessions = {"isp": other.isp_admin, "customer": other.customer_admin, "subscriber": other.subscriber}
     walked = 0
@@ -78,7 +78,7 @@ async def test_every_console_page_refuses_another_isps_people(console):
 async def test_without_a_session_pages_send_to_their_login_and_forms_are_refused(console):
     browser = Browser(console.base)
     for path, login in (("/isp/customers", "/login"), ("/tenants", "/login/customer"),
-                        ("/me/voicemail", "/login/subscriber"), ("/platform", "/login/platform")):
+                        ("/me/calls", "/login/subscriber"), ("/platform", "/login/platform")):
         page = await browser.get(path, follow=False)
         assert page.code == 303 and page.location.startswith(login + "?next="), (path, page.location)
     await browser.get("/login")

@@ -1,10 +1,18 @@
 """ISP signup in the console: the mail's link, each step's checks, and the ISP it makes."""
 
+import re
+
 import pytest_twisted
+from twisted.internet import reactor
 
 from tests.web.browser import Browser
 from tests.web.consoleflows import PASSWORD, PNG, mailed_link, sign_up
+from tests.web.consolepeople import log_in
+from wevoip.credentials import hash_password
+from wevoip.store.admins import create_platform_admin
 from wevoip.store.isps import isp_by_namespace
+
+PLATFORM_PASSWORD = "platform-password-1"
 
 
 @pytest_twisted.ensureDeferred
@@ -72,3 +80,26 @@ async def test_a_form_without_its_csrf_token_is_refused(console):
     page = await browser.post("/signup", {"email": "x@y.example"}, headers={"Origin": "http://evil.example"})
     assert page.code == 403
     assert console.relay.inbox == [] and await console.drainer.drain() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_platform_admin_has_a_signup_link_mailed_again_through_the_relay(console):
+    """Issue 12, point 10: a link that got lost is replaced by the platform admin; the relay
+    gets the new one, and only the new one works."""
+    visitor = Browser(console.base)
+    page = await visitor.submit("/signup", "/signup", {"email": "lost@kages.example"})
+    assert "Check your mail" in page and "Mail is not configured" not in page
+    first = await mailed_link(console, "lost@kages.example")
+    await console.database.transact(create_platform_admin, "root", await hash_password(reactor, PLATFORM_PASSWORD))
+    admin = await log_in(console, "/login/platform", {"username": "root"}, password=PLATFORM_PASSWORD)
+    page = await admin.get("/platform/signups")
+    assert re.search(r"lost@kages\.example.*?not confirmed.*?sent", page.text, re.S), page.text
+    [signup] = await console.database.fetch("select id from signups where email = 'lost@kages.example'")
+    page = await admin.post(f"/platform/signups/{signup['id']}/link", {})
+    shown = re.search(r"http://\S+/signup/confirm\?token=[\w-]+", page.text).group(0)
+    assert "It is mailed again too" in page
+    again = await mailed_link(console, "lost@kages.example")
+    assert again == shown != first
+    assert (await visitor.get(first)).code == 404
+    page = await visitor.get(again)
+    assert page.url.endswith("/signup/account")

@@ -79,6 +79,10 @@ async def test_a_preset_loads_in_one_step_and_the_box_shows_what_a_number_become
     assert code == 422 and error["field"] == "preset" and "us" in error["message"]
 
     subscriber = made["subscriber"]
+    code, added, _ = await api.call("POST", f"{base}/dids", token, json={"first": "+12125550100"})
+    code, _, _ = await api.call("POST", f"{base}/dids/{added['items'][0]['id']}/allocate", token,
+                                json={"tenant_id": made["tenant"]["id"]})
+    assert code == 200
     code, _, _ = await api.call("PATCH", f"{base}/subscribers/{subscriber['id']}", token, json={"e164": "+12125550100"})
     assert code == 200
     translate = f"{base}/dialplan/translate"

@@ -134,6 +134,7 @@ async def _call_out(api, made, node, folder, gateway_port):
             code, cdrs, _ = await api.call("GET", f"{base}/cdrs", token)
             return code == 200 and cdrs["items"]
         [cdr] = await until(recorded, lambda: f"the call record\n{node.output.text[-3000:]}")
+        await _call_the_echo_test(api, made, node, alice)
     finally:
         for phone in (alice, gateway):
             await phone.stop()
@@ -142,3 +143,31 @@ async def _call_out(api, made, node, folder, gateway_port):
     code, ledger, _ = await api.call("GET", f"{base}/customers/{made['customer']['id']}/ledger", token)
     charges = [row for row in ledger["items"] if row["cdr_id"] == cdr["id"]]
     assert [Decimal(row["amount"]) for row in charges] == [Decimal("-0.01")]
+
+
+async def _call_the_echo_test(api, made, node, alice):
+    """Issue 12, point 5: the node's API refuses a DID route to a feature no installed plugin
+    serves, and accepts one its call applications serve, which then answers a real call."""
+    base, token = made["base"], made["token"]
+    code, free, _ = await api.call("GET", f"{base}/dids?state=free", token)
+    did = free["items"][0]
+    code, _, _ = await api.call("POST", f"{base}/dids/{did['id']}/allocate", token,
+                                json={"tenant_id": made["tenant"]["id"]})
+    assert code == 200
+    for feature in ("voicemail:100", "ivr:main"):
+        code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": feature})
+        assert (code, error["field"]) == (422, "feature") and "no installed call application" in error["message"]
+    code, routed, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "echo"})
+    assert code == 200 and routed["feature"] == "echo"
+    await alice.command("dial", f"sip:{did['e164']}@{DOMAIN}")
+
+    async def answered():
+        return alice.output.count("Call established") >= 2
+    await until(answered, lambda: f"the echo test to answer\n{alice.output}\n{node.output.text[-3000:]}")
+    await alice.command("hangup")
+
+    async def recorded():
+        code, cdrs, _ = await api.call("GET", f"{base}/cdrs", token)
+        return [row for row in cdrs["items"] if row["callee_e164"] == did["e164"]]
+    [echo] = await until(recorded, lambda: f"the echo call's record\n{node.output.text[-3000:]}")
+    assert (echo["direction"], echo["disposition"]) == ("internal", "answered")

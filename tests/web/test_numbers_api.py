@@ -39,19 +39,55 @@ async def test_ranges_are_bounded_checked_and_never_half_added(api):
 async def test_a_did_goes_to_a_feature_or_a_subscriber_and_comes_back_on_release(api):
     made = await onboard(api, "kages.example.net")
     base, token = made["base"], made["token"]
-    did = made["did"]
+    code, error, _ = await api.call("POST", f"{base}/dids/{made['did']['id']}/release", token)
+    assert (code, error["field"]) == (409, "did_id") and "own number of subscriber alice" in error["message"]
+    did = (await api.call("GET", f"{base}/dids?state=free", token))[1]["items"][0]
+    code, did, _ = await api.call("POST", f"{base}/dids/{did['id']}/allocate", token,
+                                  json={"tenant_id": made["tenant"]["id"]})
     code, routed, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token,
-                                     json={"feature": "voicemail:100"})
-    assert code == 200 and routed["feature"] == "voicemail:100" and routed["subscriber_id"] is None
+                                     json={"feature": "announcement"})
+    assert code == 200 and routed["feature"] == "announcement" and routed["subscriber_id"] is None
     code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token,
-                                    json={"feature": "voicemail:100", "subscriber_id": made["subscriber"]["id"]})
+                                    json={"feature": "echo", "subscriber_id": made["subscriber"]["id"]})
     assert code == 422 and error["field"] == "feature"
     code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "Bad Name"})
     assert code == 422 and error["field"] == "feature"
     code, released, _ = await api.call("POST", f"{base}/dids/{did['id']}/release", token)
     assert code == 200 and (released["tenant_id"], released["feature"], released["tenant_name"]) == (None,) * 3
-    code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "ivr:main"})
+    code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "echo"})
     assert code == 422 and error["field"] == "did_id"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_route_to_a_feature_no_installed_application_serves_is_refused_and_changes_nothing(api):
+    """Issue 12, point 5: 'voicemail:100' and 'ivr:main' were accepted and every call to them
+    got 480. Only the call applications the node serves (echo, announcement) are destinations."""
+    made = await onboard(api, "kages.example.net")
+    base, token, did = made["base"], made["token"], made["did"]
+    before = (await api.call("GET", f"{base}/dids/{did['id']}", token))[1]
+    for feature in ("voicemail:100", "ivr:main", "fax", "echoes"):
+        code, error, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": feature})
+        assert code == 422 and error["field"] == "feature", (feature, error)
+        assert f"no installed call application serves '{feature.partition(':')[0]}'" in error["message"]
+        assert "echo" in error["message"] and "announcement" in error["message"]
+    assert (await api.call("GET", f"{base}/dids/{did['id']}", token))[1] == before
+    code, routed, _ = await api.call("POST", f"{base}/dids/{did['id']}/route", token, json={"feature": "echo:any"})
+    assert code == 200 and routed["feature"] == "echo:any"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_has_no_field_for_forwarding_or_voicemail(api):
+    """Nothing in the API writes a setting the call path does not read."""
+    made = await onboard(api, "kages.example.net")
+    base, token = made["base"], made["token"]
+    for field, value in (("forward_always", "+15550100999"), ("forward_busy", "101"), ("voicemail_enabled", True),
+                         ("voicemail_email", "a@b.example")):
+        code, error, _ = await api.call("PATCH", f"{base}/subscribers/{made['subscriber']['id']}", token,
+                                        json={field: value})
+        assert (code, error["field"]) == (422, field)
+    code, document, _ = await api.call("GET", "/api/openapi.json")
+    text = str(document)
+    assert "forward_always" not in text and "voicemail_" not in text and "voicemail:100" not in text
 
 
 @pytest_twisted.ensureDeferred
@@ -63,8 +99,8 @@ async def test_a_customer_token_routes_its_own_numbers_only(api):
     code, page, _ = await api.call("GET", f"{base}/dids", own["token"])
     assert [d["id"] for d in page["items"]] == [made["did"]["id"]]
     code, routed, _ = await api.call("POST", f"{base}/dids/{made['did']['id']}/route", own["token"],
-                                     json={"feature": "ivr:main"})
-    assert code == 200 and routed["feature"] == "ivr:main"
+                                     json={"feature": "echo"})
+    assert code == 200 and routed["feature"] == "echo"
     free = (await api.call("GET", f"{base}/dids?state=free", token))[1]["items"][0]
     code, _, _ = await api.call("GET", f"{base}/dids/{free['id']}", own["token"])
     assert code == 404

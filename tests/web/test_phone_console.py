@@ -38,7 +38,7 @@ from twisted.python.threadpool import ThreadPool
 from tests.calls.test_phones_call import DOMAIN, EXTRA, NAMESPACE, PASSWORD, Baresip, frequency, subscriber, until
 from tests.node import ROOT, Node, node_for_module, ssh_eval
 from tests.pg import reachable_tmpdir
-from tests.store.builders import build_tree
+from tests.store.builders import build_tree, held
 from tests.web.conftest import Api
 from tests.web.consolepeople import log_in
 from wevoip.credentials import hash_password
@@ -159,6 +159,7 @@ async def _start():
 
     async def more(tx):
         isp_id, tenant_id = tree.isp["id"], tree.tenant["id"]
+        await held(tx, isp_id, tenant_id, "+15550100101")
         await subscribers.create_subscriber(tx, isp_id, tenant_id, username="bob", password=PASSWORD,
                                             extension="101", e164="+15550100101")
         for user, extension in BROWSERS.items():

@@ -3,7 +3,7 @@ Where a call goes: a subscriber of the same tenant, a number on-net, or out thro
 
 The order follows the product: an extension of the caller's tenant rings that subscriber;
 otherwise the dialled digits are made E.164 by the ISP's dialplan; a number held by any
-tenant of the same ISP (a routed DID or a subscriber's own number) stays on-net; anything
+tenant of the same ISP (a DID: a subscriber's own number is one of its tenant's) stays on-net; anything
 else leaves through the ISP's gateways in priority order (or the order least-cost routing
 gives), each with its own strip/prefix rule, showing the caller's DID as identity.
 Calls from a carrier's address reach the tenant destination the dialled DID points at.
@@ -30,7 +30,8 @@ _TRUNK_NUMBER = re.compile(r"\+?([1-9][0-9]{1,14})")
 
 @dataclass(frozen=True)
 class Origin:
-    """The calling subscriber, and the number it shows (its own, else its tenant's pilot)."""
+    """The calling subscriber, and the number it shows (its own, else its tenant's pilot; only
+    a number its tenant holds as a DID, else None)."""
 
     isp_id: int
     customer_id: int
@@ -150,8 +151,7 @@ async def _on_net(tx: Tx, isp_id: int, e164: str, cache: RoutingCache) -> Route 
     if held is None:
         return None
     if held["subscriber_id"] is not None:
-        return Local(isp_id, held["customer_id"], held["tenant_id"], held["subscriber_id"], e164,
-                     held["id"] if held["via"] == "did" else None)
+        return Local(isp_id, held["customer_id"], held["tenant_id"], held["subscriber_id"], e164, held["id"])
     feature = held.get("feature")
     if feature:
         return Feature(isp_id, held["customer_id"], held["tenant_id"], feature, e164, held["id"])

@@ -8,7 +8,7 @@ inventory upload never half-succeeds.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 from wevoip.store import fields
 from wevoip.store.database import Row, Tx
@@ -31,10 +31,16 @@ _STATE = {"free": "d.tenant_id is null",
           "routed": "(d.subscriber_id is not null or d.feature is not null)"}
 
 
-def feature(field: str, value: Any) -> str:
+def feature(field: str, value: Any, served: Collection[str]) -> str:
+    """A destination 'name' or 'name:argument' whose name a call application on this node
+    serves: a route to a feature nobody serves would only ever answer 480."""
     value = fields.text(field, value, max_length=97)
     if not _FEATURE.fullmatch(value):
-        raise Invalid(field, "must be a feature name, optionally with ':' and its target, as 'voicemail:100'")
+        raise Invalid(field, "must be a feature name, optionally with ':' and its target, as 'echo'")
+    name = value.partition(":")[0]
+    if name not in served:
+        raise Invalid(field, f"no installed call application serves '{name}'"
+                             f" (served here: {', '.join(sorted(served)) or 'none'})")
     return value
 
 
@@ -89,8 +95,9 @@ async def allocate_did(tx: Tx, isp_id: int, did_id: int, tenant_id: int) -> Row:
 
 
 async def route_did(tx: Tx, isp_id: int, did_id: int, subscriber_id: int | None = None,
-                    feature_name: str | None = None) -> Row:
-    """To a subscriber of the DID's tenant, or to a feature; neither unroutes it."""
+                    feature_name: str | None = None, served: Collection[str] = ()) -> Row:
+    """To a subscriber of the DID's tenant, or to a feature that one of the `served` call
+    applications answers; neither unroutes it."""
     did = await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
     if did["tenant_id"] is None:
         raise Invalid("did_id", "is not allocated to a tenant")
@@ -101,15 +108,22 @@ async def route_did(tx: Tx, isp_id: int, did_id: int, subscriber_id: int | None 
         if subscriber["tenant_id"] != did["tenant_id"]:
             raise Invalid("subscriber_id", "belongs to another tenant than the DID")
     if feature_name is not None:
-        feature_name = feature("feature", feature_name)
+        feature_name = feature("feature", feature_name, served)
     await tx.execute("update dids set subscriber_id = %s, feature = %s where isp_id = %s and id = %s",
                      (subscriber_id, feature_name, isp_id, did_id))
     return await get_did(tx, isp_id, did_id)
 
 
 async def release_did(tx: Tx, isp_id: int, did_id: int) -> Row:
-    """Back to the free inventory; its route goes with its tenant."""
-    await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
+    """Back to the free inventory; its route goes with its tenant. Refused while a subscriber
+    of the tenant has it as its own number (the caller ID it shows): that subscriber's
+    number changes first, so no subscriber ever keeps a number its tenant gave back."""
+    did = await fetch_row(tx, "dids", {"isp_id": isp_id, "id": did_id}, "DID", lock=True)
+    user = await tx.fetch_value(
+        "select username from subscribers where isp_id = %s and tenant_id = %s and e164 = %s",
+        (isp_id, did["tenant_id"], did["e164"])) if did["tenant_id"] is not None else None
+    if user is not None:
+        raise Conflict("did_id", f"is the own number of subscriber {user}: change that subscriber's number first")
     await tx.execute("update dids set tenant_id = null, customer_id = null, allocated_at = null "
                      "where isp_id = %s and id = %s", (isp_id, did_id))
     return await get_did(tx, isp_id, did_id)

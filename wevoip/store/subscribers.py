@@ -69,6 +69,18 @@ _CHECKS = {
 }
 
 
+async def held_number(tx: Tx, isp_id: int, tenant_id: int, e164: str | None) -> None:
+    """A subscriber's number is the caller ID carriers are shown, so it must be a DID of the
+    ISP's inventory allocated to the subscriber's tenant (issue 12, point 7). The DID's row
+    is locked (shared) until commit, so a release cannot slip in between."""
+    if e164 is None:
+        return
+    held = await tx.fetch_value(
+        "select tenant_id from dids where isp_id = %s and e164 = %s for share", (isp_id, e164))
+    if held != tenant_id:
+        raise Invalid("e164", "is not a number this tenant holds: allocate the DID to the tenant first")
+
+
 def public(row: Row) -> Row:
     return {key: value for key, value in row.items() if key not in SECRET_COLUMNS}
 
@@ -85,6 +97,7 @@ async def create_subscriber(tx: Tx, isp_id: int, tenant_id: int, *, username: st
     web_username = checked_web_username("web_username", web_username)
     if (web_username is None) != (web_password_hash is None):
         raise Invalid("web_password", "a web login needs both a username and a password")
+    await held_number(tx, isp_id, tenant_id, values.get("e164"))
     ha1s = sip_ha1s(username, tenant["sip_domain"], sip_password("password", password, username))
     row = await insert_row(tx, "subscribers", {
         "isp_id": isp_id, "customer_id": tenant["customer_id"], "tenant_id": tenant_id,
@@ -119,6 +132,9 @@ async def list_subscribers(tx: Tx, isp_id: int, tenant_id: int, *, limit: int = 
 
 
 async def update_subscriber(tx: Tx, isp_id: int, subscriber_id: int, **changes: Any) -> Row:
+    if changes.get("e164") not in (None, ""):
+        current = await fetch_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id}, "subscriber")
+        await held_number(tx, isp_id, current["tenant_id"], fields.e164("e164", changes["e164"], required=False))
     row = await update_row(tx, "subscribers", {"isp_id": isp_id, "id": subscriber_id},
                            "subscriber", changes, _CHECKS)
     return public(row)

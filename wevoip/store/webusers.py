@@ -30,6 +30,17 @@ async def create_isp_admin(tx: Tx, isp_id: int, *, email: str, full_name: str, p
         "full_name": fields.text("full_name", full_name), "password_hash": password_hash}))
 
 
+async def list_isp_admins(tx: Tx, isp_id: int, *, limit: int = 100, offset: int = 0) -> list[Row]:
+    rows = await fetch_page(tx, "isp_admins", {"isp_id": isp_id}, limit, offset)
+    return [public(row) for row in rows]
+
+
+async def count_isp_admins(tx: Tx) -> dict[int, int]:
+    """The platform's view: how many administrators each ISP has (an ISP made over the API has none)."""
+    rows = await tx.fetch("select isp_id, count(*) as admins from isp_admins group by isp_id")
+    return {row["isp_id"]: row["admins"] for row in rows}
+
+
 async def get_isp_admin(tx: Tx, isp_id: int, admin_id: int) -> Row:
     return public(await fetch_row(tx, "isp_admins", {"isp_id": isp_id, "id": admin_id}, "ISP admin"))
 

@@ -46,7 +46,7 @@ DID = record({"id": ID, "isp_id": ID, "e164": {"type": "string"}, "customer_id":
 ALLOCATE = obj({"tenant_id": ID_IN}, ("tenant_id",))
 ROUTE = obj({"subscriber_id": NULLABLE_ID, "feature": {
     "type": ["string", "null"], "maxLength": 97, "pattern": r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9._@+-]{1,64})?$",
-    "description": "must be a feature name, optionally with ':' and its target, as 'voicemail:100'"}})
+    "description": "must be a feature name, optionally with ':' and its target, as 'echo'"}})
 
 
 def _domain(row) -> dict:
@@ -192,11 +192,11 @@ async def allocate_did(call: Call):
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/route", scope="write", tag="numbers", body=ROUTE, returns=DID,
            customer_ok=True,
-           summary="Route an allocated DID to a subscriber of its tenant or to a feature ('voicemail:100');"
-                   " neither unroutes it")
+           summary="Route an allocated DID to a subscriber of its tenant or to a feature a call application"
+                   " of the node serves ('echo'; 422 for one nobody serves); neither unroutes it")
 async def route_did(call: Call):
     return await call.tx(dids.route_did, call.params["isp_id"], call.params["did_id"],
-                         call.body.get("subscriber_id"), call.body.get("feature"))
+                         call.body.get("subscriber_id"), call.body.get("feature"), call.services.applications)
 
 
 @api_route("POST", "/isps/{isp_id}/dids/{did_id}/release", scope="write",

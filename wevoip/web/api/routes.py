@@ -24,6 +24,9 @@ class Services:
     listeners: Any = None     # the node's bound sockets: the phone page's WebSocket port
     gateway: Any = None       # the WebRTC gateway: media state of browser calls in progress
     calls: Any = None         # the calls service: this node's calls in progress (`webrtc_calls`)
+    # The call applications this node serves, by name: the only features a DID may be routed to.
+    applications: Mapping[str, Any] = field(default_factory=dict)
+    public_url: str = ""      # web.public_url: where links the API hands out point (signup links)
 
 
 @dataclass

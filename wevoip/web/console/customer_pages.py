@@ -111,7 +111,8 @@ async def tenant_form(ctx: Ctx):
                           Field("display_name", "Display name", value=v("display_name")),
                           Field("extension", "Extension", value=v("extension"), help="2 to 8 digits."),
                           Field("e164", "E.164 number", value=v("e164"),
-                                help="The pilot's number is the PBX's base number, such as +15550199000."),
+                                help="One of this tenant's numbers (Numbers tab): carriers are shown it as the "
+                                     "caller ID. The pilot's number is the PBX's base number."),
                           Field("is_pilot", "This is the pilot subscriber", "checkbox",
                                 ctx.checked("is_pilot") if ctx.form else not has_pilot),
                           Field("web_username", "Web username", value=v("web_username"),
@@ -236,8 +237,10 @@ async def numbers_form(ctx: Ctx):
             Field("subscriber_id", "To a subscriber", "select", ctx.value("subscriber_id"),
                   [("", "(none)")] + [(str(s["id"]), f"{s['username']} {s['extension'] or ''}".strip())
                                       for s in subscriber_rows]),
-            Field("feature", "Or to a feature", value=ctx.value("feature"),
-                  help="Such as voicemail:100 or ivr:main; both empty: not routed.")], title="Route a number"))
+            Field("feature", "Or to a feature", "select", ctx.value("feature"),
+                  [("", "(none)")] + [(name, f"{name}: {application.description}")
+                                      for name, application in sorted(ctx.console.services.applications.items())],
+                  help="Only the features this server answers; both empty: not routed.")], title="Route a number"))
     sections.append(Table([("e164", "Number")], free, buttons="_buttons", title="Free numbers of your provider",
                           empty="Your provider has no free numbers."))
     return ctx.render(f"{tenant['name']}: numbers", *sections)
@@ -285,7 +288,8 @@ async def number_route(ctx: Ctx):
 
     async def route(tx, did):
         _require_held(did, ctx.params["tenant_id"])
-        return await dids.route_did(tx, ctx.isp_id, did["id"], subscriber_id, feature)
+        return await dids.route_did(tx, ctx.isp_id, did["id"], subscriber_id, feature,
+                                    ctx.console.services.applications)
     return await _with_own_did(ctx, route)
 
 

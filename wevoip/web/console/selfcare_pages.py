@@ -1,6 +1,8 @@
 """
-Self-care for subscribers (Sipwise's /login/subscriber): the own line, call forwarding,
-voicemail settings and the web password.
+Self-care for subscribers (Sipwise's /login/subscriber): the own line, its calls and the web
+password. Call forwarding and voicemail settings are not offered: the call path reads
+neither, and a setting without effect is a promise broken (issue 12); they come back with
+the features that serve them.
 """
 
 from __future__ import annotations
@@ -44,64 +46,6 @@ async def me_page(ctx: Ctx):
         ("Extension", subscriber["extension"]), ("Number", subscriber["e164"]),
         ("Web login", subscriber["web_username"])], title="My line"),
         Text("Set up your phone with the SIP address above and your SIP password; your administrator has it."))
-
-
-async def forwarding_form(ctx: Ctx):
-    settings = await ctx.tx(selfcare.subscriber_settings, ctx.isp_id, _subscriber_id(ctx))
-    v = ctx.value if ctx.form else (lambda name, default="": settings.get(name) or default)
-    return ctx.render("Call forwarding", Text("A number (+ and digits) or an extension of your PBX; "
-                                              "leave a field empty for no forwarding."),
-                      Form("/me/forwarding", "Save", [
-                          Field("forward_always", "Always forward to", value=v("forward_always")),
-                          Field("forward_busy", "When busy, forward to", value=v("forward_busy")),
-                          Field("forward_no_answer", "When not answered, forward to", value=v("forward_no_answer")),
-                          Field("no_answer_seconds", "Ring for (seconds) before that", "number",
-                                v("no_answer_seconds", "20"))]))
-
-
-@page("/me/forwarding", roles=SUBSCRIBER)
-async def forwarding_page(ctx: Ctx):
-    return await forwarding_form(ctx)
-
-
-@page("/me/forwarding", roles=SUBSCRIBER, method="POST", form_of=forwarding_form)
-async def forwarding_save(ctx: Ctx):
-    await ctx.tx(lambda tx: selfcare.update_subscriber_settings(
-        tx, ctx.isp_id, _subscriber_id(ctx), forward_always=ctx.value("forward_always"),
-        forward_busy=ctx.value("forward_busy"), forward_no_answer=ctx.value("forward_no_answer"),
-        no_answer_seconds=ctx.number("no_answer_seconds")))
-    return Redirect("/me/forwarding")
-
-
-async def voicemail_form(ctx: Ctx):
-    settings = await ctx.tx(selfcare.subscriber_settings, ctx.isp_id, _subscriber_id(ctx))
-    posted = bool(ctx.form)
-    return ctx.render("Voicemail", Facts([("PIN", "set" if settings["voicemail_pin_set"] else "not set")]),
-                      Form("/me/voicemail", "Save", [
-                          Field("voicemail_enabled", "Voicemail answers when I do not", "checkbox",
-                                ctx.checked("voicemail_enabled") if posted else settings["voicemail_enabled"]),
-                          Field("voicemail_email", "Send new messages to", "email",
-                                ctx.value("voicemail_email") if posted else settings["voicemail_email"]),
-                          Field("voicemail_attach", "Attach the recording to the mail", "checkbox",
-                                ctx.checked("voicemail_attach") if posted else settings["voicemail_attach"]),
-                          Field("pin", "New PIN", "password", autocomplete="off",
-                                help="4 to 8 digits; empty keeps the PIN.")]))
-
-
-@page("/me/voicemail", roles=SUBSCRIBER)
-async def voicemail_page(ctx: Ctx):
-    return await voicemail_form(ctx)
-
-
-@page("/me/voicemail", roles=SUBSCRIBER, method="POST", form_of=voicemail_form)
-async def voicemail_save(ctx: Ctx):
-    changes = {"voicemail_enabled": ctx.checked("voicemail_enabled"), "voicemail_email": ctx.value("voicemail_email"),
-               "voicemail_attach": ctx.checked("voicemail_attach")}
-    if ctx.value("pin"):
-        changes["voicemail_pin_hash"] = await hash_password(ctx.console.reactor,
-                                                            selfcare.voicemail_pin("pin", ctx.value("pin")))
-    await ctx.tx(lambda tx: selfcare.update_subscriber_settings(tx, ctx.isp_id, _subscriber_id(ctx), **changes))
-    return Redirect("/me/voicemail")
 
 
 async def password_form(ctx: Ctx):

@@ -17,7 +17,6 @@ from wevoip.credentials import hash_password
 from wevoip.store import fields, logins, signups
 from wevoip.store.errors import Invalid
 from wevoip.store.isps import create_isp, isp_by_namespace, set_isp_logo
-from wevoip.store.outbox import enqueue_mail
 from wevoip.store.webusers import create_isp_admin
 from wevoip.web.console.branding import sniff_image
 from wevoip.web.console.context import Ctx, FormError, Message, Redirect
@@ -33,14 +32,18 @@ _ISP_FIELDS = ("name", "namespace", "currency", "address_line1", "address_line2"
 _CONTACT_FIELDS = ("contact_name", "contact_email", "contact_phone")
 
 
-def _mail_body(link: str) -> str:
-    return (f"Hello,\n\nsomeone (we hope you) asked to create an ISP on WeVoIP with this address.\n"
-            f"To go on, open this link within 24 hours:\n\n{link}\n\n"
-            f"If it was not you, ignore this mail; nothing has been created.\n")
+def mail_configured(ctx: Ctx) -> bool:
+    return bool(ctx.console.config.mail.relay_host)
+
+
+NO_MAIL = ("Mail is not configured on this server (no SMTP relay): no confirmation mail will be sent. "
+           "Go on anyway; then ask the platform administrator for your confirmation link.")
 
 
 async def email_form(ctx: Ctx):
-    return ctx.render("Create your ISP", Text("Step 1 of 6: your e-mail address. We send you a link to confirm it."),
+    notice = [] if mail_configured(ctx) else [Text(NO_MAIL)]
+    return ctx.render("Create your ISP", *notice,
+                      Text("Step 1 of 6: your e-mail address. We send you a link to confirm it."),
                       Form("/signup", "Send the confirmation link", [
                           Field("email", "E-mail", "email", ctx.value("email"), required=True, autocomplete="email")]),
                       narrow=True)
@@ -63,11 +66,15 @@ async def signup_start(ctx: Ctx):
     link = f"{ctx.console.base_url(ctx.request)}/signup/confirm?token={token}"
 
     async def start(tx):
-        await signups.start_signup(tx, email, token, LINK_LIFETIME)
+        signup = await signups.start_signup(tx, email, token, LINK_LIFETIME)
         await logins.record_failure(tx, [key])
-        await enqueue_mail(tx, None, to=email, subject="Confirm your e-mail to create your ISP",
-                           body=_mail_body(link))
+        await signups.mail_link(tx, signup, token, link)
     await ctx.tx(start)
+    if not mail_configured(ctx):
+        return ctx.render("Ask for your link", Text(
+            f"Mail is not configured on this server, so no mail goes to {email}. Your signup is recorded: "
+            f"ask the platform administrator for your confirmation link (they find it under Signups in the "
+            f"platform console). It works for 24 hours from when they make it."), narrow=True)
     return ctx.render("Check your mail", Text(f"We sent a confirmation link to {email}. Open it to go on; "
                                               f"it works for 24 hours."), narrow=True)
 

@@ -18,14 +18,14 @@ from wevoip.web.console.routes import HOME_PATHS
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 NAVIGATION = {
-    "platform": [("/platform", "ISPs")],
+    "platform": [("/platform", "ISPs"), ("/platform/signups", "Signups")],
     "isp": [("/isp", "Dashboard"), ("/isp/plans", "Service plans"), ("/isp/customers", "Customers"),
             ("/isp/carriers", "Carriers"), ("/isp/dialplan", "Dialplan"), ("/isp/numbers", "Numbers"),
             ("/isp/rate-decks", "Rate decks"), ("/isp/reports", "Reports"),
             ("/isp/domains", "Domains"), ("/isp/branding", "Branding"), ("/isp/audit", "Audit trail")],
     "customer": [("/tenants", "Tenants")],
-    "subscriber": [("/me", "My line"), ("/phone", "Phone"), ("/me/calls", "Calls"), ("/me/forwarding", "Call forwarding"),
-                   ("/me/voicemail", "Voicemail"), ("/me/password", "Password")],
+    "subscriber": [("/me", "My line"), ("/phone", "Phone"), ("/me/calls", "Calls"),
+                   ("/me/password", "Password")],
 }
 
 
