@@ -75,7 +75,7 @@ def test_headers_parsed_late_still_get_400_with_the_reason(core):
     core.receive(request_bytes("MESSAGE").replace(b"MESSAGE sip:bob@", b"MESSAGE mailto:bob@"), peer.flow)
     core.receive(request_bytes("MESSAGE", branch="z9hG4bK2", extra="To: <sip:x@y>\r\n"), peer.flow)
     assert [(r.status, r.reason) for r in peer.responses()] == [
-        (400, "Unsupported URI scheme"), (400, "More than one To header")]
+        (416, "Unsupported URI Scheme: mailto"), (400, "More than one To header")]
 
 
 def test_the_gate_sees_every_message_and_malformed_input_first(core):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from wevoip.sip.errors import ParseError
 from wevoip.sip.uri import Address, Params, format_params, has_param, param_value, parse_address, \
-    parse_params, with_param
+    parse_params, valid_host, with_param
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -105,7 +105,7 @@ def parse_via(text: str) -> Via:
     if match is None:
         raise ParseError("Malformed Via header")
     port = match.group(3)
-    if port is not None and int(port) > 65535:
+    if port is not None and int(port) > 65535 or not valid_host(match.group(2)):
         raise ParseError("Malformed Via header")
     params = parse_params(text[match.end():], what="Via parameter")
     for name, value in params:
