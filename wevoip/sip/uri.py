@@ -89,9 +89,10 @@ def parse_params(text: str, *, what: str = "parameter") -> Params:
     position, end = 0, len(text)
     while position < end:
         if text[position] != ";":
-            if text[position:].strip():
+            if not text[position].isspace():
                 raise ParseError(f"Malformed {what}")
-            break
+            position += 1   # LWS before the ";" (RFC 3261 SEMI = SWS ";" SWS)
+            continue
         match = _PARAM.match(text, position + 1)
         if match is None or match.end() == position + 1:
             raise ParseError(f"Malformed {what}")
