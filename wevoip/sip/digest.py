@@ -78,6 +78,9 @@ def parse_credentials(value: str) -> Credentials:
     if scheme.lower() != "digest":
         raise MalformedCredentials("only the Digest scheme is accepted")
     params = _parameters(rest)
+    for name, text in params.items():
+        if not _is_utf8(text):
+            raise MalformedCredentials(f"{name[:32]} is not UTF-8")
     try:
         credentials = Credentials(
             username=params["username"], realm=params["realm"], nonce=params["nonce"],
@@ -93,7 +96,19 @@ def parse_credentials(value: str) -> Credentials:
     if credentials.qop and not (len(credentials.nc) == 8 and _is_hex(credentials.nc)
                                 and credentials.cnonce):
         raise MalformedCredentials("qop=auth needs an 8-digit hex nc and a cnonce")
+    if not _is_hex(credentials.response):
+        raise MalformedCredentials("response is not hexadecimal")
     return credentials
+
+
+def _is_utf8(text: str) -> bool:
+    """The parser keeps bytes that are not UTF-8 as lone surrogates (surrogateescape): such
+    a value can be neither hashed nor looked up, so it is malformed, not a server error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_hex(text: str) -> bool:

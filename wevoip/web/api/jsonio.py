@@ -54,9 +54,11 @@ def read_json(request) -> tuple[bytes, Any]:
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
         value = json.loads(raw)
+        bad = _unstorable(value, ())
+    except RecursionError:
+        raise ApiError(400, "too_deep", "the body nests objects and arrays too deep") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_json", f"the body is not JSON: {error}") from None
-    bad = _unstorable(value, ())
     if bad is not None:
         field = ".".join(bad) or "body"
         raise ApiError(422, "invalid", f"{field}: holds a NUL character or half of a surrogate pair, which no text"
