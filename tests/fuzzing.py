@@ -30,6 +30,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from tests.sip.corpus import cases
 from wevoip.media import rtp, sdp
 from wevoip.media.webrtc import demux, leg, stun
+from wevoip.media.webrtc.translate import Candidate
 from wevoip.sip import digest
 from wevoip.sip.errors import ParseError
 from wevoip.sip.framing import PING, StreamFramer
@@ -47,6 +48,8 @@ def sip_message(data: bytes) -> None:
     message = parse(data)
     for part in ("via", "cseq", "from_", "to", "call_id"):
         getattr(message, part)
+    for via in message.via:
+        _ = via.rport, via.received, via.branch, via.rfc3261
     if isinstance(message, Request):
         _ = message.uri, message.max_forwards
     for name in ("Contact", "Route", "Record-Route", "Path"):
@@ -87,6 +90,8 @@ def session_description(data: bytes) -> None:
         _ = media.codecs(), media.telephone_event, media.rtcp, media.rtcp_mux, media.rtcp_destination()
         if media.is_t38:
             media.t38_options()
+        for candidate in media.attributes("candidate"):
+            Candidate.parse(candidate)
 
 
 def stun_message(data: bytes) -> None:
@@ -154,7 +159,8 @@ _SDP = (b"v=0\r\no=alice 2890844526 2890844527 IN IP4 192.0.2.10\r\ns=-\r\nc=IN 
         b"m=image 49172 udptl t38\r\na=T38FaxVersion:0\r\na=T38FaxRateManagement:transferredTCF\r\n")
 _SDP6 = (b"v=0\r\no=- 1 1 IN IP6 2001:db8::10\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\n"
          b"c=IN IP6 2001:db8::10\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=ice-ufrag:abcd\r\n"
-         b"a=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\na=recvonly\r\n")
+         b"a=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\na=recvonly\r\n"
+         b"a=candidate:1 1 udp 2122260223 2001:db8::10 54321 typ host generation 0\r\n")
 
 
 def _stun_seeds() -> list[bytes]:
@@ -205,7 +211,8 @@ _INTERESTING = [b"\r\n", b"\r\n\r\n", b"\n", b" ", b"\t", b";", b",", b":", b"="
                 b"[", b"]", b"[::", b":::", b"%", b"%0", b"%00", b"@", b"?", b"&", b"/", b"\x00", b"\x7f",
                 b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf0\x9f", b"SIP/2.0", b"z9hG4bK", b";tag=", b"sip:",
                 b"Content-Length: ", b"-1", b"0", b"4294967296", b"99999999999999999999", b"00000000001",
-                b"m=", b"c=IN IP6 ", b"a=rtpmap:", b'{"', b"[", b"]", b"{", b"}", b"\\u", b"\\ud800", b"1e999"]
+                b"m=", b"c=IN IP6 ", b"a=rtpmap:", b'{"', b"[", b"]", b"{", b"}", b"\\u", b"\\ud800", b"1e999",
+                "²".encode(), "٣".encode(), b"9" * 5000]
 
 
 def mutate(rng: random.Random, data: bytes, seeds: list[bytes]) -> bytes:
@@ -231,7 +238,8 @@ def mutate(rng: random.Random, data: bytes, seeds: list[bytes]) -> bytes:
             digits = [index for index in range(len(out)) if 48 <= out[index] <= 57]
             if digits:
                 index = rng.choice(digits)
-                out[index:index + 1] = rng.choice((b"-1", b"99999999999999999999", b"0000", b"4294967296", b""))
+                out[index:index + 1] = rng.choice((b"-1", b"99999999999999999999", b"0000", b"4294967296", b"",
+                                                   "²".encode(), b"7" * 4400))
         elif action == 6:
             del out[at:]
         elif action == 7 and out:

@@ -9,7 +9,12 @@ import pytest
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.fuzzing import TARGETS, fuzz, mutate
+from wevoip.media import sdp
+from wevoip.media.webrtc.translate import Candidate
 from wevoip.sip import digest
+from wevoip.sip.errors import ParseError
+from wevoip.sip.headers import parse_via
+from wevoip.sip.message import parse
 from wevoip.web.api.errors import ApiError
 from wevoip.web.api.jsonio import read_json
 
@@ -58,3 +63,28 @@ def test_deep_json_bodies_are_400_not_a_crash(body):
     with pytest.raises(ApiError) as caught:
         read_json(request)
     assert caught.value.status == 400
+
+
+_SDP = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {payload}\r\n"
+
+
+@pytest.mark.parametrize("description", [
+    _SDP.format(port="7" * 4400, payload="0"),    # int() of over 4300 digits raises ValueError
+    _SDP.format(port="49170", payload="²"),       # "²".isdigit(), but int("²") raises ValueError
+    _SDP.format(port="49170", payload="0") + "a=rtcp:" + "9" * 5000 + "\r\n",
+])
+def test_sdp_regressions(description):
+    with pytest.raises(sdp.SdpError):
+        parsed = sdp.parse(description.encode())
+        for media in parsed.media:
+            media.codecs(), media.rtcp
+
+
+def test_sip_and_ice_number_regressions():
+    with pytest.raises(ParseError):
+        parse_via("SIP/2.0/UDP 192.0.2.1;rport=²;branch=z9hG4bK1")
+    with pytest.raises(ParseError, match="Malformed status line"):
+        parse("SIP/2.0 1²³ OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+              "To: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n".encode())
+    with pytest.raises(sdp.SdpError):
+        Candidate.parse("1 ² udp 2122260223 192.0.2.1 54321 typ host")

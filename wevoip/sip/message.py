@@ -46,7 +46,8 @@ _COMPACT = {"i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Conte
 _CANONICAL.update(_COMPACT)
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-_VERSION = re.compile(r"SIP/\d{1,3}\.\d{1,3}", re.I)
+_VERSION = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
+_STATUS = re.compile(r"[1-6][0-9][0-9]")
 # NUL may only stand escaped, as a quoted-pair (RFC 3261 §25.1; RFC 4475 §3.1.1.2).
 _BARE_NUL = re.compile(r"(?<!\\)\x00")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
@@ -351,8 +352,7 @@ def _start(line: str) -> tuple[str, str, str]:
     none after the version (RFC 4475 §3.1.2.8-10)."""
     if line.startswith("SIP/"):
         parts = line.split(" ", 2)
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() \
-                or parts[1][0] not in "123456":
+        if len(parts) < 2 or not _STATUS.fullmatch(parts[1]):
             raise ParseError("Malformed status line")
         if parts[0] != "SIP/2.0":
             raise ParseError("Version Not Supported", status=505)

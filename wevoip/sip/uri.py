@@ -27,6 +27,7 @@ _HEADER = re.compile(r"[A-Za-z0-9\-.!~*'()\[\]/?:+$%_]*")
 _TEL = re.compile(r"[0-9A-Fa-f*#+\-.()pwPW]{1,64}")
 _TOKEN_ONLY = re.compile(_TOKEN)
 _DOTTED = frozenset("0123456789.")
+_PORT = re.compile(r"[0-9]{1,5}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _QUOTED_ESCAPE = re.compile(r'(["\\])')
 _QUOTED_UNESCAPE = re.compile(r"\\(.)", re.S)
@@ -200,11 +201,11 @@ def _parse_uri(text: str) -> URI:
     position = host_match.end()
     port = None
     if rest[position:position + 1] == ":":
-        digits = re.match(r"\d{1,5}", rest[position + 1:])
+        digits = _PORT.match(rest, position + 1)
         if digits is None or int(digits.group()) > 65535:
             raise ParseError("Malformed URI port")
         port = int(digits.group())
-        position += 1 + digits.end()
+        position = digits.end()
     params = parse_params(rest[position:], what="URI parameter")
     for name, value in params:
         if value is not None and not _URI_PARAM.fullmatch(value):
