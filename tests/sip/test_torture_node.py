@@ -3,6 +3,7 @@
 and the node still serving OPTIONS and REGISTER afterwards."""
 
 import itertools
+import random
 import re
 import shutil
 import socket
@@ -12,6 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, threads
 
+from tests.fuzzing import mutate
 from tests.node import Node
 from tests.pg import reachable_tmpdir
 from tests.sip.corpus import Case, cases
@@ -63,12 +65,12 @@ def status_of(data: bytes) -> int:
     return int(data.split(b" ", 2)[1])
 
 
-def udp_answers(port: int, data: bytes, quiet: float = QUIET) -> list[bytes]:
+def udp_answers(port: int, data: bytes, quiet: float = QUIET, source: str = "127.0.0.1") -> list[bytes]:
     """Every datagram that comes back until a final answer (and `quiet` more seconds when
     none is expected, or to see that nothing follows it)."""
     answers = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.bind(("127.0.0.1", 0))
+        client.bind((source, 0))
         client.sendto(data, ("127.0.0.1", port))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -82,11 +84,11 @@ def udp_answers(port: int, data: bytes, quiet: float = QUIET) -> list[bytes]:
     return answers
 
 
-def tcp_answers(port: int, data: bytes, quiet: float = QUIET) -> tuple[list[bytes], bool]:
+def tcp_answers(port: int, data: bytes, quiet: float = QUIET, source: str = "127.0.0.1") -> tuple[list[bytes], bool]:
     """The messages that come back on one connection until a final answer, and whether
     the node closed the connection."""
     answers, buffer, closed = [], b"", False
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as client:
         client.sendall(data)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -140,14 +142,18 @@ def register(transport: str, port: int) -> bytes:
             f"Content-Length: 0\r\n\r\n").encode()
 
 
-def still_serving(node) -> list[int]:
-    """After the corpus: OPTIONS gets 200 and REGISTER its challenge, over UDP and TCP."""
+def still_serving(node, source: str = "127.0.0.1") -> list[int]:
+    """OPTIONS gets 200 and REGISTER its challenge, over UDP and TCP, from `source`."""
     running, health = node
     statuses = []
-    for transport, send in (("udp", udp_answers), ("tcp", lambda port, data, quiet: tcp_answers(port, data, quiet)[0])):
+    for transport in ("udp", "tcp"):
         port = Node.sip_port(health, transport)
-        statuses += [status_of(answer) for answer in send(port, options(transport.upper(), port), 0.0)]
-        statuses += [status_of(answer) for answer in send(port, register(transport.upper(), port), 0.0)]
+        for request in (options(transport.upper(), port), register(transport.upper(), port)):
+            if transport == "udp":
+                answers = udp_answers(port, fresh(request), 0.0, source)
+            else:
+                answers = tcp_answers(port, fresh(request), 0.0, source)[0]
+            statuses += [status_of(answer) for answer in answers]
     return statuses
 
 
@@ -158,3 +164,44 @@ async def test_the_node_still_serves_after_the_corpus(node):
         await threads.deferToThread(udp_answers, Node.sip_port(health, "udp"), fresh(case.data), 0.0)
     assert await threads.deferToThread(still_serving, node) == [200, 401, 200, 401]
     assert "Traceback" not in running.output.text
+
+
+FUZZED_DATAGRAMS = 600
+FUZZED_STREAMS = 40
+
+
+def send_fuzz(udp_port: int, tcp_port: int, seed: int) -> None:
+    """Mutated corpus messages as datagrams (answers read and thrown away), and mutated
+    streams of several messages over TCP connections that then close at once."""
+    seeds = [case.data for case in CASES]
+    rng = random.Random(seed)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.setblocking(False)
+        for number in range(FUZZED_DATAGRAMS):
+            client.sendto(fresh(mutate(rng, rng.choice(seeds), seeds))[:65507], ("127.0.0.1", udp_port))
+            if number % 50 == 0:
+                time.sleep(0.05)    # let the node keep up: a full socket buffer only drops
+            try:
+                while client.recv(65535):
+                    pass
+            except BlockingIOError:
+                pass
+    for _ in range(FUZZED_STREAMS):
+        stream = b"".join(fresh(mutate(rng, rng.choice(seeds), seeds)) for _ in range(rng.randrange(1, 5)))
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=5) as client:
+            try:
+                client.sendall(stream)
+            except OSError:
+                pass    # the node closed a connection whose framing it lost: that is its right
+
+
+@pytest_twisted.ensureDeferred
+async def test_fuzzed_datagrams_and_streams_never_crash_the_node(node):
+    running, health = node
+    await threads.deferToThread(send_fuzz, Node.sip_port(health, "udp"), Node.sip_port(health, "tcp"), 2026)
+    # A phone at another address is served; the fuzzing source may have earned a ban (its
+    # mutated credentials count as failed guesses), which is the defence doing its job.
+    assert await threads.deferToThread(still_serving, node, "127.0.0.2") == [200, 401, 200, 401]
+    assert not running.output.ended.called
+    assert "Traceback" not in running.output.text and "Unhandled" not in running.output.text
