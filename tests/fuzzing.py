@@ -175,7 +175,8 @@ def _stun_seeds() -> list[bytes]:
 
 def _rtp_seeds() -> list[bytes]:
     packet = rtp.RtpPacket(0, 4711, 160, 0x1234, b"\xff" * 160).serialise()
-    extended = bytes([0x92]) + packet[1:12] + b"\0\0\0\x01" + b"\xbe\xde\0\x01" + b"\x10\x01\0\0" + b"x" * 20 + b"\0\x04"
+    extended = (bytes([0x92]) + packet[1:12] + b"\0\0\0\x01" + b"\xbe\xde\0\x01" + b"\x10\x01\0\0"
+                + b"x" * 20 + b"\0\x04")
     rtcp = bytes([0x80, 200, 0, 6]) + b"\0" * 24
     return [packet, extended, bytes([0xa0]) + packet[1:] + b"\x02", rtcp]
 

@@ -256,3 +256,29 @@ def test_a_response_whose_connection_closed_goes_through_the_peers_newer_connect
     core.receive(request_bytes("MESSAGE", branch="z9hG4bKlost", call_id="other"), new.flow)
     held[1].respond(200)
     assert core.stats["responses_undeliverable"] == 1
+
+
+def test_require_and_proxy_require_name_only_what_the_core_supports(core):
+    peer = Peer()
+    reached = []
+    core.register("INVITE", reached.append)
+    core.supported.extend(["100rel", "timer"])
+    core.receive(request_bytes("INVITE", branch="z9hG4bKr1", extra="Require: 100rel, Timer\r\n"), peer.flow)
+    assert len(reached) == 1 and peer.statuses() == [100]
+    core.receive(request_bytes("INVITE", branch="z9hG4bKr2", call_id="call-2",
+                               extra="Require: timer\r\nProxy-Require: sec-agree, precondition\r\n"), peer.flow)
+    core.receive(request_bytes("OPTIONS", branch="z9hG4bKr3", extra="Require: gruu\r\n"), peer.flow)
+    refused = [response for response in peer.responses() if response.status == 420]
+    assert [response.headers.get("Unsupported") for response in refused] == ["sec-agree, precondition", "gruu"]
+    assert len(reached) == 1
+
+
+def test_request_uri_schemes_other_than_sip_sips_and_tel_get_416(core):
+    peer = Peer()
+    core.register("MESSAGE", lambda incoming: incoming.respond(200))
+    for branch, uri in (("z9hG4bKs1", b"im:bob@example.com"), ("z9hG4bKs2", b"tel:+4930123"),
+                        ("z9hG4bKs3", b"sips:bob@example.com")):
+        core.receive(request_bytes("MESSAGE", branch=branch, call_id=branch).replace(
+            b"sip:bob@example.com SIP", uri + b" SIP"), peer.flow)
+    assert [(r.status, r.reason) for r in peer.responses()] == [
+        (416, "Unsupported URI Scheme: im"), (200, "OK"), (200, "OK")]

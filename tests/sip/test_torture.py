@@ -100,7 +100,8 @@ def test_the_details_of_some_answers():
     assert parse(answer("unkscm")).reason == "Unsupported URI Scheme: nobodyknowsthisscheme"
     # Unicode display names are read back as written, and answered with them.
     utf8 = parse(by_name["utf8-display-name"].data)
-    assert utf8.to.display_name == "Jörg Müller 日本語 ☎" and utf8.from_.display_name == 'Ünïcödé "Schlüssel" 🎉'
+    assert utf8.to.display_name == "Jörg Müller 日本語 ☎"
+    assert utf8.from_.display_name == 'Ünïcödé "Schlüssel" 🎉'
     assert "Jörg Müller".encode() in answer("utf8-display-name")
     assert b"caf\xe9\xff \xc3" in answer("bad-utf8-display-name")
     intmeth = parse(by_name["intmeth"].data)
