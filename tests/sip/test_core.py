@@ -77,7 +77,7 @@ def test_headers_parsed_late_still_get_400_with_the_reason(core):
     core.receive(request_bytes("MESSAGE").replace(b"MESSAGE sip:bob@", b"MESSAGE mailto:bob@"), peer.flow)
     core.receive(request_bytes("MESSAGE", branch="z9hG4bK2", extra="To: <sip:x@y>\r\n"), peer.flow)
     assert [(r.status, r.reason) for r in peer.responses()] == [
-        (400, "Unsupported URI scheme"), (400, "More than one To header")]
+        (416, "Unsupported URI Scheme: mailto"), (400, "More than one To header")]
 
 
 def test_the_gate_sees_every_message_and_malformed_input_first(core):
@@ -279,3 +279,29 @@ def test_a_handler_meeting_a_lost_database_answers_503_with_retry_after_and_logs
     assert "database unavailable" in response.reason
     assert core.stats["store_unavailable"] == 1 and core.stats["handler_errors"] == 0
     assert not [event for event in logged if "log_failure" in event]
+
+
+def test_require_and_proxy_require_name_only_what_the_core_supports(core):
+    peer = Peer()
+    reached = []
+    core.register("INVITE", reached.append)
+    core.supported.extend(["100rel", "timer"])
+    core.receive(request_bytes("INVITE", branch="z9hG4bKr1", extra="Require: 100rel, Timer\r\n"), peer.flow)
+    assert len(reached) == 1 and peer.statuses() == [100]
+    core.receive(request_bytes("INVITE", branch="z9hG4bKr2", call_id="call-2",
+                               extra="Require: timer\r\nProxy-Require: sec-agree, precondition\r\n"), peer.flow)
+    core.receive(request_bytes("OPTIONS", branch="z9hG4bKr3", extra="Require: gruu\r\n"), peer.flow)
+    refused = [response for response in peer.responses() if response.status == 420]
+    assert [response.headers.get("Unsupported") for response in refused] == ["sec-agree, precondition", "gruu"]
+    assert len(reached) == 1
+
+
+def test_request_uri_schemes_other_than_sip_sips_and_tel_get_416(core):
+    peer = Peer()
+    core.register("MESSAGE", lambda incoming: incoming.respond(200))
+    for branch, uri in (("z9hG4bKs1", b"im:bob@example.com"), ("z9hG4bKs2", b"tel:+4930123"),
+                        ("z9hG4bKs3", b"sips:bob@example.com")):
+        core.receive(request_bytes("MESSAGE", branch=branch, call_id=branch).replace(
+            b"sip:bob@example.com SIP", uri + b" SIP"), peer.flow)
+    assert [(r.status, r.reason) for r in peer.responses()] == [
+        (416, "Unsupported URI Scheme: im"), (200, "OK"), (200, "OK")]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from wevoip.sip.core import SipCore
 from wevoip.sip.errors import ParseError
 from wevoip.sip.headers import CSeq
 from wevoip.sip.message import (
@@ -103,7 +104,7 @@ def test_malformed_messages_get_a_reason_and_the_headers_when_there_are_enough(d
         parse(data)
     error = caught.value
     assert (error.reason, error.status) == (reason, status)
-    assert (error.headers is not None and error.is_request) == answerable
+    assert (SipCore._error_response(error) is not None) == answerable
     if answerable:
         assert error.headers.get("Call-ID") in ("x", None)
 

@@ -36,11 +36,14 @@ ICE_ATTRIBUTES = ("candidate", "remote-candidates", "end-of-candidates", "ice-uf
 
 _LINE = re.compile(r"([a-z])=(.*)\Z", re.S)
 _TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
-_MEDIA = re.compile(rf"({_TOKEN}) (\d+)(?:/(\d+))? ({_TOKEN}(?:/{_TOKEN})*)((?: {_TOKEN})*)\Z")
-_ORIGIN = re.compile(r"(\S+) (\d+) (\d+) (\S+) (\S+) (\S+)\Z")
-_CONNECTION = re.compile(r"(\S+) (\S+) ([^\s/]+)((?:/\d+){0,2})\Z")
-_RTPMAP = re.compile(r"(\d+) ([^/\s]+)/(\d+)(?:/(\d+))?\Z")
-_RTCP = re.compile(r"(\d+)(?: (\S+) (\S+) (\S+))?\Z")
+_MEDIA = re.compile(rf"({_TOKEN}) ([0-9]{{1,5}})(?:/([0-9]{{1,5}}))? ({_TOKEN}(?:/{_TOKEN})*)((?: {_TOKEN})*)\Z")
+_ORIGIN = re.compile(r"(\S+) ([0-9]{1,64}) ([0-9]{1,64}) (\S+) (\S+) (\S+)\Z")
+_CONNECTION = re.compile(r"(\S+) (\S+) ([^\s/]+)((?:/[0-9]{1,10}){0,2})\Z")
+_RTPMAP = re.compile(r"([0-9]{1,3}) ([^/\s]+)/([0-9]{1,10})(?:/([0-9]{1,3}))?\Z")
+_RTCP = re.compile(r"([0-9]{1,5})(?: (\S+) (\S+) (\S+))?\Z")
+# Numbers from the peer are ASCII digits of bounded length: int() of thousands of digits
+# raises ValueError (CPython's limit), and str.isdigit() takes "²", which int() refuses.
+_PAYLOAD = re.compile(r"[0-9]{1,3}\Z")
 
 
 class SdpError(ValueError):
@@ -283,7 +286,7 @@ class MediaDescription(_Section):
             fmtps[payload] = parameters
         found = []
         for payload in self.formats:
-            if not payload.isdigit() or int(payload) > 127:
+            if not _PAYLOAD.match(payload) or int(payload) > 127:
                 raise SdpError(f"RTP payload type {payload!r} is not a number 0-127")
             known = maps.get(payload) or STATIC_PAYLOADS.get(int(payload))
             if known is None:

@@ -110,6 +110,8 @@ class Authenticator:
                 break
         credentials = None
         for value in asked.authorization:
+            if value.strip().partition(" ")[0].lower() != "digest":
+                continue    # another scheme is not ours to judge: challenge (RFC 4475 §3.3.7)
             try:
                 parsed = parse_credentials(value)
             except MalformedCredentials as error:

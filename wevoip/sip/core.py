@@ -29,19 +29,19 @@ from wevoip.interfaces import ISipGate
 from wevoip.sip.errors import ParseError
 from wevoip.store.errors import StoreUnavailable
 from wevoip.sip.flow import Flow, FlowTable
-from wevoip.sip.headers import MAGIC_COOKIE, Via, parse_cseq, parse_vias
+from wevoip.sip.headers import MAGIC_COOKIE, Via, parse_cseq, parse_tokens
 from wevoip.sip.message import REASONS, Message, Request, Response, parse, response_headers, serialise
 from wevoip.sip.tags import random_hex
 from wevoip.sip.transaction import ServerTransaction
 from wevoip.sip.transactions import TransactionLayer, new_branch, server_key
-from wevoip.sip.uri import with_param
+from wevoip.sip.uri import UnsupportedScheme, with_param
 
 log = Logger(namespace="wevoip.sip.core")
 UNAVAILABLE = "Service Unavailable: database unavailable"
 
 KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
                            "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
-_ANSWERABLE = ("via", "from", "to", "call-id", "cseq")
+_EXTENSIONS = ("require", "proxy-require")
 _TAGGED = re.compile(r";\s*tag\s*=", re.I)
 
 Handler = Callable[["Incoming"], "None | Awaitable[None]"]
@@ -219,7 +219,11 @@ class SipCore:
             self._stamp_source(message, flow)
             if message.method == "OPTIONS" and "OPTIONS" not in self.handlers \
                     and not _TAGGED.search(message.headers.get("to")):
-                self._answer_options(message, flow)
+                refusal = self._refusal(message, fast=True)
+                if refusal is None:
+                    self._answer_options(message, flow)
+                else:
+                    self._answer_refusal(message, flow, refusal)
                 return
             self._request(message, flow)
         except ParseError as error:
@@ -240,17 +244,18 @@ class SipCore:
 
     @staticmethod
     def _error_response(error: ParseError) -> Response | None:
-        """The response to a malformed request, if it has what a response must copy: a
-        Via that parses, a CSeq that parses (and is no ACK's), From, To and Call-ID."""
+        """The response to a malformed request, if it can be addressed: a request (not an
+        ACK, which is never answered) with a Via line, even a malformed one (RFC 4475
+        §3.1.2.1), going back where it came from. Via, From, To, Call-ID and CSeq are
+        copied as written, those missing left out (RFC 4475 §3.3.1 asks for a 400 even so)."""
         headers = error.headers
-        if not error.is_request or headers is None or not all(headers.get(name) for name in _ANSWERABLE):
+        if not error.is_request or headers is None or not headers.get("Via"):
             return None
         try:
-            parse_vias(headers.get_all("Via"))
-            if parse_cseq(headers.get("CSeq")).method == "ACK":
+            if parse_cseq(headers.get("CSeq") or "").method == "ACK":
                 return None
         except ParseError:
-            return None
+            pass
         return Response(error.status, error.reason, response_headers(headers, error.status, random_hex(5)))
 
     def _stamp_source(self, request: Request, flow: Flow) -> None:
@@ -281,6 +286,39 @@ class SipCore:
         headers = response_headers(request.headers, 200, random_hex(5))
         headers._items.extend(self._options_headers)
         self._reply_flow(request, flow).send(serialise(Response(200, "OK", headers)))
+
+    def _answer_refusal(self, request: Request, flow: Flow, refusal) -> None:
+        status, reason, extra = refusal
+        headers = response_headers(request.headers, status, random_hex(5))
+        for name, value in extra:
+            headers.add(name, value)
+        self._reply_flow(request, flow).send(serialise(Response(status, reason, headers)))
+
+    def _refusal(self, request: Request, *, fast: bool = False) -> tuple[int, str, tuple] | None:
+        """RFC 3261 §8.2.2, header inspection, before any handler sees the request: a
+        Request-URI of a scheme we do not serve (416) or with headers in it (400, they are
+        not allowed there, RFC 3261 §19.1.1), an option-tag in Require or Proxy-Require we
+        do not support (420 with Unsupported: a B2BUA is the UAS of its callers and their
+        outbound proxy), and From and To that do not parse (400). The fast OPTIONS path
+        skips From and To, which its answer does not read."""
+        try:
+            uri = request.uri
+            if uri.headers:
+                return 400, "Headers are not allowed in the Request-URI", ()
+            if not fast:
+                _ = request.from_, request.to
+        except UnsupportedScheme as error:
+            return 416, f"Unsupported URI Scheme: {error.scheme[:32]}", ()
+        except ParseError as error:
+            return error.status, error.reason, ()
+        items = request.headers._items
+        if any(item[0] in _EXTENSIONS for item in items):
+            supported = {tag.lower() for tag in self.supported}
+            unknown = dict.fromkeys(tag for item in items if item[0] in _EXTENSIONS
+                                    for tag in parse_tokens([item[2]]) if tag.lower() not in supported)
+            if unknown:
+                return 420, "Bad Extension", (("Unsupported", ", ".join(unknown)),)
+        return None
 
     def _refresh_capabilities(self) -> None:
         self._options_headers = tuple((name.lower(), name, value) for name, value in (
@@ -313,16 +351,18 @@ class SipCore:
             incoming.respond(483)
         elif self._looped(request, transaction):
             incoming.respond(482)
+        elif request.method not in self.handlers and request.method != "OPTIONS":
+            allow = (("Allow", ", ".join(self.allowed())),)
+            incoming.respond(405 if request.method in KNOWN_METHODS else 501, headers=allow)
+        elif (refusal := self._refusal(request)) is not None:
+            status, reason, headers = refusal
+            incoming.respond(status, reason, headers=headers)
         elif request.method == "OPTIONS":
             incoming.respond(200, headers=tuple((name, value) for _, name, value in self._options_headers))
-        elif request.method in self.handlers:
+        else:
             if request.method == "INVITE":
                 self._start_invite(transaction, incoming)
             self._dispatch(self.handlers[request.method], incoming)
-        elif request.method in KNOWN_METHODS:
-            incoming.respond(405, headers=(("Allow", ", ".join(self.allowed())),))
-        else:
-            incoming.respond(501, headers=(("Allow", ", ".join(self.allowed())),))
 
     def _proxied(self, request: Request, flow: Flow) -> bool:
         """A malformed header goes up as a 400; any other failure of the proxy is a bug,

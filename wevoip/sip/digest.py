@@ -99,6 +99,8 @@ def parse_credentials(value: str) -> Credentials:
     if credentials.qop and not (len(credentials.nc) == 8 and _is_hex(credentials.nc)
                                 and credentials.cnonce):
         raise MalformedCredentials("qop=auth needs an 8-digit hex nc and a cnonce")
+    if not _is_hex(credentials.response):
+        raise MalformedCredentials("response is not hexadecimal")
     return credentials
 
 

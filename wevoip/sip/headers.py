@@ -10,14 +10,16 @@ from dataclasses import dataclass
 
 from wevoip.sip.errors import ParseError
 from wevoip.sip.uri import Address, Params, format_params, has_param, param_value, parse_address, \
-    parse_params, with_param
+    parse_params, valid_host, with_param
 
 MAGIC_COOKIE = "z9hG4bK"
 
 _VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
-                  r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9_\-.]{1,253})(?:\s*:\s*(\d{1,5}))?\s*", re.I)
-_CSEQ = re.compile(r"\s*(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*")
-_DIGITS = re.compile(r"\s*(\d{1,10})\s*")
+                  r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9_\-.]{1,253})(?:\s*:\s*([0-9]{1,5}))?\s*", re.I)
+_CSEQ = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*")
+_DIGITS = re.compile(r"\s*([0-9]{1,10})\s*")
+# Via rport and ttl: ASCII digits (str.isdigit() takes "²", which int() refuses).
+_NUMBER_PARAM = re.compile(r"[0-9]{1,5}")
 
 
 def split_commas(value: str) -> list[str]:
@@ -77,7 +79,7 @@ class Via:
     def rport(self) -> int | None:
         """The rport a server filled in; None when absent or only asked for (a bare `;rport`)."""
         value = param_value(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and _NUMBER_PARAM.fullmatch(value) else None
 
     @property
     def wants_rport(self) -> bool:
@@ -105,12 +107,12 @@ def parse_via(text: str) -> Via:
     if match is None:
         raise ParseError("Malformed Via header")
     port = match.group(3)
-    if port is not None and int(port) > 65535:
+    if port is not None and int(port) > 65535 or not valid_host(match.group(2)):
         raise ParseError("Malformed Via header")
     params = parse_params(text[match.end():], what="Via parameter")
     for name, value in params:
         lowered = name.lower()
-        if lowered in ("rport", "ttl") and value is not None and not value.isdigit():
+        if lowered in ("rport", "ttl") and value is not None and not _NUMBER_PARAM.fullmatch(value):
             raise ParseError("Malformed Via parameter")
     return Via(match.group(1).upper(), match.group(2), int(port) if port else None, params)
 

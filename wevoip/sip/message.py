@@ -46,6 +46,10 @@ _COMPACT = {"i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Conte
 _CANONICAL.update(_COMPACT)
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
+_VERSION = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
+_STATUS = re.compile(r"[1-6][0-9][0-9]")
+# NUL may only stand escaped, as a quoted-pair (RFC 3261 §25.1; RFC 4475 §3.1.1.2).
+_BARE_NUL = re.compile(r"(?<!\\)\x00")
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 _MANDATORY_KEYS = frozenset(name.lower() for name in _MANDATORY)
 
@@ -343,19 +347,23 @@ def _unfold(lines: list[str]) -> list[str]:
 
 
 def _start(line: str) -> tuple[str, str, str]:
+    """Method, Request-URI and "" for a request; "", status and reason for a response.
+    RFC 3261 §25.1: single spaces between the elements, none inside the Request-URI,
+    none after the version (RFC 4475 §3.1.2.8-10)."""
     if line.startswith("SIP/"):
         parts = line.split(" ", 2)
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() \
-                or parts[1][0] not in "123456":
+        if len(parts) < 2 or not _STATUS.fullmatch(parts[1]):
             raise ParseError("Malformed status line")
         if parts[0] != "SIP/2.0":
             raise ParseError("Version Not Supported", status=505)
         return "", parts[1], parts[2] if len(parts) == 3 else ""
     parts = line.split(" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]):
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
         raise ParseError("Malformed request line")
     if parts[2].upper() != "SIP/2.0":
-        raise ParseError("Version Not Supported", status=505)
+        if _VERSION.fullmatch(parts[2]):
+            raise ParseError("Version Not Supported", status=505)
+        raise ParseError("Malformed request line")
     return parts[0], parts[1], ""
 
 
@@ -382,18 +390,26 @@ def _headers(lines: list[str]) -> Headers:
                 if not _TOKEN.fullmatch(name):
                     raise ParseError("Malformed header name")
                 names = (name.lower(), name)
-        if nul and "\x00" in value:
+        if nul and _BARE_NUL.search(value):
             raise ParseError("NUL in header value")
         items.append((names[0], names[1], value.strip()))
     return headers
 
 
 def parse(data: bytes) -> Message:
-    """One message from a datagram or a framed stream message; only `ParseError` escapes."""
+    """One message from a datagram or a framed stream message; only `ParseError` escapes.
+
+    A request whose start line is malformed (or of another SIP version) still has its
+    headers read, so that the error can be answered (400, 505) when they allow it."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise ParseError("Message Too Large", status=513)
     lines, body = _split(data)
-    method, second, reason = _start(lines[0])
+    try:
+        method, second, reason = _start(lines[0])
+    except ParseError as error:
+        if not lines[0].startswith(("SIP/", "ACK ")):
+            error.headers, error.is_request = _headers(lines[1:]), True
+        raise
     headers = _headers(lines[1:])
     try:
         body = _framed_body(headers, body)
@@ -423,6 +439,8 @@ def _build(method: str, second: str, reason: str, headers: Headers, body: bytes)
     if not _MANDATORY_KEYS <= present:
         missing = next(name for name in _MANDATORY if name.lower() not in present)
         raise ParseError(f"Missing {missing} header")
+    if sum(item[0] == "call-id" for item in headers._items) > 1:
+        raise ParseError("More than one Call-ID header")
     message: Message
     if method:
         message = Request(method, second, headers, body)

@@ -9,6 +9,7 @@ None. Every parse failure is a `ParseError` whose reason can stand as a 400 reas
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 
@@ -25,8 +26,35 @@ _PASSWORD = re.compile(r"[A-Za-z0-9\-.!~*'()&=+$,%_]*")
 _HEADER = re.compile(r"[A-Za-z0-9\-.!~*'()\[\]/?:+$%_]*")
 _TEL = re.compile(r"[0-9A-Fa-f*#+\-.()pwPW]{1,64}")
 _TOKEN_ONLY = re.compile(_TOKEN)
+_DOTTED = frozenset("0123456789.")
+_PORT = re.compile(r"[0-9]{1,5}")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _QUOTED_ESCAPE = re.compile(r'(["\\])')
 _QUOTED_UNESCAPE = re.compile(r"\\(.)", re.S)
+
+
+class UnsupportedScheme(ParseError):
+    """A well-formed URI of a scheme we do not serve (RFC 3261 §8.2.2.1: 416 in a
+    Request-URI; elsewhere, such as a REGISTER's To, the 400 of any malformed header)."""
+
+    def __init__(self, scheme: str):
+        super().__init__("Unsupported URI scheme")
+        self.scheme = scheme
+
+
+def valid_host(host: str) -> bool:
+    """An IPv6 reference must hold an IPv6 address (RFC 5118 §4.10: not three colons in a
+    row), a dotted quad only numbers up to 255; names are left to the resolver."""
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return host.endswith("]")
+    if _DOTTED.issuperset(host):
+        parts = host.split(".")
+        return len(parts) != 4 or all(0 < len(part) <= 3 and int(part) <= 255 for part in parts)
+    return True
 
 
 def param_value(params: Params, name: str) -> str | None:
@@ -62,9 +90,10 @@ def parse_params(text: str, *, what: str = "parameter") -> Params:
     position, end = 0, len(text)
     while position < end:
         if text[position] != ";":
-            if text[position:].strip():
+            if not text[position].isspace():
                 raise ParseError(f"Malformed {what}")
-            break
+            position += 1   # LWS before the ";" (RFC 3261 SEMI = SWS ";" SWS)
+            continue
         match = _PARAM.match(text, position + 1)
         if match is None or match.end() == position + 1:
             raise ParseError(f"Malformed {what}")
@@ -161,7 +190,9 @@ def _parse_uri(text: str) -> URI:
     if scheme == "tel":
         return _parse_tel(rest)
     if scheme not in ("sip", "sips"):
-        raise ParseError("Unsupported URI scheme")
+        if _SCHEME.fullmatch(scheme) is None:
+            raise ParseError("Malformed URI scheme")
+        raise UnsupportedScheme(scheme)
     user = password = None
     at = rest.find("@")
     if at >= 0:
@@ -175,14 +206,16 @@ def _parse_uri(text: str) -> URI:
     if host_match is None:
         raise ParseError("Malformed URI host")
     host = host_match.group()
+    if not valid_host(host):
+        raise ParseError("Malformed URI host")
     position = host_match.end()
     port = None
     if rest[position:position + 1] == ":":
-        digits = re.match(r"\d{1,5}", rest[position + 1:])
+        digits = _PORT.match(rest, position + 1)
         if digits is None or int(digits.group()) > 65535:
             raise ParseError("Malformed URI port")
         port = int(digits.group())
-        position += 1 + digits.end()
+        position = digits.end()
     params = parse_params(rest[position:], what="URI parameter")
     for name, value in params:
         if value is not None and not _URI_PARAM.fullmatch(value):

@@ -26,6 +26,7 @@ sendonly (hold) makes us offer the browser sendonly, and so on. RFC 2543's hold,
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -38,6 +39,10 @@ OPUS_FMTP = "minptime=10;useinbandfec=1"
 # The one candidate an ICE-lite gateway has: a host candidate on its media port (RFC 8445
 # §5.1.2: priority for a host candidate of component 1 with the highest local preference).
 HOST_PRIORITY = (126 << 24) | (65535 << 8) | 255
+# ASCII digits, bounded (RFC 8839 §5.1): str.isdigit() takes "²", which int() refuses.
+_COMPONENT = re.compile(r"[0-9]{1,3}\Z")
+_PRIORITY = re.compile(r"[0-9]{1,10}\Z")
+_PORT = re.compile(r"[0-9]{1,5}\Z")
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,8 @@ class Candidate:
     @classmethod
     def parse(cls, value: str) -> "Candidate":
         parts = value.split()
-        if len(parts) < 8 or parts[6] != "typ" or not (parts[1].isdigit() and parts[3].isdigit()
-                                                        and parts[5].isdigit()):
+        if len(parts) < 8 or parts[6] != "typ" or not (_COMPONENT.match(parts[1]) and _PRIORITY.match(parts[3])
+                                                        and _PORT.match(parts[5])):
             raise SdpError(f"a=candidate:{value[:60]} is not 'foundation component transport "
                            f"priority address port typ type'")
         return cls(parts[0], int(parts[1]), parts[2].lower(), int(parts[3]), parts[4],
