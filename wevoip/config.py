@@ -404,6 +404,7 @@ class MailConfig:
     username: str = _key("", _string)
     password: str = _key("", _string)
     sender: str = _key("wevoip@localhost", _mail_address)
+    timeout_seconds: int = _key(60, _int_between(1, 600))
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,12 @@ class WeVoIPService(MultiService):
         await self.store.notifier.subscribe(carriers.GATEWAYS_CHANNEL, self.gateway_dns.on_notify)
         mail = SmtpSender(self.reactor, self.config.mail, database)
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
-        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send),
+        # A webhook's send waits for the answer, then for its body: twice the timeout.
+        for drainer in (OutboxDrainer(self.reactor, database, "mail", mail.send,
+                                      send_timeout=self.config.mail.timeout_seconds),
                         OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
-                                      max_attempts=self.config.webhooks.max_attempts)):
+                                      max_attempts=self.config.webhooks.max_attempts,
+                                      send_timeout=2 * self.config.webhooks.timeout_seconds + 5)):
             await self.store.notifier.subscribe(outbox.CHANNEL, drainer.on_notify)
             drainer.setServiceParent(self)
         window = datetime.timedelta(minutes=self.config.web.login_window_minutes)
