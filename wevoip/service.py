@@ -95,7 +95,8 @@ class WeVoIPService(MultiService):
         self.web_gate = ConnectionGate(reactor, "web", total=limits.web_max, per_source=limits.web_max_per_source,
                                        ceiling=self.descriptors - limits.reserved_descriptors)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners, gate=self.web_gate,
-                    idle_seconds=limits.web_idle_seconds).setServiceParent(self)
+                    idle_seconds=limits.web_idle_seconds,
+                    header_seconds=limits.web_header_seconds).setServiceParent(self)
         self._warn_unreachable_caps()
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
