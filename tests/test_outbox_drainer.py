@@ -169,7 +169,8 @@ async def test_a_node_that_dies_mid_send_leaves_the_row_to_another_after_the_lea
     never = defer.Deferred()
     dying = OutboxDrainer(Clock(), database, "mail", lambda row: never)
     dying.wake()                                    # claims the row, then never hears back
-    await task.deferLater(reactor, 0.2, lambda: None)
+    while await database.transact(lambda tx: tx.fetch_value("select attempts from outbox")) == 0:
+        await task.deferLater(reactor, 0.01, lambda: None)
     delivered = []
 
     async def send(row):
