@@ -81,6 +81,8 @@ def test_relative_paths_are_taken_from_the_files_folder():
     ("[mail]\nstarttls = 'yes'\n", "mail.starttls", "expected true or false"),
     ("[mail]\nsender = 'nobody'\n", "mail.sender", "not an e-mail address"),
     ("[mail]\nusername = 'wevoip'\n", "mail.password", "both a username and a password"),
+    ("[mail]\ntimeout_seconds = 0\n", "mail.timeout_seconds", "out of range"),
+    ("[connections]\nweb_header_seconds = 0\n", "connections.web_header_seconds", "out of range"),
     ("[web]\npublic_url = 'ftp://x'\n", "web.public_url", "not an http:// or https:// URL"),
     ("[web]\nsession_idle_minutes = 1\n", "web.session_idle_minutes", "out of range"),
     ("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n", "media.rtp_port_max", "above"),

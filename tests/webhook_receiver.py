@@ -32,6 +32,10 @@ class _Endpoint(resource.Resource):
         body = request.content.read()
         header = (request.getHeader(b"wevoip-signature") or b"").decode()
         if receiver.hang:
+            receiver.hung.append(request)
+            waiting, receiver.waiting_hung = receiver.waiting_hung, []
+            for waiter in waiting:
+                waiter.callback(request)
             return server.NOT_DONE_YET
         if not verify(receiver.secret, header, body, now=time.time()):
             request.setResponseCode(401)
@@ -55,6 +59,8 @@ class WebhookReceiver:
         self.events: list[dict] = []
         self.refused: list[bytes] = []
         self.waiting: list[defer.Deferred] = []
+        self.hung: list[server.Request] = []
+        self.waiting_hung: list[defer.Deferred] = []
         self.port = reactor.listenTCP(0, server.Site(_Endpoint(self)), interface="127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port.getHost().port}/hooks/wevoip"
 
@@ -62,6 +68,20 @@ class WebhookReceiver:
         waiter = defer.Deferred()
         self.waiting.append(waiter)
         return waiter.addTimeout(timeout, reactor)
+
+    def next_hung(self, timeout: float = 10) -> defer.Deferred:
+        """The next request kept waiting while `hang` is set."""
+        waiter = defer.Deferred()
+        self.waiting_hung.append(waiter)
+        return waiter.addTimeout(timeout, reactor)
+
+    def release(self) -> None:
+        """Answer the requests kept waiting, at last, with 200."""
+        self.hang = False
+        hung, self.hung = self.hung, []
+        for request in hung:
+            request.write(b"ok")
+            request.finish()
 
     def close(self):
         return self.port.stopListening()

@@ -337,6 +337,7 @@ class ConnectionsConfig:
     tls_handshake_seconds: int = _key(10, _int_between(1, 300))
     ws_upgrade_seconds: int = _key(10, _int_between(1, 300))
     web_idle_seconds: int = _key(60, _int_between(5, 3600))
+    web_header_seconds: int = _key(20, _int_between(1, 300))
 
 
 @dataclass(frozen=True)
@@ -404,6 +405,7 @@ class MailConfig:
     username: str = _key("", _string)
     password: str = _key("", _string)
     sender: str = _key("wevoip@localhost", _mail_address)
+    timeout_seconds: int = _key(60, _int_between(1, 600))
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,14 @@
 Draining the outbox: one drainer per kind (mail, webhook) on every node.
 
 A drainer wakes when any node publishes on the outbox channel, and on a slow timer for
-retries. Rows are claimed with `for update skip locked` inside the transaction that marks
-them, so two nodes never send the same row; a send that fails is retried with a growing
-delay, and after `max_attempts` the row stays unsent with its last error for an operator.
+retries. No transaction (and so no pooled connection) is held while mail and webhooks go
+over the network: a batch is leased in one short transaction (`for update skip locked`,
+then `next_attempt_at` moved past the lease), sent with each send bounded by
+`send_timeout`, and each outcome recorded in another short transaction. The lease covers
+the whole batch, so no other node takes a row while it is being sent; a node that dies
+mid-send leaves its rows due again when the lease runs out. A send that fails is retried
+with a growing delay, and after `max_attempts` the row stays unsent with its last error
+for an operator.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ def retry_delay(attempts: int) -> float:
 
 class OutboxDrainer(Service):
     def __init__(self, clock, database: Database, kind: str, send: Sender, *,
-                 poll_seconds: float = 30.0, max_attempts: int = 8):
+                 poll_seconds: float = 30.0, max_attempts: int = 8, send_timeout: float = 60.0,
+                 batch_size: int = 20):
         self.clock = clock
         self.database = database
         self.kind = kind
         self.send = send
         self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
+        self.send_timeout = send_timeout
+        self.batch_size = batch_size
         self.name = f"outbox-{kind}"
         self._loop: task.LoopingCall | None = None
         self._running: defer.Deferred | None = None
@@ -78,27 +86,37 @@ class OutboxDrainer(Service):
             self.wake()
         return result
 
+    @property
+    def lease_seconds(self) -> float:
+        """Every send of a batch may take its whole timeout, one after the other; a minute
+        more for recording the outcomes and for clocks that differ."""
+        return self.send_timeout * self.batch_size + 60.0
+
     async def drain(self) -> int:
         """Send every due row; the number sent."""
         sent = 0
         while True:
-            batch = await self.database.transact(self._send_batch)
-            sent += batch[0]
-            if batch[1] == 0:
+            rows = await self.database.transact(outbox.claim_due, self.kind, self.max_attempts,
+                                                self.lease_seconds, self.batch_size)
+            for row in sorted(rows, key=lambda row: row["id"]):
+                sent += await self._send_one(row)
+            if not rows:
                 return sent
 
-    async def _send_batch(self, tx) -> tuple[int, int]:
-        rows = await outbox.claim_due(tx, self.kind, self.max_attempts)
-        sent = 0
-        for row in rows:
-            try:
-                await self.send(row)
-            except Exception as error:
-                log.warn("sending outbox {id} ({kind}) failed: {error}", id=row["id"], kind=self.kind,
-                         error=error)
-                await outbox.mark_failed(tx, row["id"], str(error) or type(error).__name__,
-                                         retry_delay(row["attempts"]))
-            else:
-                await outbox.mark_sent(tx, row["id"])
-                sent += 1
-        return sent, len(rows)
+    async def _send_one(self, row: Row) -> int:
+        sending = defer.Deferred.fromCoroutine(self._send(row))
+        sending.addTimeout(self.send_timeout, self.clock)
+        try:
+            await sending
+        except Exception as error:
+            if isinstance(error, defer.TimeoutError):
+                error = defer.TimeoutError(f"no answer within {self.send_timeout:g} s")
+            log.warn("sending outbox {id} ({kind}) failed: {error}", id=row["id"], kind=self.kind, error=error)
+            await self.database.transact(outbox.mark_failed, row["id"], row["attempts"],
+                                         str(error) or type(error).__name__, retry_delay(row["attempts"] - 1))
+            return 0
+        await self.database.transact(outbox.mark_sent, row["id"])
+        return 1
+
+    async def _send(self, row: Row) -> None:
+        await self.send(row)

@@ -97,7 +97,8 @@ class WeVoIPService(MultiService):
         self.web_gate = ConnectionGate(reactor, "web", total=limits.web_max, per_source=limits.web_max_per_source,
                                        ceiling=self.descriptors - limits.reserved_descriptors)
         web_service(reactor, config.web.http, web_app.resource(), self.listeners, gate=self.web_gate,
-                    idle_seconds=limits.web_idle_seconds).setServiceParent(self)
+                    idle_seconds=limits.web_idle_seconds,
+                    header_seconds=limits.web_header_seconds).setServiceParent(self)
         self._warn_unreachable_caps()
         self.namespace = {"node": self, "config": config, "store": self.store,
                           "listeners": self.listeners, "reactor": reactor, "sip": self.sip, "calls": self.calls,
@@ -146,11 +147,14 @@ class WeVoIPService(MultiService):
                      "carriers are not shown it: add it to the inventory and allocate it, or change it",
                      isp_id=row["isp_id"], count=row["subscribers"])
         webhooks = WebhookSender(self.reactor, database, timeout_seconds=self.config.webhooks.timeout_seconds)
+        # A webhook's send waits for the answer, then for its body: twice the timeout.
         drainers = [OutboxDrainer(self.reactor, database, "webhook", webhooks.send,
-                                  max_attempts=self.config.webhooks.max_attempts)]
+                                  max_attempts=self.config.webhooks.max_attempts,
+                                  send_timeout=2 * self.config.webhooks.timeout_seconds + 5)]
         if self.config.mail.relay_host:
             drainers.insert(0, OutboxDrainer(self.reactor, database, "mail",
-                                             SmtpSender(self.reactor, self.config.mail, database).send))
+                                             SmtpSender(self.reactor, self.config.mail, database).send,
+                                             send_timeout=self.config.mail.timeout_seconds))
         else:
             no_relay = NoRelay(database)
             no_relay.announce()

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from tests.billing.world import NOW, answered_for, authorise, build_world
-from wevoip.billing.calls import CallRefused, assess_call, free_record, settle_call, simulate_call
+from wevoip.billing.calls import CallRefused, FraudLocked, assess_call, free_record, settle_call, simulate_call, \
+    write_fraud_lock
 from wevoip.billing.recovery import recover_calls
 from wevoip.store import calls as store_calls
 from wevoip.store import customers, ledger, pricing, subscribers
@@ -206,6 +207,32 @@ async def test_a_spend_cap_locks_the_account_and_mails_customer_and_isp(database
     hooks = await database.fetch("select payload from outbox where kind = 'webhook' and dedupe_key like 'calls-locked:%%'")
     assert [(hook["payload"]["event"], hook["payload"]["data"]["customer_id"]) for hook in hooks] == \
         [("account.locked", world.customer_id)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refusal_by_the_fraud_guard_carries_its_lock_which_is_written_once(database):
+    """The refused authorisation rolls back; the lock it names is written apart, once
+    however many calls or nodes refused on the same limit."""
+    world = await build_world(database, balance="10")
+    await database.transact(authorise(world))       # holds money: spend counts calls in progress
+    await database.transact(lambda tx: ledger.set_customer_billing(tx, world.isp_id, world.customer_id,
+                                                                   daily_spend_cap="0.01"))
+    refusals = []
+    for call_id in ("a", "b"):
+        with pytest.raises(FraudLocked) as caught:
+            await database.transact(authorise(world, call_id=call_id))
+        refusals.append(caught.value)
+    customer = (await database.fetch("select * from customers where id = %s", (world.customer_id,)))[0]
+    assert customer["calls_locked_at"] is None, "the refusal's transaction wrote nothing"
+    lock = refusals[0].lock
+    assert (lock.level, lock.object_id, refusals[0].reason) == ("customer", world.customer_id, "locked")
+    written = [await database.transact(write_fraud_lock, refused.lock) for refused in refusals]
+    assert written == [True, False]
+    customer = (await database.fetch("select * from customers where id = %s", (world.customer_id,)))[0]
+    assert customer["calls_locked_at"] is not None and customer["calls_lock_reason"] == lock.reason
+    hooks = await database.fetch("select id from outbox where kind = 'webhook' and dedupe_key like 'calls-locked:%%'")
+    trail = await database.fetch("select action from audit_trail where isp_id = %s", (world.isp_id,))
+    assert len(hooks) == 1 and [row["action"] for row in trail] == ["calls.locked"]
 
 
 @pytest_twisted.ensureDeferred

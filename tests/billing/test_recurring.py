@@ -4,12 +4,15 @@ from decimal import Decimal as D
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
 
 from tests.billing.world import NOW, authorise, build_world
+from tests.store.test_connection_loss import end_sessions, until
 from wevoip.billing.calls import CallEnd, authorise_call, settle_call
 from wevoip.billing.recurring import BillingTimer
 from wevoip.store import calls, customers, pricing, recurring
 from wevoip.store.calls import mark_answered
+from wevoip.store.database import Database
 
 DAY = 86400
 
@@ -163,3 +166,43 @@ async def test_a_failed_heartbeat_is_logged_and_the_next_one_beats(database):
             break
     assert rows[0]["last_seen_at"] >= NOW + datetime.timedelta(seconds=60)
     await timer.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_the_database_is_away_the_timers_log_no_traceback_and_beat_again_after(dsn):
+    """The store reports a loss once; the billing run and every heartbeat meanwhile say nothing."""
+    store = Database(reactor, dsn, size=2)
+    await store.connect()
+    logged = []
+    globalLogPublisher.addObserver(logged.append)
+    timer = None
+    try:
+        world = await build_world(store)
+        await store.transact(lambda tx: calls.admit_call(
+            tx, world.isp_id, customer_id=world.customer_id, tenant_id=world.tree.tenant["id"], call_id="live",
+            node="node-a", direction="internal"))
+        end_sessions(dsn)
+        await until(lambda: store.lost)
+        clock = clock_at(NOW)
+        timer = BillingTimer(clock, lambda: defer.succeed(store), "node-a", interval_seconds=DAY,
+                             heartbeat_seconds=30)
+        timer.startService()                    # the billing run finds the store away
+        for _ in range(5):                      # five beats while it is away
+            clock.advance(30)
+            await deferLater(reactor, 0.01, lambda: None)
+        assert not [event for event in logged if "log_failure" in event]
+        assert timer._heartbeat.running
+        await store.reconnect()
+        for _ in range(400):                    # the next beat marks the call alive
+            clock.advance(30)
+            await deferLater(reactor, 0.005, lambda: None)
+            rows = await store.fetch("select last_seen_at from active_calls")
+            if rows[0]["last_seen_at"] > NOW:
+                break
+        assert rows[0]["last_seen_at"] > NOW + datetime.timedelta(seconds=150)
+        assert not [event for event in logged if "log_failure" in event]
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+        if timer is not None:
+            await timer.stopService()
+        await store.close()

@@ -1018,3 +1018,44 @@ async def test_a_refused_call_leaves_a_record_and_a_log_line_one_that_named_nobo
     assert world.b2bua.refusals.unidentified == 3       # counted, neither recorded nor logged one by one
     assert not [e for e in refused if e["call_id"].startswith("flood")]
     assert await world.active() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_the_fraud_guard_refuses_leaves_the_lock_its_mail_webhook_and_audit(world):
+    """The refusal rolls the admission back; the lock and what tells of it are written apart."""
+    isp_id, customer_id = world.tree.isp["id"], world.tree.customer["id"]
+    await world.database.fetch("update customers set email = 'payer@calls.example' where id = %s returning id",
+                               (customer_id,))
+    await world.database.fetch("update isps set contact_email = 'ops@calls.example' where id = %s returning id",
+                               (isp_id,))
+    first, _ = world.gateways()
+    await dial(world, "2125550100")                  # a call in progress holds money
+    [invite] = first.take()
+    first.answer(invite, 200, body=SDP_B)
+    world.alice.take()
+    await world.database.transact(lambda tx: ledger.set_customer_billing(tx, isp_id, customer_id,
+                                                                         daily_spend_cap="0.01"))
+    await dial(world, "2125550100", call_id="c2")
+    [refusal] = [m for m in world.alice.take() if m.status >= 200]
+    assert refusal.status == 403 and "the customer's daily spend cap of 0.01" in refusal.reason
+    await world.b2bua.settled()
+    customer = (await world.database.fetch("select * from customers where id = %s", (customer_id,)))[0]
+    assert customer["calls_locked_at"] is not None and "daily spend cap" in customer["calls_lock_reason"]
+    mail = await world.database.fetch("select payload from outbox where kind = 'mail'"
+                                      " and dedupe_key like 'calls-locked:%%'")
+    assert sorted(row["payload"]["to"] for row in mail) == ["ops@calls.example", "payer@calls.example"]
+    hooks = await world.database.fetch("select payload from outbox where kind = 'webhook'"
+                                       " and dedupe_key like 'calls-locked:%%'")
+    assert [(hook["payload"]["event"], hook["payload"]["data"]["customer_id"]) for hook in hooks] == \
+        [("account.locked", customer_id)]
+    trail = await world.database.fetch("select actor, action, target from audit_trail where isp_id = %s", (isp_id,))
+    assert [(row["actor"], row["action"]) for row in trail] == [("fraud guard", "calls.locked")]
+    assert trail[0]["target"].startswith(f"customer {customer_id}: ")
+    assert await world.database.fetch("select id from active_calls where call_id = 'c2'") == []
+
+    await dial(world, "2125550100", call_id="c3")    # locked now: refused at once, nothing written again
+    [refusal] = [m for m in world.alice.take() if m.status >= 200]
+    assert refusal.status == 403 and "the account is locked" in refusal.reason
+    await world.b2bua.settled()
+    assert len(await world.database.fetch("select id from outbox where dedupe_key like 'calls-locked:%%'")) == 3
+    assert len(await world.database.fetch("select id from audit_trail where isp_id = %s", (isp_id,))) == 1

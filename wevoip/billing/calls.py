@@ -22,7 +22,7 @@ from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.pricing import PlanRules, charge, longest_call, rate_from_json, rate_to_json
 from wevoip.billing.rating import Rate, RateDeck, least_cost
 from wevoip.store import calls as store_calls
-from wevoip.store import customers, ledger, pricing, webhooks
+from wevoip.store import audit, customers, ledger, pricing, webhooks
 from wevoip.store.database import Row, Tx
 from wevoip.store.errors import Invalid
 from wevoip.store.outbox import enqueue_mail
@@ -197,9 +197,32 @@ def _day_start(at: datetime.datetime) -> datetime.datetime:
     return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+@dataclass(frozen=True)
+class FraudLock:
+    """What the fraud guard found over a limit: who to lock and whom to tell."""
+
+    isp_id: int
+    customer_id: int
+    level: str
+    object_id: int
+    reason: str
+    customer_email: str
+    isp_contact: str
+
+
+class FraudLocked(CallRefused):
+    """A call refused because a limit is reached. The refusal rolls the call's transaction
+    back, so the lock travels with it: whoever refuses the call writes it afterwards in a
+    transaction of its own (`write_fraud_lock`), and the lock, its mail, webhook and audit
+    entry stay although the call does not."""
+
+    def __init__(self, lock: FraudLock):
+        super().__init__("locked", lock.reason)
+        self.lock = lock
+
+
 async def fraud_check(tx: Tx, isp: Row, customer: Row, subscriber: Row | None, at: datetime.datetime) -> None:
-    """Lock whatever has passed its daily spend cap or hourly spend limit, mail the customer
-    and the ISP, and refuse the call."""
+    """Raise FraudLocked when something has passed its daily spend cap or hourly spend limit."""
     isp_id = isp["id"]
     for level, row in (("subscriber", subscriber), ("customer", customer), ("isp", isp)):
         if row is None:
@@ -211,20 +234,26 @@ async def fraud_check(tx: Tx, isp: Row, customer: Row, subscriber: Row | None, a
             spent = await store_calls.spend(tx, isp_id, level, row["id"], since)
             if spent >= row[cap]:
                 reason = f"the {level}'s {what} of {row[cap]:.2f} {isp['currency']} is reached ({spent:.2f})"
-                await _lock(tx, isp, customer, level, row["id"], reason)
-                raise CallRefused("locked", reason)
+                raise FraudLocked(FraudLock(isp_id, customer["id"], level, row["id"], reason,
+                                            customer["email"] or "", isp["contact_email"] or ""))
 
 
-async def _lock(tx: Tx, isp: Row, customer: Row, level: str, object_id: int, reason: str) -> None:
-    locked = await store_calls.lock_calls(tx, isp["id"], level, object_id, reason)
+async def write_fraud_lock(tx: Tx, lock: FraudLock) -> bool:
+    """Lock the subscriber, customer or ISP against new calls, mail the customer and the
+    ISP, post `account.locked` and note it in the ISP's audit trail; once per lock: False
+    (and nothing written) when it is locked already, by another call or node."""
+    locked = await store_calls.lock_calls(tx, lock.isp_id, lock.level, lock.object_id, lock.reason)
     if locked is None:
-        return
-    key = f"calls-locked:{level}:{object_id}:{locked['calls_locked_at'].timestamp():.6f}"
-    await webhooks.account_locked(tx, isp["id"], customer_id=customer["id"], reason=reason, dedupe_key=key)
+        return False
+    key = f"calls-locked:{lock.level}:{lock.object_id}:{locked['calls_locked_at'].timestamp():.6f}"
+    await webhooks.account_locked(tx, lock.isp_id, customer_id=lock.customer_id, reason=lock.reason, dedupe_key=key)
     subject = "Calls locked by the fraud guard"
-    body = f"New calls are refused until the account is unlocked: {reason}."
-    for to in dict.fromkeys(filter(None, (customer["email"] if level != "isp" else "", isp["contact_email"]))):
-        await enqueue_mail(tx, isp["id"], to=to, subject=subject, body=body, dedupe_key=f"{key}:{to}")
+    body = f"New calls are refused until the account is unlocked: {lock.reason}."
+    for to in dict.fromkeys(filter(None, (lock.customer_email if lock.level != "isp" else "", lock.isp_contact))):
+        await enqueue_mail(tx, lock.isp_id, to=to, subject=subject, body=body, dedupe_key=f"{key}:{to}")
+    await audit.record(tx, lock.isp_id, actor="fraud guard", action="calls.locked",
+                       target=f"{lock.level} {lock.object_id}: {lock.reason}")
+    return True
 
 
 def _check_open(isp: Row, customer: Row, subscriber: Row | None) -> None:
@@ -443,5 +472,5 @@ async def _lock_if_over(tx: Tx, isp: Row, customer: Row, subscriber: Row | None,
         return
     try:
         await fraud_check(tx, isp, customer, subscriber, at)
-    except CallRefused:
-        pass
+    except FraudLocked as refused:
+        await write_fraud_lock(tx, refused.lock)

@@ -22,6 +22,7 @@ from wevoip.billing.recovery import recover_calls, recover_dead_nodes
 from wevoip.store import recurring
 from wevoip.store.calls import touch_calls
 from wevoip.store.database import Database
+from wevoip.store.errors import StoreUnavailable, quiet_when_unavailable
 
 log = Logger(namespace="wevoip.billing")
 
@@ -82,7 +83,7 @@ class BillingTimer(Service):
     def tick(self) -> defer.Deferred:
         if self._running is None:
             self._running = defer.Deferred.fromCoroutine(self.run_once())
-            self._running.addErrback(lambda failure: log.failure("billing run failed", failure))
+            self._running.addErrback(quiet_when_unavailable(log, "billing run failed"))
             self._running.addBoth(self._done)
         return self._running
 
@@ -93,15 +94,20 @@ class BillingTimer(Service):
 
     async def _beat(self) -> None:
         """A failure is logged and the next beat tries again: a loop that stopped would let
-        the other nodes take this node's live calls for a dead node's."""
+        the other nodes take this node's live calls for a dead node's. A lost database is
+        not logged here, every beat: the store logs it once, and the beats go on."""
         now = utc(self.clock)
         try:
             await self.database.transact(touch_calls, self.node, now, _retry=True)
+        except StoreUnavailable:
+            return
         except Exception:
             log.failure("marking this node's calls alive failed")
         seen_before = now - datetime.timedelta(seconds=self.dead_node_seconds)
         try:
             recovered = await self.database.transact(recover_dead_nodes, self.node, seen_before, _retry=True)
+        except StoreUnavailable:
+            return
         except Exception:
             log.failure("closing the calls of nodes not seen since {seen_before} failed",
                         seen_before=seen_before.isoformat())

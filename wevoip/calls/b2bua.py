@@ -24,7 +24,8 @@ from typing import Any, Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from wevoip.billing.calls import Assessment, CallEnd, CallRefused, assess_call
+from wevoip.billing.calls import Assessment, CallEnd, CallRefused, FraudLock, FraudLocked, assess_call, \
+    write_fraud_lock
 from wevoip.billing.decks import DeckIndexes
 from wevoip.calls.dialog import untagged
 from wevoip.calls.facts import Admitted, CallFacts, Durable, Target, media_flow
@@ -45,7 +46,7 @@ from wevoip.sip.message import Request
 from wevoip.sip.transport import connect
 from wevoip.sip.uri import Address, parse_uri, websocket_uri
 from wevoip.store import calls
-from wevoip.store.errors import LimitReached, NotAllowed, NotFound, StoreUnavailable
+from wevoip.store.errors import LimitReached, NotAllowed, NotFound, StoreUnavailable, quiet_when_unavailable
 
 log = Logger(namespace="wevoip.calls")
 
@@ -54,11 +55,13 @@ REFUSED = {"no_money": (402, "Payment Required"), "no_route": (503, "Service Una
 
 
 class Refused(Exception):
-    """Raised out of the routing transaction so that nothing it wrote stays."""
+    """Raised out of the routing transaction so that nothing it wrote stays; `fraud_lock`:
+    what the fraud guard locks, written after the refusal in a transaction of its own."""
 
-    def __init__(self, refusal: Refusal):
+    def __init__(self, refusal: Refusal, fraud_lock: FraudLock | None = None):
         super().__init__(refusal.reason)
         self.refusal = refusal
+        self.fraud_lock = fraud_lock
 
 
 class B2BUA:
@@ -150,6 +153,8 @@ class B2BUA:
         except Refused as refused:
             incoming.respond(refused.refusal.status, refused.refusal.reason)
             self._refused(attempt, refused.refusal.status, refused.refusal.reason)
+            if refused.fraud_lock is not None:
+                self._write_fraud_lock(refused.fraud_lock, request.call_id)
             return
         except StoreUnavailable as error:
             incoming.respond(503, "Service Unavailable: database unavailable",
@@ -297,7 +302,17 @@ class B2BUA:
                                      direction=direction, did_id=did_id, max_call_ms=self.max_call_ms)
         except CallRefused as refused:
             status, phrase = REFUSED.get(refused.reason, (403, "Forbidden"))
-            raise Refused(Refusal(status, f"{phrase}: {refused.message}")) from None
+            raise Refused(Refusal(status, f"{phrase}: {refused.message}"),
+                          refused.lock if isinstance(refused, FraudLocked) else None) from None
+
+    def _write_fraud_lock(self, lock: FraudLock, call_id: str) -> None:
+        """The call is refused already; its lock must stay even so (once: another node or
+        call may have written it first). Tracked with the releases, so a stop waits for it."""
+        writing = defer.Deferred.fromCoroutine(self.database.transact(write_fraud_lock, lock, _retry=True))
+        writing.addErrback(quiet_when_unavailable(log, "writing the fraud guard's lock for call {call_id} failed",
+                                                  call_id=call_id))
+        self._releasing.add(writing)
+        writing.addBoth(lambda _: self._releasing.discard(writing))
 
     async def count_against(self, admitted: Admitted, gateway: Gateway) -> str | None:
         """Count a call that fails over to another carrier's gateway against that carrier,

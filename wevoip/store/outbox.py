@@ -46,20 +46,31 @@ async def list_outbox(tx: Tx, isp_id: int, *, limit: int = 100) -> list[Row]:
                           (isp_id, limit))
 
 
-async def claim_due(tx: Tx, kind: str, max_attempts: int, limit: int = 20) -> list[Row]:
-    """Due, unsent rows of one kind, locked for this transaction; other nodes skip them."""
+async def claim_due(tx: Tx, kind: str, max_attempts: int, lease_seconds: float, limit: int = 20) -> list[Row]:
+    """Due, unsent rows of one kind, leased to the caller for `lease_seconds`.
+
+    The claim is its own short transaction: it counts the attempt and moves the row's
+    `next_attempt_at` past the lease, so no other node (nor this one) takes it again while
+    it is being sent outside any transaction, and a node that dies mid-send leaves it due
+    again once the lease runs out. The attempt count a row is claimed with fences the
+    outcome: only the claim still holding the row may record a failure."""
     return await tx.fetch(
-        "select * from outbox where kind = %s and sent_at is null and next_attempt_at <= now()"
-        " and attempts < %s order by id limit %s for update skip locked", (kind, max_attempts, limit))
+        "with due as (select id from outbox where kind = %s and sent_at is null and next_attempt_at <= now()"
+        " and attempts < %s order by id limit %s for update skip locked)"
+        " update outbox set attempts = outbox.attempts + 1,"
+        " next_attempt_at = now() + make_interval(secs => %s)"
+        " from due where outbox.id = due.id returning outbox.*",
+        (kind, max_attempts, limit, lease_seconds))
 
 
 async def mark_sent(tx: Tx, outbox_id: int) -> None:
-    await tx.execute("update outbox set sent_at = now(), attempts = attempts + 1, last_error = ''"
-                     " where id = %s", (outbox_id,))
+    await tx.execute("update outbox set sent_at = now(), last_error = '' where id = %s and sent_at is null",
+                     (outbox_id,))
 
 
-async def mark_failed(tx: Tx, outbox_id: int, error: str, retry_in_seconds: float) -> None:
-    await tx.execute(
-        "update outbox set attempts = attempts + 1, last_error = %s,"
-        " next_attempt_at = now() + make_interval(secs => %s) where id = %s",
-        (error[:1000], retry_in_seconds, outbox_id))
+async def mark_failed(tx: Tx, outbox_id: int, attempts: int, error: str, retry_in_seconds: float) -> bool:
+    """False when the claim had lapsed and another claim holds the row now (its outcome counts)."""
+    return await tx.execute(
+        "update outbox set last_error = %s, next_attempt_at = now() + make_interval(secs => %s)"
+        " where id = %s and attempts = %s and sent_at is null",
+        (error[:1000], retry_in_seconds, outbox_id, attempts)) == 1
