@@ -39,7 +39,7 @@ def has_ipv6():
 def sip(tmp_path):
     v6 = ', "[::1]:0"' if has_ipv6() else ""
     config = parse_config(f'[node]\ndata_dir = "data"\n[sip]\nudp = ["127.0.0.1:0"{v6}]\ntcp = ["127.0.0.1:0"{v6}]\n'
-                          f'tls = ["127.0.0.1:0"]\nws = ["127.0.0.1:0"]\nwss = []\n', tmp_path)
+                          f'tls = ["127.0.0.1:0"]\nws = ["127.0.0.1:0"]\nwss = ["127.0.0.1:0"]\n', tmp_path)
     listeners = Listeners()
     service = SipService(reactor, config, listeners)
     service.privilegedStartService()
@@ -165,6 +165,23 @@ async def test_websocket_upgrade_needs_the_sip_subprotocol(sip):
                                          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
                                          "Sec-WebSocket-Version": "13"})
     assert plain.code == 400 and b"'sip' subprotocol" in await plain.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_secure_websocket_takes_a_browser_that_offers_alpn(sip, tmp_path):
+    """Chromium offers ALPN `http/1.1` for a wss: URL; with no protocol in common Twisted's
+    TLS ends the handshake with an alert, and the browser phone never registers."""
+    service, listeners = sip
+    trust = ssl.Certificate.loadPEM((tmp_path / "data" / "sip-self-signed.pem").read_bytes())
+    client = await stream_client(port_of(listeners, "wss"), ssl.optionsForClientTLS(
+        "localhost", trustRoot=trust, acceptableProtocols=[b"h2", b"http/1.1"]))
+    client.transport.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                           b"Sec-WebSocket-Protocol: sip\r\n\r\n")
+    await client.until(lambda data: b"\r\n\r\n" in data)
+    assert client.data.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol: sip" in client.data
+    assert client.transport.negotiatedProtocol == b"http/1.1"
+    client.transport.loseConnection()
 
 
 def test_a_taken_port_is_a_config_error_naming_the_key(tmp_path):

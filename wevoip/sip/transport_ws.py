@@ -214,7 +214,11 @@ class SipWebSocketProtocol(protocol.Protocol):
             self.flows.remove(self.flow)
 
 
+@implementer(interfaces.IProtocolNegotiationFactory)
 class SipWebSocketFactory(protocol.Factory):
+    """Over TLS it names HTTP/1.1 for ALPN: browsers offer it for a `wss:` URL, and Twisted's
+    TLS refuses the handshake (alert 80) when its factory names no protocol in common."""
+
     def __init__(self, receiver: Receiver, flows: FlowTable, transport_name: str, lifetimes: Lifetimes,
                  max_message: int = MAX_MESSAGE_BYTES):
         self.receiver = receiver
@@ -222,6 +226,9 @@ class SipWebSocketFactory(protocol.Factory):
         self.transport_name = transport_name
         self.lifetimes = lifetimes
         self.max_message = max_message
+
+    def acceptableProtocols(self) -> list[bytes]:  # noqa: N802 (Twisted's name)
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr) -> SipWebSocketProtocol:  # noqa: N802 (Twisted's name)
         built = SipWebSocketProtocol(self.receiver, self.flows, self.transport_name, self.lifetimes,
