@@ -19,7 +19,7 @@ from wevoip.sip.digest import DigestAuthority, digest_response
 from wevoip.sip.directory import Directory
 from wevoip.sip.lockout import UserLocks
 from wevoip.store import siplocks, subscribers
-from wevoip.store.notify import Notifier
+from wevoip.store.notify import EVERYTHING, Notifier
 
 PASSWORD = "correct-horse-9"
 DOMAIN = "acme.lock.example.net"
@@ -150,3 +150,19 @@ async def test_a_lock_the_guessing_outlasts_is_extended_without_a_second_notice(
         "select count(*) from outbox where isp_id = %s and payload->>'event' = 'sip.user_locked'",
         (world.tree.isp["id"],)))
     assert count == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_reconnect_every_lock_is_read_again(world):
+    """A node that lost the store missed notifications: the notifier tells every cache
+    EVERYTHING on reconnecting, and the locks are then read whole (it used to raise on int('*'))."""
+    alice = world.tree.subscriber["id"]
+    other_node = UserLocks(world.clock, world.database, lock_seconds=600, known_days=30, sources_of=lambda _: [])
+    await world.guess_from_many(25)
+    assert not other_node.locked(alice), "this node heard nothing"
+    other_node._notified(EVERYTHING)
+    for _ in range(50):
+        if other_node.locked(alice):
+            break
+        await deferLater(reactor, 0.02, lambda: None)
+    assert other_node.locked(alice)

@@ -32,6 +32,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from wevoip.store import siplocks
+from wevoip.store.errors import quiet_when_unavailable
+from wevoip.store.notify import EVERYTHING
 
 log = Logger(namespace="wevoip.sip.lockout")
 
@@ -56,8 +58,11 @@ class UserLocks:
         await notifier.subscribe(siplocks.CHANNEL, self._notified)
 
     def _notified(self, payload: str) -> None:
-        defer.Deferred.fromCoroutine(self._reload(int(payload))).addErrback(
-            lambda failure: log.failure("re-reading the SIP lock of {id} failed", failure, id=payload))
+        """One user's lock changed, or (EVERYTHING, after the store reconnected and
+        notifications may have been missed) any may have: then all are read again."""
+        work = self.load() if payload == EVERYTHING or not (payload.isascii() and payload.isdigit()) else self._reload(int(payload))
+        defer.Deferred.fromCoroutine(work).addErrback(
+            quiet_when_unavailable(log, "re-reading SIP locks ({id}) failed", id=payload))
 
     async def _reload(self, subscriber_id: int) -> None:
         row = await self.database.transact(siplocks.lock_of, subscriber_id)
