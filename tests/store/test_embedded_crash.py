@@ -9,6 +9,9 @@ shared memory (PostgreSQL's own interlock, which the stale file must keep).
 import os
 import shutil
 import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -66,3 +69,32 @@ async def test_a_killed_server_is_reported_and_a_new_start_waits_for_its_own_ser
         if held is not None:
             os.kill(held, signal.SIGKILL)
         await again.stop()
+
+
+def test_a_pid_file_naming_a_zombie_is_removed_unless_a_survivor_works_in_the_directory(tmp_path):
+    """PostgreSQL refuses to replace a postmaster.pid whose pid still exists, and a killed
+    postmaster nobody reaps stays a zombie: such a file is removed, but never while a
+    process of the old server (its working directory the data directory) survives."""
+    data = tmp_path / "pg"
+    data.mkdir()
+    zombie = subprocess.Popen(["true"])            # never waited for: a zombie once it exits
+    for _ in range(100):
+        if (Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "Z":
+            break
+        time.sleep(0.02)
+    pid_file = data / "postmaster.pid"
+    server = EmbeddedPostgres(reactor, data)
+    survivor = subprocess.Popen(["sleep", "30"], cwd=data)
+    try:
+        pid_file.write_text(f"{zombie.pid}\n{data}\n0\n5432\n\n\n0 0\nready\n")
+        server._note_stale_pid_file()
+        assert pid_file.exists(), "a survivor holds the old server's memory: PostgreSQL's interlock decides"
+    finally:
+        survivor.kill()
+        survivor.wait()
+    socket_lock = server.socket_dir / ".s.PGSQL.5432.lock"
+    socket_lock.parent.mkdir(parents=True, exist_ok=True)
+    socket_lock.write_text(f"{zombie.pid}\n{data}\n")
+    server._note_stale_pid_file()
+    assert not pid_file.exists() and not socket_lock.exists()
+    zombie.wait()

@@ -191,14 +191,47 @@ class EmbeddedPostgres:
         raise StoreError(f"a PostgreSQL (pid {pid}) in {self.data_dir} did not stop")
 
     def _note_stale_pid_file(self) -> None:
-        """A server killed with -9 leaves postmaster.pid saying "ready". It stays: the new
-        server replaces it itself, after checking that no process of the old one still
-        holds the shared memory named in it (removing it would defeat that interlock and
-        let two servers write one directory). Only `_start_server` must not believe it."""
+        """A server killed with -9 leaves postmaster.pid saying "ready". PostgreSQL replaces
+        it only when no process has the pid it names: a pid reused by another program, or
+        the killed postmaster left a zombie nobody reaps (a container's init may not), makes
+        it refuse to start for good. So a file naming no live PostgreSQL of this directory is
+        removed, but only when no process of the old server survives (each has its working
+        directory in the data directory): one that does still holds the shared memory, and
+        the file stays for PostgreSQL's own interlock to refuse two servers on one directory."""
         pid = self._postmaster_pid()
-        if pid is not None and not self._is_our_postgres(pid):
-            log.warn("postmaster.pid names pid {pid}, no PostgreSQL on {dir}: a crashed server's; "
-                     "the new server replaces it", pid=pid, dir=self.data_dir)
+        if pid is None or self._is_our_postgres(pid):
+            return
+        survivors = self._processes_in_data_dir()
+        if survivors:
+            log.warn("postmaster.pid names pid {pid}, no PostgreSQL on {dir}, but processes {survivors} of the "
+                     "old server are still there: PostgreSQL will not start until they end",
+                     pid=pid, dir=self.data_dir, survivors=survivors)
+            return
+        log.warn("postmaster.pid names pid {pid}, no PostgreSQL on {dir}: a crashed server's, removed",
+                 pid=pid, dir=self.data_dir)
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        socket_lock = self.socket_dir / ".s.PGSQL.5432.lock"     # the socket's own lock names the same pid
+        try:
+            if int(socket_lock.read_text().split("\n", 1)[0]) == pid:
+                socket_lock.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def _processes_in_data_dir(self) -> list[int]:
+        """Live (not zombie) processes whose working directory is the data directory."""
+        found, home = [], os.path.realpath(self.data_dir)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "cwd") != home:
+                    continue
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in ("Z", "X"):
+                found.append(int(entry.name))
+        return found
 
     def _postmaster_pid(self) -> int | None:
         try:
