@@ -136,7 +136,7 @@ async def test_a_stalled_mail_relay_holds_no_transaction_and_times_out(dsn, data
     tree = await build_tree(database, "relay.example.net")
     row = await database.transact(lambda tx: outbox.enqueue_mail(tx, tree.isp["id"], to="a@example.org",
                                                                  subject="s", body="b"))
-    settings = MailConfig(relay_port=relay.getHost().port, timeout_seconds=30)
+    settings = MailConfig(relay_host="127.0.0.1", relay_port=relay.getHost().port, timeout_seconds=30)
     clock = Clock()
     small = Database(reactor, dsn, size=1)
     await small.connect()

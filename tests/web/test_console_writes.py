@@ -16,6 +16,8 @@ from wevoip.web.console.routes import PAGES
 # POST pages allowed to draw a page on success, and why that is safe.
 DRAWS = {
     "signup_start": "a fixed text page (Check your mail), nothing read from the store",
+    "signup_link": "the new link is shown once (only its hash is kept, so no page after a redirect could "
+                   "show it), drawn from what is already in hand, nothing read after the commit",
     "simulate": "prices a call, writes nothing",
     "translate_box": "shows what a number becomes, writes nothing",
     "platform_login": "a failed login is counted, then the form is drawn again",

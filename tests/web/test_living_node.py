@@ -15,6 +15,7 @@ now() (ledger entries, token use) and by the clock agree on what is past.
 import datetime
 import os
 import re
+import secrets
 import sys
 from decimal import Decimal
 
@@ -28,7 +29,7 @@ from tests.web.flows import onboard
 from wevoip.billing.calls import CallEnd, CallRefused, authorise_call, settle_call
 from wevoip.billing.decks import DeckIndexes
 from wevoip.billing.recurring import BillingTimer
-from wevoip.store import registrations
+from wevoip.store import registrations, signups
 from wevoip.store.registrations import BindingRecord
 from wevoip.web.api.routes import ROUTES
 
@@ -96,6 +97,9 @@ class Node:
     async def ids(self) -> dict[str, int]:
         """An id of the living ISP's for every path parameter of the route table."""
         ids = {"isp_id": self.isp_id, "customer_id": self.acme}
+        # A signup in progress belongs to no ISP yet: one of the platform's.
+        ids["signup_id"] = (await self.database.transact(
+            signups.start_signup, "someone@living.example", secrets.token_urlsafe(32), datetime.timedelta(days=90)))["id"]
         for name in {param for route in ROUTES for param in route.path_params} - set(ids):
             table = {"plan_id": "service_plans", "deck_id": "rate_decks", "version_id": "rate_deck_versions",
                      "rule_id": "dialplan_rules", "token_id": "api_tokens"}.get(name, name.removesuffix("_id") + "s")
