@@ -53,7 +53,8 @@ async def _start():
     smtp_port = running.smtp.start()
     running.receiver = WebhookReceiver()
     node = Node(running.folder, sip=True)
-    node.config_path.write_text(node.config_path.read_text() + SECURITY + f"[mail]\nrelay_port = {smtp_port}\n")
+    node.config_path.write_text(node.config_path.read_text() + SECURITY
+                                + f'[mail]\nrelay_host = "127.0.0.1"\nrelay_port = {smtp_port}\n')
     running.node = node
     health = await node.start_ready()
     running.port = Node.sip_port(health, "udp")
