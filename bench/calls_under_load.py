@@ -54,22 +54,26 @@ async def main(args) -> None:
     print("books: " + ("one record per answered call, nothing left held" if good else "WRONG"))
 
 
-def run() -> None:
-    arguments = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    arguments.add_argument("--rate", type=float, default=100.0)
-    arguments.add_argument("--seconds", type=float, default=60.0)
-    arguments.add_argument("--hold", type=float, default=2.0)
-    arguments.add_argument("--phones", type=int, default=200)
-    arguments.add_argument("--heartbeat", type=int, default=1)
-    arguments.add_argument("--management", choices=("SOFT", "HARD"), default="SOFT")
-    arguments.add_argument("--customers", type=int, default=10, help="customers (each a tenant) the phones are spread over")
-    arguments.add_argument("--patience", type=float, default=30.0)
-    args = arguments.parse_args()
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--hold", type=float, default=2.0)
+    parser.add_argument("--phones", type=int, default=200)
+    parser.add_argument("--heartbeat", type=int, default=1)
+    parser.add_argument("--management", choices=("SOFT", "HARD"), default="SOFT")
+    parser.add_argument("--customers", type=int, default=10, help="customers (each a tenant) the phones are spread over")
+    parser.add_argument("--patience", type=float, default=30.0)
+    return parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
     done = defer.ensureDeferred(main(args))
     done.addErrback(lambda failure: failure.printTraceback())
     done.addBoth(lambda _: reactor.stop())
 
 
 if __name__ == "__main__":
-    reactor.callWhenRunning(run)
+    # Read before the reactor runs: --help or a bad option exits instead of leaving it running.
+    reactor.callWhenRunning(run, arguments())
     reactor.run()
